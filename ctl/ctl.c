@@ -1,0 +1,268 @@
+/* dfewctl helpers: opening the home and database, talking to dfewd over its
+ * control socket, and printing rows as tables or JSON (see ctl.h). */
+#include "ctl.h"
+
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+int ctl_common_opt(struct ctl *c, int opt, const char *arg)
+{
+    if (opt == 1000) {
+        c->home_opt = arg;
+        return 1;
+    }
+    if (opt == 1001) {
+        c->json = 1;
+        return 1;
+    }
+    return 0;
+}
+
+int ctl_open(struct ctl *c, int create)
+{
+    char err[1024];
+    if (!c->paths.home && paths_init(&c->paths, c->home_opt, create, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", c->prog, err);
+        return 1;
+    }
+    if (!c->db && db_open(c->paths.db, -1, 30000, &c->db, err, sizeof err)) {
+        fprintf(stderr, "%s: %s\n", c->prog, err);
+        return 1;
+    }
+    return 0;
+}
+
+void ctl_close(struct ctl *c)
+{
+    db_close(c->db);
+    c->db = NULL;
+    paths_free(&c->paths);
+}
+
+int ctl_request(struct ctl *c, const char *req, char *reply, size_t len)
+{
+    if (!c->paths.home)
+        return -ENOENT;
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -errno;
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof sa.sun_path, "%s", c->paths.sock);
+    struct timeval tv = {5, 0};
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof sa) != 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    struct sbuf line = {0};
+    sbuf_addf(&line, "%s\n", req);
+    ssize_t w = write(fd, line.s, line.len);
+    sbuf_free(&line);
+    if (w < 0) {
+        int e = errno;
+        close(fd);
+        return -e;
+    }
+    size_t got = 0;
+    while (got + 1 < len) {
+        ssize_t n = read(fd, reply + got, len - 1 - got);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+        if (memchr(reply, '\n', got))
+            break;
+    }
+    close(fd);
+    reply[got] = '\0';
+    reply[strcspn(reply, "\n")] = '\0';
+    return got ? 0 : -EPROTO;
+}
+
+int ctl_wake(struct ctl *c)
+{
+    char reply[64];
+    return ctl_request(c, "wake", reply, sizeof reply) == 0;
+}
+
+static sqlite3_stmt *prepare_bound(struct ctl *c, const char *sql, const char *const *binds)
+{
+    sqlite3_stmt *st;
+    if (sqlite3_prepare_v2(c->db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+        fprintf(stderr, "%s: query failed: %s\n", c->prog, db_errmsg(c->db));
+        return NULL;
+    }
+    for (int i = 0; binds && binds[i]; i++)
+        sqlite3_bind_text(st, i + 1, binds[i], -1, SQLITE_TRANSIENT);
+    return st;
+}
+
+static void add_json_value(struct sbuf *b, sqlite3_stmt *st, int col)
+{
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_NULL: sbuf_add(b, "null"); break;
+    case SQLITE_INTEGER: sbuf_addf(b, "%lld", (long long)sqlite3_column_int64(st, col)); break;
+    case SQLITE_FLOAT: sbuf_addf(b, "%.17g", sqlite3_column_double(st, col)); break;
+    default: {
+        const char *name = sqlite3_column_name(st, col);
+        const char *v = (const char *)sqlite3_column_text(st, col);
+        /* Columns holding JSON documents are embedded, not quoted. */
+        if (name && (!strcmp(name, "args") || !strcmp(name, "result")) && v && (*v == '{' || *v == '['))
+            sbuf_add(b, v);
+        else
+            sbuf_add_json_str(b, v);
+    }
+    }
+}
+
+int ctl_query_json(struct ctl *c, struct sbuf *b, const char *sql, const char *const *binds)
+{
+    sqlite3_stmt *st = prepare_bound(c, sql, binds);
+    if (!st)
+        return -EIO;
+    int n = 0, rc, ncol = sqlite3_column_count(st);
+    sbuf_addc(b, '[');
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        sbuf_add(b, n++ ? ",{" : "{");
+        for (int i = 0; i < ncol; i++) {
+            if (i)
+                sbuf_addc(b, ',');
+            sbuf_add_json_str(b, sqlite3_column_name(st, i));
+            sbuf_addc(b, ':');
+            add_json_value(b, st, i);
+        }
+        sbuf_addc(b, '}');
+    }
+    sbuf_addc(b, ']');
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? n : db_errno(rc);
+}
+
+/* Text of a cell for a table: numbers trimmed, NULL as "-". */
+static char *cell_text(sqlite3_stmt *st, int col)
+{
+    struct sbuf b = {0};
+    switch (sqlite3_column_type(st, col)) {
+    case SQLITE_NULL: sbuf_add(&b, "-"); break;
+    case SQLITE_FLOAT: sbuf_addf(&b, "%.6g", sqlite3_column_double(st, col)); break;
+    default: {
+        const char *v = (const char *)sqlite3_column_text(st, col);
+        /* One line per row: newlines in messages become spaces. */
+        for (const char *p = v; p && *p; p++)
+            sbuf_addc(&b, *p == '\n' || *p == '\t' ? ' ' : *p);
+    }
+    }
+    return sbuf_take(&b);
+}
+
+static void print_cell(const char *t, int width, int last)
+{
+    if (last)
+        printf("%s\n", t);
+    else
+        printf("%-*s  ", width, t);
+}
+
+int ctl_print_query(struct ctl *c, const char *sql, const char *const *binds, const char *empty_msg)
+{
+    if (c->json) {
+        struct sbuf b = {0};
+        int n = ctl_query_json(c, &b, sql, binds);
+        if (n >= 0)
+            printf("%s\n", sbuf_str(&b));
+        sbuf_free(&b);
+        return n;
+    }
+    sqlite3_stmt *st = prepare_bound(c, sql, binds);
+    if (!st)
+        return -EIO;
+    int ncol = sqlite3_column_count(st), nrows = 0, cap = 0, rc;
+    char **cells = NULL;
+    size_t *width = xcalloc((size_t)ncol, sizeof *width);
+    for (int i = 0; i < ncol; i++)
+        width[i] = strlen(sqlite3_column_name(st, i));
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (nrows == cap) {
+            cap = cap ? cap * 2 : 32;
+            cells = xrealloc(cells, (size_t)cap * (size_t)ncol * sizeof *cells);
+        }
+        for (int i = 0; i < ncol; i++) {
+            char *t = cell_text(st, i);
+            size_t len = strlen(t);
+            if (len > 80) {
+                t[77] = '.';
+                t[78] = '.';
+                t[79] = '.';
+                t[80] = '\0';
+                len = 80;
+            }
+            if (len > width[i])
+                width[i] = len;
+            cells[(size_t)nrows * (size_t)ncol + (size_t)i] = t;
+        }
+        nrows++;
+    }
+    if (nrows == 0 && empty_msg) {
+        printf("%s\n", empty_msg);
+    } else if (nrows > 0) {
+        for (int i = 0; i < ncol; i++)
+            print_cell(sqlite3_column_name(st, i), (int)width[i], i + 1 == ncol);
+        for (int r = 0; r < nrows; r++)
+            for (int i = 0; i < ncol; i++) {
+                print_cell(cells[(size_t)r * (size_t)ncol + (size_t)i], (int)width[i], i + 1 == ncol);
+            }
+    }
+    for (int k = 0; k < nrows * ncol; k++)
+        free(cells[k]);
+    free(cells);
+    free(width);
+    sqlite3_finalize(st);
+    return rc == SQLITE_DONE ? nrows : db_errno(rc);
+}
+
+int ctl_print_record(struct ctl *c, const char *sql, const char *const *binds)
+{
+    sqlite3_stmt *st = prepare_bound(c, sql, binds);
+    if (!st)
+        return -EIO;
+    int rc = sqlite3_step(st), ncol = sqlite3_column_count(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_finalize(st);
+        return rc == SQLITE_DONE ? -ENOENT : db_errno(rc);
+    }
+    if (c->json) {
+        struct sbuf b = {0};
+        sbuf_addc(&b, '{');
+        for (int i = 0; i < ncol; i++) {
+            if (i)
+                sbuf_addc(&b, ',');
+            sbuf_add_json_str(&b, sqlite3_column_name(st, i));
+            sbuf_addc(&b, ':');
+            add_json_value(&b, st, i);
+        }
+        sbuf_addc(&b, '}');
+        printf("%s", sbuf_str(&b));
+        sbuf_free(&b);
+    } else {
+        size_t w = 0;
+        for (int i = 0; i < ncol; i++)
+            if (strlen(sqlite3_column_name(st, i)) > w)
+                w = strlen(sqlite3_column_name(st, i));
+        for (int i = 0; i < ncol; i++) {
+            char *t = cell_text(st, i);
+            printf("%-*s  %s\n", (int)w + 1, sqlite3_column_name(st, i), t);
+            free(t);
+        }
+    }
+    sqlite3_finalize(st);
+    return 0;
+}

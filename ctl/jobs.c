@@ -1,0 +1,276 @@
+/* dfewctl jobs, show, cancel and retry: looking at single jobs and the
+ * user-initiated transitions (cancel, retry), which go through queue.c like
+ * every other transition. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "queue.h"
+
+static int simple_opts(struct ctl *c, int argc, char **argv, const char *usage_text)
+{
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        if (o == 'h') {
+            printf("%s", usage_text);
+            return 0;
+        }
+        return 2;
+    }
+    return -1;
+}
+
+static int parse_id_arg(const char *cmd, const char *s, int64_t *id)
+{
+    if (!s || parse_i64(s, id) || *id < 1) {
+        fprintf(stderr, "dfewctl %s: '%s' is not an id (a positive number; dfewctl jobs lists them)\n", cmd,
+                s ? s : "");
+        return 2;
+    }
+    return 0;
+}
+
+int cmd_jobs(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"state", required_argument, NULL, 's'},
+                                         {"kind", required_argument, NULL, 'k'},
+                                         {"limit", required_argument, NULL, 'l'},
+                                         CTL_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    const char *state = NULL, *kind = NULL;
+    int limit = 100, o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        switch (o) {
+        case 's': {
+            enum job_state s;
+            if (job_state_parse(optarg, &s)) {
+                fprintf(stderr, "dfewctl jobs: unknown state '%s' (queued, leased, done, failed, dead, cancelled)\n",
+                        optarg);
+                return 2;
+            }
+            state = optarg;
+            break;
+        }
+        case 'k': kind = optarg; break;
+        case 'l':
+            if (parse_int(optarg, &limit) || limit < 0) {
+                fprintf(stderr, "dfewctl jobs: --limit wants a number >= 0 (0: all)\n");
+                return 2;
+            }
+            break;
+        case 'h':
+            printf("usage: dfewctl jobs [--state S] [--kind K] [--limit N] [--json]\n\n"
+                   "Lists jobs, newest first (100 by default; --limit 0 lists all).\n"
+                   "States: queued, leased, done, failed (waiting to retry), dead, cancelled.\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (ctl_open(c, 0))
+        return 1;
+    char lim[32];
+    snprintf(lim, sizeof lim, "%d", limit ? limit : -1);
+    const char *binds[] = {state ? state : "", kind ? kind : "", lim, NULL};
+    int n = ctl_print_query(
+        c,
+        "SELECT j.id, j.kind, j.state, j.attempts || '/' || j.max_attempts AS attempts, j.priority, j.movie_id AS movie,"
+        " strftime('%Y-%m-%d %H:%M:%S', j.updated_at, 'unixepoch') AS updated, coalesce(j.error, '') AS error "
+        "FROM jobs j WHERE (?1 = '' OR j.state = ?1) AND (?2 = '' OR j.kind = ?2) "
+        "ORDER BY j.id DESC LIMIT CAST(?3 AS INTEGER)",
+        binds, "no jobs");
+    return n < 0 ? 1 : 0;
+}
+
+static int show_job(struct ctl *c, const char *id)
+{
+    const char *binds[] = {id, NULL};
+    if (c->json)
+        printf("{\"job\":");
+    int rc = ctl_print_record(c,
+                              "SELECT id, kind, state, priority, movie_id, clip_id, attempts, max_attempts, args, "
+                              "result, error, progress, progress_msg, lease_owner, dedup_key, "
+                              "strftime('%Y-%m-%dT%H:%M:%fZ', created_at, 'unixepoch') AS created, "
+                              "strftime('%Y-%m-%dT%H:%M:%fZ', started_at, 'unixepoch') AS started, "
+                              "strftime('%Y-%m-%dT%H:%M:%fZ', finished_at, 'unixepoch') AS finished, "
+                              "CASE WHEN state = 'failed' THEN strftime('%Y-%m-%dT%H:%M:%fZ', run_after, 'unixepoch') "
+                              "END AS retry_at FROM jobs WHERE id = ?",
+                              binds);
+    if (rc == -ENOENT) {
+        if (c->json)
+            printf("null}\n");
+        fprintf(stderr, "dfewctl show: no job %s (dfewctl jobs lists them)\n", id);
+        return 1;
+    }
+    if (c->json)
+        printf(",\"events\":");
+    else
+        printf("\nevents:\n");
+    ctl_print_query(c, "SELECT at, from_state AS 'from', to_state AS 'to', message FROM job_log WHERE job_id = ? ORDER BY event_id",
+                    binds, "  (none)");
+    if (c->json)
+        printf("}\n");
+    return rc ? 1 : 0;
+}
+
+static int show_movie(struct ctl *c, const char *id)
+{
+    const char *binds[] = {id, NULL};
+    if (c->json)
+        printf("{\"movie\":");
+    int rc = ctl_print_record(c, "SELECT * FROM movie_status WHERE movie_id = ?", binds);
+    if (rc == -ENOENT) {
+        if (c->json)
+            printf("null}\n");
+        fprintf(stderr, "dfewctl show: no movie %s (dfewctl movies lists them)\n", id);
+        return 1;
+    }
+    printf(c->json ? ",\"jobs\":" : "\njobs:\n");
+    ctl_print_query(c, "SELECT id, kind, state, attempts, coalesce(error, '') AS error FROM jobs WHERE movie_id = ? ORDER BY id",
+                    binds, "  (none)");
+    printf(c->json ? ",\"clips\":" : "\nclips:\n");
+    ctl_print_query(c, "SELECT clip_id, start_s, end_s, state, face_ratio, reason FROM clip_status WHERE movie_id = ? "
+                       "ORDER BY start_s",
+                    binds, "  (none yet)");
+    if (c->json)
+        printf("}\n");
+    return rc ? 1 : 0;
+}
+
+static int show_clip(struct ctl *c, const char *id)
+{
+    const char *binds[] = {id, NULL};
+    if (c->json)
+        printf("{\"clip\":");
+    int rc = ctl_print_record(c, "SELECT * FROM clip_status WHERE clip_id = ?", binds);
+    if (rc == -ENOENT) {
+        if (c->json)
+            printf("null}\n");
+        fprintf(stderr, "dfewctl show: no clip %s (dfewctl clips lists them)\n", id);
+        return 1;
+    }
+    printf(c->json ? ",\"jobs\":" : "\njobs:\n");
+    ctl_print_query(c, "SELECT id, kind, state, attempts, coalesce(error, '') AS error FROM jobs WHERE clip_id = ? ORDER BY id",
+                    binds, "  (none)");
+    if (c->json)
+        printf("}\n");
+    return rc ? 1 : 0;
+}
+
+int cmd_show(struct ctl *c, int argc, char **argv)
+{
+    int rc = simple_opts(c, argc, argv,
+                         "usage: dfewctl show [job|movie|clip] ID [--json]\n\n"
+                         "One record with its history: a job with its events, a movie with its probe\n"
+                         "facts, jobs and clips, a clip with its jobs. A bare ID is a job.\n");
+    if (rc >= 0)
+        return rc;
+    const char *what = "job", *id = NULL;
+    if (optind + 1 < argc) {
+        what = argv[optind];
+        id = argv[optind + 1];
+    } else if (optind < argc) {
+        id = argv[optind];
+    }
+    int64_t n;
+    if ((rc = parse_id_arg("show", id, &n)) != 0)
+        return rc;
+    if (ctl_open(c, 0))
+        return 1;
+    if (!strcmp(what, "job"))
+        return show_job(c, id);
+    if (!strcmp(what, "movie"))
+        return show_movie(c, id);
+    if (!strcmp(what, "clip"))
+        return show_clip(c, id);
+    fprintf(stderr, "dfewctl show: '%s' is not job, movie or clip\n", what);
+    return 2;
+}
+
+int cmd_cancel(struct ctl *c, int argc, char **argv)
+{
+    int rc = simple_opts(c, argc, argv,
+                         "usage: dfewctl cancel JOB_ID\n\n"
+                         "Cancels a queued, running or failed job. A running job's worker is stopped.\n"
+                         "'dfewctl retry JOB_ID' queues it again.\n");
+    if (rc >= 0)
+        return rc;
+    int64_t id;
+    if ((rc = parse_id_arg("cancel", optind < argc ? argv[optind] : NULL, &id)) != 0)
+        return rc;
+    if (ctl_open(c, 0))
+        return 1;
+    enum job_state prev = JOB_QUEUED;
+    rc = queue_cancel(c->db, id, "cancelled by dfewctl", &prev);
+    if (rc == -ENOENT) {
+        fprintf(stderr, "dfewctl cancel: no job %lld\n", (long long)id);
+        return 1;
+    }
+    if (rc == -EALREADY) {
+        fprintf(stderr, "dfewctl cancel: job %lld is already %s; nothing to cancel\n", (long long)id,
+                job_state_name(prev));
+        return 1;
+    }
+    if (rc) {
+        fprintf(stderr, "dfewctl cancel: %s\n", db_errmsg(c->db));
+        return 1;
+    }
+    int stopped = 0;
+    if (prev == JOB_LEASED) {
+        char req[64], reply[128];
+        snprintf(req, sizeof req, "cancel %lld", (long long)id);
+        stopped = ctl_request(c, req, reply, sizeof reply) == 0 && !strcmp(reply, "ok stopped");
+    }
+    if (c->json)
+        printf("{\"id\":%lld,\"was\":\"%s\",\"state\":\"cancelled\",\"worker_stopped\":%s}\n", (long long)id,
+               job_state_name(prev), stopped ? "true" : "false");
+    else
+        printf("job %lld cancelled (was %s%s)\n", (long long)id, job_state_name(prev),
+               stopped ? "; its worker was stopped" : "");
+    return 0;
+}
+
+int cmd_retry(struct ctl *c, int argc, char **argv)
+{
+    int rc = simple_opts(c, argc, argv,
+                         "usage: dfewctl retry JOB_ID\n\n"
+                         "Queues a dead, failed or cancelled job again, with its attempts reset.\n");
+    if (rc >= 0)
+        return rc;
+    int64_t id;
+    if ((rc = parse_id_arg("retry", optind < argc ? argv[optind] : NULL, &id)) != 0)
+        return rc;
+    if (ctl_open(c, 0))
+        return 1;
+    rc = queue_retry(c->db, id, "retry requested with dfewctl");
+    if (rc == -ENOENT) {
+        fprintf(stderr, "dfewctl retry: no job %lld\n", (long long)id);
+        return 1;
+    }
+    if (rc == -EALREADY) {
+        fprintf(stderr, "dfewctl retry: job %lld is done; there is nothing to retry\n", (long long)id);
+        return 1;
+    }
+    if (rc == -EBUSY) {
+        fprintf(stderr, "dfewctl retry: job %lld is still queued or running\n", (long long)id);
+        return 1;
+    }
+    if (rc) {
+        fprintf(stderr, "dfewctl retry: %s\n", db_errmsg(c->db));
+        return 1;
+    }
+    int up = ctl_wake(c);
+    if (c->json)
+        printf("{\"id\":%lld,\"state\":\"queued\",\"daemon_running\":%s}\n", (long long)id, up ? "true" : "false");
+    else
+        printf("job %lld queued again%s\n", (long long)id, up ? "" : " (dfewd is not running; it waits for it)");
+    return 0;
+}

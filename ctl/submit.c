@@ -1,0 +1,414 @@
+/* dfewctl submit and noop: putting work into the queue. A movie is known by
+ * the SHA-256 of its content, so submitting the same bytes twice (under any
+ * name) queues nothing new. Directories are searched recursively and videos
+ * are recognised by what FFmpeg makes of their content, not by file name. */
+#include <dirent.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ctl.h"
+#include "hash.h"
+#include "media.h"
+#include "queue.h"
+
+struct submit_run {
+    struct ctl *c;
+    int batch, priority;
+    int queued, known, skipped, errors;
+    struct sbuf json; /* entries of the "files" array */
+    int njson;
+};
+
+static void report(struct submit_run *r, const char *path, const char *status, long long movie, long long job,
+                   const char *detail)
+{
+    if (r->c->json) {
+        sbuf_add(&r->json, r->njson++ ? ",{" : "{");
+        sbuf_add(&r->json, "\"path\":");
+        sbuf_add_json_str(&r->json, path);
+        sbuf_add(&r->json, ",\"status\":");
+        sbuf_add_json_str(&r->json, status);
+        if (movie > 0)
+            sbuf_addf(&r->json, ",\"movie_id\":%lld", movie);
+        if (job > 0)
+            sbuf_addf(&r->json, ",\"job_id\":%lld", job);
+        if (detail) {
+            sbuf_add(&r->json, ",\"detail\":");
+            sbuf_add_json_str(&r->json, detail);
+        }
+        sbuf_addc(&r->json, '}');
+        return;
+    }
+    if (!strcmp(status, "error"))
+        fprintf(stderr, "dfewctl: %s: %s\n", path, detail);
+    else if (!strcmp(status, "queued"))
+        printf("queued   movie %lld  probe job %lld  %s\n", movie, job, path);
+    else if (!strcmp(status, "known") && !r->batch)
+        printf("known    movie %lld  %s  (%s)\n", movie, path, detail);
+}
+
+/* The batch cache: a file with the same size and mtime as last time was
+ * already looked at, so it is not hashed or probed again. */
+static int seen_before(struct submit_run *r, const char *path, const struct stat *sb)
+{
+    sqlite3_stmt *st = db_prepare(r->c->db, "SELECT 1 FROM seen_files WHERE path = ? AND size_bytes = ? AND mtime_ns = ?");
+    if (!st)
+        return 0;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, sb->st_size);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec);
+    int hit = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return hit;
+}
+
+static void remember(struct submit_run *r, const char *path, const struct stat *sb, const char *sha, int is_video)
+{
+    sqlite3_stmt *st = db_prepare(r->c->db, "INSERT OR REPLACE INTO seen_files (path, size_bytes, mtime_ns, sha256, "
+                                            "is_video, seen_at) VALUES (?, ?, ?, ?, ?, ?)");
+    if (!st)
+        return;
+    sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, sb->st_size);
+    sqlite3_bind_int64(st, 3, (sqlite3_int64)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec);
+    if (sha)
+        sqlite3_bind_text(st, 4, sha, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 5, is_video);
+    sqlite3_bind_double(st, 6, now_s());
+    db_step_done(r->c->db, st);
+}
+
+/* Adds the movie (unless its content is known) and its probe job. */
+static int submit_file(struct submit_run *r, const char *path, const struct stat *sb)
+{
+    struct db *db = r->c->db;
+    char *abs = NULL;
+    if (abs_path(path, &abs)) {
+        report(r, path, "error", 0, 0, strerror(errno));
+        r->errors++;
+        return -errno;
+    }
+    char sha[65];
+    uint64_t size = 0;
+    int rc = sha256_file(abs, sha, &size);
+    if (rc) {
+        report(r, path, "error", 0, 0, "cannot read the file to hash it");
+        r->errors++;
+        free(abs);
+        return rc;
+    }
+    rc = db_begin(db);
+    if (rc) {
+        report(r, path, "error", 0, 0, db_errmsg(db));
+        r->errors++;
+        free(abs);
+        return rc;
+    }
+    sqlite3_stmt *st = db_prepare(db, "INSERT INTO movies (sha256, source, path, size_bytes, added_at) "
+                                      "VALUES (?, ?, ?, ?, ?) ON CONFLICT (sha256) DO NOTHING");
+    sqlite3_bind_text(st, 1, sha, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 2, path, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 3, abs, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 4, (sqlite3_int64)size);
+    sqlite3_bind_double(st, 5, now_s());
+    rc = db_step_done(db, st);
+    int is_new = !rc && sqlite3_changes(db->h) == 1;
+    int64_t movie = 0, job = 0;
+    char detail[512] = "";
+    if (!rc) {
+        st = db_prepare(db, "SELECT id, path FROM movies WHERE sha256 = ?");
+        sqlite3_bind_text(st, 1, sha, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            movie = sqlite3_column_int64(st, 0);
+            const char *old = (const char *)sqlite3_column_text(st, 1);
+            snprintf(detail, sizeof detail, "same content as %s", old ? old : "?");
+        } else {
+            rc = -EIO;
+        }
+        sqlite3_reset(st);
+    }
+    if (!rc && !is_new) {
+        /* The known copy moved away: remember where the content is now. */
+        struct stat osb;
+        st = db_prepare(db, "SELECT path FROM movies WHERE id = ?");
+        sqlite3_bind_int64(st, 1, movie);
+        int gone = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) &&
+                   stat((const char *)sqlite3_column_text(st, 0), &osb) != 0;
+        sqlite3_reset(st);
+        if (gone) {
+            st = db_prepare(db, "UPDATE movies SET path = ? WHERE id = ?");
+            sqlite3_bind_text(st, 1, abs, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, movie);
+            rc = db_step_done(db, st);
+        }
+    }
+    if (!rc) {
+        struct sbuf args = {0}, key = {0};
+        sbuf_add(&args, "{\"path\":");
+        sbuf_add_json_str(&args, abs);
+        sbuf_add(&args, "}");
+        sbuf_addf(&key, "probe:%lld", (long long)movie);
+        struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args.s, .priority = r->priority,
+                                .dedup_key = key.s, .max_attempts = 3};
+        int created = queue_enqueue(db, &spec, r->batch ? "submitted by the batch scan" : "submitted", &job);
+        rc = created < 0 ? created : 0;
+        if (created == 0) {
+            enum job_state s;
+            if (queue_state_of(db, job, &s) == 0 && (s == JOB_DEAD || s == JOB_CANCELLED))
+                snprintf(detail + strlen(detail), sizeof detail - strlen(detail),
+                         "; its probe job %lld is %s: 'dfewctl retry %lld' runs it again", (long long)job,
+                         job_state_name(s), (long long)job);
+        }
+        sbuf_free(&args);
+        sbuf_free(&key);
+    }
+    if (!rc && r->batch)
+        remember(r, abs, sb, sha, 1);
+    if (rc) {
+        db_rollback(db);
+        report(r, path, "error", 0, 0, db_errmsg(db));
+        r->errors++;
+    } else if ((rc = db_commit(db)) != 0) {
+        db_rollback(db);
+        report(r, path, "error", 0, 0, db_errmsg(db));
+        r->errors++;
+    } else if (is_new) {
+        r->queued++;
+        report(r, path, "queued", movie, job, NULL);
+    } else {
+        r->known++;
+        report(r, path, "known", movie, job, detail);
+    }
+    free(abs);
+    return rc;
+}
+
+static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+/* Walks a directory (sorted, dot-files skipped, symlinks to files followed). */
+static void walk(struct submit_run *r, const char *dir, int *files_seen, int *videos)
+{
+    DIR *d = opendir(dir);
+    if (!d) {
+        report(r, dir, "error", 0, 0, strerror(errno));
+        r->errors++;
+        return;
+    }
+    char **names = NULL;
+    size_t n = 0, cap = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 32;
+            names = xrealloc(names, cap * sizeof *names);
+        }
+        names[n++] = xstrdup(e->d_name);
+    }
+    closedir(d);
+    qsort(names, n, sizeof *names, compare_names);
+    for (size_t i = 0; i < n; i++) {
+        struct sbuf p = {0};
+        sbuf_addf(&p, "%s/%s", dir, names[i]);
+        struct stat sb;
+        if (stat(p.s, &sb) == 0) {
+            if (S_ISDIR(sb.st_mode)) {
+                struct stat lsb;
+                if (lstat(p.s, &lsb) == 0 && !S_ISLNK(lsb.st_mode))
+                    walk(r, p.s, files_seen, videos);
+            } else if (S_ISREG(sb.st_mode)) {
+                (*files_seen)++;
+                char *abs = NULL;
+                if (r->batch && abs_path(p.s, &abs) == 0 && seen_before(r, abs, &sb)) {
+                    r->known++;
+                } else {
+                    struct media_info mi;
+                    char why[512];
+                    if (media_probe(p.s, 0, &mi, NULL, NULL, why, sizeof why) == 0) {
+                        (*videos)++;
+                        submit_file(r, p.s, &sb);
+                    } else {
+                        r->skipped++;
+                        if (r->batch && abs)
+                            remember(r, abs, &sb, NULL, 0);
+                    }
+                }
+                free(abs);
+            }
+        }
+        sbuf_free(&p);
+        free(names[i]);
+    }
+    free(names);
+}
+
+int cmd_submit(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"batch", no_argument, NULL, 'b'},
+                                         {"priority", required_argument, NULL, 'p'},
+                                         CTL_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    struct submit_run r = {.c = c};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        switch (o) {
+        case 'b': r.batch = 1; break;
+        case 'p':
+            if (parse_int(optarg, &r.priority)) {
+                fprintf(stderr, "dfewctl submit: --priority wants a whole number, not '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case 'h':
+            printf("usage: dfewctl submit [--batch] [--priority N] PATH...\n\n"
+                   "Queues each movie file for processing; directories are searched recursively\n"
+                   "and files FFmpeg does not recognise as video are skipped. A movie whose\n"
+                   "content (SHA-256) is already known is not queued again. Works while dfewd\n"
+                   "is down: the jobs wait for it.\n"
+                   "  --batch       the nightly scan: quiet, remembers files it has looked at\n"
+                   "                (same size and mtime are not hashed again), prints a summary\n"
+                   "  --priority N  higher runs first (default 0)\n");
+            return 0;
+        default: return 2;
+        }
+    }
+    if (optind >= argc) {
+        fprintf(stderr, "dfewctl submit: give one or more movie files or directories (see --help)\n");
+        return 2;
+    }
+    if (ctl_open(c, 1))
+        return 1;
+    for (int i = optind; i < argc; i++) {
+        const char *path = argv[i];
+        struct stat sb;
+        if (!strncmp(path, "http://", 7) || !strncmp(path, "https://", 8) || strstr(path, "://")) {
+            report(&r, path, "error", 0, 0,
+                   "URLs cannot be submitted by this version of dfew; download the file and submit its path");
+            r.errors++;
+        } else if (stat(path, &sb) != 0) {
+            report(&r, path, "error", 0, 0,
+                   errno == ENOENT ? "no such file or directory; check the path" : strerror(errno));
+            r.errors++;
+        } else if (S_ISDIR(sb.st_mode)) {
+            int files = 0, videos = 0;
+            char *dir = xstrdup(path);
+            for (size_t n = strlen(dir); n > 1 && dir[n - 1] == '/'; n--)
+                dir[n - 1] = '\0';
+            walk(&r, dir, &files, &videos);
+            free(dir);
+            if (videos == 0 && !r.batch) {
+                char msg[256];
+                snprintf(msg, sizeof msg,
+                         "no videos found (%d file%s looked at; FFmpeg recognised none as a video)", files,
+                         files == 1 ? "" : "s");
+                report(&r, path, "error", 0, 0, msg);
+                r.errors++;
+            }
+        } else if (!S_ISREG(sb.st_mode)) {
+            report(&r, path, "error", 0, 0, "not a regular file or directory");
+            r.errors++;
+        } else {
+            submit_file(&r, path, &sb);
+        }
+    }
+    int daemon_up = r.queued ? ctl_wake(c) : -1;
+    if (c->json) {
+        printf("{\"queued\":%d,\"known\":%d,\"skipped\":%d,\"errors\":%d,\"daemon_running\":%s,\"files\":[%s]}\n",
+               r.queued, r.known, r.skipped, r.errors, daemon_up == 1 ? "true" : daemon_up == 0 ? "false" : "null",
+               sbuf_str(&r.json));
+    } else {
+        if (r.batch || r.skipped)
+            printf("%d queued, %d already known, %d skipped (not video), %d error(s)\n", r.queued, r.known,
+                   r.skipped, r.errors);
+        if (daemon_up == 0)
+            printf("note: dfewd is not running on %s; the jobs wait until it starts (dfewd --home %s)\n",
+                   c->paths.home, c->paths.home);
+    }
+    sbuf_free(&r.json);
+    return r.errors ? 1 : 0;
+}
+
+int cmd_noop(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"count", required_argument, NULL, 'n'},
+                                         {"sleep-ms", required_argument, NULL, 's'},
+                                         {"fail", required_argument, NULL, 'f'},
+                                         {"fail-attempts", required_argument, NULL, 'a'},
+                                         {"max-attempts", required_argument, NULL, 'm'},
+                                         {"priority", required_argument, NULL, 'p'},
+                                         CTL_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    int count = 1, sleep_ms = 0, fail_attempts = -1, max_attempts = 3, priority = 0, o;
+    const char *fail = NULL;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        int bad = 0;
+        switch (o) {
+        case 'n': bad = parse_int(optarg, &count) || count < 1; break;
+        case 's': bad = parse_int(optarg, &sleep_ms) || sleep_ms < 0; break;
+        case 'a': bad = parse_int(optarg, &fail_attempts) || fail_attempts < 0; break;
+        case 'm': bad = parse_int(optarg, &max_attempts) || max_attempts < 1; break;
+        case 'p': bad = parse_int(optarg, &priority); break;
+        case 'f':
+            fail = optarg;
+            bad = strcmp(fail, "transient") && strcmp(fail, "permanent");
+            break;
+        case 'h':
+            printf("usage: dfewctl noop [--count N] [--sleep-ms MS] [--fail transient|permanent]\n"
+                   "                    [--fail-attempts K] [--max-attempts N] [--priority P]\n\n"
+                   "Queues no-op jobs: they measure the queue (bench/) and exercise retries.\n"
+                   "--fail makes them fail (only the first K attempts with --fail-attempts).\n");
+            return 0;
+        default: return 2;
+        }
+        if (bad) {
+            fprintf(stderr, "dfewctl noop: bad value '%s' (see --help)\n", optarg);
+            return 2;
+        }
+    }
+    if (ctl_open(c, 1))
+        return 1;
+    struct sbuf args = {0};
+    sbuf_addf(&args, "{\"sleep_ms\":%d", sleep_ms);
+    if (fail) {
+        sbuf_add(&args, ",\"fail\":");
+        sbuf_add_json_str(&args, fail);
+        if (fail_attempts >= 0)
+            sbuf_addf(&args, ",\"fail_attempts\":%d", fail_attempts);
+    }
+    sbuf_addc(&args, '}');
+    int64_t first = 0, last = 0;
+    int rc = db_begin(c->db);
+    for (int i = 0; i < count && !rc; i++) {
+        struct job_spec spec = {.kind = "noop", .args_json = args.s, .priority = priority,
+                                .max_attempts = max_attempts};
+        int r = queue_enqueue(c->db, &spec, "submitted by dfewctl noop", &last);
+        rc = r < 0 ? r : 0;
+        if (!first)
+            first = last;
+    }
+    rc = rc ? rc : db_commit(c->db);
+    sbuf_free(&args);
+    if (rc) {
+        db_rollback(c->db);
+        fprintf(stderr, "dfewctl noop: %s\n", db_errmsg(c->db));
+        return 1;
+    }
+    int up = ctl_wake(c);
+    if (c->json)
+        printf("{\"count\":%d,\"first_id\":%lld,\"last_id\":%lld,\"daemon_running\":%s}\n", count, (long long)first,
+               (long long)last, up ? "true" : "false");
+    else
+        printf("queued %d noop job(s): %lld..%lld%s\n", count, (long long)first, (long long)last,
+               up ? "" : " (dfewd is not running; they wait for it)");
+    return 0;
+}

@@ -1,0 +1,125 @@
+/* dfewd's in-memory state: one libuv loop, the worker pool, timers, signals
+ * and the control socket. The persistent record (jobs, events) lives in the
+ * database; this is only the bookkeeping of what runs right now. */
+#ifndef DFEW_DAEMON_H
+#define DFEW_DAEMON_H
+
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "db.h"
+#include "kv.h"
+#include "paths.h"
+#include "queue.h"
+#include "util.h"
+
+struct daemon;
+struct ctl_client;
+
+enum worker_state {
+    W_SPAWNING, /* process started, waiting for its hello */
+    W_IDLE,     /* ready for a job */
+    W_BUSY,     /* running job */
+    W_EXITING,  /* process gone or going; handles closing */
+    W_WAITING,  /* handles closed; respawn timer armed (or retired) */
+};
+
+/* Why the daemon ended a worker itself (decides what happens to its job). */
+enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_LEASE_LOST, KILL_PROTOCOL, KILL_DRAIN };
+
+struct worker {
+    struct daemon *d;
+    int slot;
+    enum worker_state state;
+    int pid;
+    /* One process incarnation: all four handles are closed before the next. */
+    uv_process_t proc;
+    uv_pipe_t in;  /* its stdin: jobs go here */
+    uv_pipe_t out; /* its stdout: hello, progress, results */
+    uv_pipe_t err; /* its stderr: relayed to our log */
+    int open_handles;
+    int exited, out_eof;
+    int64_t exit_status;
+    int term_signal;
+    /* Per slot, live for the daemon's whole life. */
+    uv_timer_t respawn_timer;
+    uv_timer_t job_timer; /* job timeout, and the grace period after an exit */
+    struct sbuf outbuf, errbuf;
+    struct leased_job job;
+    int has_job;
+    double job_started, last_progress_db;
+    enum kill_reason kill_reason;
+    int consecutive_failures;
+    double spawned_at;
+    int retiring; /* pool shrank: exit when idle, do not respawn */
+    int quit_sent; /* told to exit: gets no more jobs */
+    int closing;  /* daemon shutdown: slot handles being closed */
+};
+
+struct daemon {
+    uv_loop_t loop;
+    struct dfew_paths paths;
+    char *config_path;
+    struct dfew_config cfg;
+    struct queue_policy policy;
+    struct db *db;
+    char owner[64];
+    char *worker_program;
+    int workers_override; /* --workers, wins over the config */
+
+    struct worker **workers;
+    int nworkers; /* slots, including retiring ones */
+
+    uv_timer_t wake_timer;  /* next backoff end / lease expiry */
+    uv_timer_t renew_timer; /* renews the leases of busy workers */
+    uv_timer_t sweep_timer; /* safety net: expired leases, missed wake-ups */
+    uv_timer_t drain_timer; /* SIGTERM deadline */
+    uv_signal_t sig_term, sig_int, sig_hup;
+    uv_pipe_t ctl_server;
+    int ctl_listening;
+    struct ctl_client *clients;
+
+    int draining;
+    int shutting_down;
+    double started_at;
+    uint64_t jobs_done, jobs_failed, jobs_requeued;
+    int exit_code;
+};
+
+/* pool.c */
+int pool_start(struct daemon *d);
+void pool_resize(struct daemon *d, int n);
+int pool_dispatch(struct worker *w, struct leased_job *job); /* takes ownership of job */
+void pool_kill(struct worker *w, enum kill_reason why);
+void pool_quit_idle(struct daemon *d);
+int pool_alive(struct daemon *d);           /* workers with a live process or open handles */
+void pool_close(struct daemon *d);          /* at shutdown: close per-slot handles */
+struct worker *pool_find_job(struct daemon *d, int64_t job_id);
+int pool_target_size(const struct daemon *d);
+
+/* sched.c */
+int sched_init(struct daemon *d);    /* timers */
+int sched_recover(struct daemon *d); /* start-up: release stale leases */
+void sched_kick(struct daemon *d); /* look for work now */
+void sched_job_finished(struct worker *w, const char *verb, const struct kv *fields);
+void sched_job_lost(struct worker *w, const char *why, int count_attempt);
+void sched_progress(struct worker *w, const struct kv *fields);
+void sched_start_drain(struct daemon *d, const char *why);
+void sched_maybe_finish(struct daemon *d);
+void sched_close(struct daemon *d);
+void sched_apply_config(struct daemon *d);
+
+/* record.c: what a finished job writes into the domain tables */
+int record_result(struct daemon *d, const struct leased_job *job, const char *result_json);
+char *result_json_from_fields(const struct kv *fields);
+
+/* ctlsock.c */
+int ctlsock_start(struct daemon *d, char *err, size_t errlen);
+void ctlsock_close(struct daemon *d);
+char *daemon_status_json(struct daemon *d);
+
+/* main.c */
+int daemon_reload_config(struct daemon *d);
+
+#endif

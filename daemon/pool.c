@@ -1,0 +1,485 @@
+/* The worker pool: N long-lived dfew-worker processes started with uv_spawn,
+ * their stdio pipes, the line protocol on top, and respawning with backoff
+ * when one dies. Each slot owns its handles (libuv style: embedded in the
+ * struct, freed in close callbacks). What a job means is sched.c's business. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "proto.h"
+
+static void spawn(struct worker *w);
+
+int pool_target_size(const struct daemon *d)
+{
+    if (d->workers_override > 0)
+        return d->workers_override;
+    if (d->cfg.workers > 0)
+        return d->cfg.workers;
+    return (int)uv_available_parallelism();
+}
+
+static const char *kill_reason_text(enum kill_reason r)
+{
+    switch (r) {
+    case KILL_TIMEOUT: return "killed: the job ran past its timeout";
+    case KILL_CANCEL: return "killed: the job was cancelled";
+    case KILL_LEASE_LOST: return "killed: the daemon lost the job's lease";
+    case KILL_PROTOCOL: return "killed: it broke the worker protocol";
+    case KILL_DRAIN: return "killed: drain deadline reached";
+    default: return NULL;
+    }
+}
+
+/* ---- closing one process incarnation ---- */
+
+static void slot_maybe_free(struct worker *w)
+{
+    if (w->closing && w->open_handles == 0) {
+        sbuf_free(&w->outbuf);
+        sbuf_free(&w->errbuf);
+        leased_job_free(&w->job);
+        free(w);
+    }
+}
+
+static void on_respawn_timer(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->state == W_WAITING && !w->retiring && !w->d->draining)
+        spawn(w);
+}
+
+static void on_handle_closed(uv_handle_t *h)
+{
+    struct worker *w = h->data;
+    if (--w->open_handles > 0)
+        return;
+    if (w->closing) {
+        slot_maybe_free(w);
+        return;
+    }
+    w->state = W_WAITING;
+    struct daemon *d = w->d;
+    if (d->draining || w->retiring) {
+        sched_maybe_finish(d);
+        return;
+    }
+    /* Backoff: a worker that keeps dying must not spin the machine. */
+    double delay = d->cfg.respawn_min_s * (double)(1u << (w->consecutive_failures > 16 ? 16 : w->consecutive_failures));
+    if (delay > d->cfg.respawn_max_s)
+        delay = d->cfg.respawn_max_s;
+    w->consecutive_failures++;
+    log_info(0, "worker %d: restarting in %.1f s", w->slot, delay);
+    uv_timer_start(&w->respawn_timer, on_respawn_timer, (uint64_t)(delay * 1000), 0);
+}
+
+static void close_if_open(struct worker *w, uv_handle_t *h)
+{
+    if (!uv_is_closing(h)) {
+        h->data = w;
+        uv_close(h, on_handle_closed);
+    }
+}
+
+static void close_process_handles(struct worker *w)
+{
+    w->state = W_EXITING;
+    close_if_open(w, (uv_handle_t *)&w->in);
+    close_if_open(w, (uv_handle_t *)&w->out);
+    close_if_open(w, (uv_handle_t *)&w->err);
+    close_if_open(w, (uv_handle_t *)&w->proc);
+}
+
+/* The process is gone and its stdout is drained: settle its job, then close. */
+static void finalize(struct worker *w)
+{
+    uv_timer_stop(&w->job_timer);
+    if (w->has_job) {
+        char why[512];
+        const char *k = kill_reason_text(w->kill_reason);
+        if (k)
+            snprintf(why, sizeof why, "worker %d (pid %d) %s", w->slot, w->pid, k);
+        else if (w->term_signal)
+            snprintf(why, sizeof why, "worker %d (pid %d) was killed by signal %d (%s)", w->slot, w->pid,
+                     w->term_signal, strsignal(w->term_signal));
+        else
+            snprintf(why, sizeof why, "worker %d (pid %d) exited with status %lld in the middle of the job", w->slot,
+                     w->pid, (long long)w->exit_status);
+        /* A drain is our doing: the attempt is given back. Anything else may
+         * have been caused by the job itself, so it counts. */
+        sched_job_lost(w, why, w->kill_reason != KILL_DRAIN);
+    }
+    close_process_handles(w);
+}
+
+static void on_grace_over(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->state != W_EXITING && w->state != W_WAITING)
+        finalize(w);
+}
+
+static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
+{
+    struct worker *w = p->data;
+    w->exited = 1;
+    w->exit_status = status;
+    w->term_signal = term_signal;
+    if (term_signal)
+        log_msg(w->kill_reason || w->d->draining ? LOG_INFO : LOG_WARN, w->has_job ? w->job.id : 0,
+                "worker %d (pid %d) killed by signal %d", w->slot, w->pid, term_signal);
+    else
+        log_msg(status && !w->d->draining ? LOG_WARN : LOG_INFO, w->has_job ? w->job.id : 0,
+                "worker %d (pid %d) exited with status %lld", w->slot, w->pid, (long long)status);
+    if (w->out_eof) {
+        finalize(w);
+    } else {
+        /* Its last lines may still be in the pipe; wait for EOF, not forever. */
+        uv_timer_start(&w->job_timer, on_grace_over, 1000, 0);
+    }
+}
+
+/* ---- reading the worker's stdout and stderr ---- */
+
+static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
+{
+    (void)h;
+    buf->base = malloc(suggested);
+    buf->len = buf->base ? suggested : 0;
+}
+
+static void handle_line(struct worker *w, char *line, size_t len)
+{
+    struct proto_msg m;
+    if (proto_parse(line, len, &m)) {
+        log_error(w->has_job ? w->job.id : 0, "worker %d (pid %d) sent an unreadable line: %.80s", w->slot, w->pid,
+                  line);
+        pool_kill(w, KILL_PROTOCOL);
+        return;
+    }
+    if (!strcmp(m.verb, "hello")) {
+        int64_t proto = 0;
+        if (kv_get_i64(&m.kv, "proto", &proto) || proto != DFEW_PROTO_VERSION) {
+            log_error(0, "worker %d (pid %d) speaks protocol %s, this dfewd speaks %d: install matching dfewd and "
+                         "dfew-worker binaries",
+                      w->slot, w->pid, kv_get(&m.kv, "proto") ? kv_get(&m.kv, "proto") : "?", DFEW_PROTO_VERSION);
+            pool_kill(w, KILL_PROTOCOL);
+        } else if (w->state == W_SPAWNING) {
+            w->state = W_IDLE;
+            log_info(0, "worker %d ready (pid %d, kinds %s)", w->slot, w->pid,
+                     kv_get(&m.kv, "kinds") ? kv_get(&m.kv, "kinds") : "?");
+            if (w->retiring || w->d->draining)
+                pool_quit_idle(w->d);
+            else
+                sched_kick(w->d);
+        }
+    } else if (!strcmp(m.verb, "progress") || !strcmp(m.verb, "done") || !strcmp(m.verb, "fail")) {
+        int64_t id = 0;
+        if (w->state != W_BUSY || !w->has_job || kv_get_i64(&m.kv, "id", &id) || id != w->job.id) {
+            log_error(id, "worker %d (pid %d) sent '%s' for a job it is not running", w->slot, w->pid, m.verb);
+            pool_kill(w, KILL_PROTOCOL);
+        } else if (!strcmp(m.verb, "progress")) {
+            sched_progress(w, &m.kv);
+        } else {
+            uv_timer_stop(&w->job_timer);
+            w->consecutive_failures = 0;
+            sched_job_finished(w, m.verb, &m.kv);
+            if (w->retiring || w->d->draining)
+                pool_quit_idle(w->d);
+        }
+    } else {
+        log_warn(0, "worker %d (pid %d) sent unknown message '%s'; ignored", w->slot, w->pid, m.verb);
+    }
+    proto_msg_free(&m);
+}
+
+/* Splits buffered bytes into lines; returns how many bytes were consumed. */
+static void split_lines(struct worker *w, struct sbuf *b, int is_err)
+{
+    size_t start = 0;
+    for (size_t i = 0; i < b->len; i++) {
+        if (b->s[i] != '\n')
+            continue;
+        b->s[i] = '\0';
+        if (is_err) {
+            if (i > start)
+                log_info(w->has_job ? w->job.id : 0, "worker %d: %s", w->slot, b->s + start);
+        } else if (i > start) {
+            handle_line(w, b->s + start, i - start);
+        }
+        start = i + 1;
+        if (w->state == W_EXITING || w->state == W_WAITING)
+            break;
+    }
+    if (start) {
+        memmove(b->s, b->s + start, b->len - start);
+        b->len -= start;
+        b->s[b->len] = '\0';
+    }
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
+{
+    struct worker *w = s->data;
+    int is_err = s == (uv_stream_t *)&w->err;
+    struct sbuf *b = is_err ? &w->errbuf : &w->outbuf;
+    if (nread > 0) {
+        sbuf_addn(b, buf->base, (size_t)nread);
+        split_lines(w, b, is_err);
+        if (b->len > DFEW_PROTO_MAX_LINE) {
+            if (is_err) {
+                sbuf_reset(b);
+            } else {
+                log_error(w->has_job ? w->job.id : 0, "worker %d (pid %d) sent a line over %u bytes", w->slot,
+                          w->pid, DFEW_PROTO_MAX_LINE);
+                pool_kill(w, KILL_PROTOCOL);
+            }
+        }
+    } else if (nread < 0) {
+        uv_read_stop(s);
+        if (!is_err) {
+            w->out_eof = 1;
+            if (w->exited && w->state != W_EXITING && w->state != W_WAITING)
+                finalize(w);
+        }
+    }
+    free(buf->base);
+}
+
+/* ---- starting a worker ---- */
+
+static void spawn(struct worker *w)
+{
+    struct daemon *d = w->d;
+    uv_pipe_init(&d->loop, &w->in, 0);
+    uv_pipe_init(&d->loop, &w->out, 0);
+    uv_pipe_init(&d->loop, &w->err, 0);
+    w->in.data = w->out.data = w->err.data = w->proc.data = w;
+    w->open_handles = 4;
+    w->exited = w->out_eof = 0;
+    w->exit_status = 0;
+    w->term_signal = 0;
+    w->kill_reason = KILL_NONE;
+    w->quit_sent = 0;
+    w->pid = 0;
+    sbuf_reset(&w->outbuf);
+    sbuf_reset(&w->errbuf);
+
+    uv_stdio_container_t stdio[3];
+    stdio[0].flags = UV_CREATE_PIPE | UV_READABLE_PIPE;
+    stdio[0].data.stream = (uv_stream_t *)&w->in;
+    stdio[1].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[1].data.stream = (uv_stream_t *)&w->out;
+    stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
+    stdio[2].data.stream = (uv_stream_t *)&w->err;
+    char *args[] = {d->worker_program, NULL};
+    uv_process_options_t opt = {0};
+    opt.exit_cb = on_worker_exit;
+    opt.file = d->worker_program;
+    opt.args = args;
+    opt.stdio_count = 3;
+    opt.stdio = stdio;
+
+    w->spawned_at = now_s();
+    w->state = W_SPAWNING;
+    int rc = uv_spawn(&d->loop, &w->proc, &opt);
+    if (rc) {
+        log_error(0, "worker %d: cannot start %s: %s (set [daemon] worker_program in %s)", w->slot, d->worker_program,
+                  uv_strerror(rc), d->config_path);
+        w->exited = w->out_eof = 1;
+        close_process_handles(w);
+        return;
+    }
+    w->pid = w->proc.pid;
+    uv_read_start((uv_stream_t *)&w->out, alloc_cb, on_read);
+    uv_read_start((uv_stream_t *)&w->err, alloc_cb, on_read);
+    log_info(0, "worker %d started (pid %d)", w->slot, w->pid);
+}
+
+static struct worker *slot_new(struct daemon *d, int slot)
+{
+    struct worker *w = xcalloc(1, sizeof *w);
+    w->d = d;
+    w->slot = slot;
+    w->state = W_WAITING;
+    uv_timer_init(&d->loop, &w->respawn_timer);
+    uv_timer_init(&d->loop, &w->job_timer);
+    w->respawn_timer.data = w->job_timer.data = w;
+    return w;
+}
+
+int pool_start(struct daemon *d)
+{
+    pool_resize(d, pool_target_size(d));
+    return 0;
+}
+
+void pool_resize(struct daemon *d, int n)
+{
+    int active = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        struct worker *w = d->workers[i];
+        if (active < n) {
+            if (w->retiring) {
+                w->retiring = 0;
+                if (w->state == W_WAITING)
+                    spawn(w);
+            }
+            active++;
+        } else if (!w->retiring) {
+            w->retiring = 1;
+            uv_timer_stop(&w->respawn_timer);
+        }
+    }
+    while (active < n) {
+        d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
+        struct worker *w = slot_new(d, d->nworkers);
+        d->workers[d->nworkers++] = w;
+        spawn(w);
+        active++;
+    }
+    pool_quit_idle(d);
+}
+
+/* ---- talking to a worker ---- */
+
+struct write_req {
+    uv_write_t req;
+    char *buf;
+};
+
+static void on_written(uv_write_t *req, int status)
+{
+    struct write_req *wr = (struct write_req *)req;
+    if (status && status != UV_ECANCELED)
+        log_warn(0, "writing to a worker failed: %s", uv_strerror(status));
+    free(wr->buf);
+    free(wr);
+}
+
+static int send_line(struct worker *w, const char *verb, const struct kv *kv)
+{
+    struct sbuf b = {0};
+    proto_format(&b, verb, kv);
+    struct write_req *wr = xcalloc(1, sizeof *wr);
+    wr->buf = sbuf_take(&b);
+    uv_buf_t buf = uv_buf_init(wr->buf, (unsigned)strlen(wr->buf));
+    int rc = uv_write(&wr->req, (uv_stream_t *)&w->in, &buf, 1, on_written);
+    if (rc) {
+        free(wr->buf);
+        free(wr);
+    }
+    return rc;
+}
+
+static void on_job_timeout(uv_timer_t *t)
+{
+    struct worker *w = t->data;
+    if (w->state == W_BUSY && w->has_job) {
+        log_warn(w->job.id, "%s job ran longer than its timeout of %.0f s; killing worker %d (pid %d)", w->job.kind,
+                 config_timeout(&w->d->cfg, w->job.kind), w->slot, w->pid);
+        pool_kill(w, KILL_TIMEOUT);
+    }
+}
+
+int pool_dispatch(struct worker *w, struct leased_job *job)
+{
+    struct daemon *d = w->d;
+    struct kv kv = {0};
+    kv_setf(&kv, "id", "%lld", (long long)job->id);
+    kv_set(&kv, "kind", job->kind);
+    kv_setf(&kv, "attempt", "%d", job->attempt);
+    /* The job's JSON arguments travel as flat key=value fields. */
+    sqlite3_stmt *st = db_prepare(d->db, "SELECT key, value FROM json_each(?)");
+    if (st) {
+        sqlite3_bind_text(st, 1, job->args_json, -1, SQLITE_STATIC);
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            const char *k = (const char *)sqlite3_column_text(st, 0);
+            const char *v = (const char *)sqlite3_column_text(st, 1);
+            if (k && strcmp(k, "id") && strcmp(k, "kind") && strcmp(k, "attempt"))
+                kv_set(&kv, k, v ? v : "");
+        }
+        sqlite3_reset(st);
+    }
+    w->job = *job;
+    memset(job, 0, sizeof *job);
+    w->has_job = 1;
+    w->state = W_BUSY;
+    w->job_started = now_s();
+    w->last_progress_db = 0;
+    int rc = send_line(w, "job", &kv);
+    kv_free(&kv);
+    if (rc) {
+        log_error(w->job.id, "cannot send the job to worker %d: %s", w->slot, uv_strerror(rc));
+        pool_kill(w, KILL_PROTOCOL);
+        return rc;
+    }
+    double timeout = config_timeout(&d->cfg, w->job.kind);
+    if (timeout > 0)
+        uv_timer_start(&w->job_timer, on_job_timeout, (uint64_t)(timeout * 1000), 0);
+    log_info(w->job.id, "%s started on worker %d (pid %d), attempt %d of %d", w->job.kind, w->slot, w->pid,
+             w->job.attempt, w->job.max_attempts);
+    return 0;
+}
+
+void pool_kill(struct worker *w, enum kill_reason why)
+{
+    if (w->exited || w->state == W_EXITING || w->state == W_WAITING || !w->pid)
+        return;
+    if (!w->kill_reason)
+        w->kill_reason = why;
+    uv_process_kill(&w->proc, SIGKILL);
+}
+
+void pool_quit_idle(struct daemon *d)
+{
+    for (int i = 0; i < d->nworkers; i++) {
+        struct worker *w = d->workers[i];
+        if (w->state == W_IDLE && (w->retiring || d->draining)) {
+            /* It finishes and exits 0; its exit callback closes the slot. */
+            if (!w->quit_sent && send_line(w, "quit", NULL) == 0)
+                w->quit_sent = 1;
+        }
+    }
+}
+
+int pool_alive(struct daemon *d)
+{
+    int n = 0;
+    for (int i = 0; i < d->nworkers; i++)
+        if (d->workers[i]->state != W_WAITING)
+            n++;
+    return n;
+}
+
+struct worker *pool_find_job(struct daemon *d, int64_t job_id)
+{
+    for (int i = 0; i < d->nworkers; i++)
+        if (d->workers[i]->has_job && d->workers[i]->job.id == job_id)
+            return d->workers[i];
+    return NULL;
+}
+
+void pool_close(struct daemon *d)
+{
+    for (int i = 0; i < d->nworkers; i++) {
+        struct worker *w = d->workers[i];
+        w->closing = 1;
+        if (w->state != W_WAITING) {
+            /* Still alive at shutdown (should not happen after a drain). */
+            pool_kill(w, KILL_DRAIN);
+            close_process_handles(w);
+        }
+        w->open_handles += 2;
+        uv_close((uv_handle_t *)&w->respawn_timer, on_handle_closed);
+        uv_close((uv_handle_t *)&w->job_timer, on_handle_closed);
+    }
+    free(d->workers);
+    d->workers = NULL;
+    d->nworkers = 0;
+}

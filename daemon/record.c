@@ -1,0 +1,87 @@
+/* What a finished job writes into the domain tables (movies, clips, ...),
+ * inside the same transaction that marks the job done. One function per job
+ * kind; kinds without domain effects record nothing beyond jobs.result. */
+#include <errno.h>
+#include <string.h>
+
+#include "daemon.h"
+#include "log.h"
+
+/* JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
+static int is_json_number(const char *s)
+{
+    if (*s == '-')
+        s++;
+    if (*s == '0')
+        s++;
+    else if (*s >= '1' && *s <= '9')
+        while (*s >= '0' && *s <= '9')
+            s++;
+    else
+        return 0;
+    if (*s == '.') {
+        s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    if (*s == 'e' || *s == 'E') {
+        s++;
+        if (*s == '+' || *s == '-')
+            s++;
+        if (!(*s >= '0' && *s <= '9'))
+            return 0;
+        while (*s >= '0' && *s <= '9')
+            s++;
+    }
+    return *s == '\0';
+}
+
+char *result_json_from_fields(const struct kv *fields)
+{
+    struct sbuf b = {0};
+    sbuf_addc(&b, '{');
+    int n = 0;
+    for (size_t i = 0; i < fields->n; i++) {
+        if (!strcmp(fields->v[i].key, "id"))
+            continue;
+        if (n++)
+            sbuf_addc(&b, ',');
+        sbuf_add_json_str(&b, fields->v[i].key);
+        sbuf_addc(&b, ':');
+        if (is_json_number(fields->v[i].val))
+            sbuf_add(&b, fields->v[i].val);
+        else
+            sbuf_add_json_str(&b, fields->v[i].val);
+    }
+    sbuf_addc(&b, '}');
+    return sbuf_take(&b);
+}
+
+static int record_probe(struct daemon *d, const struct leased_job *job, const char *result)
+{
+    if (job->movie_id <= 0)
+        return 0;
+    static const char sql[] =
+        "UPDATE movies SET container = json_extract(?1, '$.container'), duration_s = json_extract(?1, '$.duration_s'),"
+        " start_time_s = json_extract(?1, '$.start_time_s'), video_codec = json_extract(?1, '$.video_codec'),"
+        " width = json_extract(?1, '$.width'), height = json_extract(?1, '$.height'),"
+        " avg_fps = json_extract(?1, '$.avg_fps'), real_fps = json_extract(?1, '$.real_fps'),"
+        " rotation = json_extract(?1, '$.rotation'), frame_count = json_extract(?1, '$.frame_count'),"
+        " probed_at = ?2 WHERE id = ?3";
+    sqlite3_stmt *st = db_prepare(d->db, sql);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now_s());
+    sqlite3_bind_int64(st, 3, job->movie_id);
+    return db_step_done(d->db, st);
+}
+
+int record_result(struct daemon *d, const struct leased_job *job, const char *result_json)
+{
+    if (!strcmp(job->kind, "probe"))
+        return record_probe(d, job, result_json);
+    return 0;
+}

@@ -1,0 +1,196 @@
+/* Reading dfew.conf (see config.h). */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "queue.h"
+#include "util.h"
+
+void config_defaults(struct dfew_config *c)
+{
+    memset(c, 0, sizeof *c);
+    c->workers = 0;
+    c->drain_s = 30;
+    c->respawn_min_s = 0.2;
+    c->respawn_max_s = 30;
+    c->lease_s = 60;
+    c->max_attempts = 3;
+    c->retry_base_s = 10;
+    c->retry_max_s = 3600;
+    c->sweep_s = 30;
+    kv_set(&c->limits, "train", "1");
+    kv_set(&c->timeouts, "probe", "600");
+}
+
+void config_free(struct dfew_config *c)
+{
+    free(c->worker_program);
+    free(c->incoming_dir);
+    kv_free(&c->limits);
+    kv_free(&c->timeouts);
+    memset(c, 0, sizeof *c);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+enum ktype { K_INT, K_SECONDS, K_STRING };
+
+struct key_desc {
+    const char *section, *key;
+    enum ktype type;
+    size_t off;
+    double min;
+};
+
+#define OFF(f) offsetof(struct dfew_config, f)
+static const struct key_desc keys[] = {
+    {"daemon", "workers", K_INT, OFF(workers), 0},
+    {"daemon", "drain_seconds", K_SECONDS, OFF(drain_s), 0},
+    {"daemon", "respawn_min_seconds", K_SECONDS, OFF(respawn_min_s), 0},
+    {"daemon", "respawn_max_seconds", K_SECONDS, OFF(respawn_max_s), 0},
+    {"daemon", "worker_program", K_STRING, OFF(worker_program), 0},
+    {"queue", "lease_seconds", K_SECONDS, OFF(lease_s), 1},
+    {"queue", "max_attempts", K_INT, OFF(max_attempts), 1},
+    {"queue", "retry_base_seconds", K_SECONDS, OFF(retry_base_s), 0},
+    {"queue", "retry_max_seconds", K_SECONDS, OFF(retry_max_s), 0},
+    {"queue", "sweep_seconds", K_SECONDS, OFF(sweep_s), 0.1},
+    {"batch", "incoming", K_STRING, OFF(incoming_dir), 0},
+};
+
+static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val, char *why, size_t whylen)
+{
+    char *base = (char *)c + k->off;
+    switch (k->type) {
+    case K_INT: {
+        int v;
+        if (parse_int(val, &v) || v < k->min) {
+            snprintf(why, whylen, "%s wants a whole number >= %g, not '%s'", k->key, k->min, val);
+            return -EINVAL;
+        }
+        *(int *)base = v;
+        return 0;
+    }
+    case K_SECONDS: {
+        double v;
+        if (parse_seconds(val, &v) || v < k->min) {
+            snprintf(why, whylen, "%s wants a duration >= %gs such as 30, 2.5s, 5m or 1h, not '%s'", k->key,
+                     k->min, val);
+            return -EINVAL;
+        }
+        *(double *)base = v;
+        return 0;
+    }
+    case K_STRING:
+        free(*(char **)base);
+        *(char **)base = *val ? xstrdup(val) : NULL;
+        return 0;
+    }
+    return -EINVAL;
+}
+
+int config_load(const char *path, struct dfew_config *c, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        if (errno == ENOENT)
+            return 0;
+        int e = errno;
+        snprintf(err, errlen, "%s: cannot read the config file: %s", path, strerror(e));
+        return -e;
+    }
+    char line[4096], section[64] = "";
+    int lineno = 0, rc = 0;
+    while (!rc && fgets(line, sizeof line, f)) {
+        lineno++;
+        char why[512] = "";
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *s = trim(line);
+        if (!*s)
+            continue;
+        if (*s == '[') {
+            char *end = strchr(s, ']');
+            if (!end || end[1]) {
+                snprintf(why, sizeof why, "a section header looks like [name]");
+            } else {
+                *end = '\0';
+                snprintf(section, sizeof section, "%s", trim(s + 1));
+                if (strcmp(section, "daemon") && strcmp(section, "queue") && strcmp(section, "limits") &&
+                    strcmp(section, "timeouts") && strcmp(section, "batch"))
+                    snprintf(why, sizeof why,
+                             "unknown section [%s]; known: [daemon] [queue] [limits] [timeouts] [batch]", section);
+            }
+        } else {
+            char *eq = strchr(s, '=');
+            if (!eq) {
+                snprintf(why, sizeof why, "expected 'key = value'");
+            } else {
+                *eq = '\0';
+                char *key = trim(s), *val = trim(eq + 1);
+                if (!*section) {
+                    snprintf(why, sizeof why, "'%s' is outside any [section]", key);
+                } else if (!strcmp(section, "limits") || !strcmp(section, "timeouts")) {
+                    double d;
+                    int n;
+                    if (!job_kind_known(key))
+                        snprintf(why, sizeof why, "[%s] keys are job kinds (%s), not '%s'", section,
+                                 JOB_KINDS_HELP, key);
+                    else if (!strcmp(section, "limits") && (parse_int(val, &n) || n < 0))
+                        snprintf(why, sizeof why, "limit for %s must be a whole number >= 0, not '%s'", key, val);
+                    else if (!strcmp(section, "timeouts") && (parse_seconds(val, &d) || d <= 0))
+                        snprintf(why, sizeof why, "timeout for %s must be a positive duration, not '%s'", key, val);
+                    else if (!strcmp(section, "limits"))
+                        kv_set(&c->limits, key, val);
+                    else
+                        kv_setf(&c->timeouts, key, "%.17g", d);
+                } else {
+                    const struct key_desc *k = NULL;
+                    for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+                        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
+                            k = &keys[i];
+                    if (!k)
+                        snprintf(why, sizeof why, "unknown key '%s' in [%s]", key, section);
+                    else
+                        set_key(c, k, val, why, sizeof why);
+                }
+            }
+        }
+        if (*why) {
+            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            rc = -EINVAL;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int config_limit(const struct dfew_config *c, const char *kind)
+{
+    int n = 0;
+    const char *v = kv_get(&c->limits, kind);
+    if (v && parse_int(v, &n) == 0)
+        return n;
+    return 0;
+}
+
+double config_timeout(const struct dfew_config *c, const char *kind)
+{
+    double d = 0;
+    const char *v = kv_get(&c->timeouts, kind);
+    if (v && parse_seconds(v, &d) == 0)
+        return d;
+    return 0;
+}

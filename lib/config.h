@@ -1,0 +1,42 @@
+/* The dfew configuration file: an INI file (dfew.conf in the home directory by
+ * default) read at start-up and again by dfewd on SIGHUP. Every key has a
+ * default, so a missing file is a valid, default configuration. Unknown keys
+ * are errors with the line number: a typo must not silently do nothing. */
+#ifndef DFEW_CONFIG_H
+#define DFEW_CONFIG_H
+
+#include <stddef.h>
+
+#include "kv.h"
+
+struct dfew_config {
+    /* [daemon] */
+    int workers;              /* worker processes; 0 = number of cores */
+    double drain_s;           /* SIGTERM: how long in-flight jobs may finish */
+    double respawn_min_s;     /* first delay before restarting a dead worker */
+    double respawn_max_s;     /* cap of the doubling respawn delay */
+    char *worker_program;     /* NULL: dfew-worker next to dfewd */
+    /* [queue] */
+    double lease_s;           /* a lease lasts this long unless renewed */
+    int max_attempts;         /* attempts before a job is dead */
+    double retry_base_s;      /* backoff after the first failure; doubles */
+    double retry_max_s;       /* backoff cap */
+    double sweep_s;           /* safety-net check for expired leases */
+    /* [limits] kind = most jobs of that kind running at once (0: no limit) */
+    struct kv limits;
+    /* [timeouts] kind = seconds one attempt may run before its worker is killed */
+    struct kv timeouts;
+    /* [batch] */
+    char *incoming_dir;       /* what `dfewctl submit --batch` scans by default */
+};
+
+void config_defaults(struct dfew_config *c);
+/* Loads path over the defaults. A missing file is fine (-ENOENT is not
+ * returned); a bad line gives -EINVAL with "file:line: what" in err. */
+int config_load(const char *path, struct dfew_config *c, char *err, size_t errlen);
+void config_free(struct dfew_config *c);
+
+int config_limit(const struct dfew_config *c, const char *kind);
+double config_timeout(const struct dfew_config *c, const char *kind);
+
+#endif

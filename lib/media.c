@@ -1,0 +1,249 @@
+/* Probing movie files with libavformat/libavcodec (see media.h). */
+#include "media.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/display.h>
+#include <libavutil/log.h>
+
+/* The last error FFmpeg logged, so that a failure can say what FFmpeg saw
+ * ("moov atom not found") and not only the generic error code. */
+static char last_av_error[256];
+
+static void av_log_capture(void *avcl, int level, const char *fmt, va_list vl)
+{
+    if (level <= AV_LOG_ERROR) {
+        va_list copy;
+        va_copy(copy, vl);
+        int prefix = 0;
+        av_log_format_line(avcl, level, fmt, copy, last_av_error, sizeof last_av_error, &prefix);
+        va_end(copy);
+        last_av_error[strcspn(last_av_error, "\n")] = '\0';
+    }
+    av_log_default_callback(avcl, level, fmt, vl);
+}
+
+static void add_ffmpeg_detail(char *err, size_t errlen)
+{
+    if (!last_av_error[0])
+        return;
+    size_t n = strlen(err);
+    /* Drop the "[mov,mp4 @ 0x...] " prefix: the address means nothing to a user. */
+    const char *msg = last_av_error;
+    if (*msg == '[' && strstr(msg, "] "))
+        msg = strstr(msg, "] ") + 2;
+    snprintf(err + n, errlen - n, " [FFmpeg: %s]", msg);
+}
+
+static double q2d_or0(AVRational r) { return r.den && r.num ? av_q2d(r) : 0.0; }
+
+static int is_still_image_format(const AVInputFormat *f)
+{
+    size_t n = strlen(f->name);
+    return !strcmp(f->name, "image2") || (n > 5 && !strcmp(f->name + n - 5, "_pipe"));
+}
+
+static int decode_first_frame(AVFormatContext *fmt, int vidx, char *err, size_t errlen)
+{
+    AVStream *vs = fmt->streams[vidx];
+    const AVCodec *dec = avcodec_find_decoder(vs->codecpar->codec_id);
+    if (!dec) {
+        snprintf(err, errlen, "this FFmpeg has no decoder for the video codec %s",
+                 avcodec_get_name(vs->codecpar->codec_id));
+        return -EINVAL;
+    }
+    AVCodecContext *cc = avcodec_alloc_context3(dec);
+    AVPacket *pkt = av_packet_alloc();
+    AVFrame *frame = av_frame_alloc();
+    int rc = -ENOMEM, got = 0, sent = 0;
+    if (!cc || !pkt || !frame)
+        goto out;
+    if (avcodec_parameters_to_context(cc, vs->codecpar) < 0 || avcodec_open2(cc, dec, NULL) < 0) {
+        snprintf(err, errlen, "cannot open the %s decoder", dec->name);
+        rc = -EINVAL;
+        goto out;
+    }
+    /* A few hundred packets is plenty for any decoder delay. */
+    while (!got && sent < 512 && av_read_frame(fmt, pkt) >= 0) {
+        if (pkt->stream_index == vidx) {
+            sent++;
+            if (avcodec_send_packet(cc, pkt) >= 0 && avcodec_receive_frame(cc, frame) >= 0)
+                got = 1;
+        }
+        av_packet_unref(pkt);
+    }
+    if (!got && avcodec_send_packet(cc, NULL) >= 0 && avcodec_receive_frame(cc, frame) >= 0)
+        got = 1;
+    if (got) {
+        rc = 0;
+    } else {
+        snprintf(err, errlen, "no video frame could be decoded (%d %s packets read): the file is damaged or truncated",
+                 sent, dec->name);
+        rc = -EINVAL;
+    }
+out:
+    av_frame_free(&frame);
+    av_packet_free(&pkt);
+    avcodec_free_context(&cc);
+    return rc;
+}
+
+int media_probe(const char *path, int flags, struct media_info *mi, void (*progress)(void *ud, double frac), void *ud,
+                char *err, size_t errlen)
+{
+    memset(mi, 0, sizeof *mi);
+    mi->frame_count = -1;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s", e == ENOENT ? "no such file" : strerror(e));
+        return -e;
+    }
+    if (S_ISDIR(sb.st_mode)) {
+        snprintf(err, errlen, "is a directory, not a video file");
+        return -EISDIR;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        snprintf(err, errlen, "not a regular file");
+        return -EINVAL;
+    }
+    if (sb.st_size == 0) {
+        snprintf(err, errlen, "the file is empty (0 bytes): not a video");
+        return -EINVAL;
+    }
+
+    if (av_log_get_level() > AV_LOG_ERROR)
+        av_log_set_level(AV_LOG_ERROR);
+    av_log_set_callback(av_log_capture);
+    last_av_error[0] = '\0';
+    AVFormatContext *fmt = NULL;
+    char aerr[AV_ERROR_MAX_STRING_SIZE];
+    int ret = avformat_open_input(&fmt, path, NULL, NULL);
+    if (ret < 0) {
+        av_strerror(ret, aerr, sizeof aerr);
+        if (ret == AVERROR(EACCES) || ret == AVERROR(ENOENT)) {
+            snprintf(err, errlen, "cannot open: %s", aerr);
+            return ret;
+        }
+        snprintf(err, errlen, "FFmpeg cannot read it as a video (%s): not a video, or damaged/truncated", aerr);
+        add_ffmpeg_detail(err, errlen);
+        return -EINVAL;
+    }
+    int rc = 0;
+    if (is_still_image_format(fmt->iformat)) {
+        snprintf(err, errlen, "a still image (%s), not a video", fmt->iformat->name);
+        rc = -EINVAL;
+        goto out;
+    }
+    ret = avformat_find_stream_info(fmt, NULL);
+    if (ret < 0) {
+        av_strerror(ret, aerr, sizeof aerr);
+        snprintf(err, errlen, "FFmpeg cannot read the stream information (%s): the file is damaged or truncated", aerr);
+        add_ffmpeg_detail(err, errlen);
+        rc = -EINVAL;
+        goto out;
+    }
+    int vidx = -1;
+    for (unsigned i = 0; i < fmt->nb_streams; i++) {
+        AVStream *s = fmt->streams[i];
+        if (s->codecpar->codec_type == AVMEDIA_TYPE_AUDIO)
+            mi->audio_streams++;
+        if (s->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && !(s->disposition & AV_DISPOSITION_ATTACHED_PIC) &&
+            vidx < 0)
+            vidx = (int)i;
+    }
+    if (vidx < 0) {
+        snprintf(err, errlen, "no video stream (%u stream%s, %d audio): not a video", fmt->nb_streams,
+                 fmt->nb_streams == 1 ? "" : "s", mi->audio_streams);
+        rc = -EINVAL;
+        goto out;
+    }
+    AVStream *vs = fmt->streams[vidx];
+    if (vs->codecpar->width <= 0 || vs->codecpar->height <= 0) {
+        snprintf(err, errlen, "the video stream has no picture size: the file is damaged or truncated");
+        rc = -EINVAL;
+        goto out;
+    }
+    snprintf(mi->container, sizeof mi->container, "%s", fmt->iformat->name);
+    snprintf(mi->video_codec, sizeof mi->video_codec, "%s", avcodec_get_name(vs->codecpar->codec_id));
+    mi->width = vs->codecpar->width;
+    mi->height = vs->codecpar->height;
+    mi->avg_fps = q2d_or0(vs->avg_frame_rate);
+    mi->real_fps = q2d_or0(vs->r_frame_rate);
+    if (vs->start_time != AV_NOPTS_VALUE)
+        mi->start_time_s = vs->start_time * av_q2d(vs->time_base);
+    else if (fmt->start_time != AV_NOPTS_VALUE)
+        mi->start_time_s = (double)fmt->start_time / AV_TIME_BASE;
+    if (vs->duration != AV_NOPTS_VALUE && vs->duration > 0)
+        mi->duration_s = vs->duration * av_q2d(vs->time_base);
+    else if (fmt->duration != AV_NOPTS_VALUE && fmt->duration > 0)
+        mi->duration_s = (double)fmt->duration / AV_TIME_BASE;
+    size_t sdsize = 0;
+    const uint8_t *sd = av_stream_get_side_data(vs, AV_PKT_DATA_DISPLAYMATRIX, &sdsize);
+    if (sd && sdsize >= 9 * sizeof(int32_t)) {
+        double ccw = av_display_rotation_get((const int32_t *)sd);
+        if (!isnan(ccw)) {
+            int cw = (int)lrint(-ccw);
+            cw = ((cw % 360) + 360) % 360;
+            mi->rotation = (cw + 45) / 90 % 4 * 90;
+        }
+    }
+
+    if (flags & MEDIA_DECODE_FIRST) {
+        rc = decode_first_frame(fmt, vidx, err, errlen);
+        if (rc) {
+            add_ffmpeg_detail(err, errlen);
+            goto out;
+        }
+    }
+    if (flags & MEDIA_COUNT_FRAMES) {
+        if (flags & MEDIA_DECODE_FIRST) {
+            ret = av_seek_frame(fmt, -1, INT64_MIN, AVSEEK_FLAG_BACKWARD | AVSEEK_FLAG_ANY);
+            if (ret < 0)
+                ret = avformat_seek_file(fmt, -1, INT64_MIN, INT64_MIN, INT64_MAX, 0);
+            if (ret < 0) {
+                /* Not seekable: open again from the start. */
+                avformat_close_input(&fmt);
+                if (avformat_open_input(&fmt, path, NULL, NULL) < 0 || avformat_find_stream_info(fmt, NULL) < 0) {
+                    snprintf(err, errlen, "cannot reopen the file to count its frames");
+                    rc = -EIO;
+                    goto out;
+                }
+            }
+        }
+        AVPacket *pkt = av_packet_alloc();
+        if (!pkt) {
+            rc = -ENOMEM;
+            goto out;
+        }
+        int64_t n = 0, last_report = 0;
+        while ((ret = av_read_frame(fmt, pkt)) >= 0) {
+            /* Packets an edit list discards never become frames. */
+            if (pkt->stream_index == vidx && !(pkt->flags & (AV_PKT_FLAG_DISCARD | AV_PKT_FLAG_CORRUPT)))
+                n++;
+            if (progress && pkt->pos > 0 && pkt->pos - last_report > (1 << 24)) {
+                last_report = pkt->pos;
+                progress(ud, (double)pkt->pos / (double)sb.st_size);
+            }
+            av_packet_unref(pkt);
+        }
+        av_packet_free(&pkt);
+        if (ret != AVERROR_EOF && n == 0) {
+            av_strerror(ret, aerr, sizeof aerr);
+            snprintf(err, errlen, "reading the video failed before the first frame: %s", aerr);
+            rc = -EIO;
+            goto out;
+        }
+        mi->frame_count = n;
+    }
+out:
+    avformat_close_input(&fmt);
+    return rc;
+}

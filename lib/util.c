@@ -1,0 +1,283 @@
+/* Small helpers shared by every dfew program: growable strings, JSON string
+ * escaping, strict number parsing, clocks, paths. */
+#include "util.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+static int sbuf_grow(struct sbuf *b, size_t extra)
+{
+    if (b->len + extra + 1 <= b->cap)
+        return 0;
+    size_t cap = b->cap ? b->cap : 64;
+    while (cap < b->len + extra + 1)
+        cap *= 2;
+    char *s = realloc(b->s, cap);
+    if (!s)
+        return -ENOMEM;
+    b->s = s;
+    b->cap = cap;
+    return 0;
+}
+
+int sbuf_addn(struct sbuf *b, const char *s, size_t n)
+{
+    int rc = sbuf_grow(b, n);
+    if (rc)
+        return rc;
+    memcpy(b->s + b->len, s, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+    return 0;
+}
+
+int sbuf_add(struct sbuf *b, const char *s) { return sbuf_addn(b, s, strlen(s)); }
+
+int sbuf_addc(struct sbuf *b, char c) { return sbuf_addn(b, &c, 1); }
+
+int sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap)
+{
+    va_list ap2;
+    va_copy(ap2, ap);
+    int n = vsnprintf(NULL, 0, fmt, ap2);
+    va_end(ap2);
+    if (n < 0)
+        return -EINVAL;
+    int rc = sbuf_grow(b, (size_t)n);
+    if (rc)
+        return rc;
+    vsnprintf(b->s + b->len, (size_t)n + 1, fmt, ap);
+    b->len += (size_t)n;
+    return 0;
+}
+
+int sbuf_addf(struct sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int rc = sbuf_vaddf(b, fmt, ap);
+    va_end(ap);
+    return rc;
+}
+
+int sbuf_add_json_str(struct sbuf *b, const char *s)
+{
+    if (!s)
+        return sbuf_add(b, "null");
+    int rc = sbuf_addc(b, '"');
+    for (const unsigned char *p = (const unsigned char *)s; *p && !rc; p++) {
+        switch (*p) {
+        case '"': rc = sbuf_add(b, "\\\""); break;
+        case '\\': rc = sbuf_add(b, "\\\\"); break;
+        case '\n': rc = sbuf_add(b, "\\n"); break;
+        case '\r': rc = sbuf_add(b, "\\r"); break;
+        case '\t': rc = sbuf_add(b, "\\t"); break;
+        default:
+            if (*p < 0x20)
+                rc = sbuf_addf(b, "\\u%04x", *p);
+            else
+                rc = sbuf_addc(b, (char)*p);
+        }
+    }
+    return rc ? rc : sbuf_addc(b, '"');
+}
+
+const char *sbuf_str(const struct sbuf *b) { return b->s ? b->s : ""; }
+
+char *sbuf_take(struct sbuf *b)
+{
+    char *s = b->s ? b->s : xstrdup("");
+    b->s = NULL;
+    b->len = b->cap = 0;
+    return s;
+}
+
+void sbuf_reset(struct sbuf *b)
+{
+    b->len = 0;
+    if (b->s)
+        b->s[0] = '\0';
+}
+
+void sbuf_free(struct sbuf *b)
+{
+    free(b->s);
+    b->s = NULL;
+    b->len = b->cap = 0;
+}
+
+int parse_i64(const char *s, int64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (errno == ERANGE)
+        return -ERANGE;
+    if (*end || end == s)
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int parse_int(const char *s, int *out)
+{
+    int64_t v;
+    int rc = parse_i64(s, &v);
+    if (rc)
+        return rc;
+    if (v < INT_MIN || v > INT_MAX)
+        return -ERANGE;
+    *out = (int)v;
+    return 0;
+}
+
+int parse_double(const char *s, double *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno == ERANGE)
+        return -ERANGE;
+    if (*end || end == s || !isfinite(v))
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+int parse_seconds(const char *s, double *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0)
+        return -EINVAL;
+    double mul;
+    if (!*end || !strcmp(end, "s"))
+        mul = 1;
+    else if (!strcmp(end, "ms"))
+        mul = 0.001;
+    else if (!strcmp(end, "m") || !strcmp(end, "min"))
+        mul = 60;
+    else if (!strcmp(end, "h"))
+        mul = 3600;
+    else
+        return -EINVAL;
+    *out = v * mul;
+    return 0;
+}
+
+double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+uint64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+void format_time_iso(double t, char *buf, size_t len)
+{
+    time_t sec = (time_t)t;
+    int ms = (int)((t - (double)sec) * 1000.0);
+    if (ms < 0)
+        ms = 0;
+    if (ms > 999)
+        ms = 999;
+    struct tm tm;
+    gmtime_r(&sec, &tm);
+    char tmp[32];
+    strftime(tmp, sizeof tmp, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03dZ", tmp, ms);
+}
+
+int mkdir_p(const char *path, unsigned mode)
+{
+    char *tmp = xstrdup(path);
+    int rc = 0;
+    for (char *p = tmp + 1;; p++) {
+        if (*p == '/' || *p == '\0') {
+            char c = *p;
+            *p = '\0';
+            if (mkdir(tmp, mode) != 0 && errno != EEXIST) {
+                rc = -errno;
+                break;
+            }
+            *p = c;
+            if (!c)
+                break;
+        }
+    }
+    if (!rc) {
+        struct stat st;
+        if (stat(path, &st) != 0)
+            rc = -errno;
+        else if (!S_ISDIR(st.st_mode))
+            rc = -ENOTDIR;
+    }
+    free(tmp);
+    return rc;
+}
+
+int abs_path(const char *path, char **out)
+{
+    char *r = realpath(path, NULL);
+    if (!r)
+        return -errno;
+    *out = r;
+    return 0;
+}
+
+static void out_of_memory(void)
+{
+    fputs("dfew: out of memory\n", stderr);
+    abort();
+}
+
+void *xmalloc(size_t n)
+{
+    void *p = malloc(n ? n : 1);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+void *xcalloc(size_t n, size_t m)
+{
+    void *p = calloc(n ? n : 1, m ? m : 1);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n ? n : 1);
+    if (!p)
+        out_of_memory();
+    return p;
+}
+
+char *xstrdup(const char *s)
+{
+    char *p = strdup(s ? s : "");
+    if (!p)
+        out_of_memory();
+    return p;
+}

@@ -1,0 +1,57 @@
+/* Small helpers shared by every dfew program: growable strings, JSON string
+ * escaping, strict number parsing, clocks, paths. No policy lives here. */
+#ifndef DFEW_UTIL_H
+#define DFEW_UTIL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A growable, always NUL-terminated string. A zeroed struct is an empty one. */
+struct sbuf {
+    char *s;
+    size_t len, cap;
+};
+
+int sbuf_add(struct sbuf *b, const char *s);
+int sbuf_addn(struct sbuf *b, const char *s, size_t n);
+int sbuf_addc(struct sbuf *b, char c);
+int sbuf_addf(struct sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int sbuf_vaddf(struct sbuf *b, const char *fmt, va_list ap) __attribute__((format(printf, 2, 0)));
+/* Appends s as a JSON string literal, quotes included. NULL appends null. */
+int sbuf_add_json_str(struct sbuf *b, const char *s);
+/* Returns the string (never NULL) and leaves b owning it. */
+const char *sbuf_str(const struct sbuf *b);
+/* Hands the string to the caller (who frees it) and resets b. */
+char *sbuf_take(struct sbuf *b);
+void sbuf_reset(struct sbuf *b);
+void sbuf_free(struct sbuf *b);
+
+/* Strict parsing: the whole string must be a number in range. 0 or -EINVAL/-ERANGE. */
+int parse_i64(const char *s, int64_t *out);
+int parse_int(const char *s, int *out);
+int parse_double(const char *s, double *out);
+/* Durations such as "30", "30s", "5m", "2h", "1.5s", "250ms" into seconds. */
+int parse_seconds(const char *s, double *out);
+
+/* Wall-clock seconds since the epoch, with sub-second precision. */
+double now_s(void);
+/* Monotonic milliseconds, for measuring intervals. */
+uint64_t mono_ms(void);
+/* ISO-8601 UTC with milliseconds, e.g. 2026-11-27T19:50:01.123Z. */
+void format_time_iso(double t, char *buf, size_t len);
+
+/* mkdir -p with the given mode for directories it creates. */
+int mkdir_p(const char *path, unsigned mode);
+/* Absolute, normalised path of an existing file (realpath); caller frees. */
+int abs_path(const char *path, char **out);
+
+void *xmalloc(size_t n);
+void *xcalloc(size_t n, size_t m);
+void *xrealloc(void *p, size_t n);
+char *xstrdup(const char *s);
+
+#endif

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Installs every Debian 12 package dfew needs to build, run and test. Idempotent:
+# packages already present are skipped, so a second run does nothing.
+set -euo pipefail
+
+PKGS=(
+  # build
+  meson ninja-build pkg-config gcc g++
+  # runtime libraries
+  libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
+  libuv1-dev libsqlite3-dev libcurl4-openssl-dev
+  libdlib-dev libdlib-data libopenblas-dev
+  # tools and real data used by the demo and the tests
+  sqlite3 ffmpeg forensics-samples-files python3 procps
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup-deps: all ${#PKGS[@]} packages already installed"
+  exit 0
+fi
+
+SUDO=
+if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; fi
+echo "setup-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"

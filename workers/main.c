@@ -1,0 +1,149 @@
+/* dfew-worker: a long-lived compute process owned by dfewd. It says hello,
+ * then reads one job per line on stdin, runs it, and writes progress and one
+ * result line on stdout (protocol in lib/proto.h). Stateless between jobs
+ * except for loaded models; it never writes the database. */
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "dfew_build.h"
+#include "log.h"
+#include "proto.h"
+#include "queue.h"
+#include "util.h"
+#include "worker.h"
+
+static const struct {
+    const char *kind;
+    job_handler run;
+} handlers[] = {
+    {"noop", job_noop},
+    {"probe", job_probe},
+};
+
+static int send_msg(const char *verb, const struct kv *kv)
+{
+    struct sbuf b = {0};
+    proto_format(&b, verb, kv);
+    size_t n = fwrite(b.s, 1, b.len, stdout);
+    int rc = (n == b.len && fflush(stdout) == 0) ? 0 : -EPIPE;
+    sbuf_free(&b);
+    return rc;
+}
+
+void job_progress(struct job_ctx *ctx, double frac, const char *msg)
+{
+    struct kv kv = {0};
+    kv_setf(&kv, "id", "%lld", (long long)ctx->id);
+    kv_setf(&kv, "frac", "%.4f", frac);
+    if (msg)
+        kv_set(&kv, "msg", msg);
+    send_msg("progress", &kv);
+    kv_free(&kv);
+}
+
+static int run_job(const struct proto_msg *m)
+{
+    struct job_ctx ctx = {0};
+    const char *kind = kv_get(&m->kv, "kind");
+    int64_t attempt = 1;
+    if (kv_get_i64(&m->kv, "id", &ctx.id) || !kind) {
+        log_error(0, "malformed job line (no id or kind); ignored");
+        return 0;
+    }
+    kv_get_i64(&m->kv, "attempt", &attempt);
+    ctx.kind = kind;
+    ctx.attempt = (int)attempt;
+    ctx.args = &m->kv;
+    ctx.retryable = 1;
+    job_handler fn = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(handlers); i++)
+        if (!strcmp(handlers[i].kind, kind))
+            fn = handlers[i].run;
+    int rc;
+    if (!fn) {
+        snprintf(ctx.error, sizeof ctx.error, "this dfew-worker cannot run jobs of kind '%s' (it knows %s)", kind,
+                 JOB_KINDS_HELP);
+        ctx.retryable = 0;
+        rc = -ENOSYS;
+    } else {
+        rc = fn(&ctx);
+    }
+    struct kv out = {0};
+    kv_setf(&out, "id", "%lld", (long long)ctx.id);
+    if (rc == 0) {
+        for (size_t i = 0; i < ctx.result.n; i++)
+            kv_set(&out, ctx.result.v[i].key, ctx.result.v[i].val);
+        rc = send_msg("done", &out);
+    } else {
+        if (!ctx.error[0])
+            snprintf(ctx.error, sizeof ctx.error, "%s job failed: %s", kind, strerror(-rc));
+        kv_set(&out, "retry", ctx.retryable ? "1" : "0");
+        kv_set(&out, "error", ctx.error);
+        rc = send_msg("fail", &out);
+    }
+    kv_free(&out);
+    kv_free(&ctx.result);
+    return rc;
+}
+
+int main(int argc, char **argv)
+{
+    log_init("dfew-worker", stderr, getenv("DFEW_DEBUG") ? LOG_DEBUG : LOG_INFO);
+    if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
+        printf("dfew-worker %s (protocol %d)\n", DFEW_VERSION, DFEW_PROTO_VERSION);
+        return 0;
+    }
+    if (argc > 1) {
+        fprintf(stderr, "dfew-worker is started by dfewd and speaks its protocol on stdin/stdout; "
+                        "it takes no arguments (try dfewd --help).\n");
+        return 2;
+    }
+    /* Die with the daemon: an orphaned worker would hold a job nobody tracks. */
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() == 1)
+        return 1;
+    signal(SIGPIPE, SIG_IGN);
+
+    struct kv hello = {0};
+    kv_setf(&hello, "proto", "%d", DFEW_PROTO_VERSION);
+    kv_setf(&hello, "pid", "%d", (int)getpid());
+    kv_set(&hello, "version", DFEW_VERSION);
+    struct sbuf kinds = {0};
+    for (size_t i = 0; i < ARRAY_LEN(handlers); i++)
+        sbuf_addf(&kinds, "%s%s", i ? "," : "", handlers[i].kind);
+    kv_set(&hello, "kinds", sbuf_str(&kinds));
+    sbuf_free(&kinds);
+    int rc = send_msg("hello", &hello);
+    kv_free(&hello);
+
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while (!rc && (n = getline(&line, &cap, stdin)) > 0) {
+        if (line[n - 1] == '\n')
+            line[--n] = '\0';
+        if (n == 0)
+            continue;
+        struct proto_msg m;
+        if (proto_parse(line, (size_t)n, &m)) {
+            log_error(0, "unreadable line from dfewd (%.60s...); ignored", line);
+            continue;
+        }
+        if (!strcmp(m.verb, "quit")) {
+            proto_msg_free(&m);
+            break;
+        }
+        if (!strcmp(m.verb, "job"))
+            rc = run_job(&m);
+        else
+            log_warn(0, "unknown message '%s' from dfewd; ignored", m.verb);
+        proto_msg_free(&m);
+    }
+    free(line);
+    return rc ? 1 : 0;
+}

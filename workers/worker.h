@@ -1,0 +1,31 @@
+/* The dfew-worker side of a job: the context a job handler gets and the table
+ * of handlers, one per job kind (one file each: noop.c, probe.c, ...). A
+ * handler reads its arguments, writes its outputs atomically, fills result
+ * fields, and never touches the database. */
+#ifndef DFEW_WORKER_H
+#define DFEW_WORKER_H
+
+#include <stdint.h>
+
+#include "kv.h"
+
+struct job_ctx {
+    int64_t id;
+    const char *kind;
+    int attempt;
+    const struct kv *args; /* from the job's JSON arguments */
+    struct kv result;      /* fields of the "done" message */
+    char error[2048];      /* for a failure: what is wrong and what to do */
+    int retryable;         /* failure: 1 = transient (retry), 0 = permanent */
+};
+
+/* Reports progress to the daemon (frac in 0..1; msg may be NULL). */
+void job_progress(struct job_ctx *ctx, double frac, const char *msg);
+
+/* 0 on success (result filled), negative errno on failure (error filled). */
+typedef int (*job_handler)(struct job_ctx *ctx);
+
+int job_noop(struct job_ctx *ctx);
+int job_probe(struct job_ctx *ctx);
+
+#endif
