@@ -24,6 +24,23 @@ int ctl_common_opt(struct ctl *c, int opt, const char *arg)
     return 0;
 }
 
+int ctl_simple_opts(struct ctl *c, int argc, char **argv, const char *usage_text)
+{
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        if (o == 'h') {
+            printf("%s", usage_text);
+            return 0;
+        }
+        return 2;
+    }
+    return -1;
+}
+
 int ctl_open(struct ctl *c, int create)
 {
     char err[1024];

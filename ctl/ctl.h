@@ -55,5 +55,8 @@ int cmd_clips(struct ctl *c, int argc, char **argv);
 #define CTL_COMMON_LONGOPTS {"home", required_argument, NULL, 1000}, {"json", no_argument, NULL, 1001}, \
     {"help", no_argument, NULL, 'h'}
 int ctl_common_opt(struct ctl *c, int opt, const char *arg);
+/* Option parsing for commands with only the common options: returns -1 to go
+ * on (optind at the first argument), else the exit code (0 after --help). */
+int ctl_simple_opts(struct ctl *c, int argc, char **argv, const char *usage_text);
 
 #endif

@@ -9,23 +9,6 @@
 #include "ctl.h"
 #include "queue.h"
 
-static int simple_opts(struct ctl *c, int argc, char **argv, const char *usage_text)
-{
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (ctl_common_opt(c, o, optarg))
-            continue;
-        if (o == 'h') {
-            printf("%s", usage_text);
-            return 0;
-        }
-        return 2;
-    }
-    return -1;
-}
-
 static int parse_id_arg(const char *cmd, const char *s, int64_t *id)
 {
     if (!s || parse_i64(s, id) || *id < 1) {
@@ -167,7 +150,7 @@ static int show_clip(struct ctl *c, const char *id)
 
 int cmd_show(struct ctl *c, int argc, char **argv)
 {
-    int rc = simple_opts(c, argc, argv,
+    int rc = ctl_simple_opts(c, argc, argv,
                          "usage: dfewctl show [job|movie|clip] ID [--json]\n\n"
                          "One record with its history: a job with its events, a movie with its probe\n"
                          "facts, jobs and clips, a clip with its jobs. A bare ID is a job.\n");
@@ -197,7 +180,7 @@ int cmd_show(struct ctl *c, int argc, char **argv)
 
 int cmd_cancel(struct ctl *c, int argc, char **argv)
 {
-    int rc = simple_opts(c, argc, argv,
+    int rc = ctl_simple_opts(c, argc, argv,
                          "usage: dfewctl cancel JOB_ID\n\n"
                          "Cancels a queued, running or failed job. A running job's worker is stopped.\n"
                          "'dfewctl retry JOB_ID' queues it again.\n");
@@ -240,7 +223,7 @@ int cmd_cancel(struct ctl *c, int argc, char **argv)
 
 int cmd_retry(struct ctl *c, int argc, char **argv)
 {
-    int rc = simple_opts(c, argc, argv,
+    int rc = ctl_simple_opts(c, argc, argv,
                          "usage: dfewctl retry JOB_ID\n\n"
                          "Queues a dead, failed or cancelled job again, with its attempts reset.\n");
     if (rc >= 0)

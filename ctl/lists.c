@@ -1,24 +1,13 @@
 /* dfewctl movies and clips: the two lists a curator looks at, read from the
  * public views movie_status and clip_status (schema/0002_views.sql). */
-#include <getopt.h>
-
 #include "ctl.h"
 
 static int list(struct ctl *c, int argc, char **argv, const char *usage_text, const char *sql_table,
                 const char *sql_json, const char *empty)
 {
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (ctl_common_opt(c, o, optarg))
-            continue;
-        if (o == 'h') {
-            printf("%s", usage_text);
-            return 0;
-        }
-        return 2;
-    }
+    int rc = ctl_simple_opts(c, argc, argv, usage_text);
+    if (rc >= 0)
+        return rc;
     if (ctl_open(c, 0))
         return 1;
     return ctl_print_query(c, c->json ? sql_json : sql_table, NULL, empty) < 0 ? 1 : 0;

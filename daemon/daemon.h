@@ -39,7 +39,7 @@ struct worker {
     uv_pipe_t out; /* its stdout: hello, progress, results */
     uv_pipe_t err; /* its stderr: relayed to our log */
     int open_handles;
-    int exited, out_eof;
+    int exited, out_eof, err_eof;
     int64_t exit_status;
     int term_signal;
     /* Per slot, live for the daemon's whole life. */

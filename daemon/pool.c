@@ -136,10 +136,10 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
     else
         log_msg(status && !w->d->draining ? LOG_WARN : LOG_INFO, w->has_job ? w->job.id : 0,
                 "worker %d (pid %d) exited with status %lld", w->slot, w->pid, (long long)status);
-    if (w->out_eof) {
+    if (w->out_eof && w->err_eof) {
         finalize(w);
     } else {
-        /* Its last lines may still be in the pipe; wait for EOF, not forever. */
+        /* Its last lines may still be in the pipes; wait for EOF, not forever. */
         uv_timer_start(&w->job_timer, on_grace_over, 1000, 0);
     }
 }
@@ -242,11 +242,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         }
     } else if (nread < 0) {
         uv_read_stop(s);
-        if (!is_err) {
+        if (is_err)
+            w->err_eof = 1;
+        else
             w->out_eof = 1;
-            if (w->exited && w->state != W_EXITING && w->state != W_WAITING)
-                finalize(w);
-        }
+        if (w->exited && w->out_eof && w->err_eof && w->state != W_EXITING && w->state != W_WAITING)
+            finalize(w);
     }
     free(buf->base);
 }
@@ -261,7 +262,7 @@ static void spawn(struct worker *w)
     uv_pipe_init(&d->loop, &w->err, 0);
     w->in.data = w->out.data = w->err.data = w->proc.data = w;
     w->open_handles = 4;
-    w->exited = w->out_eof = 0;
+    w->exited = w->out_eof = w->err_eof = 0;
     w->exit_status = 0;
     w->term_signal = 0;
     w->kill_reason = KILL_NONE;
@@ -291,7 +292,7 @@ static void spawn(struct worker *w)
     if (rc) {
         log_error(0, "worker %d: cannot start %s: %s (set [daemon] worker_program in %s)", w->slot, d->worker_program,
                   uv_strerror(rc), d->config_path);
-        w->exited = w->out_eof = 1;
+        w->exited = w->out_eof = w->err_eof = 1;
         close_process_handles(w);
         return;
     }

@@ -10,6 +10,16 @@ static int is_key_char(char c)
     return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_';
 }
 
+static int is_key(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!is_key_char(*s))
+            return 0;
+    return 1;
+}
+
 static int needs_escape(unsigned char c)
 {
     return c <= 0x20 || c == 0x7f || c == '%' || c == '=';
@@ -89,29 +99,19 @@ int proto_parse(const char *line, size_t len, struct proto_msg *m)
     int rc = 0;
     char *save = NULL;
     char *tok = strtok_r(buf, " ", &save);
-    if (!tok || strlen(tok) >= sizeof m->verb) {
+    if (!tok || strlen(tok) >= sizeof m->verb || !is_key(tok)) {
         rc = -EPROTO;
         goto out;
     }
-    for (const char *p = tok; *p; p++)
-        if (!is_key_char(*p)) {
-            rc = -EPROTO;
-            goto out;
-        }
     strcpy(m->verb, tok);
     while ((tok = strtok_r(NULL, " ", &save))) {
         char *eq = strchr(tok, '=');
-        if (!eq || eq == tok) {
+        if (!eq) {
             rc = -EPROTO;
             goto out;
         }
         *eq = '\0';
-        for (const char *p = tok; *p; p++)
-            if (!is_key_char(*p)) {
-                rc = -EPROTO;
-                goto out;
-            }
-        if (proto_decode_value(eq + 1)) {
+        if (!is_key(tok) || proto_decode_value(eq + 1)) {
             rc = -EPROTO;
             goto out;
         }

@@ -415,6 +415,29 @@ int queue_release(struct db *db, int64_t id, const char *token, const char *why,
     return finish(db, rc);
 }
 
+/* The ids a query returns (its one optional parameter bound to now). */
+static int select_ids(struct db *db, const char *select_sql, double now, int64_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st = db_prepare(db, select_sql);
+    if (!st)
+        return -EIO;
+    if (sqlite3_bind_parameter_count(st) > 0)
+        sqlite3_bind_double(st, 1, now);
+    size_t cap = 0;
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (*n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *ids = xrealloc(*ids, cap * sizeof **ids);
+        }
+        (*ids)[(*n)++] = sqlite3_column_int64(st, 0);
+    }
+    sqlite3_reset(st);
+    return rc == SQLITE_DONE ? 0 : db_errno(rc);
+}
+
 /* Releases every leased job matching the query (which selects ids). */
 static int release_where(struct db *db, const char *select_sql, double now, const char *why, int count_attempt,
                          int *released)
@@ -423,22 +446,9 @@ static int release_where(struct db *db, const char *select_sql, double now, cons
     int rc = db_begin(db);
     if (rc)
         return rc;
-    int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    sqlite3_stmt *st = db_prepare(db, select_sql);
-    if (!st)
-        return finish(db, -EIO);
-    if (sqlite3_bind_parameter_count(st) > 0)
-        sqlite3_bind_double(st, 1, now);
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            ids = xrealloc(ids, cap * sizeof *ids);
-        }
-        ids[n++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_reset(st);
-    rc = rc == SQLITE_DONE ? 0 : db_errno(rc);
+    int64_t *ids;
+    size_t n;
+    rc = select_ids(db, select_sql, now, &ids, &n);
     for (size_t i = 0; i < n && !rc; i++) {
         struct job_row r;
         rc = load(db, ids[i], &r);
@@ -473,24 +483,14 @@ int queue_promote_due(struct db *db, double now, int *promoted)
     int rc = db_begin(db);
     if (rc)
         return rc;
-    static const char sql[] = "SELECT id FROM jobs WHERE state = 'failed' AND run_after <= ? ORDER BY id";
-    sqlite3_stmt *st = db_prepare(db, sql);
-    if (!st)
-        return finish(db, -EIO);
-    sqlite3_bind_double(st, 1, now);
-    int64_t *ids = NULL;
-    size_t n = 0, cap = 0;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            ids = xrealloc(ids, cap * sizeof *ids);
-        }
-        ids[n++] = sqlite3_column_int64(st, 0);
-    }
-    sqlite3_reset(st);
-    rc = rc == SQLITE_DONE ? 0 : db_errno(rc);
-    for (size_t i = 0; i < n && !rc; i++)
+    int64_t *ids;
+    size_t n;
+    rc = select_ids(db, "SELECT id FROM jobs WHERE state = 'failed' AND run_after <= ? ORDER BY id", now, &ids, &n);
+    for (size_t i = 0; i < n && !rc; i++) {
         rc = move(db, ids[i], JOB_FAILED, JOB_QUEUED, "backoff over, queued for another attempt");
+        if (!rc) /* ready now, whatever clock the caller used */
+            rc = set_fields(db, "UPDATE jobs SET run_after = 0 WHERE id = ?", ids[i], "");
+    }
     free(ids);
     rc = finish(db, rc);
     if (!rc)

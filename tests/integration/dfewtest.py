@@ -1,0 +1,206 @@
+"""Harness for dfew's integration tests: a temporary dfew home with a real
+dfewd process (foreground, its log captured), dfewctl run as a subprocess,
+and the real SQLite database read with Python's sqlite3. No mocks.
+
+Environment (set by tests/integration/meson.build):
+  DFEW_BUILD_DIR   where dfewd, dfewctl and dfew-worker are
+  DFEW_SOURCE_DIR  the source tree (schema/ lives there)
+  DFEW_TESTDATA    ../shared/testdata (tests that need it skip without it)
+"""
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BUILD = os.environ.get('DFEW_BUILD_DIR', os.path.join(os.path.dirname(__file__), '..', '..', 'build'))
+SOURCE = os.environ.get('DFEW_SOURCE_DIR', os.path.join(os.path.dirname(__file__), '..', '..'))
+TESTDATA = os.environ.get('DFEW_TESTDATA', os.path.join(SOURCE, '..', 'shared', 'testdata'))
+DEBIAN_HELLO = '/usr/share/forensics-samples/original-files/movie2/movie-hello.mp4'
+DEBIAN_DOG = '/usr/share/forensics-samples/original-files/movie1/VID_20191220_170832.mp4'
+# Sanitizer builds are slower; give them more time.
+SLOW = 4 if os.environ.get('DFEW_SANITIZE') else 1
+
+
+def video(name):
+    """Path of a shared test video; skips the test (visibly) when absent."""
+    p = os.path.join(TESTDATA, 'videos', name)
+    if not os.path.exists(p):
+        raise unittest.SkipTest('test data missing: %s (../shared/testdata is not beside the checkout)' % p)
+    return p
+
+
+def need_file(p, why):
+    if not os.path.exists(p):
+        raise unittest.SkipTest('%s missing (%s)' % (p, why))
+    return p
+
+
+class Home:
+    """A fresh dfew home; optionally with a dfew.conf; starts/stops dfewd."""
+
+    def __init__(self, config=None, workers=2):
+        self.dir = tempfile.mkdtemp(prefix='dfew-it-')
+        self.workers = workers
+        self.proc = None
+        self.logs = []
+        if config:
+            with open(os.path.join(self.dir, 'dfew.conf'), 'w') as f:
+                f.write(config)
+
+    # --- files ---
+    @property
+    def db_path(self):
+        return os.path.join(self.dir, 'dfew.db')
+
+    @property
+    def sock(self):
+        return os.path.join(self.dir, 'dfewd.sock')
+
+    def write_config(self, text):
+        with open(os.path.join(self.dir, 'dfew.conf'), 'w') as f:
+            f.write(text)
+
+    # --- dfewctl ---
+    def ctl(self, *args, check=True, timeout=120):
+        cmd = [os.path.join(BUILD, 'dfewctl'), '--home', self.dir] + [str(a) for a in args]
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout * SLOW)
+        self.check_sanitizer(r.stderr, 'dfewctl ' + ' '.join(map(str, args)))
+        if check and r.returncode != 0:
+            raise AssertionError('%s exited %d\nstdout: %s\nstderr: %s' % (' '.join(cmd), r.returncode, r.stdout,
+                                                                         r.stderr))
+        return r
+
+    def ctl_json(self, *args, check=True):
+        r = self.ctl('--json', *args, check=check)
+        return json.loads(r.stdout)
+
+    # --- dfewd ---
+    def start(self, *extra, wait_ready=True):
+        assert self.proc is None
+        path = os.path.join(self.dir, 'dfewd.test.log.%d' % len(self.logs))
+        self.logs.append(path)
+        args = [os.path.join(BUILD, 'dfewd'), '--foreground', '--home', self.dir]
+        if self.workers:
+            args += ['--workers', str(self.workers)]
+        # O_APPEND, and read back by path: never share a file offset with the daemon
+        with open(path, 'ab') as log:
+            self.proc = subprocess.Popen(args + list(extra), stdout=log, stderr=subprocess.STDOUT)
+        if wait_ready:
+            self.wait_for(lambda: self.ping() and self.ready_workers() >= 1, 20, 'dfewd to start')
+        return self.proc
+
+    def ping(self):
+        r = subprocess.run([os.path.join(BUILD, 'dfewctl'), '--home', self.dir, '--json', 'status', '--once'],
+                           capture_output=True, text=True)
+        return r.returncode == 0 and json.loads(r.stdout).get('daemon') is not None
+
+    def daemon_status(self):
+        return self.ctl_json('status', '--once')['daemon']
+
+    def ready_workers(self):
+        d = self.daemon_status()
+        return 0 if not d else sum(1 for w in d['workers'] if w['state'] in ('idle', 'busy'))
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc is None:
+            return None
+        self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(timeout=timeout * SLOW)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        self.check_sanitizer(self.log(), 'dfewd')
+        return rc
+
+    def kill9(self):
+        self.proc.kill()
+        self.proc.wait()
+        self.proc = None
+
+    def log(self):
+        out = []
+        for path in self.logs:
+            with open(path, errors='replace') as f:
+                out.append(f.read())
+        return ''.join(out)
+
+    @staticmethod
+    def check_sanitizer(text, who):
+        for marker in ('ERROR: AddressSanitizer', 'ERROR: LeakSanitizer', 'runtime error:'):
+            if marker in text:
+                raise AssertionError('%s: sanitizer report:\n%s' % (who, text[-4000:]))
+
+    # --- database ---
+    def db(self):
+        con = sqlite3.connect(self.db_path, timeout=30)
+        con.row_factory = sqlite3.Row
+        return con
+
+    def query(self, sql, *args):
+        con = self.db()
+        try:
+            return [dict(r) for r in con.execute(sql, args)]
+        finally:
+            con.close()
+
+    def scalar(self, sql, *args):
+        con = self.db()
+        try:
+            return con.execute(sql, args).fetchone()[0]
+        finally:
+            con.close()
+
+    def wait_for(self, cond, timeout, what):
+        end = time.time() + timeout * SLOW
+        while time.time() < end:
+            if cond():
+                return
+            if self.proc is not None and self.proc.poll() is not None:
+                raise AssertionError('dfewd exited (%s) while waiting for %s\n%s' % (self.proc.returncode, what,
+                                                                                    self.log()[-3000:]))
+            time.sleep(0.05)
+        raise AssertionError('timed out waiting for %s\n%s' % (what, self.log()[-3000:]))
+
+    def done_events(self, job_id):
+        return self.scalar("SELECT count(*) FROM events WHERE job_id = ? AND to_state = 'done'", job_id)
+
+    def trail(self, job_id):
+        return [r['to_state'] for r in self.query('SELECT to_state FROM events WHERE job_id = ? ORDER BY id', job_id)]
+
+    def cleanup(self):
+        if self.proc is not None:
+            self.stop(signal.SIGKILL if self.proc.poll() is None else signal.SIGTERM)
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+class HomeTest(unittest.TestCase):
+    """A test case with self.home created and cleaned up per test."""
+    config = None
+    workers = 2
+
+    def setUp(self):
+        self.home = Home(self.config, self.workers)
+
+    def tearDown(self):
+        if self.home.proc is not None and self.home.proc.poll() is None:
+            # A test that left the daemon running: stop it cleanly to catch leaks.
+            self.home.stop()
+        self.home.cleanup()
+
+
+def main():
+    r = unittest.main(exit=False, verbosity=2).result
+    if not r.wasSuccessful():
+        sys.exit(1)
+    if r.testsRun and len(r.skipped) == r.testsRun:
+        sys.exit(77)  # meson: skipped
+    sys.exit(0)
