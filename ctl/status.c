@@ -15,18 +15,31 @@
 
 static const char *const col_states[] = {"queued", "leased", "failed", "done", "dead", "cancelled"};
 
-/* The jobs the progress bar is about: from the oldest one not yet final. */
-static void batch_progress(struct ctl *c, long long *finished, long long *total, long long *active)
+/* The first job the progress bar is about: the oldest one not yet final
+ * when watching began (0 when none is active). */
+static long long batch_start(struct ctl *c)
+{
+    sqlite3_stmt *st;
+    long long id = 0;
+    if (sqlite3_prepare_v2(c->db->h, "SELECT coalesce(min(id), 0) FROM jobs WHERE state IN ('queued','leased','failed')",
+                           -1, &st, NULL) == SQLITE_OK &&
+        sqlite3_step(st) == SQLITE_ROW)
+        id = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return id;
+}
+
+/* Jobs from `start` on: how many, how many finished, how many still active. */
+static void batch_progress(struct ctl *c, long long start, long long *finished, long long *total, long long *active)
 {
     *finished = *total = *active = 0;
     sqlite3_stmt *st;
     if (sqlite3_prepare_v2(c->db->h,
                            "SELECT count(*), coalesce(sum(state IN ('done','dead','cancelled')), 0), "
-                           "coalesce(sum(state IN ('queued','leased','failed')), 0) FROM jobs WHERE id >= "
-                           "(SELECT coalesce(min(id), (SELECT coalesce(max(id), 0) + 1 FROM jobs)) FROM jobs "
-                           "WHERE state IN ('queued','leased','failed'))",
+                           "coalesce(sum(state IN ('queued','leased','failed')), 0) FROM jobs WHERE id >= ?",
                            -1, &st, NULL) != SQLITE_OK)
         return;
+    sqlite3_bind_int64(st, 1, start);
     if (sqlite3_step(st) == SQLITE_ROW) {
         *total = sqlite3_column_int64(st, 0);
         *finished = sqlite3_column_int64(st, 1);
@@ -35,7 +48,7 @@ static void batch_progress(struct ctl *c, long long *finished, long long *total,
     sqlite3_finalize(st);
 }
 
-static int print_status(struct ctl *c, int tty)
+static int print_status(struct ctl *c, int tty, long long start)
 {
     char reply[65536];
     int up = ctl_request(c, "status", reply, sizeof reply) == 0 && reply[0] == '{';
@@ -149,8 +162,8 @@ static int print_status(struct ctl *c, int tty)
         sqlite3_finalize(st);
     }
     long long fin, total, active;
-    batch_progress(c, &fin, &total, &active);
-    if (tty && total) {
+    batch_progress(c, start, &fin, &total, &active);
+    if (tty && start > 0 && total) {
         int width = 40, filled = (int)(width * fin / total);
         printf("[");
         for (int i = 0; i < width; i++)
@@ -189,15 +202,16 @@ int cmd_status(struct ctl *c, int argc, char **argv)
     if (ctl_open(c, 0))
         return 1;
     int tty = isatty(STDOUT_FILENO) && !c->json;
+    long long start = batch_start(c);
     if (!tty || once)
-        return print_status(c, tty);
+        return print_status(c, tty, start);
     signal(SIGINT, on_sigint);
     for (;;) {
         printf("\033[H\033[J");
-        print_status(c, 1);
+        print_status(c, 1, start);
         fflush(stdout);
         long long fin, total, active;
-        batch_progress(c, &fin, &total, &active);
+        batch_progress(c, start, &fin, &total, &active);
         if (!active || interrupted)
             break;
         for (int i = 0; i < 5 && !interrupted; i++)
