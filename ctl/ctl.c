@@ -41,12 +41,25 @@ int ctl_simple_opts(struct ctl *c, int argc, char **argv, const char *usage_text
     return -1;
 }
 
-int ctl_open(struct ctl *c, int create)
+int ctl_open(struct ctl *c, int flags)
 {
     char err[1024];
-    if (!c->paths.home && paths_init(&c->paths, c->home_opt, create, err, sizeof err)) {
+    if (!c->paths.home && paths_init(&c->paths, c->home_opt, flags & CTL_CREATE, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", c->prog, err);
         return 1;
+    }
+    if (!c->have_cfg) {
+        config_defaults(&c->cfg);
+        c->have_cfg = 1;
+        if (config_load(c->paths.conf, &c->cfg, err, sizeof err)) {
+            if (flags & CTL_NEED_CONFIG) {
+                fprintf(stderr, "%s: %s\n", c->prog, err);
+                return 1;
+            }
+            fprintf(stderr, "%s: warning: %s (using the defaults)\n", c->prog, err);
+            config_free(&c->cfg);
+            config_defaults(&c->cfg);
+        }
     }
     if (!c->db && db_open(c->paths.db, -1, 30000, &c->db, err, sizeof err)) {
         fprintf(stderr, "%s: %s\n", c->prog, err);
@@ -59,6 +72,9 @@ void ctl_close(struct ctl *c)
 {
     db_close(c->db);
     c->db = NULL;
+    if (c->have_cfg)
+        config_free(&c->cfg);
+    c->have_cfg = 0;
     paths_free(&c->paths);
 }
 

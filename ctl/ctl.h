@@ -6,6 +6,7 @@
 
 #include <stdio.h>
 
+#include "config.h"
 #include "db.h"
 #include "paths.h"
 #include "util.h"
@@ -15,12 +16,17 @@ struct ctl {
     int json;
     struct dfew_paths paths;
     struct db *db;
-    const char *prog; /* "dfewctl" */
+    struct dfew_config cfg; /* HOME/dfew.conf, read by ctl_open */
+    int have_cfg;
+    const char *prog;       /* "dfewctl" */
 };
 
-/* Opens the home (creating it when create is set) and the database. Prints
+/* Opens the home (creating it with CTL_CREATE), reads HOME/dfew.conf and
+ * opens the database. A bad config file is an error with CTL_NEED_CONFIG
+ * (commands that act on its values), else a warning and the defaults. Prints
  * the reason and returns non-zero on failure. */
-int ctl_open(struct ctl *c, int create);
+enum { CTL_CREATE = 1, CTL_NEED_CONFIG = 2 };
+int ctl_open(struct ctl *c, int flags);
 void ctl_close(struct ctl *c);
 
 /* Sends one request line to dfewd and reads its one-line reply. -ECONNREFUSED

@@ -51,7 +51,8 @@ static void batch_progress(struct ctl *c, long long start, long long *finished, 
 static int print_status(struct ctl *c, int tty, long long start)
 {
     char reply[65536];
-    int up = ctl_request(c, "status", reply, sizeof reply) == 0 && reply[0] == '{';
+    int req = ctl_request(c, "status", reply, sizeof reply);
+    int up = req == 0 && reply[0] == '{';
     if (c->json) {
         struct sbuf b = {0};
         sbuf_addf(&b, "{\"home\":");
@@ -86,6 +87,9 @@ static int print_status(struct ctl *c, int tty, long long start)
         char *pid = strstr(reply, "\"pid\":");
         printf("dfewd: running (pid %d), %d worker(s), %d busy%s\n", pid ? atoi(pid + 6) : 0, workers, busy,
                strstr(reply, "\"draining\":true") ? ", draining" : "");
+    } else if (req == -EACCES || req == -EPERM) {
+        printf("dfewd: unknown (its control socket %s is private to the daemon's user; run dfewctl as that user)\n",
+               c->paths.sock);
     } else {
         printf("dfewd: not running (queued jobs wait for it: dfewd --home %s)\n", c->paths.home);
     }

@@ -51,18 +51,20 @@ static void report(struct submit_run *r, const char *path, const char *status, l
 }
 
 /* The batch cache: a file with the same size and mtime as last time was
- * already looked at, so it is not hashed or probed again. */
+ * already looked at, so it is not hashed or probed again. Returns -1 when
+ * unseen, else whether it was a video. */
 static int seen_before(struct submit_run *r, const char *path, const struct stat *sb)
 {
-    sqlite3_stmt *st = db_prepare(r->c->db, "SELECT 1 FROM seen_files WHERE path = ? AND size_bytes = ? AND mtime_ns = ?");
+    sqlite3_stmt *st = db_prepare(r->c->db, "SELECT is_video FROM seen_files WHERE path = ? AND size_bytes = ? AND "
+                                            "mtime_ns = ?");
     if (!st)
-        return 0;
+        return -1;
     sqlite3_bind_text(st, 1, path, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int64(st, 2, sb->st_size);
     sqlite3_bind_int64(st, 3, (sqlite3_int64)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec);
-    int hit = sqlite3_step(st) == SQLITE_ROW;
+    int seen = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) != 0 : -1;
     sqlite3_reset(st);
-    return hit;
+    return seen;
 }
 
 static void remember(struct submit_run *r, const char *path, const struct stat *sb, const char *sha, int is_video)
@@ -152,7 +154,8 @@ static int submit_file(struct submit_run *r, const char *path, const struct stat
         sbuf_add(&args, "}");
         sbuf_addf(&key, "probe:%lld", (long long)movie);
         struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args.s, .priority = r->priority,
-                                .dedup_key = key.s, .max_attempts = 3};
+                                .dedup_key = key.s,
+                                .max_attempts = r->c->cfg.max_attempts};
         int created = queue_enqueue(db, &spec, r->batch ? "submitted by the batch scan" : "submitted", &job);
         rc = created < 0 ? created : 0;
         if (created == 0) {
@@ -223,8 +226,11 @@ static void walk(struct submit_run *r, const char *dir, int *files_seen, int *vi
             } else if (S_ISREG(sb.st_mode)) {
                 (*files_seen)++;
                 char *abs = NULL;
-                if (r->batch && abs_path(p.s, &abs) == 0 && seen_before(r, abs, &sb)) {
+                int seen = r->batch && abs_path(p.s, &abs) == 0 ? seen_before(r, abs, &sb) : -1;
+                if (seen == 1) {
                     r->known++;
+                } else if (seen == 0) {
+                    r->skipped++;
                 } else {
                     struct media_info mi;
                     char why[512];
@@ -273,20 +279,24 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
                    "content (SHA-256) is already known is not queued again. Works while dfewd\n"
                    "is down: the jobs wait for it.\n"
                    "  --batch       the nightly scan: quiet, remembers files it has looked at\n"
-                   "                (same size and mtime are not hashed again), prints a summary\n"
+                   "                (same size and mtime are not hashed again), prints a summary;\n"
+                   "                without PATH it scans [batch] incoming from dfew.conf\n"
                    "  --priority N  higher runs first (default 0)\n");
             return 0;
         default: return 2;
         }
     }
-    if (optind >= argc) {
-        fprintf(stderr, "dfewctl submit: give one or more movie files or directories (see --help)\n");
+    if (ctl_open(c, CTL_CREATE | CTL_NEED_CONFIG))
+        return 1;
+    const char *incoming = c->cfg.incoming_dir;
+    if (optind >= argc && !(r.batch && incoming)) {
+        fprintf(stderr, "dfewctl submit: give one or more movie files or directories%s (see --help)\n",
+                r.batch ? ", or set [batch] incoming in dfew.conf" : "");
         return 2;
     }
-    if (ctl_open(c, 1))
-        return 1;
-    for (int i = optind; i < argc; i++) {
-        const char *path = argv[i];
+    int npaths = optind < argc ? argc - optind : 1;
+    for (int i = 0; i < npaths; i++) {
+        const char *path = optind < argc ? argv[optind + i] : incoming;
         struct stat sb;
         if (!strncmp(path, "http://", 7) || !strncmp(path, "https://", 8) || strstr(path, "://")) {
             report(&r, path, "error", 0, 0,
@@ -345,7 +355,7 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
                                          {"priority", required_argument, NULL, 'p'},
                                          CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
-    int count = 1, sleep_ms = 0, fail_attempts = -1, max_attempts = 3, priority = 0, o;
+    int count = 1, sleep_ms = 0, fail_attempts = -1, max_attempts = 0, priority = 0, o;
     const char *fail = NULL;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -375,8 +385,10 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
             return 2;
         }
     }
-    if (ctl_open(c, 1))
+    if (ctl_open(c, CTL_CREATE | CTL_NEED_CONFIG))
         return 1;
+    if (!max_attempts)
+        max_attempts = c->cfg.max_attempts;
     struct sbuf args = {0};
     sbuf_addf(&args, "{\"sleep_ms\":%d", sleep_ms);
     if (fail) {

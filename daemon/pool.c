@@ -285,6 +285,9 @@ static void spawn(struct worker *w)
     opt.args = args;
     opt.stdio_count = 3;
     opt.stdio = stdio;
+    /* Its own session: a Ctrl-C or SIGTERM meant for dfewd's process group
+     * must not kill running jobs; dfewd drains them. */
+    opt.flags = UV_PROCESS_DETACHED;
 
     w->spawned_at = now_s();
     w->state = W_SPAWNING;

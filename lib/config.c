@@ -22,7 +22,6 @@ void config_defaults(struct dfew_config *c)
     c->retry_base_s = 10;
     c->retry_max_s = 3600;
     c->sweep_s = 30;
-    kv_set(&c->limits, "train", "1");
     kv_set(&c->timeouts, "probe", "600");
 }
 

@@ -144,6 +144,8 @@ static int set_wal(struct db *db)
 int db_open(const char *path, int max_version, int busy_ms, struct db **out, char *err, size_t errlen)
 {
     struct db *db = xcalloc(1, sizeof *db);
+    if (errlen)
+        err[0] = '\0';
     int rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database %s: %s", path, db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
@@ -152,6 +154,17 @@ int db_open(const char *path, int max_version, int busy_ms, struct db **out, cha
     }
     sqlite3_busy_timeout(db->h, busy_ms);
     sqlite3_extended_result_codes(db->h, 0);
+    /* Refuse a newer schema before changing anything in the file. */
+    int v = 0;
+    rc = db_user_version(db, &v);
+    if (!rc && v > db_migration_count)
+        rc = migrate(db, path, db_migration_count, err, errlen);
+    if (rc) {
+        if (!*err)
+            snprintf(err, errlen, "cannot read %s: %s%s", path, db_errmsg(db),
+                     rc == -EILSEQ ? " (the file is not an SQLite database)" : "");
+        goto fail;
+    }
     rc = set_wal(db);
     if (rc) {
         snprintf(err, errlen, "cannot switch %s to WAL mode: %s%s", path, db_errmsg(db),

@@ -108,6 +108,8 @@ int main(int argc, char **argv)
     if (getppid() == 1)
         return 1;
     signal(SIGPIPE, SIG_IGN);
+    /* dfewd decides when a worker stops (quit, or SIGKILL at a drain deadline). */
+    signal(SIGINT, SIG_IGN);
 
     struct kv hello = {0};
     kv_setf(&hello, "proto", "%d", DFEW_PROTO_VERSION);

@@ -81,7 +81,7 @@ class Home:
         return json.loads(r.stdout)
 
     # --- dfewd ---
-    def start(self, *extra, wait_ready=True):
+    def start(self, *extra, wait_ready=True, new_session=False):
         assert self.proc is None
         path = os.path.join(self.dir, 'dfewd.test.log.%d' % len(self.logs))
         self.logs.append(path)
@@ -90,7 +90,8 @@ class Home:
             args += ['--workers', str(self.workers)]
         # O_APPEND, and read back by path: never share a file offset with the daemon
         with open(path, 'ab') as log:
-            self.proc = subprocess.Popen(args + list(extra), stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(args + list(extra), stdout=log, stderr=subprocess.STDOUT,
+                                         start_new_session=new_session)
         if wait_ready:
             self.wait_for(lambda: self.ping() and self.ready_workers() >= 1, 20, 'dfewd to start')
         return self.proc

@@ -146,6 +146,40 @@ class CliTest(HomeTest):
         self.assertEqual(r.returncode, 0)  # a fresh home is fine
 
 
+class ConfigTest(HomeTest):
+    config = '[queue]\nmax_attempts = 5\n[batch]\nincoming = %s\n'
+
+    def setUp(self):
+        super().setUp()
+        self.incoming = os.path.join(self.home.dir, 'incoming')
+        os.makedirs(self.incoming)
+        self.home.write_config(self.config % self.incoming)
+
+    def test_max_attempts_and_batch_incoming_from_config(self):
+        with open(video('single_face.mp4'), 'rb') as f:
+            data = f.read()
+        with open(os.path.join(self.incoming, 'a.mp4'), 'wb') as f:
+            f.write(data)
+        with open(os.path.join(self.incoming, 'notes.txt'), 'w') as f:
+            f.write('not a video')
+        r = self.home.ctl('submit', '--batch')  # no path: [batch] incoming
+        self.assertIn('1 queued, 0 already known, 1 skipped', r.stdout)
+        self.assertEqual(self.home.scalar("SELECT max_attempts FROM jobs WHERE kind = 'probe'"), 5)
+        self.assertEqual(self.home.ctl_json('noop')['count'], 1)
+        self.assertEqual(self.home.scalar("SELECT max_attempts FROM jobs WHERE kind = 'noop'"), 5)
+        # the nightly run again: nothing new, the text file is still skipped (from the cache)
+        with open(os.path.join(self.incoming, 'b.mp4'), 'wb') as f:
+            f.write(data + b'another movie')
+        r = self.home.ctl('submit', '--batch')
+        self.assertIn('1 queued, 1 already known, 1 skipped', r.stdout)
+        self.assertEqual(self.home.scalar('SELECT count(*) FROM seen_files'), 3)
+        # without [batch] incoming, --batch needs a path
+        self.home.write_config('')
+        r = self.home.ctl('submit', '--batch', check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn('[batch] incoming', r.stderr)
+
+
 class SchemaTest(HomeTest):
     def schema_sql(self, name):
         with open(os.path.join(SOURCE, 'schema', name)) as f:
@@ -171,8 +205,10 @@ class SchemaTest(HomeTest):
         self.assertEqual(self.home.scalar('PRAGMA journal_mode'), 'wal')
 
     def test_newer_database_is_refused(self):
-        self.home.ctl('status')
+        # A newer dfew's database, in rollback-journal mode: refused, and not
+        # even switched to WAL.
         con = sqlite3.connect(self.home.db_path)
+        con.execute('CREATE TABLE future (x)')
         con.execute('PRAGMA user_version = 999')
         con.close()
         r = self.home.ctl('jobs', check=False)
@@ -184,6 +220,7 @@ class SchemaTest(HomeTest):
         self.assertNotEqual(d.returncode, 0)
         self.assertIn('newer dfew', d.stderr)
         self.assertEqual(self.home.scalar('PRAGMA user_version'), 999)  # untouched
+        self.assertEqual(self.home.scalar('PRAGMA journal_mode'), 'delete')
 
 
 if __name__ == '__main__':

@@ -142,6 +142,19 @@ class DaemonDeathTest(HomeTest):
         self.assertIn('attempt not counted', self.home.scalar('SELECT group_concat(message) FROM events WHERE job_id = ?',
                                                               job))
 
+    def test_ctrl_c_on_the_terminal_drains_instead_of_killing_jobs(self):
+        # dfewd -f in a terminal: Ctrl-C sends SIGINT to the whole foreground
+        # process group; the workers must not die with the running job.
+        self.home.start(new_session=True)
+        job = self.home.ctl_json('noop', '--sleep-ms', '1000')['first_id']
+        self.home.wait_for(lambda: self.home.scalar('SELECT state FROM jobs WHERE id = ?', job) == 'leased', 20,
+                           'the job to start')
+        os.killpg(self.home.proc.pid, signal.SIGINT)
+        self.assertEqual(self.home.proc.wait(timeout=30 * SLOW), 0)
+        self.home.stop()
+        self.assertEqual(self.home.trail(job), ['queued', 'leased', 'done'])
+        self.assertIn('SIGINT: draining', self.home.log())
+
     def test_second_daemon_refused(self):
         self.home.start()
         r = subprocess.run([os.path.join(BUILD, 'dfewd'), '--foreground', '--home', self.home.dir],
@@ -245,6 +258,12 @@ class ReloadTest(HomeTest):
         self.home.wait_for(lambda: 'config not reloaded' in self.home.log(), 10, 'the reload error')
         self.assertIn('workers wants a whole number', self.home.log())
         self.assertEqual(self.home.daemon_status()['workers_target'], 2)
+        # dfewctl refuses to queue work under a config it cannot read...
+        r = self.home.ctl('noop', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('dfew.conf:2: workers wants a whole number', r.stderr)
+        # ...and the daemon still serves with the config it kept.
+        self.home.write_config('[daemon]\nworkers = 2\n')
         job = self.home.ctl_json('noop')['first_id']
         self.home.ctl('wait', '--timeout', '30', job)
 

@@ -90,7 +90,7 @@ static void test_config(void)
     CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0); /* missing file: defaults */
     CHECK_EQ_INT(c.max_attempts, 3);
     CHECK(c.lease_s == 60);
-    CHECK_EQ_INT(config_limit(&c, "train"), 1);
+    CHECK_EQ_INT(config_limit(&c, "probe"), 0);
     CHECK_EQ_INT(config_limit(&c, "noop"), 0);
     config_free(&c);
 
