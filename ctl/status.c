@@ -266,35 +266,42 @@ int cmd_wait(struct ctl *c, int argc, char **argv)
         sbuf_free(&ids);
         return 1;
     }
-    const char *sql = "SELECT coalesce(sum(state IN ('queued','leased','failed')), 0), "
-                      "coalesce(sum(state = 'done'), 0), coalesce(sum(state = 'dead'), 0), "
-                      "coalesce(sum(state = 'cancelled'), 0), count(*) FROM jobs "
-                      "WHERE ?1 OR id IN (SELECT value FROM json_each(?2))";
+    /* Polled every 50 ms: only the active jobs are counted (through the
+     * jobs_state index); the totals are read once at the end. */
+    const char *active_sql = all ? "SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed')"
+                                 : "SELECT count(*) FROM jobs WHERE id IN (SELECT value FROM json_each(?1)) "
+                                   "AND state IN ('queued', 'leased', 'failed')";
     sqlite3_stmt *st;
-    if (sqlite3_prepare_v2(c->db->h, sql, -1, &st, NULL) != SQLITE_OK) {
+    if (sqlite3_prepare_v2(c->db->h, active_sql, -1, &st, NULL) != SQLITE_OK) {
         fprintf(stderr, "dfewctl wait: %s\n", db_errmsg(c->db));
         sbuf_free(&ids);
         return 1;
     }
-    sqlite3_bind_int(st, 1, all);
-    sqlite3_bind_text(st, 2, ids.s, -1, SQLITE_TRANSIENT);
+    if (!all)
+        sqlite3_bind_text(st, 1, ids.s, -1, SQLITE_TRANSIENT);
     uint64_t start = mono_ms();
     long long active = 0, done = 0, dead = 0, cancelled = 0, count = 0;
     int warned = 0, rc = 0;
+    if (!all) {
+        sqlite3_stmt *cnt;
+        if (sqlite3_prepare_v2(c->db->h, "SELECT count(*) FROM jobs WHERE id IN (SELECT value FROM json_each(?1))", -1,
+                               &cnt, NULL) == SQLITE_OK) {
+            sqlite3_bind_text(cnt, 1, ids.s, -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(cnt) == SQLITE_ROW)
+                count = sqlite3_column_int64(cnt, 0);
+        }
+        sqlite3_finalize(cnt);
+        if (count < argc - optind) {
+            fprintf(stderr, "dfewctl wait: some of the given job ids do not exist (dfewctl jobs lists them)\n");
+            sqlite3_finalize(st);
+            sbuf_free(&ids);
+            return 2;
+        }
+    }
     for (;;) {
         sqlite3_reset(st);
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        if (sqlite3_step(st) == SQLITE_ROW)
             active = sqlite3_column_int64(st, 0);
-            done = sqlite3_column_int64(st, 1);
-            dead = sqlite3_column_int64(st, 2);
-            cancelled = sqlite3_column_int64(st, 3);
-            count = sqlite3_column_int64(st, 4);
-        }
-        if (!all && count < argc - optind) {
-            fprintf(stderr, "dfewctl wait: some of the given job ids do not exist (dfewctl jobs lists them)\n");
-            rc = 2;
-            break;
-        }
         if (!active)
             break;
         if (timeout > 0 && (double)(mono_ms() - start) / 1000.0 >= timeout) {
@@ -310,6 +317,20 @@ int cmd_wait(struct ctl *c, int argc, char **argv)
             warned = 1;
         }
         usleep(50000);
+    }
+    sqlite3_finalize(st);
+    if (sqlite3_prepare_v2(c->db->h,
+                           "SELECT coalesce(sum(state = 'done'), 0), coalesce(sum(state = 'dead'), 0), "
+                           "coalesce(sum(state = 'cancelled'), 0) FROM jobs "
+                           "WHERE ?1 OR id IN (SELECT value FROM json_each(?2))",
+                           -1, &st, NULL) == SQLITE_OK) {
+        sqlite3_bind_int(st, 1, all);
+        sqlite3_bind_text(st, 2, ids.s, -1, SQLITE_TRANSIENT);
+        if (sqlite3_step(st) == SQLITE_ROW) {
+            done = sqlite3_column_int64(st, 0);
+            dead = sqlite3_column_int64(st, 1);
+            cancelled = sqlite3_column_int64(st, 2);
+        }
     }
     sqlite3_finalize(st);
     sbuf_free(&ids);

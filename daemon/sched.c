@@ -61,9 +61,6 @@ void sched_kick(struct daemon *d)
     if (d->draining || d->shutting_down)
         return;
     double retry = 0;
-    int n = 0;
-    if (queue_promote_due(d->db, now_s(), &n) == 0 && n)
-        log_debug(0, "%d failed job(s) back in the queue after their backoff", n);
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
         if (w->state != W_IDLE || w->retiring || w->quit_sent)
@@ -84,12 +81,17 @@ void sched_kick(struct daemon *d)
     arm_wake(d, retry);
 }
 
+/* Something was due (a backoff ended, a lease expired) or the safety-net
+ * sweep fired: settle it, then look for work. */
 static void on_wake(uv_timer_t *t)
 {
     struct daemon *d = t->data;
     int n = 0;
-    if (queue_expire_leases(d->db, now_s(), &n) == 0 && n)
+    double now = now_s();
+    if (queue_expire_leases(d->db, now, &n) == 0 && n)
         log_warn(0, "%d expired lease(s) returned to the queue", n);
+    if (queue_promote_due(d->db, now, &n) == 0 && n)
+        log_debug(0, "%d failed job(s) back in the queue after their backoff", n);
     sched_kick(d);
 }
 

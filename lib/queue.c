@@ -251,7 +251,9 @@ int queue_lease(struct db *db, const struct queue_policy *p, const char *owner, 
         return rc;
     double t = now_s();
     static const char pick[] =
-        "SELECT id, kind, attempts, max_attempts, movie_id, clip_id, args FROM jobs "
+        /* INDEXED BY: without statistics SQLite picks jobs_state and sorts
+         * every queued job to return one (1.35 ms per job at 10,000 queued). */
+        "SELECT id, kind, attempts, max_attempts, movie_id, clip_id, args FROM jobs INDEXED BY jobs_ready "
         "WHERE state = 'queued' AND run_after <= ?1 "
         "AND (?2 IS NULL OR kind NOT IN (SELECT value FROM json_each(?2))) "
         "ORDER BY priority DESC, id LIMIT 1";
