@@ -7,6 +7,7 @@
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "ctl.h"
@@ -46,8 +47,51 @@ static void report(struct submit_run *r, const char *path, const char *status, l
         fprintf(stderr, "dfewctl: %s: %s\n", path, detail);
     else if (!strcmp(status, "queued"))
         printf("queued   movie %lld  probe job %lld  %s\n", movie, job, path);
-    else if (!strcmp(status, "known") && !r->batch)
+    else if (!strcmp(status, "known") && !r->batch && movie > 0)
         printf("known    movie %lld  %s  (%s)\n", movie, path, detail);
+    else if (!strcmp(status, "known") && !r->batch)
+        printf("known    %s  (%s)\n", path, detail);
+}
+
+/* A URL becomes a fetch job (deduplicated by URL); the movie row appears
+ * when the download is complete and its content hash known. */
+static void submit_url(struct submit_run *r, const char *url)
+{
+    struct ctl *c = r->c;
+    struct sbuf args = {0}, key = {0}, dir = {0};
+    sbuf_addf(&dir, "%s/downloads", c->paths.home);
+    sbuf_add(&args, "{\"url\":");
+    sbuf_add_json_str(&args, url);
+    sbuf_add(&args, ",\"dest_dir\":");
+    sbuf_add_json_str(&args, dir.s);
+    sbuf_addf(&args, ",\"max_bytes\":%lld,\"connect_timeout_s\":%g,\"timeout_s\":%g,\"stall_s\":%g}",
+              (long long)c->cfg.fetch_max_bytes, c->cfg.fetch_connect_s, c->cfg.fetch_timeout_s, c->cfg.fetch_stall_s);
+    sbuf_addf(&key, "fetch:%s", url);
+    struct job_spec spec = {.kind = "fetch", .args_json = args.s, .priority = r->priority, .dedup_key = key.s,
+                            .max_attempts = c->cfg.max_attempts};
+    int64_t job = 0;
+    int created = queue_enqueue(c->db, &spec, "submitted", &job);
+    if (created < 0) {
+        report(r, url, "error", 0, 0, db_errmsg(c->db));
+        r->errors++;
+    } else if (created) {
+        r->queued++;
+        if (c->json)
+            report(r, url, "queued", 0, job, NULL);
+        else
+            printf("queued   fetch job %lld  %s\n", (long long)job, url);
+    } else {
+        enum job_state s = JOB_QUEUED;
+        queue_state_of(c->db, job, &s);
+        char detail[160];
+        snprintf(detail, sizeof detail, "already submitted as fetch job %lld (%s)%s", (long long)job,
+                 job_state_name(s), s == JOB_DEAD || s == JOB_CANCELLED ? ": 'dfewctl retry' runs it again" : "");
+        r->known++;
+        report(r, url, "known", 0, job, detail);
+    }
+    sbuf_free(&args);
+    sbuf_free(&key);
+    sbuf_free(&dir);
 }
 
 /* The batch cache: a file with the same size and mtime as last time was
@@ -273,11 +317,12 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
             }
             break;
         case 'h':
-            printf("usage: dfewctl submit [--batch] [--priority N] PATH...\n\n"
+            printf("usage: dfewctl submit [--batch] [--priority N] PATH|URL...\n\n"
                    "Queues each movie file for processing; directories are searched recursively\n"
                    "and files FFmpeg does not recognise as video are skipped. A movie whose\n"
-                   "content (SHA-256) is already known is not queued again. Works while dfewd\n"
-                   "is down: the jobs wait for it.\n"
+                   "content (SHA-256) is already known is not queued again. http:// and\n"
+                   "https:// URLs are downloaded first (a fetch job; [fetch] in dfew.conf).\n"
+                   "Works while dfewd is down: the jobs wait for it.\n"
                    "  --batch       the nightly scan: quiet, remembers files it has looked at\n"
                    "                (same size and mtime are not hashed again), prints a summary;\n"
                    "                without PATH it scans [batch] incoming from dfew.conf\n"
@@ -298,9 +343,10 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
     for (int i = 0; i < npaths; i++) {
         const char *path = optind < argc ? argv[optind + i] : incoming;
         struct stat sb;
-        if (!strncmp(path, "http://", 7) || !strncmp(path, "https://", 8) || strstr(path, "://")) {
-            report(&r, path, "error", 0, 0,
-                   "URLs cannot be submitted by this version of dfew; download the file and submit its path");
+        if (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8)) {
+            submit_url(&r, path);
+        } else if (strstr(path, "://")) {
+            report(&r, path, "error", 0, 0, "only http:// and https:// URLs can be fetched; for a local file give its path");
             r.errors++;
         } else if (stat(path, &sb) != 0) {
             report(&r, path, "error", 0, 0,

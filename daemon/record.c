@@ -2,7 +2,9 @@
  * inside the same transaction that marks the job done. One function per job
  * kind; kinds without domain effects record nothing beyond jobs.result. */
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -79,9 +81,88 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
     return db_step_done(d->db, st);
 }
 
+/* A download finished: it becomes a movie (unless its content is known) and
+ * continues like a submitted file, with a probe job. */
+static int record_fetch(struct daemon *d, const struct leased_job *job, const char *result)
+{
+    sqlite3_stmt *st = db_prepare(d->db, "INSERT INTO movies (sha256, source, path, size_bytes, added_at) "
+                                         "VALUES (json_extract(?1, '$.sha256'), json_extract(?1, '$.url'), "
+                                         "json_extract(?1, '$.path'), json_extract(?1, '$.size_bytes'), ?2) "
+                                         "ON CONFLICT (sha256) DO NOTHING");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now_s());
+    int rc = db_step_done(d->db, st);
+    if (rc)
+        return rc;
+    int is_new = sqlite3_changes(d->db->h) == 1;
+    int64_t movie = 0;
+    char *old_path = NULL, *new_path = NULL;
+    st = db_prepare(d->db, "SELECT m.id, m.path, json_extract(?1, '$.path') FROM movies m "
+                           "WHERE m.sha256 = json_extract(?1, '$.sha256')");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        movie = sqlite3_column_int64(st, 0);
+        old_path = xstrdup((const char *)sqlite3_column_text(st, 1));
+        new_path = xstrdup((const char *)sqlite3_column_text(st, 2));
+    }
+    sqlite3_reset(st);
+    if (!movie) {
+        free(old_path);
+        free(new_path);
+        return -EIO;
+    }
+    if (!is_new && strcmp(old_path, new_path)) {
+        if (access(old_path, R_OK) == 0) {
+            /* Same bytes as a movie we have: keep one copy. */
+            log_info(job->id, "downloaded content is already movie %lld (%s); removing the duplicate download",
+                     (long long)movie, old_path);
+            unlink(new_path);
+        } else {
+            st = db_prepare(d->db, "UPDATE movies SET path = ? WHERE id = ?");
+            sqlite3_bind_text(st, 1, new_path, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int64(st, 2, movie);
+            rc = db_step_done(d->db, st);
+        }
+    }
+    if (!rc) {
+        st = db_prepare(d->db, "UPDATE jobs SET movie_id = ? WHERE id = ?");
+        sqlite3_bind_int64(st, 1, movie);
+        sqlite3_bind_int64(st, 2, job->id);
+        rc = db_step_done(d->db, st);
+    }
+    if (!rc) {
+        struct sbuf args = {0}, key = {0};
+        sbuf_add(&args, "{\"path\":");
+        sbuf_add_json_str(&args, is_new || access(old_path, R_OK) != 0 ? new_path : old_path);
+        sbuf_addc(&args, '}');
+        sbuf_addf(&key, "probe:%lld", (long long)movie);
+        struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args.s, .dedup_key = key.s,
+                                .max_attempts = d->cfg.max_attempts};
+        char why[64];
+        snprintf(why, sizeof why, "queued by fetch job %lld", (long long)job->id);
+        int64_t probe;
+        int r = queue_enqueue(d->db, &spec, why, &probe);
+        rc = r < 0 ? r : 0;
+        if (r == 1)
+            log_info(probe, "probe queued for movie %lld, downloaded by job %lld", (long long)movie,
+                     (long long)job->id);
+        sbuf_free(&args);
+        sbuf_free(&key);
+    }
+    free(old_path);
+    free(new_path);
+    return rc;
+}
+
 int record_result(struct daemon *d, const struct leased_job *job, const char *result_json)
 {
     if (!strcmp(job->kind, "probe"))
         return record_probe(d, job, result_json);
+    if (!strcmp(job->kind, "fetch"))
+        return record_fetch(d, job, result_json);
     return 0;
 }

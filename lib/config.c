@@ -22,6 +22,10 @@ void config_defaults(struct dfew_config *c)
     c->retry_base_s = 10;
     c->retry_max_s = 3600;
     c->sweep_s = 30;
+    c->fetch_max_bytes = (int64_t)20 << 30;
+    c->fetch_connect_s = 30;
+    c->fetch_timeout_s = 6 * 3600;
+    c->fetch_stall_s = 60;
     kv_set(&c->timeouts, "probe", "600");
 }
 
@@ -44,7 +48,7 @@ static char *trim(char *s)
     return s;
 }
 
-enum ktype { K_INT, K_SECONDS, K_STRING };
+enum ktype { K_INT, K_SECONDS, K_STRING, K_BYTES };
 
 struct key_desc {
     const char *section, *key;
@@ -66,6 +70,10 @@ static const struct key_desc keys[] = {
     {"queue", "retry_max_seconds", K_SECONDS, OFF(retry_max_s), 0},
     {"queue", "sweep_seconds", K_SECONDS, OFF(sweep_s), 0.1},
     {"batch", "incoming", K_STRING, OFF(incoming_dir), 0},
+    {"fetch", "max_bytes", K_BYTES, OFF(fetch_max_bytes), 1},
+    {"fetch", "connect_timeout", K_SECONDS, OFF(fetch_connect_s), 0.1},
+    {"fetch", "timeout", K_SECONDS, OFF(fetch_timeout_s), 1},
+    {"fetch", "stall_seconds", K_SECONDS, OFF(fetch_stall_s), 1},
 };
 
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val, char *why, size_t whylen)
@@ -91,12 +99,47 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const char *
         *(double *)base = v;
         return 0;
     }
+    case K_BYTES: {
+        int64_t v;
+        if (parse_bytes(val, &v) || v < k->min) {
+            snprintf(why, whylen, "%s wants a size such as 500M, 20G or 1048576, not '%s'", k->key, val);
+            return -EINVAL;
+        }
+        *(int64_t *)base = v;
+        return 0;
+    }
     case K_STRING:
         free(*(char **)base);
         *(char **)base = *val ? xstrdup(val) : NULL;
         return 0;
     }
     return -EINVAL;
+}
+
+/* Sections: those of the keys table, and the per-kind ones. */
+static int section_known(const char *name)
+{
+    if (!strcmp(name, "limits") || !strcmp(name, "timeouts"))
+        return 1;
+    for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+        if (!strcmp(keys[i].section, name))
+            return 1;
+    return 0;
+}
+
+static const char *known_sections(void)
+{
+    static char list[256];
+    if (!list[0]) {
+        struct sbuf b = {0};
+        for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+            if (i == 0 || strcmp(keys[i].section, keys[i - 1].section))
+                sbuf_addf(&b, "[%s] ", keys[i].section);
+        sbuf_add(&b, "[limits] [timeouts]");
+        snprintf(list, sizeof list, "%s", sbuf_str(&b));
+        sbuf_free(&b);
+    }
+    return list;
 }
 
 int config_load(const char *path, struct dfew_config *c, char *err, size_t errlen)
@@ -127,10 +170,8 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
             } else {
                 *end = '\0';
                 snprintf(section, sizeof section, "%s", trim(s + 1));
-                if (strcmp(section, "daemon") && strcmp(section, "queue") && strcmp(section, "limits") &&
-                    strcmp(section, "timeouts") && strcmp(section, "batch"))
-                    snprintf(why, sizeof why,
-                             "unknown section [%s]; known: [daemon] [queue] [limits] [timeouts] [batch]", section);
+                if (!section_known(section))
+                    snprintf(why, sizeof why, "unknown section [%s]; known: %s", section, known_sections());
             }
         } else {
             char *eq = strchr(s, '=');

@@ -6,6 +6,7 @@
 #define DFEW_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kv.h"
 
@@ -28,6 +29,11 @@ struct dfew_config {
     struct kv timeouts;
     /* [batch] */
     char *incoming_dir;       /* what `dfewctl submit --batch` scans by default */
+    /* [fetch] downloads of submitted URLs */
+    int64_t fetch_max_bytes;  /* larger downloads are refused */
+    double fetch_connect_s;   /* connection timeout */
+    double fetch_timeout_s;   /* whole-transfer timeout */
+    double fetch_stall_s;     /* abort when under 1 KiB/s for this long */
 };
 
 void config_defaults(struct dfew_config *c);

@@ -5,10 +5,58 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libavutil/mem.h>
 #include <libavutil/sha.h>
+
+struct sha256_stream *sha256_begin(void)
+{
+    struct AVSHA *sha = av_sha_alloc();
+    if (sha)
+        av_sha_init(sha, 256);
+    return (struct sha256_stream *)sha;
+}
+
+void sha256_update(struct sha256_stream *s, const void *data, size_t len)
+{
+    av_sha_update((struct AVSHA *)s, data, len);
+}
+
+void sha256_end(struct sha256_stream *s, char hex[65])
+{
+    unsigned char d[32];
+    av_sha_final((struct AVSHA *)s, d);
+    for (int i = 0; i < 32; i++)
+        snprintf(hex + 2 * i, 3, "%02x", d[i]);
+    av_free(s);
+}
+
+int sha256_update_from_fd(struct sha256_stream *s, int fd, uint64_t len)
+{
+    enum { BUF = 1 << 20 };
+    unsigned char *buf = malloc(BUF);
+    if (!buf)
+        return -ENOMEM;
+    uint64_t off = 0;
+    int rc = 0;
+    while (off < len) {
+        size_t want = len - off < BUF ? (size_t)(len - off) : BUF;
+        ssize_t n = pread(fd, buf, want, (off_t)off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            rc = n < 0 ? -errno : -EIO;
+            break;
+        }
+        sha256_update(s, buf, (size_t)n);
+        off += (uint64_t)n;
+    }
+    free(buf);
+    return rc;
+}
 
 int sha256_file(const char *path, char hex[65], uint64_t *size)
 {
@@ -16,41 +64,25 @@ int sha256_file(const char *path, char hex[65], uint64_t *size)
     if (fd < 0)
         return -errno;
     posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    struct AVSHA *sha = av_sha_alloc();
-    enum { BUF = 1 << 20 };
-    unsigned char *buf = malloc(BUF);
-    if (!sha || !buf) {
-        av_free(sha);
-        free(buf);
+    struct stat st;
+    if (fstat(fd, &st) != 0) {
+        int e = -errno;
+        close(fd);
+        return e;
+    }
+    struct sha256_stream *s = sha256_begin();
+    if (!s) {
         close(fd);
         return -ENOMEM;
     }
-    av_sha_init(sha, 256);
-    uint64_t total = 0;
-    int rc = 0;
-    for (;;) {
-        ssize_t n = read(fd, buf, BUF);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -errno;
-            break;
-        }
-        if (n == 0)
-            break;
-        av_sha_update(sha, buf, (size_t)n);
-        total += (uint64_t)n;
-    }
+    int rc = sha256_update_from_fd(s, fd, (uint64_t)st.st_size);
     close(fd);
+    char h[65];
+    sha256_end(s, h);
     if (!rc) {
-        unsigned char d[32];
-        av_sha_final(sha, d);
-        for (int i = 0; i < 32; i++)
-            snprintf(hex + 2 * i, 3, "%02x", d[i]);
+        memcpy(hex, h, 65);
         if (size)
-            *size = total;
+            *size = (uint64_t)st.st_size;
     }
-    av_free(sha);
-    free(buf);
     return rc;
 }

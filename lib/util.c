@@ -178,6 +178,37 @@ int parse_seconds(const char *s, double *out)
     return 0;
 }
 
+int parse_bytes(const char *s, int64_t *out)
+{
+    if (!s || !*s)
+        return -EINVAL;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno || end == s || !isfinite(v) || v < 0)
+        return -EINVAL;
+    double mul = 1;
+    if (*end) {
+        const char *units = "KMGT";
+        const char *u = strchr(units, *end == 'k' ? 'K' : *end);
+        if (!u || !*u)
+            return -EINVAL;
+        mul = ldexp(1.0, 10 * (int)(u - units + 1));
+        end++;
+        if (*end == 'i')
+            end++;
+        if (*end == 'B')
+            end++;
+        if (*end)
+            return -EINVAL;
+    }
+    v *= mul;
+    if (v > 9.2e18)
+        return -ERANGE;
+    *out = (int64_t)v;
+    return 0;
+}
+
 double now_s(void)
 {
     struct timespec ts;

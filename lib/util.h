@@ -36,6 +36,8 @@ int parse_int(const char *s, int *out);
 int parse_double(const char *s, double *out);
 /* Durations such as "30", "30s", "5m", "2h", "1.5s", "250ms" into seconds. */
 int parse_seconds(const char *s, double *out);
+/* Sizes such as "1048576", "500K", "20M", "1.5G", "2T" (binary units) into bytes. */
+int parse_bytes(const char *s, int64_t *out);
 
 /* Wall-clock seconds since the epoch, with sub-second precision. */
 double now_s(void);

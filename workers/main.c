@@ -10,6 +10,8 @@
 #include <sys/prctl.h>
 #include <unistd.h>
 
+#include <curl/curl.h>
+
 #include "dfew_build.h"
 #include "log.h"
 #include "proto.h"
@@ -23,6 +25,7 @@ static const struct {
 } handlers[] = {
     {"noop", job_noop},
     {"probe", job_probe},
+    {"fetch", job_fetch},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)
@@ -110,6 +113,7 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* dfewd decides when a worker stops (quit, or SIGKILL at a drain deadline). */
     signal(SIGINT, SIG_IGN);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
 
     struct kv hello = {0};
     kv_setf(&hello, "proto", "%d", DFEW_PROTO_VERSION);
@@ -147,5 +151,6 @@ int main(int argc, char **argv)
         proto_msg_free(&m);
     }
     free(line);
+    curl_global_cleanup();
     return rc ? 1 : 0;
 }

@@ -73,7 +73,7 @@ class BadInputTest(HomeTest):
         # nothing recorded
         self.assertEqual(self.home.scalar('SELECT count(*) FROM movies'), 0)
         self.assertEqual(self.home.scalar('SELECT count(*) FROM jobs'), 0)
-        # URLs are refused with a reason (fetching is a later feature)
+        # only http(s) URLs are fetched; other schemes are refused with a reason
         r = self.home.ctl('submit', 'ftp://example.org/movie.mkv', check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn('URL', r.stderr)
