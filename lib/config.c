@@ -22,6 +22,8 @@ void config_defaults(struct dfew_config *c)
     c->retry_base_s = 10;
     c->retry_max_s = 3600;
     c->sweep_s = 30;
+    c->single_label_threshold = 6; /* the DFEW paper's: more than 6 of 10 votes */
+    c->annotators_per_clip = 10;
     kv_set(&c->timeouts, "probe", "600");
 }
 
@@ -66,6 +68,8 @@ static const struct key_desc keys[] = {
     {"queue", "retry_max_seconds", K_SECONDS, OFF(retry_max_s), 0},
     {"queue", "sweep_seconds", K_SECONDS, OFF(sweep_s), 0.1},
     {"batch", "incoming", K_STRING, OFF(incoming_dir), 0},
+    {"labels", "single_label_threshold", K_INT, OFF(single_label_threshold), 0},
+    {"labels", "annotators_per_clip", K_INT, OFF(annotators_per_clip), 1},
 };
 
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val, char *why, size_t whylen)
@@ -128,9 +132,10 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                 *end = '\0';
                 snprintf(section, sizeof section, "%s", trim(s + 1));
                 if (strcmp(section, "daemon") && strcmp(section, "queue") && strcmp(section, "limits") &&
-                    strcmp(section, "timeouts") && strcmp(section, "batch"))
+                    strcmp(section, "timeouts") && strcmp(section, "batch") && strcmp(section, "labels"))
                     snprintf(why, sizeof why,
-                             "unknown section [%s]; known: [daemon] [queue] [limits] [timeouts] [batch]", section);
+                             "unknown section [%s]; known: [daemon] [queue] [limits] [timeouts] [batch] [labels]",
+                             section);
             }
         } else {
             char *eq = strchr(s, '=');
@@ -173,6 +178,13 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
         }
     }
     fclose(f);
+    if (!rc && c->single_label_threshold >= c->annotators_per_clip) {
+        snprintf(err, errlen,
+                 "%s: [labels] single_label_threshold = %d leaves no clip single-labelled: a label needs more than %d "
+                 "votes and a clip has at most annotators_per_clip = %d; lower the threshold (the paper's is 6 of 10)",
+                 path, c->single_label_threshold, c->single_label_threshold, c->annotators_per_clip);
+        rc = -EINVAL;
+    }
     return rc;
 }
 

@@ -28,6 +28,9 @@ struct dfew_config {
     struct kv timeouts;
     /* [batch] */
     char *incoming_dir;       /* what `dfewctl submit --batch` scans by default */
+    /* [labels] */
+    int single_label_threshold; /* r: a clip's single label is the emotion with more than r votes */
+    int annotators_per_clip;    /* most votes one clip may have */
 };
 
 void config_defaults(struct dfew_config *c);
