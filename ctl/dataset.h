@@ -1,0 +1,53 @@
+/* What the dataset commands of dfewctl share (labels.c, folds.c, report.c,
+ * export.c, import.c): opening the home with the [labels] settings copied
+ * into the database, finding clips by id or DFEW name, storing a clip's vote
+ * counts, Fleiss' kappa over the stored votes, and picking a split. These
+ * commands work on the database directly; no daemon job is involved. */
+#ifndef DFEW_CTL_DATASET_H
+#define DFEW_CTL_DATASET_H
+
+#include <stdint.h>
+
+#include "ctl.h"
+#include "labels.h"
+
+/* ctl_open with the config required, then copies [labels] of dfew.conf into
+ * the label_settings table when they differ (so that the clip_labels view
+ * agrees with dfewctl). Prints the reason and returns non-zero on failure. */
+int ds_open(struct ctl *c, int flags);
+
+/* A clip named by a label file or the command line: its DFEW name when a clip
+ * has that name, else its id. Returns the id, 0 when there is none. */
+int64_t ds_find_clip(struct ctl *c, const char *ident);
+
+/* Stores a clip's vote counts as anonymous votes (annotators "#1".."#n").
+ * Counts equal to the stored distribution change nothing; a clip with other
+ * votes is refused unless replace is set. Returns DS_ADDED, DS_UNCHANGED or
+ * DS_REPLACED, or a negative errno with a reason in why. Call inside a
+ * transaction. */
+enum { DS_ADDED, DS_UNCHANGED, DS_REPLACED };
+int ds_set_counts(struct ctl *c, int64_t clip, const int counts[EMOTION_COUNT], int replace, const char *source,
+                  char *why, size_t whylen);
+
+/* Fleiss' kappa over every annotated clip and over the single-labelled ones
+ * (as clip_labels has them). rc_*: 0, or -EDOM when undefined. */
+struct ds_kappa {
+    struct kappa_result all, single;
+    int rc_all, rc_single;
+    int threshold;
+};
+int ds_kappa(struct ctl *c, struct ds_kappa *k);
+
+/* The split called name, or the newest when name is NULL. Returns its id and
+ * its name (caller frees), 0 when there is none (a message is printed). */
+int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_out);
+
+/* Prints the header line and per-fold table of a split (also --json). */
+int ds_print_split(struct ctl *c, int64_t split_id);
+
+/* Parses a sub-command line: argv[0] is the group ("labels"), argv[1] the
+ * sub-command. Returns the index of the handler in names, -1 after printing
+ * the usage (ret set to the exit code). */
+int ds_subcommand(int argc, char **argv, const char *const *names, const char *usage_text, int *ret);
+
+#endif
