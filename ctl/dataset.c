@@ -2,6 +2,7 @@
 #include "dataset.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -245,4 +246,44 @@ int ds_subcommand(int argc, char **argv, const char *const *names, const char *u
     fprintf(stderr, "dfewctl %s: unknown sub-command '%s'\n\n%s", argv[0], argv[1], usage_text);
     *ret = 2;
     return -1;
+}
+
+void ds_error(struct ds_errors *e, const char *file, int line, const char *fmt, ...)
+{
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (e->n < DS_SHOWN_ERRORS) {
+        if (line > 0)
+            sbuf_addf(&e->text, "  %s:%d: %s\n", file, line, why);
+        else
+            sbuf_addf(&e->text, "  %s: %s\n", file, why);
+        sbuf_add(&e->json, e->n ? ",{\"file\":" : "{\"file\":");
+        sbuf_add_json_str(&e->json, file);
+        sbuf_addf(&e->json, ",\"line\":%d,\"reason\":", line);
+        sbuf_add_json_str(&e->json, why);
+        sbuf_addc(&e->json, '}');
+    }
+    e->n++;
+}
+
+void ds_errors_report(struct ctl *c, struct ds_errors *e, const char *what)
+{
+    if (c->json)
+        printf("{\"rejected\":true,\"error_count\":%d,\"errors\":[%s]}\n", e->n, sbuf_str(&e->json));
+    fprintf(stderr, "%s: %s rejected, nothing was stored (%d error%s):\n%s", c->prog, what, e->n,
+            e->n == 1 ? "" : "s", sbuf_str(&e->text));
+    if (e->n > DS_SHOWN_ERRORS)
+        fprintf(stderr, "  ... and %d more\n", e->n - DS_SHOWN_ERRORS);
+    fprintf(stderr, "Fix the lines above and run the command again.\n");
+    ds_errors_free(e);
+}
+
+void ds_errors_free(struct ds_errors *e)
+{
+    sbuf_free(&e->text);
+    sbuf_free(&e->json);
+    e->n = 0;
 }

@@ -45,6 +45,21 @@ int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_o
 /* Prints the header line and per-fold table of a split (also --json). */
 int ds_print_split(struct ctl *c, int64_t split_id);
 
+/* Errors found in input files, collected so that a rejected file lists every
+ * bad line at once (the first DS_SHOWN_ERRORS of them). */
+#define DS_SHOWN_ERRORS 20
+struct ds_errors {
+    int n;
+    struct sbuf text, json;
+};
+void ds_error(struct ds_errors *e, const char *file, int line, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* Prints "what rejected, nothing was stored" and the lines to stderr, and with
+ * --json {"rejected":true,"error_count":N,"errors":[{file,line,reason}]} on
+ * stdout. Frees the list. */
+void ds_errors_report(struct ctl *c, struct ds_errors *e, const char *what);
+void ds_errors_free(struct ds_errors *e);
+
 /* Parses a sub-command line: argv[0] is the group ("labels"), argv[1] the
  * sub-command. Returns the index of the handler in names, -1 after printing
  * the usage (ret set to the exit code). */

@@ -12,8 +12,6 @@
 #include "csv.h"
 #include "dataset.h"
 
-#define MAX_SHOWN_ERRORS 20
-
 enum csv_format { FMT_LONG, FMT_WIDE };
 
 struct import_run {
@@ -22,27 +20,10 @@ struct import_run {
     enum csv_format fmt;
     int replace;
     int rows, added, unchanged, replaced;
-    int nerr;
-    struct sbuf errs;      /* text: one "FILE:LINE: reason" per line */
-    struct sbuf errs_json; /* JSON objects, comma separated */
+    struct ds_errors err;
 };
 
-static void row_error(struct import_run *r, int line, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void row_error(struct import_run *r, int line, const char *fmt, ...)
-{
-    char why[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(why, sizeof why, fmt, ap);
-    va_end(ap);
-    if (r->nerr < MAX_SHOWN_ERRORS) {
-        sbuf_addf(&r->errs, "  %s:%d: %s\n", r->file, line, why);
-        sbuf_addf(&r->errs_json, "%s{\"line\":%d,\"reason\":", r->nerr ? "," : "", line);
-        sbuf_add_json_str(&r->errs_json, why);
-        sbuf_addc(&r->errs_json, '}');
-    }
-    r->nerr++;
-}
+#define row_error(r, line, ...) ds_error(&(r)->err, (r)->file, line, __VA_ARGS__)
 
 /* The header names the format. */
 static int read_header(struct import_run *r, struct csv_reader *in)
@@ -283,7 +264,7 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         row_error(&r, in.line, "%s", got == -EIO ? "read error" : in.err);
     csv_close(&in);
     int changed = r.added + r.replaced;
-    if (r.nerr || !changed)
+    if (r.err.n || !changed)
         db_rollback(c->db);
     else if (db_commit(c->db)) {
         fprintf(stderr, "dfewctl labels import: cannot commit: %s\n", db_errmsg(c->db));
@@ -292,20 +273,10 @@ static int labels_import(struct ctl *c, int argc, char **argv)
     }
     db_exec(c->db, "DELETE FROM temp.import_seen");
     const char *fmt_name = r.fmt == FMT_LONG ? "long" : "wide";
-    if (r.nerr) {
-        if (c->json) {
-            printf("{\"file\":");
-            struct sbuf b = {0};
-            sbuf_add_json_str(&b, file);
-            printf("%s,\"rejected\":true,\"error_count\":%d,\"errors\":[%s]}\n", sbuf_str(&b), r.nerr,
-                   sbuf_str(&r.errs_json));
-            sbuf_free(&b);
-        }
-        fprintf(stderr, "dfewctl labels import: %s rejected, nothing was stored (%d error%s):\n%s", file, r.nerr,
-                r.nerr == 1 ? "" : "s", sbuf_str(&r.errs));
-        if (r.nerr > MAX_SHOWN_ERRORS)
-            fprintf(stderr, "  ... and %d more\n", r.nerr - MAX_SHOWN_ERRORS);
-        fprintf(stderr, "Fix the lines above and import the file again.\n");
+    if (r.err.n) {
+        char what[1024];
+        snprintf(what, sizeof what, "labels import: %s", file);
+        ds_errors_report(c, &r.err, what);
         rc = 1;
     } else if (!rc) {
         if (c->json) {
@@ -319,8 +290,6 @@ static int labels_import(struct ctl *c, int argc, char **argv)
                    fmt_name, r.added, r.replaced, r.unchanged, changed ? "" : "; nothing changed");
         }
     }
-    sbuf_free(&r.errs);
-    sbuf_free(&r.errs_json);
     return rc;
 }
 

@@ -27,6 +27,8 @@ static const struct {
     {"labels", cmd_labels, "labels import FILE   store annotators' votes (also: labels show, labels kappa)"},
     {"folds", cmd_folds, "folds make --k 5     split single-labelled clips into folds (also: show, list, delete)"},
     {"report", cmd_report, "report [table2]      dataset summary; the paper's Table 2 (--csv)"},
+    {"export", cmd_export, "export --format dfew|lists DIR   the DFEW release layout, or train/test lists"},
+    {"import", cmd_import, "import dfew DIR      read a DFEW-layout release (labels, votes, official folds)"},
 };
 
 static void usage(FILE *f)
