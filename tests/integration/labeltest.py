@@ -106,7 +106,8 @@ def frames_of(name, size=112, n=16):
 def copy_frames(src, dst):
     os.makedirs(dst, exist_ok=True)
     for f in sorted(os.listdir(src)):
-        shutil.copy(os.path.join(src, f), os.path.join(dst, f))
+        if os.path.isfile(os.path.join(src, f)):
+            shutil.copy(os.path.join(src, f), os.path.join(dst, f))
 
 
 def cleanup_frames():
