@@ -127,12 +127,8 @@ int ds_set_counts(struct ctl *c, int64_t clip, const int counts[EMOTION_COUNT], 
 int ds_kappa(struct ctl *c, struct ds_kappa *k)
 {
     memset(k, 0, sizeof *k);
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT threshold FROM label_settings WHERE id = 1");
-    if (!st || sqlite3_step(st) != SQLITE_ROW)
-        return -EIO;
-    k->threshold = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
-    st = db_prepare(c->db, "SELECT happy, sad, neutral, angry, surprise, disgust, fear, label IS NOT NULL "
+    k->threshold = c->cfg.single_label_threshold; /* = label_settings.threshold after ds_open */
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT happy, sad, neutral, angry, surprise, disgust, fear, label IS NOT NULL "
                            "FROM clip_labels ORDER BY clip_id");
     if (!st)
         return -EIO;
@@ -233,19 +229,17 @@ int ds_print_split(struct ctl *c, int64_t split_id)
     return ctl_print_query(c, folds_sql, binds, NULL) < 0 ? -EIO : 0;
 }
 
-int ds_subcommand(int argc, char **argv, const char *const *names, const char *usage_text, int *ret)
+int ds_dispatch(struct ctl *c, int argc, char **argv, const struct ds_sub *subs, const char *usage_text)
 {
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         fputs(usage_text, argc < 2 ? stderr : stdout);
-        *ret = argc < 2 ? 2 : 0;
-        return -1;
+        return argc < 2 ? 2 : 0;
     }
-    for (int i = 0; names[i]; i++)
-        if (!strcmp(argv[1], names[i]))
-            return i;
+    for (int i = 0; subs[i].name; i++)
+        if (!strcmp(argv[1], subs[i].name))
+            return subs[i].fn(c, argc - 1, argv + 1);
     fprintf(stderr, "dfewctl %s: unknown sub-command '%s'\n\n%s", argv[0], argv[1], usage_text);
-    *ret = 2;
-    return -1;
+    return 2;
 }
 
 void ds_error(struct ds_errors *e, const char *file, int line, const char *fmt, ...)

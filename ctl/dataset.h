@@ -60,9 +60,13 @@ void ds_error(struct ds_errors *e, const char *file, int line, const char *fmt, 
 void ds_errors_report(struct ctl *c, struct ds_errors *e, const char *what);
 void ds_errors_free(struct ds_errors *e);
 
-/* Parses a sub-command line: argv[0] is the group ("labels"), argv[1] the
- * sub-command. Returns the index of the handler in names, -1 after printing
- * the usage (ret set to the exit code). */
-int ds_subcommand(int argc, char **argv, const char *const *names, const char *usage_text, int *ret);
+/* Runs a sub-command: argv[0] is the group ("labels"), argv[1] names one of
+ * subs (a table ending with a NULL name); the handler gets argv + 1. Prints
+ * usage_text for no or an unknown sub-command (exit code 2) and --help (0). */
+struct ds_sub {
+    const char *name;
+    int (*fn)(struct ctl *, int, char **);
+};
+int ds_dispatch(struct ctl *c, int argc, char **argv, const struct ds_sub *subs, const char *usage_text);
 
 #endif

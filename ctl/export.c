@@ -77,6 +77,15 @@ static void xrun_free(struct xrun *x)
     free(x->split_name);
 }
 
+/* Room for one more element in a growing array. */
+static void *grow(void *v, size_t n, size_t *cap, size_t size)
+{
+    if (n < *cap)
+        return v;
+    *cap = *cap ? 2 * *cap : 256;
+    return xrealloc(v, *cap * size);
+}
+
 static char *col_text(sqlite3_stmt *st, int i)
 {
     const char *t = (const char *)sqlite3_column_text(st, i);
@@ -96,10 +105,7 @@ static int load_clips(struct xrun *x)
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (x->nclips == cap) {
-            cap = cap ? 2 * cap : 256;
-            x->clips = xrealloc(x->clips, cap * sizeof *x->clips);
-        }
+        x->clips = grow(x->clips, x->nclips, &cap, sizeof *x->clips);
         struct xclip *cl = &x->clips[x->nclips++];
         memset(cl, 0, sizeof *cl);
         cl->id = sqlite3_column_int64(st, 0);
@@ -135,10 +141,7 @@ static int load_members(struct xrun *x)
     size_t cap = 0;
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (x->nmem == cap) {
-            cap = cap ? 2 * cap : 256;
-            x->mem = xrealloc(x->mem, cap * sizeof *x->mem);
-        }
+        x->mem = grow(x->mem, x->nmem, &cap, sizeof *x->mem);
         struct member *m = &x->mem[x->nmem++];
         m->name = col_text(st, 0);
         m->output_dir = col_text(st, 1);
@@ -286,8 +289,10 @@ static int put_frame(struct xrun *x, const char *from, const char *to)
     return rc;
 }
 
-static int mkdirf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int mkdirf(const char *fmt, ...)
+/* Creates the directory named by fmt (with its parents) when f is NULL, else
+ * the new file, opened for writing in *f. 0 or -errno, with a message. */
+static int create(FILE **f, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int create(FILE **f, const char *fmt, ...)
 {
     char *p;
     va_list ap;
@@ -296,28 +301,15 @@ static int mkdirf(const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return -ENOMEM;
-    int rc = mkdir_p(p, 0755);
+    int rc = 0;
+    if (!f)
+        rc = mkdir_p(p, 0755);
+    else if (!(*f = fopen(p, "wx")))
+        rc = -errno;
     if (rc)
         fprintf(stderr, "dfewctl export: cannot create %s: %s\n", p, strerror(-rc));
     free(p);
     return rc;
-}
-
-static FILE *open_out(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static FILE *open_out(const char *fmt, ...)
-{
-    char *p;
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vasprintf(&p, fmt, ap);
-    va_end(ap);
-    if (n < 0)
-        return NULL;
-    FILE *f = fopen(p, "wx");
-    if (!f)
-        fprintf(stderr, "dfewctl export: cannot create %s: %s\n", p, strerror(errno));
-    free(p);
-    return f;
 }
 
 static int close_out(FILE *f)
@@ -338,7 +330,7 @@ static int write_frames(struct xrun *x)
         struct xclip *cl = &x->clips[i];
         if (!cl->tim.n)
             continue;
-        rc = mkdirf("%s/Clip/clip_%dx%d_16f/%s", x->tmp, x->size, x->size, cl->name);
+        rc = create(NULL, "%s/Clip/clip_%dx%d_16f/%s", x->tmp, x->size, x->size, cl->name);
         for (size_t j = 0; j < cl->tim.n && !rc; j++) {
             free(to);
             if (asprintf(&to, "%s/Clip/clip_%dx%d_16f/%s/%zu.jpg", x->tmp, x->size, x->size, cl->name, j + 1) < 0)
@@ -349,7 +341,7 @@ static int write_frames(struct xrun *x)
         if (!cl->aligned.n || rc)
             continue;
         x->aligned_clips++;
-        rc = mkdirf("%s/Clip/clip_%dx%d/%s", x->tmp, x->size, x->size, cl->name);
+        rc = create(NULL, "%s/Clip/clip_%dx%d/%s", x->tmp, x->size, x->size, cl->name);
         for (size_t j = 0; j < cl->aligned.n && !rc; j++) {
             free(to);
             if (asprintf(&to, "%s/Clip/clip_%dx%d/%s/%s_%05zu.jpg", x->tmp, x->size, x->size, cl->name, cl->name,
@@ -365,10 +357,12 @@ static int write_frames(struct xrun *x)
 
 static int write_labels(struct xrun *x)
 {
-    int rc = mkdirf("%s/Annotation", x->tmp);
-    FILE *f = rc ? NULL : open_out("%s/Annotation/annotation.csv", x->tmp);
-    if (!f)
-        return rc ? rc : -EIO;
+    FILE *f = NULL;
+    int rc = create(NULL, "%s/Annotation", x->tmp);
+    if (!rc)
+        rc = create(&f, "%s/Annotation/annotation.csv", x->tmp);
+    if (rc)
+        return rc;
     fprintf(f, "vote_happy,vote_sad,vote_neutral,vote_angry,vote_surprise,vote_disgust,vote_fear,clip_name,"
                "annotation\n");
     for (size_t i = 0; i < x->nclips; i++) {
@@ -381,11 +375,10 @@ static int write_labels(struct xrun *x)
     rc = close_out(f);
     for (int part = 0; part < 2 && !rc; part++) {
         const char *what = part ? "test" : "train";
-        rc = mkdirf("%s/EmoLabel_DataSplit/%s(single-labeled)", x->tmp, what);
+        rc = create(NULL, "%s/EmoLabel_DataSplit/%s(single-labeled)", x->tmp, what);
         for (int k = 1; k <= x->k && !rc; k++) {
-            f = open_out("%s/EmoLabel_DataSplit/%s(single-labeled)/set_%d.csv", x->tmp, what, k);
-            if (!f)
-                return -EIO;
+            if ((rc = create(&f, "%s/EmoLabel_DataSplit/%s(single-labeled)/set_%d.csv", x->tmp, what, k)))
+                return rc;
             fprintf(f, "video_name,label\n");
             for (size_t i = 0; i < x->nmem; i++) {
                 if ((x->mem[i].fold == k) != part)
@@ -401,9 +394,10 @@ static int write_labels(struct xrun *x)
 
 static int write_readme(struct xrun *x, long single)
 {
-    FILE *f = open_out("%s/README.txt", x->tmp);
-    if (!f)
-        return -EIO;
+    FILE *f;
+    int rc = create(&f, "%s/README.txt", x->tmp);
+    if (rc)
+        return rc;
     fprintf(f,
             "Written by dfewctl export --format dfew (dfew %s).\n\n"
             "Annotation/annotation.csv  %zu annotated clips: vote_happy .. vote_fear (votes per emotion), clip_name,\n"
@@ -565,13 +559,11 @@ int cmd_export(struct ctl *c, int argc, char **argv)
     int wrc = 0;
     if (lists) {
         for (int k = 1; k <= x.k && !wrc; k++) {
-            wrc = mkdirf("%s/set_%d", x.tmp, k);
+            wrc = create(NULL, "%s/set_%d", x.tmp, k);
             for (int part = 0; part < 2 && !wrc; part++) {
-                FILE *f = open_out("%s/set_%d/%s.txt", x.tmp, k, part ? "test" : "train");
-                if (!f) {
-                    wrc = -EIO;
+                FILE *f;
+                if ((wrc = create(&f, "%s/set_%d/%s.txt", x.tmp, k, part ? "test" : "train")))
                     break;
-                }
                 for (size_t i = 0; i < x.nmem; i++)
                     if ((x.mem[i].fold == k) == part)
                         fprintf(f, "%s %zu %d\n", x.mem[i].output_dir, x.mem[i].nframes, x.mem[i].label - 1);

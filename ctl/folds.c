@@ -231,16 +231,12 @@ static int folds_delete(struct ctl *c, int argc, char **argv)
 
 int cmd_folds(struct ctl *c, int argc, char **argv)
 {
-    static const char *const subs[] = {"make", "show", "list", "delete", NULL};
+    static const struct ds_sub subs[] = {
+        {"make", folds_make}, {"show", folds_show}, {"list", folds_list}, {"delete", folds_delete}, {NULL, NULL}};
     static const char usage_text[] =
         "usage: dfewctl folds make [--k 5] [--seed S] [--by-movie] [--name N]   store a split\n"
         "       dfewctl folds show [NAME]     per-fold sizes and class histograms\n"
         "       dfewctl folds list            the stored splits\n"
         "       dfewctl folds delete NAME     remove a split\n";
-    int ret;
-    int i = ds_subcommand(argc, argv, subs, usage_text, &ret);
-    if (i < 0)
-        return ret;
-    int (*const fns[])(struct ctl *, int, char **) = {folds_make, folds_show, folds_list, folds_delete};
-    return fns[i](c, argc - 1, argv + 1);
+    return ds_dispatch(c, argc, argv, subs, usage_text);
 }

@@ -415,14 +415,10 @@ static int labels_kappa(struct ctl *c, int argc, char **argv)
 
 int cmd_labels(struct ctl *c, int argc, char **argv)
 {
-    static const char *const subs[] = {"import", "show", "kappa", NULL};
+    static const struct ds_sub subs[] = {
+        {"import", labels_import}, {"show", labels_show}, {"kappa", labels_kappa}, {NULL, NULL}};
     static const char usage_text[] = "usage: dfewctl labels import [--replace] FILE   store votes from a CSV file\n"
                                      "       dfewctl labels show [--label E] [CLIP...]  votes and single labels\n"
                                      "       dfewctl labels kappa                      Fleiss' kappa, agreement band\n";
-    int ret;
-    int i = ds_subcommand(argc, argv, subs, usage_text, &ret);
-    if (i < 0)
-        return ret;
-    int (*const fns[])(struct ctl *, int, char **) = {labels_import, labels_show, labels_kappa};
-    return fns[i](c, argc - 1, argv + 1);
+    return ds_dispatch(c, argc, argv, subs, usage_text);
 }

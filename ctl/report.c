@@ -21,13 +21,9 @@ struct table2 {
 static int load_table2(struct ctl *c, struct table2 *t)
 {
     memset(t, 0, sizeof *t);
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT threshold FROM label_settings WHERE id = 1");
-    if (!st || sqlite3_step(st) != SQLITE_ROW)
-        return -EIO;
-    t->threshold = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
+    t->threshold = c->cfg.single_label_threshold; /* = label_settings.threshold after ds_open */
     /* The buckets of the clip_status view: [0, 2), [2, 5), [5, inf) seconds. */
-    st = db_prepare(c->db, "SELECT CASE WHEN c.duration_known = 0 THEN 3 WHEN c.end_s - c.start_s < 2 THEN 0 "
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT CASE WHEN c.duration_known = 0 THEN 3 WHEN c.end_s - c.start_s < 2 THEN 0 "
                            "WHEN c.end_s - c.start_s < 5 THEN 1 ELSE 2 END AS b, l.label, count(*) "
                            "FROM clip_labels l JOIN clips c ON c.id = l.clip_id WHERE l.label IS NOT NULL "
                            "GROUP BY b, l.label");
