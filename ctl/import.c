@@ -177,6 +177,7 @@ static void make_temp_tables(struct irun *r)
                       "annotation INTEGER);"
                       "CREATE TEMP TABLE IF NOT EXISTS rel_split (name TEXT, fold INTEGER, test INTEGER, "
                       "label INTEGER, file TEXT, line INTEGER);"
+                      "CREATE INDEX IF NOT EXISTS temp.rel_split_name ON rel_split (name, test, fold);"
                       "DELETE FROM temp.rel_ann; DELETE FROM temp.rel_split;");
 }
 

@@ -185,14 +185,22 @@ static int report_summary(struct ctl *c)
         sqlite3_reset(st);
     }
     long judged = by_state[0] + by_state[1];
-    long annotated = scalar(c, "SELECT count(*) FROM clip_labels"), votes = scalar(c, "SELECT count(*) FROM votes");
-    long vmin = scalar(c, "SELECT min(votes) FROM clip_labels"), vmax = scalar(c, "SELECT max(votes) FROM clip_labels");
-    long single = scalar(c, "SELECT count(*) FROM clip_labels WHERE label IS NOT NULL");
-    long per[EMOTION_COUNT] = {0};
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT label, count(*) FROM clip_labels WHERE label IS NOT NULL GROUP BY label");
-    while (sqlite3_step(st) == SQLITE_ROW)
-        per[sqlite3_column_int(st, 0) - 1] = (long)sqlite3_column_int64(st, 1);
-    sqlite3_reset(st);
+    /* One pass over clip_labels (it aggregates every vote). */
+    long annotated = 0, votes = 0, vmin = 0, vmax = 0, single = 0, per[EMOTION_COUNT] = {0};
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT count(*), total(votes), min(votes), max(votes), count(label), "
+                                         "sum(label = 1), sum(label = 2), sum(label = 3), sum(label = 4), "
+                                         "sum(label = 5), sum(label = 6), sum(label = 7) FROM clip_labels");
+    if (st && sqlite3_step(st) == SQLITE_ROW) {
+        annotated = (long)sqlite3_column_int64(st, 0);
+        votes = (long)sqlite3_column_int64(st, 1);
+        vmin = (long)sqlite3_column_int64(st, 2);
+        vmax = (long)sqlite3_column_int64(st, 3);
+        single = (long)sqlite3_column_int64(st, 4);
+        for (int e = 0; e < EMOTION_COUNT; e++)
+            per[e] = (long)sqlite3_column_int64(st, 5 + e);
+    }
+    if (st)
+        sqlite3_reset(st);
     struct ds_kappa k;
     if (ds_kappa(c, &k))
         return 1;

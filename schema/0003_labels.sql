@@ -37,8 +37,10 @@ CREATE TABLE label_settings (
 );
 INSERT INTO label_settings (id, threshold, annotators_per_clip, updated_at) VALUES (1, 6, 10, 0);
 
+-- AUTOINCREMENT: a split id is never reused, so fold_members rows left by a
+-- DELETE without foreign keys (a sqlite3 shell) never join a newer split.
 CREATE TABLE splits (
-    id          INTEGER PRIMARY KEY,
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
     name        TEXT NOT NULL UNIQUE,
     k           INTEGER NOT NULL CHECK (k >= 2),
     seed        INTEGER,
