@@ -120,8 +120,15 @@ static int load_clips(struct xrun *x)
     sqlite3_reset(st);
     if (rc != SQLITE_DONE)
         return db_errno(rc);
-    for (size_t i = 1; i < x->nclips; i++) {
-        if (!strcmp(x->clips[i].name, x->clips[i - 1].name)) {
+    for (size_t i = 0; i < x->nclips; i++) {
+        const char *nm = x->clips[i].name;
+        if (!*nm || *nm == '.' || strchr(nm, '/')) {
+            fprintf(stderr, "dfewctl export: clip %lld is named '%s', which cannot be a folder name; rename it: "
+                            "UPDATE clips SET name = ... WHERE id = %lld\n",
+                    (long long)x->clips[i].id, nm, (long long)x->clips[i].id);
+            return -EINVAL;
+        }
+        if (i && !strcmp(nm, x->clips[i - 1].name)) {
             fprintf(stderr,
                     "dfewctl export: clips %lld and %lld would both be exported as '%s' (one is named so, the other "
                     "has that id); rename one: UPDATE clips SET name = ... WHERE id = ...\n",

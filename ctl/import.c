@@ -70,6 +70,14 @@ static void norm_name(const char *in, char *out, size_t len)
         snprintf(out, len, "%s", in);
 }
 
+/* Clip names become folder names: no '/', no leading dot. */
+static int name_ok(const char *s)
+{
+    if (!*s || *s == '.' || strlen(s) > 200)
+        return 0;
+    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") == strlen(s);
+}
+
 /* Finds the release's parts. Errors name what is missing and what to do. */
 static int locate(struct irun *r)
 {
@@ -220,6 +228,12 @@ static void read_annotation(struct irun *r)
         if (total == 0 || total > max) {
             ds_error(&r->err, r->ann, in.line, "clip %s has %d votes; expected 1 to annotators_per_clip = %d "
                      "([labels] in dfew.conf)", in.field[7], total, max);
+            continue;
+        }
+        if (!name_ok(in.field[7])) {
+            ds_error(&r->err, r->ann, in.line,
+                     "the clip name '%s' may hold letters, digits, '_', '-' and '.' only (it names folders)",
+                     in.field[7]);
             continue;
         }
         char name[256];

@@ -252,6 +252,8 @@ class ExportTest(HomeTest):
             ('clip twice', ann + '1,1,1,1,1,1,1,00002,0\n', good_tests, None, 'clip 00002 appears twice (also on line 3)'),
             ('short line', ann + '1,2,3\n', good_tests, None, 'annotation.csv:6: expected 9 fields'),
             ('one test set', ann, good_tests[:1], None, 'needs set_1.csv, set_2.csv'),
+            ('name with a slash', ann + '1,1,1,1,1,1,1,../x,0\n', good_tests, None,
+             "annotation.csv:6: the clip name '../x' may hold letters, digits"),
         ]
         before = dump(self.home)
         for i, (what, a, tests, trains, reason) in enumerate(cases):
