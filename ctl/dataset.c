@@ -43,22 +43,36 @@ int ds_open(struct ctl *c, int flags)
     return 0;
 }
 
-int64_t ds_find_clip(struct ctl *c, const char *ident)
+static int64_t clip_named(struct ctl *c, const char *name)
 {
     sqlite3_stmt *st = db_prepare(c->db, "SELECT id FROM clips WHERE name = ?");
     if (!st)
         return 0;
-    sqlite3_bind_text(st, 1, ident, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
+    return id;
+}
+
+int64_t ds_find_clip(struct ctl *c, const char *ident)
+{
+    int explicit_id = !strncmp(ident, "id:", 3);
+    int64_t id = explicit_id ? 0 : clip_named(c, ident);
     if (id)
         return id;
-    if (parse_i64(ident, &id) || id < 1)
+    if (parse_i64(ident + (explicit_id ? 3 : 0), &id) || id < 1)
         return 0;
-    st = db_prepare(c->db, "SELECT id FROM clips WHERE id = ?");
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT id FROM clips WHERE id = ?");
     sqlite3_bind_int64(st, 1, id);
     id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
     sqlite3_reset(st);
+    char padded[32];
+    if (id && !explicit_id && strlen(ident) < 5 && strspn(ident, "0123456789") == strlen(ident)) {
+        snprintf(padded, sizeof padded, "%05lld", (long long)id);
+        int64_t other = clip_named(c, padded);
+        if (other && other != id)
+            return -other;
+    }
     return id;
 }
 

@@ -17,7 +17,10 @@
 int ds_open(struct ctl *c, int flags);
 
 /* A clip named by a label file or the command line: its DFEW name when a clip
- * has that name, else its id. Returns the id, 0 when there is none. */
+ * has that name, else its id ("id:N" is always the id). Returns the id, 0 when
+ * there is none, or minus
+ * the id of another clip when a short number could mean both (id 42, and the
+ * clip named 00042: spreadsheets drop leading zeros). */
 int64_t ds_find_clip(struct ctl *c, const char *ident);
 
 /* Stores a clip's vote counts as anonymous votes (annotators "#1".."#n").

@@ -57,7 +57,11 @@ static int64_t row_clip(struct import_run *r, struct csv_reader *in)
     if (!clip)
         row_error(r, in->line, "no clip '%s' (give a clip id from `dfewctl clips` or a DFEW video name)",
                   in->field[0]);
-    return clip;
+    else if (clip < 0)
+        row_error(r, in->line, "'%s' could be clip id %s or the DFEW video %05lld (clip %lld); write the name with "
+                  "its 5 digits, or id:%s for the id", in->field[0], in->field[0], atoll(in->field[0]),
+                  (long long)-clip, in->field[0]);
+    return clip > 0 ? clip : 0;
 }
 
 static int vote_count(struct import_run *r, int64_t clip)
@@ -203,7 +207,8 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         "Stores annotators' votes from a CSV file with a header line, either\n"
         "  clip,annotator,emotion          one vote per line (emotion: name or 1..7)\n"
         "  clip,happy,sad,neutral,angry,surprise,disgust,fear   vote counts per clip\n"
-        "A clip is its id (dfewctl clips) or its DFEW video name. The whole file is\n"
+        "A clip is its DFEW video name or its id (dfewctl clips; id:N when a short\n"
+        "number could also be a name without its leading zeros). The whole file is\n"
         "one transaction: any bad line (unknown clip or emotion, an annotator voting\n"
         "twice for a clip, more votes than [labels] annotators_per_clip) rejects the\n"
         "file, with each line number and reason, and nothing is stored. Importing the\n"
@@ -333,6 +338,13 @@ static int labels_show(struct ctl *c, int argc, char **argv)
     sbuf_addc(&ids, '[');
     for (int i = optind; i < argc; i++) {
         int64_t id = ds_find_clip(c, argv[i]);
+        if (id < 0) {
+            fprintf(stderr, "dfewctl labels show: '%s' could be clip id %s or the DFEW video %05lld (clip %lld); "
+                            "write the name with its 5 digits, or id:%s for the id\n", argv[i], argv[i], atoll(argv[i]),
+                    (long long)-id, argv[i]);
+            sbuf_free(&ids);
+            return 2;
+        }
         if (!id) {
             fprintf(stderr, "dfewctl labels show: no clip '%s' (dfewctl clips lists them)\n", argv[i]);
             sbuf_free(&ids);

@@ -72,19 +72,27 @@ class LabelsTest(HomeTest):
     def test_bad_files_are_rejected_whole(self):
         a, b, c, d = self.clips
         self.home.ctl('labels', 'import', self.long_file())
+        # a clip named like another clip's id in 5 digits (zeros dropped by a spreadsheet?)
+        con = self.home.db()
+        with con:
+            con.execute("UPDATE clips SET name = printf('%05d', ?) WHERE id = ?", (a, b))
+        con.close()
         ok = '%d,new1,happy\n' % c  # a good line: must not be stored when the file is rejected
         eleven = ''.join('%d,x%d,sad\n' % (d, i) for i in range(9))  # d has 2 votes: 2 + 9 = 11 > 10
         cases = [
             ('unknown clip', 'clip,annotator,emotion\n' + ok + '999,a,happy\n', 3, "no clip '999'"),
             ('clip by unknown name', 'clip,annotator,emotion\n' + ok + '77777,a,happy\n', 3, "no clip '77777'"),
+            ('id or zero-less name', 'clip,annotator,emotion\n' + ok + '%d,a,happy\n' % a, 3,
+             "'%d' could be clip id %d or the DFEW video %05d (clip %d); write the name with its 5 digits, or "
+             "id:%d for the id" % (a, a, a, b, a)),
             ('unknown emotion', 'clip,annotator,emotion\n' + ok + '%d,new2,contempt\n' % c, 3,
              "unknown emotion 'contempt'"),
             ('emotion out of range', 'clip,annotator,emotion\n%d,new2,8\n' % c, 2, "unknown emotion '8'"),
             ('annotator twice in the file', 'clip,annotator,emotion\n' + ok + '%d,new1,sad\n' % c, 3,
              "annotator 'new1' votes twice for clip %d (also on line 2)" % c),
             ('same vote twice in the file', 'clip,annotator,emotion\n' + ok + ok, 3, 'votes twice'),
-            ('annotator already voted otherwise', 'clip,annotator,emotion\n%d,ann0,sad\n' % a, 2,
-             "annotator 'ann0' already voted happy for clip %d" % a),
+            ('annotator already voted otherwise', 'clip,annotator,emotion\nid:%d,ann0,sad\n' % a, 2,
+             "annotator 'ann0' already voted happy for clip id:%d" % a),
             ('more votes than annotators', 'clip,annotator,emotion\n' + eleven, 10,
              'would have 11 votes, more than annotators_per_clip = 10'),
             ('reserved annotator name', 'clip,annotator,emotion\n%d,#3,sad\n' % c, 2, 'reserved'),
@@ -100,7 +108,7 @@ class LabelsTest(HomeTest):
             ('wide: clip twice', 'clip,' + ','.join(EMOTIONS) + '\n%d,1,0,0,0,0,0,0\n%d,1,0,0,0,0,0,0\n' % (b, b), 3,
              'appears twice (also on line 2)'),
             ('wide: no votes', 'clip,' + ','.join(EMOTIONS) + '\n%d,0,0,0,0,0,0,0\n' % b, 2, 'has no votes'),
-            ('wide: other votes stored', 'clip,' + ','.join(EMOTIONS) + '\n%d,1,0,0,0,0,0,9\n' % a, 2,
+            ('wide: other votes stored', 'clip,' + ','.join(EMOTIONS) + '\nid:%d,1,0,0,0,0,0,9\n' % a, 2,
              'already has other votes'),
             ('wide: short row', 'clip,' + ','.join(EMOTIONS) + '\n%d,1,0\n' % b, 2, 'expected 8 fields'),
         ]
@@ -127,6 +135,9 @@ class LabelsTest(HomeTest):
         out = json.loads(r.stdout)
         self.assertEqual((out['rejected'], out['error_count']), (True, 2))
         self.assertEqual([e['line'] for e in out['errors']], [2, 3])
+        # the explicit forms of both
+        self.assertEqual([r['clip'] for r in self.home.ctl_json('labels', 'show', 'id:%d' % a, '%05d' % a)],
+                         sorted([a, b]))
         r = self.home.ctl('labels', 'import', self.path('nope.csv'), check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn('cannot read', r.stderr)
