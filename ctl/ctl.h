@@ -1,6 +1,7 @@
 /* dfewctl's shared state and helpers: the home and database, the daemon's
  * control socket, and printing query results as aligned tables or JSON.
- * Each command group lives in its own file (submit.c, status.c, jobs.c, lists.c). */
+ * Each command group lives in its own file (submit.c, status.c, jobs.c, lists.c;
+ * the dataset commands labels.c, folds.c, report.c, export.c, import.c share dataset.h). */
 #ifndef DFEW_CTL_H
 #define DFEW_CTL_H
 
@@ -55,6 +56,11 @@ int cmd_cancel(struct ctl *c, int argc, char **argv);
 int cmd_retry(struct ctl *c, int argc, char **argv);
 int cmd_movies(struct ctl *c, int argc, char **argv);
 int cmd_clips(struct ctl *c, int argc, char **argv);
+int cmd_labels(struct ctl *c, int argc, char **argv);
+int cmd_folds(struct ctl *c, int argc, char **argv);
+int cmd_report(struct ctl *c, int argc, char **argv);
+int cmd_export(struct ctl *c, int argc, char **argv);
+int cmd_import(struct ctl *c, int argc, char **argv);
 
 /* Common option handling for commands: --home and --json are accepted
  * anywhere. Returns the getopt result for anything else. */

@@ -24,6 +24,11 @@ static const struct {
     {"retry", cmd_retry, "retry ID             run a dead, failed or cancelled job again"},
     {"wait", cmd_wait, "wait [--timeout S] [ID...]  block until jobs end; exit 0 if all done"},
     {"noop", cmd_noop, "noop [--count N]     queue no-op jobs (benchmarks, diagnostics)"},
+    {"labels", cmd_labels, "labels import FILE   store annotators' votes (also: labels show, labels kappa)"},
+    {"folds", cmd_folds, "folds make --k 5     split single-labelled clips into folds (also: show, list, delete)"},
+    {"report", cmd_report, "report [table2]      dataset summary; the paper's Table 2 (--csv)"},
+    {"export", cmd_export, "export --format dfew|lists DIR   the DFEW release layout, or train/test lists"},
+    {"import", cmd_import, "import dfew DIR      read a DFEW-layout release (labels, votes, official folds)"},
 };
 
 static void usage(FILE *f)

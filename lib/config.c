@@ -26,6 +26,8 @@ void config_defaults(struct dfew_config *c)
     c->fetch_connect_s = 30;
     c->fetch_timeout_s = 6 * 3600;
     c->fetch_stall_s = 60;
+    c->single_label_threshold = 6; /* the DFEW paper's: more than 6 of 10 votes */
+    c->annotators_per_clip = 10;
     kv_set(&c->timeouts, "probe", "600");
 }
 
@@ -74,6 +76,8 @@ static const struct key_desc keys[] = {
     {"fetch", "connect_timeout", K_SECONDS, OFF(fetch_connect_s), 0.1},
     {"fetch", "timeout", K_SECONDS, OFF(fetch_timeout_s), 1},
     {"fetch", "stall_seconds", K_SECONDS, OFF(fetch_stall_s), 1},
+    {"labels", "single_label_threshold", K_INT, OFF(single_label_threshold), 0},
+    {"labels", "annotators_per_clip", K_INT, OFF(annotators_per_clip), 1},
 };
 
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val, char *why, size_t whylen)
@@ -214,6 +218,13 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
         }
     }
     fclose(f);
+    if (!rc && c->single_label_threshold >= c->annotators_per_clip) {
+        snprintf(err, errlen,
+                 "%s: [labels] single_label_threshold = %d leaves no clip single-labelled: a label needs more than %d "
+                 "votes and a clip has at most annotators_per_clip = %d; lower the threshold (the paper's is 6 of 10)",
+                 path, c->single_label_threshold, c->single_label_threshold, c->annotators_per_clip);
+        rc = -EINVAL;
+    }
     return rc;
 }
 

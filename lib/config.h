@@ -34,6 +34,9 @@ struct dfew_config {
     double fetch_connect_s;   /* connection timeout */
     double fetch_timeout_s;   /* whole-transfer timeout */
     double fetch_stall_s;     /* abort when under 1 KiB/s for this long */
+    /* [labels] */
+    int single_label_threshold; /* r: a clip's single label is the emotion with more than r votes */
+    int annotators_per_clip;    /* most votes one clip may have */
 };
 
 void config_defaults(struct dfew_config *c);

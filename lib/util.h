@@ -48,6 +48,9 @@ void format_time_iso(double t, char *buf, size_t len);
 
 /* mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, unsigned mode);
+/* rm -rf: removes a file or a directory tree (symbolic links are removed,
+ * not followed). 0 when path is gone, else -errno. */
+int remove_tree(const char *path);
 /* Absolute, normalised path of an existing file (realpath); caller frees. */
 int abs_path(const char *path, char **out);
 

@@ -12,6 +12,8 @@ PKGS=(
   libdlib-dev libdlib-data libopenblas-dev
   # tools and real data used by the demo and the tests
   sqlite3 ffmpeg forensics-samples-files python3 procps
+  # a second Fleiss' kappa to check ours against (tests/integration/test_labels.py)
+  python3-statsmodels
 )
 
 missing=()

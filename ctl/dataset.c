@@ -1,0 +1,297 @@
+/* Helpers shared by dfewctl's dataset commands (see dataset.h). */
+#include "dataset.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+int ds_open(struct ctl *c, int flags)
+{
+    if (ctl_open(c, flags | CTL_NEED_CONFIG))
+        return 1;
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT threshold, annotators_per_clip FROM label_settings WHERE id = 1");
+    if (!st || sqlite3_step(st) != SQLITE_ROW) {
+        fprintf(stderr, "%s: cannot read label_settings: %s\n", c->prog, db_errmsg(c->db));
+        return 1;
+    }
+    int r = sqlite3_column_int(st, 0), a = sqlite3_column_int(st, 1);
+    sqlite3_reset(st);
+    if (r == c->cfg.single_label_threshold && a == c->cfg.annotators_per_clip)
+        return 0;
+    int rc = db_begin(c->db);
+    if (!rc) {
+        st = db_prepare(c->db, "UPDATE label_settings SET threshold = ?, annotators_per_clip = ?, updated_at = ? "
+                               "WHERE id = 1");
+        sqlite3_bind_int(st, 1, c->cfg.single_label_threshold);
+        sqlite3_bind_int(st, 2, c->cfg.annotators_per_clip);
+        sqlite3_bind_double(st, 3, now_s());
+        rc = db_step_done(c->db, st);
+        if (!rc)
+            rc = db_commit(c->db);
+        else
+            db_rollback(c->db);
+    }
+    if (rc) {
+        fprintf(stderr, "%s: cannot store the [labels] settings of %s in the database: %s\n", c->prog, c->paths.conf,
+                db_errmsg(c->db));
+        return 1;
+    }
+    if (r != c->cfg.single_label_threshold)
+        fprintf(stderr, "%s: single-label threshold r is now %d (was %d; from %s): clip_labels follows it\n",
+                c->prog, c->cfg.single_label_threshold, r, c->paths.conf);
+    return 0;
+}
+
+static int64_t clip_named(struct ctl *c, const char *name)
+{
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT id FROM clips WHERE name = ?");
+    if (!st)
+        return 0;
+    sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    int64_t id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    return id;
+}
+
+int64_t ds_find_clip(struct ctl *c, const char *ident)
+{
+    int explicit_id = !strncmp(ident, "id:", 3);
+    int64_t id = explicit_id ? 0 : clip_named(c, ident);
+    if (id)
+        return id;
+    if (parse_i64(ident + (explicit_id ? 3 : 0), &id) || id < 1)
+        return 0;
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT id FROM clips WHERE id = ?");
+    sqlite3_bind_int64(st, 1, id);
+    id = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int64(st, 0) : 0;
+    sqlite3_reset(st);
+    char padded[32];
+    if (id && !explicit_id && strlen(ident) < 5 && strspn(ident, "0123456789") == strlen(ident)) {
+        snprintf(padded, sizeof padded, "%05lld", (long long)id);
+        int64_t other = clip_named(c, padded);
+        if (other && other != id)
+            return -other;
+    }
+    return id;
+}
+
+static void format_counts(const int v[EMOTION_COUNT], char *buf, size_t len)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int k = 0; k < EMOTION_COUNT && o < len; k++)
+        o += (size_t)snprintf(buf + o, len - o, "%s%s %d", k ? ", " : "", emotion_name(k + 1), v[k]);
+}
+
+int ds_set_counts(struct ctl *c, int64_t clip, const int counts[EMOTION_COUNT], int replace, const char *source,
+                  char *why, size_t whylen)
+{
+    int stored[EMOTION_COUNT] = {0}, nstored = 0;
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT emotion, count(*) FROM votes WHERE clip_id = ? GROUP BY emotion");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, clip);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        int e = sqlite3_column_int(st, 0);
+        if (e >= 1 && e <= EMOTION_COUNT)
+            stored[e - 1] = sqlite3_column_int(st, 1);
+        nstored += sqlite3_column_int(st, 1);
+    }
+    sqlite3_reset(st);
+    if (nstored && !memcmp(stored, counts, sizeof stored))
+        return DS_UNCHANGED;
+    if (nstored && !replace) {
+        char a[160], b[160];
+        format_counts(stored, a, sizeof a);
+        format_counts(counts, b, sizeof b);
+        snprintf(why, whylen, "clip %lld already has other votes (%s; this row: %s); add --replace to replace them",
+                 (long long)clip, a, b);
+        return -EEXIST;
+    }
+    int rc = 0;
+    if (nstored) {
+        st = db_prepare(c->db, "DELETE FROM votes WHERE clip_id = ?");
+        sqlite3_bind_int64(st, 1, clip);
+        rc = db_step_done(c->db, st);
+    }
+    double now = now_s();
+    int n = 0;
+    for (int k = 0; k < EMOTION_COUNT && !rc; k++) {
+        for (int i = 0; i < counts[k] && !rc; i++) {
+            char who[16];
+            snprintf(who, sizeof who, "#%d", ++n);
+            st = db_prepare(c->db, "INSERT INTO votes (clip_id, annotator, emotion, source, added_at) "
+                                   "VALUES (?, ?, ?, ?, ?)");
+            sqlite3_bind_int64(st, 1, clip);
+            sqlite3_bind_text(st, 2, who, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_int(st, 3, k + 1);
+            sqlite3_bind_text(st, 4, source, -1, SQLITE_TRANSIENT);
+            sqlite3_bind_double(st, 5, now);
+            rc = db_step_done(c->db, st);
+        }
+    }
+    if (rc) {
+        snprintf(why, whylen, "cannot store the votes of clip %lld: %s", (long long)clip, db_errmsg(c->db));
+        return rc;
+    }
+    return nstored ? DS_REPLACED : DS_ADDED;
+}
+
+int ds_kappa(struct ctl *c, struct ds_kappa *k)
+{
+    memset(k, 0, sizeof *k);
+    k->threshold = c->cfg.single_label_threshold; /* = label_settings.threshold after ds_open */
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT happy, sad, neutral, angry, surprise, disgust, fear, label IS NOT NULL "
+                           "FROM clip_labels ORDER BY clip_id");
+    if (!st)
+        return -EIO;
+    size_t n = 0, ns = 0, cap = 1024;
+    int *all = xmalloc(cap * EMOTION_COUNT * sizeof *all), *single = xmalloc(cap * EMOTION_COUNT * sizeof *single);
+    int rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if (n == cap) {
+            cap *= 2;
+            all = xrealloc(all, cap * EMOTION_COUNT * sizeof *all);
+            single = xrealloc(single, cap * EMOTION_COUNT * sizeof *single);
+        }
+        for (int j = 0; j < EMOTION_COUNT; j++)
+            all[n * EMOTION_COUNT + (size_t)j] = sqlite3_column_int(st, j);
+        if (sqlite3_column_int(st, EMOTION_COUNT))
+            memcpy(single + ns++ * EMOTION_COUNT, all + n * EMOTION_COUNT, EMOTION_COUNT * sizeof *all);
+        n++;
+    }
+    sqlite3_reset(st);
+    k->rc_all = fleiss_kappa(all, (int)n, EMOTION_COUNT, &k->all);
+    k->rc_single = fleiss_kappa(single, (int)ns, EMOTION_COUNT, &k->single);
+    free(all);
+    free(single);
+    return rc == SQLITE_DONE ? 0 : db_errno(rc);
+}
+
+int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_out)
+{
+    sqlite3_stmt *st = name ? db_prepare(c->db, "SELECT id, name FROM splits WHERE name = ?")
+                            : db_prepare(c->db, "SELECT id, name FROM splits ORDER BY id DESC LIMIT 1");
+    if (!st)
+        return 0;
+    if (name)
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+    int64_t id = 0;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        id = sqlite3_column_int64(st, 0);
+        if (name_out)
+            *name_out = xstrdup((const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_reset(st);
+    if (!id && name)
+        fprintf(stderr, "dfewctl %s: no split named '%s' (dfewctl folds list shows them)\n", cmd, name);
+    else if (!id)
+        fprintf(stderr, "dfewctl %s: no folds yet: make a split with dfewctl folds make --k 5\n", cmd);
+    return id;
+}
+
+int ds_print_split(struct ctl *c, int64_t split_id)
+{
+    char id[32];
+    snprintf(id, sizeof id, "%lld", (long long)split_id);
+    const char *binds[] = {id, NULL};
+    static const char *const head_sql =
+        "SELECT s.name, s.k, s.seed, s.by_movie, s.threshold, s.source, "
+        "strftime('%Y-%m-%dT%H:%M:%fZ', s.created_at, 'unixepoch') AS created, "
+        "(SELECT count(*) FROM fold_members f WHERE f.split_id = s.id) AS clips FROM splits s WHERE s.id = ?";
+    static const char *const folds_sql =
+        "SELECT fold, clips, happy, sad, neutral, angry, surprise, disgust, fear, movies FROM ("
+        "SELECT fold AS n, 'fd' || fold AS fold, clips, happy, sad, neutral, angry, surprise, disgust, fear, movies "
+        "FROM fold_summary WHERE split = (SELECT name FROM splits WHERE id = ?1) "
+        "UNION ALL SELECT 1e9, 'total', count(*), sum(f.label = 1), sum(f.label = 2), sum(f.label = 3), "
+        "sum(f.label = 4), sum(f.label = 5), sum(f.label = 6), sum(f.label = 7), count(DISTINCT c.movie_id) "
+        "FROM fold_members f JOIN clips c ON c.id = f.clip_id WHERE f.split_id = ?1) ORDER BY n";
+    if (c->json) {
+        printf("{\"split\":");
+        if (ctl_print_record(c, head_sql, binds) < 0)
+            return -ENOENT;
+        struct sbuf b = {0};
+        int n = ctl_query_json(c, &b, "SELECT fold, clips, happy, sad, neutral, angry, surprise, disgust, fear, movies "
+                                      "FROM fold_summary WHERE split = (SELECT name FROM splits WHERE id = ?) "
+                                      "ORDER BY fold",
+                               binds);
+        printf(",\"folds\":%s}\n", sbuf_str(&b));
+        sbuf_free(&b);
+        return n < 0 ? n : 0;
+    }
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT s.name, s.k, s.seed, s.by_movie, s.threshold, s.source, "
+                                         "(SELECT count(*) FROM fold_members f WHERE f.split_id = s.id), "
+                                         "strftime('%Y-%m-%d %H:%M', s.created_at, 'unixepoch') "
+                                         "FROM splits s WHERE s.id = ?");
+    sqlite3_bind_int64(st, 1, split_id);
+    if (sqlite3_step(st) != SQLITE_ROW) {
+        sqlite3_reset(st);
+        return -ENOENT;
+    }
+    printf("split %s: %d folds, %d clips, ", (const char *)sqlite3_column_text(st, 0), sqlite3_column_int(st, 1),
+           sqlite3_column_int(st, 6));
+    if (sqlite3_column_type(st, 2) != SQLITE_NULL)
+        printf("seed %lld, stratified by label%s", (long long)sqlite3_column_int64(st, 2),
+               sqlite3_column_int(st, 3) ? ", each movie in one fold" : "");
+    else
+        printf("%s", (const char *)sqlite3_column_text(st, 5));
+    if (sqlite3_column_type(st, 4) != SQLITE_NULL)
+        printf(", r = %d", sqlite3_column_int(st, 4));
+    printf(", made %s UTC\n", (const char *)sqlite3_column_text(st, 7));
+    sqlite3_reset(st);
+    return ctl_print_query(c, folds_sql, binds, NULL) < 0 ? -EIO : 0;
+}
+
+int ds_dispatch(struct ctl *c, int argc, char **argv, const struct ds_sub *subs, const char *usage_text)
+{
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        fputs(usage_text, argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (int i = 0; subs[i].name; i++)
+        if (!strcmp(argv[1], subs[i].name))
+            return subs[i].fn(c, argc - 1, argv + 1);
+    fprintf(stderr, "dfewctl %s: unknown sub-command '%s'\n\n%s", argv[0], argv[1], usage_text);
+    return 2;
+}
+
+void ds_error(struct ds_errors *e, const char *file, int line, const char *fmt, ...)
+{
+    char why[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof why, fmt, ap);
+    va_end(ap);
+    if (e->n < DS_SHOWN_ERRORS) {
+        if (line > 0)
+            sbuf_addf(&e->text, "  %s:%d: %s\n", file, line, why);
+        else
+            sbuf_addf(&e->text, "  %s: %s\n", file, why);
+        sbuf_add(&e->json, e->n ? ",{\"file\":" : "{\"file\":");
+        sbuf_add_json_str(&e->json, file);
+        sbuf_addf(&e->json, ",\"line\":%d,\"reason\":", line);
+        sbuf_add_json_str(&e->json, why);
+        sbuf_addc(&e->json, '}');
+    }
+    e->n++;
+}
+
+void ds_errors_report(struct ctl *c, struct ds_errors *e, const char *what)
+{
+    if (c->json)
+        printf("{\"rejected\":true,\"error_count\":%d,\"errors\":[%s]}\n", e->n, sbuf_str(&e->json));
+    fprintf(stderr, "%s: %s rejected, nothing was stored (%d error%s):\n%s", c->prog, what, e->n,
+            e->n == 1 ? "" : "s", sbuf_str(&e->text));
+    if (e->n > DS_SHOWN_ERRORS)
+        fprintf(stderr, "  ... and %d more\n", e->n - DS_SHOWN_ERRORS);
+    fprintf(stderr, "Fix the lines above and run the command again.\n");
+    ds_errors_free(e);
+}
+
+void ds_errors_free(struct ds_errors *e)
+{
+    sbuf_free(&e->text);
+    sbuf_free(&e->json);
+    e->n = 0;
+}

@@ -1,0 +1,35 @@
+/* Where a clip's frames are on disk: the one place that knows the file layout
+ * of a clip's outputs, so that export (and later readers) do not guess.
+ *
+ * Temporally interpolated frames (the "16f" set) live in clips.output_dir:
+ *   - written by dfew's prep stage:   01.png, 02.png, ... (or 01.jpg, ...)
+ *   - imported from a DFEW release:   1.jpg, 2.jpg, ...  (clip_<S>x<S>_16f/<name>/)
+ * frames are numbered from 1 without gaps; the count is whatever is there
+ * (16 by default).
+ * Aligned face frames before interpolation (all of them, in time order) are
+ * optional: clips.aligned_dir when set (a DFEW release's clip_<S>x<S>/<name>/,
+ * <name>_00001.jpg, ...), else output_dir/aligned/ when it exists; every
+ * .png/.jpg file there, sorted by name.
+ * If the prep stage writes another layout, change this file only. */
+#ifndef DFEW_CLIPFILES_H
+#define DFEW_CLIPFILES_H
+
+#include <stddef.h>
+
+struct frame_list {
+    char **path; /* absolute or as given, in frame order */
+    size_t n;
+};
+
+/* The interpolated frames in output_dir. 0 (n may be 0 when there are none),
+ * or -errno when output_dir cannot be read. */
+int clip_tim_frames(const char *output_dir, struct frame_list *out);
+/* The aligned frames: aligned_dir (may be NULL), else output_dir/aligned.
+ * 0 with n = 0 when the clip keeps none. */
+int clip_aligned_frames(const char *output_dir, const char *aligned_dir, struct frame_list *out);
+void frame_list_free(struct frame_list *l);
+
+/* Whether a file name looks like a frame image (.png, .jpg, .jpeg). */
+int is_frame_file(const char *name);
+
+#endif

@@ -1,0 +1,333 @@
+"""Integration: `dfewctl export --format dfew|lists` and `dfewctl import dfew`
+with real frame images (PNG frames of real test videos, made with the ffmpeg
+CLI) and a real database. Export writes the DFEW release layout (JPEGs through
+libavcodec) complete or not at all; importing it into a fresh home gives back
+the same labels, votes and folds, and exporting again gives the same files.
+Bad releases are rejected with file and line and change nothing. The
+commands work while dfewd runs."""
+import csv
+import glob
+import os
+import random
+import shutil
+import subprocess
+
+from dfewtest import Home, HomeTest, main, video
+from labeltest import (EMOTIONS, add_clips, add_movies, cleanup_frames, copy_frames, dump, frames_of, init_db,
+                       random_counts, rgb, write_text, write_wide)
+
+
+def read_csv(path):
+    with open(path, newline='') as f:
+        return list(csv.reader(f))
+
+
+def tree(root):
+    """Relative paths of every file under root."""
+    out = []
+    for d, _, files in os.walk(root):
+        out += [os.path.relpath(os.path.join(d, f), root) for f in files]
+    return sorted(out)
+
+
+class ExportTest(HomeTest):
+    @classmethod
+    def tearDownClass(cls):
+        cleanup_frames()
+
+    def make_dataset(self, home, n=24, k=3, frames=True):
+        """Clips of two movies with real frames, votes, and a k-fold split."""
+        init_db(home)
+        movies = add_movies(home, 2)
+        rng = random.Random(11)
+        sources = [frames_of('single_face.mp4'), frames_of('mead_eamm/happy.mp4')] if frames else [None, None]
+        specs = []
+        for i in range(n):
+            out = os.path.join(home.dir, 'outputs', 'clip%d' % i) if frames else None
+            if frames:
+                copy_frames(sources[i % 2], out)
+                if i % 5 == 0:  # some clips keep their aligned frames before TIM
+                    copy_frames(sources[(i + 1) % 2], os.path.join(out, 'aligned'))
+                    for extra in glob.glob(os.path.join(out, 'aligned', '*.png'))[5:]:
+                        os.unlink(extra)
+            specs.append({'movie': movies[i % 2], 'duration': 1 + i % 7, 'output_dir': out,
+                          'state': 'unusable' if i == n - 1 else 'usable'})
+        ids = add_clips(home, specs)
+        if frames:
+            shutil.rmtree(specs[-1]['output_dir'])  # an unusable clip has no frames
+            specs[-1]['output_dir'] = None
+            con = home.db()
+            with con:
+                con.execute('UPDATE clips SET output_dir = NULL WHERE id = ?', (ids[-1],))
+            con.close()
+        rows = [(c, random_counts(rng, 10, 0.85)) for c in ids]
+        rows[1] = (ids[1], [0, 5, 5, 0, 0, 0, 0])  # one ambiguous clip
+        f = os.path.join(home.dir, 'votes.csv')
+        write_wide(f, rows)
+        home.ctl('labels', 'import', f)
+        home.ctl('folds', 'make', '--k', str(k))
+        return ids, specs
+
+    def by_name(self, home, sql):
+        return {r['name']: tuple(v for key, v in r.items() if key != 'name') for r in home.query(sql)}
+
+    def labels_by_name(self, home):
+        return self.by_name(home, "SELECT coalesce(c.name, printf('%05d', c.id)) AS name, happy, sad, neutral, angry, "
+                                  "surprise, disgust, fear, votes, label FROM clip_labels l JOIN clips c "
+                                  "ON c.id = l.clip_id")
+
+    def folds_by_name(self, home):
+        return self.by_name(home, "SELECT coalesce(c.name, printf('%05d', c.id)) AS name, f.fold, f.label "
+                                  "FROM fold_members f JOIN clips c ON c.id = f.clip_id")
+
+    def test_round_trip(self):
+        ids, specs = self.make_dataset(self.home)
+        out = os.path.join(self.home.dir, 'release')
+        res = self.home.ctl_json('export', '--format', 'dfew', out)
+        usable = [(i, s) for i, s in zip(ids, specs) if s['state'] == 'usable']
+        aligned = [i for i, s in usable if os.path.isdir(os.path.join(s['output_dir'], 'aligned'))]
+        self.assertEqual((res['size'], res['k'], res['annotated_clips']), (112, 3, len(ids)))
+        self.assertEqual(res['frames'], 16 * len(usable) + 5 * len(aligned))
+        self.assertEqual(glob.glob(out + '.tmp-*'), [])
+        files = tree(out)
+        for i, _ in usable:
+            for j in range(1, 17):
+                self.assertIn('Clip/clip_112x112_16f/%05d/%d.jpg' % (i, j), files)
+        for i in aligned:
+            self.assertEqual([f for f in files if f.startswith('Clip/clip_112x112/%05d/' % i)],
+                             ['Clip/clip_112x112/%05d/%05d_%05d.jpg' % (i, i, j) for j in range(1, 6)])
+        self.assertFalse(any('%05d' % ids[-1] in f for f in files if f.startswith('Clip/')))
+        # a real JPEG (libavcodec MJPEG), close to the PNG it came from
+        first = os.path.join(out, 'Clip/clip_112x112_16f/%05d/3.jpg' % ids[0])
+        probe = subprocess.run(['ffprobe', '-v', 'error', '-show_entries', 'stream=codec_name,width,height', '-of',
+                                'csv=p=0', first], capture_output=True, text=True, check=True).stdout.strip()
+        self.assertEqual(probe, 'mjpeg,112,112')
+        a, b = rgb(first), rgb(os.path.join(specs[0]['output_dir'], '03.png'))
+        self.assertEqual(len(a), len(b))
+        mad = sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+        other = rgb(os.path.join(specs[1]['output_dir'], '03.png'))  # another video's frame
+        print('exported JPEG vs its PNG: mean abs difference %.2f (vs another clip: %.2f)' % (
+            mad, sum(abs(x - y) for x, y in zip(a, other)) / len(a)))
+        self.assertLess(mad, 3.0)
+        # labels and splits
+        ann = read_csv(os.path.join(out, 'Annotation/annotation.csv'))
+        self.assertEqual(ann[0], ['vote_' + e for e in EMOTIONS] + ['clip_name', 'annotation'])
+        self.assertEqual(len(ann) - 1, len(ids))
+        self.assertIn(['0', '5', '5', '0', '0', '0', '0', '%05d' % ids[1], '0'], ann)
+        members = self.folds_by_name(self.home)
+        seen = {}
+        for k in (1, 2, 3):
+            test = read_csv(os.path.join(out, 'EmoLabel_DataSplit/test(single-labeled)/set_%d.csv' % k))
+            train = read_csv(os.path.join(out, 'EmoLabel_DataSplit/train(single-labeled)/set_%d.csv' % k))
+            self.assertEqual(test[0], ['video_name', 'label'])
+            self.assertEqual(train[0], ['video_name', 'label'])
+            for name, label in test[1:]:
+                seen[name] = (k, int(label))
+            self.assertEqual({n for n, _ in train[1:]}, {n for n, (f, _) in members.items() if f != k})
+        self.assertEqual(seen, members)
+        # into a fresh home: the same labels, votes and folds
+        other = Home()
+        try:
+            r = other.ctl_json('import', 'dfew', out)
+            self.assertEqual((r['clips_new'], r['with_frames'], r['k'], r['split_new']), (len(ids), len(usable), 3,
+                                                                                         True))
+            self.assertEqual(self.labels_by_name(other), self.labels_by_name(self.home))
+            self.assertEqual(self.folds_by_name(other), members)
+            self.assertEqual(other.scalar('SELECT count(*) FROM votes'), self.home.scalar('SELECT count(*) FROM votes'))
+            self.assertEqual(other.scalar("SELECT count(*) FROM clips WHERE state = 'usable' AND output_dir IS NOT NULL"),
+                             len(usable))
+            self.assertEqual(other.scalar('SELECT count(*) FROM clips WHERE aligned_dir IS NOT NULL'), len(aligned))
+            self.assertEqual(other.scalar("SELECT state FROM clips WHERE name = '%05d'" % ids[-1]), 'unusable')
+            k1 = self.home.ctl_json('labels', 'kappa')
+            self.assertEqual(other.ctl_json('labels', 'kappa'), k1)
+            # importing again changes nothing
+            before = dump(other)
+            again = other.ctl_json('import', 'dfew', out)
+            self.assertEqual((again['changed'], again['clips_unchanged'], again['split_new']), (False, len(ids), False))
+            self.assertEqual(dump(other), before)
+            # and exporting again gives the same files (frames are copied JPEGs now)
+            out2 = os.path.join(other.dir, 'release2')
+            other.ctl('export', '--format', 'dfew', out2)
+            self.assertEqual(tree(out2), files)
+            for f in files:
+                if f == 'README.txt':
+                    continue
+                with open(os.path.join(out, f), 'rb') as x, open(os.path.join(out2, f), 'rb') as y:
+                    self.assertEqual(x.read(), y.read(), f)
+        finally:
+            other.cleanup()
+
+    def test_force_and_all_or_nothing(self):
+        ids, specs = self.make_dataset(self.home, n=12, k=2)
+        out = os.path.join(self.home.dir, 'release')
+        os.makedirs(out)
+        write_text(os.path.join(out, 'keep.txt'), 'mine')
+        r = self.home.ctl('export', '--format', 'dfew', out, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('exists; choose another directory, or add --force', r.stderr)
+        self.assertEqual(os.listdir(out), ['keep.txt'])
+        self.home.ctl('export', '--format', 'dfew', '--force', out)
+        self.assertNotIn('keep.txt', os.listdir(out))
+        self.assertIn('Annotation', os.listdir(out))
+        self.assertEqual(glob.glob(out + '.tmp-*'), [])
+        # a usable clip lost its frames: nothing is written
+        shutil.rmtree(specs[2]['output_dir'])
+        out2 = os.path.join(self.home.dir, 'release2')
+        r = self.home.ctl('export', '--format', 'dfew', out2, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('clip %d (%05d) is usable but has no frames' % (ids[2], ids[2]), r.stderr)
+        self.assertIn('--no-frames', r.stderr)
+        self.assertFalse(os.path.exists(out2))
+        self.assertEqual(glob.glob(out2 + '.tmp-*'), [])
+        # a failing --force leaves the old export as it was
+        before = tree(out)
+        r = self.home.ctl('export', '--format', 'dfew', '--force', out, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertEqual(tree(out), before)
+        # labels and splits only
+        res = self.home.ctl_json('export', '--format', 'dfew', '--no-frames', out2)
+        self.assertEqual((res['frames'], res['size']), (0, 0))
+        self.assertEqual(sorted(os.listdir(out2)), ['Annotation', 'EmoLabel_DataSplit', 'README.txt'])
+        # a frame of another size
+        subprocess.run(['ffmpeg', '-loglevel', 'error', '-y', '-i', os.path.join(specs[0]['output_dir'], '01.png'),
+                        '-vf', 'scale=64:48', os.path.join(specs[4]['output_dir'], '01.png')], check=True)
+        shutil.rmtree(out2)
+        copy_frames(specs[0]['output_dir'], specs[2]['output_dir'])
+        r = self.home.ctl('export', '--format', 'dfew', out2, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('64x48', r.stderr)
+        self.assertFalse(os.path.exists(out2))
+        r = self.home.ctl('export', '--format', 'zip', out2, check=False)
+        self.assertEqual(r.returncode, 2)
+
+    def test_lists(self):
+        ids, specs = self.make_dataset(self.home, n=15, k=3)
+        out = os.path.join(self.home.dir, 'lists')
+        self.home.ctl('export', '--format', 'lists', out)
+        self.assertEqual(tree(out), ['set_%d/%s.txt' % (k, p) for k in (1, 2, 3) for p in ('test', 'train')])
+        members = {r['clip_id']: (r['fold'], r['label']) for r in self.home.query('SELECT * FROM fold_members')}
+        out_dir = {i: s['output_dir'] for i, s in zip(ids, specs)}
+        for k in (1, 2, 3):
+            for part in ('train', 'test'):
+                with open(os.path.join(out, 'set_%d' % k, part + '.txt')) as f:
+                    lines = [ln.split() for ln in f.read().splitlines()]
+                want = sorted((out_dir[c], '16', str(lab - 1)) for c, (fold, lab) in members.items()
+                              if (fold == k) == (part == 'test'))
+                self.assertEqual(sorted(tuple(x) for x in lines), want)
+                self.assertTrue(all(0 <= int(x[2]) <= 6 for x in lines))
+
+    def release(self, root, ann, tests, trains=None, frames=()):
+        """A hand-made DFEW-layout release."""
+        os.makedirs(os.path.join(root, 'Annotation'))
+        write_text(os.path.join(root, 'Annotation/annotation.csv'), ann)
+        for part, sets in (('test', tests), ('train', trains)):
+            if sets is None:
+                continue
+            d = os.path.join(root, 'EmoLabel_DataSplit/%s(single-labeled)' % part)
+            os.makedirs(d)
+            for k, text in enumerate(sets, 1):
+                write_text(os.path.join(d, 'set_%d.csv' % k), text)
+        for name in frames:
+            copy_frames(frames_of('single_face.mp4'), os.path.join(root, 'Clip/clip_112x112_16f', name))
+
+    def test_import_checks(self):
+        init_db(self.home)
+        ann = ('vote_happy,vote_sad,vote_neutral,vote_angry,vote_surprise,vote_disgust,vote_fear,clip_name,annotation\n'
+               '8,1,1,0,0,0,0,1,1\n0,0,0,9,1,0,0,2,4\n0,7,3,0,0,0,0,00003,2\n5,5,0,0,0,0,0,4,0\n')
+        good_tests = ['video_name,label\n00001,1\n', 'video_name,label\n00002,4\n00003,2\n']
+        good_trains = ['video_name,label\n00002,4\n00003,2\n', 'video_name,label\n00001,1\n']
+        cases = [
+            ('not in the annotation', ann, ['video_name,label\n00001,1\n00009,3\n', good_tests[1]], good_trains,
+             'test(single-labeled)/set_1.csv:3: video 00009 is not in the annotation file'),
+            ('in two test sets', ann, ['video_name,label\n00001,1\n00002,4\n', good_tests[1]], None,
+             'test(single-labeled)/set_2.csv:2: video 00002 is also on'),
+            ('train lacks a clip', ann, good_tests, ['video_name,label\n00002,4\n', good_trains[1]],
+             "video 00003 (test set of fold 2) is missing from train set_1.csv"),
+            ('train and test of one fold', ann, good_tests, [good_trains[0], 'video_name,label\n00001,1\n00002,4\n'],
+             'train(single-labeled)/set_2.csv:3: video 00002 is in the train and the test set of fold 2'),
+            ('bad label', ann, ['video_name,label\n00001,9\n', good_tests[1]], None, "the label '9' is not 1..7"),
+            ('bad votes', ann.replace('8,1,1', '8,x,1'), good_tests, None,
+             'annotation.csv:2: the first 7 fields must be vote counts'),
+            ('too many votes', ann.replace('8,1,1', '9,9,1'), good_tests, None, 'clip 1 has 19 votes'),
+            ('clip twice', ann + '1,1,1,1,1,1,1,00002,0\n', good_tests, None, 'clip 00002 appears twice (also on line 3)'),
+            ('short line', ann + '1,2,3\n', good_tests, None, 'annotation.csv:6: expected 9 fields'),
+            ('one test set', ann, good_tests[:1], None, 'needs set_1.csv, set_2.csv'),
+            ('name with a slash', ann + '1,1,1,1,1,1,1,../x,0\n', good_tests, None,
+             "annotation.csv:6: the clip name '../x' may hold letters, digits"),
+        ]
+        before = dump(self.home)
+        for i, (what, a, tests, trains, reason) in enumerate(cases):
+            with self.subTest(what):
+                root = os.path.join(self.home.dir, 'rel%d' % i)
+                self.release(root, a, tests, trains)
+                r = self.home.ctl('import', 'dfew', root, check=False)
+                self.assertEqual(r.returncode, 1, r.stdout)
+                self.assertIn(reason, r.stderr)
+                self.assertEqual(dump(self.home), before)
+        # the spreadsheet of the real release: a hint to save it as CSV
+        root = os.path.join(self.home.dir, 'xlsx')
+        os.makedirs(os.path.join(root, 'Annotation'))
+        write_text(os.path.join(root, 'Annotation/annotation.xlsx'), 'PK')
+        r = self.home.ctl('import', 'dfew', root, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('libreoffice --headless --convert-to csv', r.stderr)
+        self.assertEqual(self.home.ctl('import', 'dfew', os.path.join(self.home.dir, 'none'), check=False).returncode, 1)
+        # the good one, with frames for some clips and the numbers of a spreadsheet ("1" for "00001")
+        root = os.path.join(self.home.dir, 'good')
+        self.release(root, ann, good_tests, good_trains, frames=['00001', '00002'])
+        res = self.home.ctl_json('import', 'dfew', root)
+        self.assertEqual((res['clips_new'], res['with_frames'], res['k'], res['rule_mismatches']), (4, 2, 2, 0))
+        states = {r['name']: (r['state'], r['output_dir'] is not None) for r in
+                  self.home.query('SELECT name, state, output_dir FROM clips')}
+        self.assertEqual(states, {'00001': ('usable', True), '00002': ('usable', True),
+                                  '00003': ('usable', False),  # in the split, frames not in this copy
+                                  '00004': ('unusable', False)})  # the release has frames, but none for it
+        self.assertEqual(self.home.scalar("SELECT label_name FROM clip_labels WHERE name = '00003'"), 'sad')
+        self.assertEqual(self.home.scalar("SELECT label_name FROM clip_labels WHERE name = '00004'"), 'ambiguous')
+        self.assertEqual(self.home.scalar("SELECT count(*) FROM fold_clips WHERE split = 'dfew'"), 3)
+        # a clip name taken by another movie's clip is refused
+        other = os.path.join(self.home.dir, 'other')
+        self.release(other, ann.replace('5,5,0', '6,4,0'), good_tests, None)
+        before = dump(self.home)
+        r = self.home.ctl('import', 'dfew', '--split', 'other', other, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('a clip named 00001 exists already', r.stderr)
+        self.assertEqual(dump(self.home), before)
+
+    def test_import_durations_from_originals(self):
+        init_db(self.home)
+        root = os.path.join(self.home.dir, 'rel')
+        ann = ('8,1,1,0,0,0,0,00001,1\n0,0,0,9,1,0,0,00002,4\n0,7,3,0,0,0,0,00003,2\n0,0,0,0,10,0,0,00004,5\n')
+        self.release(root, ann, ['video_name,label\n00001,1\n00003,2\n', 'video_name,label\n00002,4\n00004,5\n'])
+        orig = os.path.join(root, 'Clip/original')
+        os.makedirs(orig)
+        shutil.copy(video('single_face.mp4'), os.path.join(orig, '00001.mp4'))     # 72 frames at 30 fps
+        shutil.copy(video('mead_eamm/happy.mp4'), os.path.join(orig, '00002.mp4'))  # 141 at 25 fps
+        subprocess.run(['ffmpeg', '-loglevel', 'error', '-i', video('single_face.mp4'), '-t', '1', '-c:v', 'libx264',
+                        '-an', os.path.join(orig, '00003.mp4')], check=True)     # about 1 s
+        res = self.home.ctl_json('import', 'dfew', root)
+        self.assertEqual(res['with_duration'], 3)
+        d = {r['name']: r for r in self.home.query('SELECT name, round(end_s - start_s, 2) AS d, duration_known '
+                                                   'FROM clips')}
+        self.assertEqual(d['00001']['d'], 2.4)  # the video stream's duration
+        self.assertEqual(d['00002']['d'], 5.64)
+        self.assertLess(d['00003']['d'], 2)
+        self.assertEqual(d['00004']['duration_known'], 0)
+        t = {r['duration']: r['counts'] for r in self.home.ctl_json('report', 'table2')['rows']}
+        self.assertEqual(t, {'0-2s': [0, 1, 0, 0, 0, 0, 0], '2-5s': [1, 0, 0, 0, 0, 0, 0],
+                             '5s+': [0, 0, 0, 1, 0, 0, 0], 'unknown': [0, 0, 0, 0, 1, 0, 0]})
+        self.assertIn('unknown: clips imported without their original video', self.home.ctl('report', 'table2').stdout)
+
+    def test_while_dfewd_runs(self):
+        self.home.start()
+        ids, specs = self.make_dataset(self.home, n=9, k=3)
+        out = os.path.join(self.home.dir, 'release')
+        self.home.ctl('export', '--format', 'dfew', out)
+        self.assertTrue(os.path.isdir(os.path.join(out, 'Clip/clip_112x112_16f')))
+        job = self.home.ctl_json('noop')['first_id']
+        self.assertEqual(self.home.ctl('wait', '--timeout', '30', job).returncode, 0)
+        self.assertTrue(self.home.ping())
+
+
+if __name__ == '__main__':
+    main()
