@@ -23,12 +23,25 @@ void config_defaults(struct dfew_config *c)
     c->retry_max_s = 3600;
     c->sweep_s = 30;
     kv_set(&c->timeouts, "probe", "600");
+    c->prep_frames = 16;
+    c->prep_size = 112;
+    c->prep_min_face_ratio = 0.5;
+    c->prep_interp = xstrdup("tim");
+    c->prep_image_format = xstrdup("png");
+    c->prep_template = xstrdup(DFEW_PREP_TEMPLATE);
+    c->prep_template_size = 112;
+    c->prep_landmark_model = xstrdup(DFEW_LANDMARK_MODEL);
+    c->prep_upsample = 0;
 }
 
 void config_free(struct dfew_config *c)
 {
     free(c->worker_program);
     free(c->incoming_dir);
+    free(c->prep_interp);
+    free(c->prep_image_format);
+    free(c->prep_template);
+    free(c->prep_landmark_model);
     kv_free(&c->limits);
     kv_free(&c->timeouts);
     memset(c, 0, sizeof *c);
@@ -44,13 +57,20 @@ static char *trim(char *s)
     return s;
 }
 
-enum ktype { K_INT, K_SECONDS, K_STRING };
+enum ktype { K_INT, K_SECONDS, K_STRING, K_DOUBLE, K_CHOICE, K_POINTS5 };
 
 struct key_desc {
     const char *section, *key;
     enum ktype type;
     size_t off;
     double min;
+};
+
+/* Keys with an upper bound or a fixed set of values. */
+struct key_desc_ext {
+    struct key_desc k;
+    double max;          /* K_INT, K_DOUBLE: 0 = no upper bound */
+    const char *choices; /* K_CHOICE: "a|b" */
 };
 
 #define OFF(f) offsetof(struct dfew_config, f)
@@ -68,14 +88,43 @@ static const struct key_desc keys[] = {
     {"batch", "incoming", K_STRING, OFF(incoming_dir), 0},
 };
 
-static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val, char *why, size_t whylen)
+static const struct key_desc_ext ext_keys[] = {
+    {{"prep", "frames", K_INT, OFF(prep_frames), 1}, 1000, NULL},
+    {{"prep", "size", K_INT, OFF(prep_size), 16}, 2048, NULL},
+    {{"prep", "min_face_ratio", K_DOUBLE, OFF(prep_min_face_ratio), 0}, 1, NULL},
+    {{"prep", "interp", K_CHOICE, OFF(prep_interp), 0}, 0, "tim|linear"},
+    {{"prep", "image_format", K_CHOICE, OFF(prep_image_format), 0}, 0, "png|jpg"},
+    {{"prep", "template", K_POINTS5, OFF(prep_template), 0}, 0, NULL},
+    {{"prep", "template_size", K_INT, OFF(prep_template_size), 1}, 100000, NULL},
+    {{"prep", "landmark_model", K_STRING, OFF(prep_landmark_model), 0}, 0, NULL},
+    {{"prep", "upsample", K_INT, OFF(prep_upsample), 0}, 2, NULL},
+};
+
+static int in_choices(const char *choices, const char *val)
 {
+    size_t n = strlen(val);
+    for (const char *p = choices; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncmp(p, val, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
+}
+
+static int set_key(struct dfew_config *c, const struct key_desc *k, const struct key_desc_ext *x, const char *val,
+                   char *why, size_t whylen)
+{
+    double max = x ? x->max : 0;
     char *base = (char *)c + k->off;
     switch (k->type) {
     case K_INT: {
         int v;
-        if (parse_int(val, &v) || v < k->min) {
-            snprintf(why, whylen, "%s wants a whole number >= %g, not '%s'", k->key, k->min, val);
+        if (parse_int(val, &v) || v < k->min || (max && v > max)) {
+            if (max)
+                snprintf(why, whylen, "%s wants a whole number from %g to %g, not '%s'", k->key, k->min, max, val);
+            else
+                snprintf(why, whylen, "%s wants a whole number >= %g, not '%s'", k->key, k->min, val);
             return -EINVAL;
         }
         *(int *)base = v;
@@ -89,6 +138,36 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const char *
             return -EINVAL;
         }
         *(double *)base = v;
+        return 0;
+    }
+    case K_DOUBLE: {
+        double v;
+        if (parse_double(val, &v) || v < k->min || (max && v > max)) {
+            snprintf(why, whylen, "%s wants a number from %g to %g, not '%s'", k->key, k->min, max, val);
+            return -EINVAL;
+        }
+        *(double *)base = v;
+        return 0;
+    }
+    case K_CHOICE:
+        if (!x || !in_choices(x->choices, val)) {
+            snprintf(why, whylen, "%s is one of %s, not '%s'", k->key, x ? x->choices : "?", val);
+            return -EINVAL;
+        }
+        free(*(char **)base);
+        *(char **)base = xstrdup(val);
+        return 0;
+    case K_POINTS5: {
+        double pts[10];
+        if (parse_points(val, pts, 5)) {
+            snprintf(why, whylen,
+                     "%s wants 5 points 'x,y' separated by spaces (left eye, right eye, nose tip, left and right "
+                     "mouth corner), not '%s'",
+                     k->key, val);
+            return -EINVAL;
+        }
+        free(*(char **)base);
+        *(char **)base = xstrdup(val);
         return 0;
     }
     case K_STRING:
@@ -128,9 +207,10 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                 *end = '\0';
                 snprintf(section, sizeof section, "%s", trim(s + 1));
                 if (strcmp(section, "daemon") && strcmp(section, "queue") && strcmp(section, "limits") &&
-                    strcmp(section, "timeouts") && strcmp(section, "batch"))
+                    strcmp(section, "timeouts") && strcmp(section, "batch") && strcmp(section, "prep"))
                     snprintf(why, sizeof why,
-                             "unknown section [%s]; known: [daemon] [queue] [limits] [timeouts] [batch]", section);
+                             "unknown section [%s]; known: [daemon] [queue] [limits] [timeouts] [batch] [prep]",
+                             section);
             }
         } else {
             char *eq = strchr(s, '=');
@@ -157,13 +237,17 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                         kv_setf(&c->timeouts, key, "%.17g", d);
                 } else {
                     const struct key_desc *k = NULL;
+                    const struct key_desc_ext *x = NULL;
                     for (size_t i = 0; i < ARRAY_LEN(keys); i++)
                         if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
                             k = &keys[i];
+                    for (size_t i = 0; i < ARRAY_LEN(ext_keys); i++)
+                        if (!strcmp(ext_keys[i].k.section, section) && !strcmp(ext_keys[i].k.key, key))
+                            k = &(x = &ext_keys[i])->k;
                     if (!k)
                         snprintf(why, sizeof why, "unknown key '%s' in [%s]", key, section);
                     else
-                        set_key(c, k, val, why, sizeof why);
+                        set_key(c, k, x, val, why, sizeof why);
                 }
             }
         }

@@ -154,6 +154,29 @@ int parse_double(const char *s, double *out)
     return 0;
 }
 
+int parse_points(const char *s, double *out, int n)
+{
+    const char *p = s;
+    for (int k = 0; k < n; k++) {
+        char *end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        out[2 * k] = strtod(p, &end);
+        if (end == p || *end != ',')
+            return -EINVAL;
+        p = end + 1;
+        out[2 * k + 1] = strtod(p, &end);
+        if (end == p || !isfinite(out[2 * k]) || !isfinite(out[2 * k + 1]))
+            return -EINVAL;
+        p = end;
+        if (k + 1 < n && *p != ' ' && *p != '\t')
+            return -EINVAL;
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p ? -EINVAL : 0;
+}
+
 int parse_seconds(const char *s, double *out)
 {
     if (!s || !*s)

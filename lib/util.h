@@ -34,6 +34,9 @@ void sbuf_free(struct sbuf *b);
 int parse_i64(const char *s, int64_t *out);
 int parse_int(const char *s, int *out);
 int parse_double(const char *s, double *out);
+/* n points "x,y x,y ..." (spaces between points, no spaces inside one) into
+ * out[2n]; exactly n, all finite. 0 or -EINVAL. */
+int parse_points(const char *s, double *out, int n);
 /* Durations such as "30", "30s", "5m", "2h", "1.5s", "250ms" into seconds. */
 int parse_seconds(const char *s, double *out);
 

@@ -23,6 +23,7 @@ static const struct {
 } handlers[] = {
     {"noop", job_noop},
     {"probe", job_probe},
+    {"prep", job_prep},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)
