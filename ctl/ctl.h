@@ -55,6 +55,7 @@ int cmd_cancel(struct ctl *c, int argc, char **argv);
 int cmd_retry(struct ctl *c, int argc, char **argv);
 int cmd_movies(struct ctl *c, int argc, char **argv);
 int cmd_clips(struct ctl *c, int argc, char **argv);
+int cmd_sheet(struct ctl *c, int argc, char **argv);
 
 /* Common option handling for commands: --home and --json are accepted
  * anywhere. Returns the getopt result for anything else. */

@@ -57,18 +57,21 @@ int face_locate(struct face_tracker *t, const struct decoded_frame *f, struct fa
     obs->faces_in_frame = n;
     if (n > MAX_FACES)
         n = MAX_FACES;
-    int tracking = t->have_track && f->t - t->last_t <= t->o.track_keep_s;
     int pick = -1;
     double best = 0;
-    for (int i = 0; i < n; i++) {
-        double score = tracking ? iou(&boxes[i], &t->last) : area(&boxes[i]);
-        if (tracking && score < t->o.min_iou)
-            continue;
-        if (pick < 0 || score > best) {
-            pick = i;
-            best = score;
+    if (t->have_track && f->t - t->last_t <= t->o.track_keep_s) {
+        for (int i = 0; i < n; i++) {
+            double o = iou(&boxes[i], &t->last);
+            if (o >= t->o.min_iou && o > best) {
+                pick = i;
+                best = o;
+            }
         }
     }
+    if (pick < 0) /* no face continues the track: the largest one is the subject */
+        for (int i = 0; i < n; i++)
+            if (pick < 0 || area(&boxes[i]) > area(&boxes[pick]))
+                pick = i;
     if (pick < 0)
         return 0;
     int rc = dlibc_predict(t->sp, &img, &boxes[pick], obs->pts);

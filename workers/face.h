@@ -3,11 +3,13 @@
  * tracking without touching its callers. Today it runs dlib's HOG detector
  * on the whole grey frame and the 68-point predictor on the chosen face.
  *
- * Following one subject: while the subject was seen within the last
- * track_keep_s seconds, only a face that overlaps its last box (IoU >=
- * min_iou; the best one) is the subject; another person alone in the frame
- * does not count. With no recent track (the start, or the subject gone for
- * longer), the largest face starts the track. Not alignment (align.c). */
+ * Following one subject: a face that overlaps the subject's last box (IoU >=
+ * min_iou, the subject seen within track_keep_s seconds) continues the track,
+ * so with several people in the frame the track never jumps to another one
+ * while the subject is visible. When no face overlaps (the start, a cut, the
+ * subject moved away), the largest face is the subject. Without identity
+ * features a cut to another person is taken for the subject; a later stage
+ * (face tracks) refines this. Not alignment (align.c). */
 #ifndef DFEW_FACE_H
 #define DFEW_FACE_H
 
