@@ -89,7 +89,7 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
     if (sqlite3_step(st) == SQLITE_ROW)
         priority = sqlite3_column_int(st, 0);
     sqlite3_reset(st);
-    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, 1, &queued);
+    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, d->cfg.prep_whole_movie, &queued);
     if (!rc && queued)
         log_info(job->id, "movie %lld: %d clip(s) queued for preprocessing", (long long)job->movie_id, queued);
     return rc;

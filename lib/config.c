@@ -32,6 +32,7 @@ void config_defaults(struct dfew_config *c)
     c->prep_template_size = 112;
     c->prep_landmark_model = xstrdup(DFEW_LANDMARK_MODEL);
     c->prep_upsample = 0;
+    c->prep_whole_movie = 1;
 }
 
 void config_free(struct dfew_config *c)
@@ -57,7 +58,7 @@ static char *trim(char *s)
     return s;
 }
 
-enum ktype { K_INT, K_SECONDS, K_STRING, K_DOUBLE, K_CHOICE, K_POINTS5 };
+enum ktype { K_INT, K_SECONDS, K_STRING, K_DOUBLE, K_CHOICE, K_POINTS5, K_BOOL };
 
 struct key_desc {
     const char *section, *key;
@@ -98,6 +99,7 @@ static const struct key_desc_ext ext_keys[] = {
     {{"prep", "template_size", K_INT, OFF(prep_template_size), 1}, 100000, NULL},
     {{"prep", "landmark_model", K_STRING, OFF(prep_landmark_model), 0}, 0, NULL},
     {{"prep", "upsample", K_INT, OFF(prep_upsample), 0}, 2, NULL},
+    {{"prep", "whole_movie", K_BOOL, OFF(prep_whole_movie), 0}, 0, NULL},
 };
 
 static int in_choices(const char *choices, const char *val)
@@ -156,6 +158,16 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const struct
         }
         free(*(char **)base);
         *(char **)base = xstrdup(val);
+        return 0;
+    case K_BOOL:
+        if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on") || !strcmp(val, "1"))
+            *(int *)base = 1;
+        else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off") || !strcmp(val, "0"))
+            *(int *)base = 0;
+        else {
+            snprintf(why, whylen, "%s is yes or no, not '%s'", k->key, val);
+            return -EINVAL;
+        }
         return 0;
     case K_POINTS5: {
         double pts[10];

@@ -38,6 +38,7 @@ struct dfew_config {
     int prep_template_size;
     char *prep_landmark_model;  /* dlib 68-point shape predictor */
     int prep_upsample;          /* face detector upsampling (0 or 1) */
+    int prep_whole_movie;       /* a movie submitted without a clip list is one clip */
 };
 
 /* The 112 x 112 five-point template (eyes, nose tip, mouth corners). */

@@ -95,6 +95,12 @@ static int parse_args(struct job_ctx *ctx, struct prep_args *a)
         return bad_arg(ctx, "'out_dir' must be an absolute path");
     if (kv_get_i64(kv, "clip_id", &a->clip_id) || a->clip_id <= 0)
         return bad_arg(ctx, "no 'clip_id'");
+    /* The job replaces and removes out_dir: it must be .../clips/<clip id>. */
+    char tail[64];
+    snprintf(tail, sizeof tail, "/clips/%lld", (long long)a->clip_id);
+    size_t len = strlen(a->out_dir), tl = strlen(tail);
+    if (len <= tl || strcmp(a->out_dir + len - tl, tail))
+        return bad_arg(ctx, "'out_dir' must end in /clips/<clip_id>");
     if (kv_get_double(kv, "start_s", &a->start_s) || kv_get_double(kv, "end_s", &a->end_s) || a->start_s < 0 ||
         !(a->end_s > a->start_s))
         return bad_arg(ctx, "'start_s' and 'end_s' must be seconds with 0 <= start < end");

@@ -92,7 +92,7 @@ class PrepPipelineTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.home = Home(workers=2)
+        cls.home = Home(workers=2, prep=True)
         cls.videos = {}
         try:
             names = ['single_face.mp4', 'no_face.mp4', 'short_hamilton_clip.mp4']
@@ -223,7 +223,7 @@ class PrepPipelineTest(unittest.TestCase):
 
     def test_kill_mid_clip_then_retry_writes_the_same_files(self):
         ref = self.clip('single_face.mp4')['output_dir']
-        h = Home(workers=1)
+        h = Home(workers=1, prep=True)
         try:
             h.start()
             h.ctl('submit', video('single_face.mp4'))
@@ -262,6 +262,7 @@ class ClipListTest(unittest.TestCase):
     """dfewctl submit MOVIE --clips LIST, with a non-default [prep] recipe."""
 
     def setUp(self):
+        # whole_movie = no (the harness default): a clip list works without it
         self.home = Home(config='[prep]\nimage_format = jpg\nsize = 224\ninterp = linear\nframes = 8\n', workers=2)
 
     def tearDown(self):
@@ -295,17 +296,17 @@ class ClipListTest(unittest.TestCase):
 
     def test_clips_exact_frames_jpeg_224_linear(self):
         sf = video('single_face.mp4')
-        cuts = self.write('cuts.csv', 'start,end\n0,1   # the first second\n00:00:01.000,00:00:02.000\n\n'
+        cuts = self.write('cuts.csv', 'start,end\n0,0.5   # the first half second\n00:00:01.000,00:00:01.500\n\n'
                                       '2.2,3.5\n')
         out = self.home.ctl_json('submit', sf, '--clips', cuts)
         self.assertEqual((out['clips_added'], out['prep_jobs_queued']), (3, 0), 'prep jobs wait for the probe')
         self.home.start()
         self.home.ctl('wait', '--timeout', str(300 * SLOW))
         rows = self.home.query('SELECT * FROM clip_status ORDER BY start_s')
-        self.assertEqual([(r['start_s'], r['end_s']) for r in rows], [(0, 1), (1, 2), (2.2, 3.5)])
-        # 30 fps from t = 0: [0, 1) and [1, 2) hold exactly 30 frames each
+        self.assertEqual([(r['start_s'], r['end_s']) for r in rows], [(0, 0.5), (1, 1.5), (2.2, 3.5)])
+        # 30 fps from t = 0: [0, 0.5) and [1, 1.5) hold exactly 15 frames each
         self.assertEqual([(r['state'], r['frames_total'], r['frames_face']) for r in rows[:2]],
-                         [('usable', 30, 30), ('usable', 30, 30)])
+                         [('usable', 15, 15), ('usable', 15, 15)])
         self.assertEqual(rows[2]['state'], 'failed')
         self.assertIn('reaches past the end of the movie', rows[2]['reason'])
         self.assertIsNone(rows[2]['job_id'], 'no prep job for a clip past the end')
@@ -316,9 +317,10 @@ class ClipListTest(unittest.TestCase):
         shape, pixels = read_tensor(os.path.join(d, 'clip.u8'))
         self.assertEqual(shape, (8, 224, 224, 3))
         hdr, recs = read_faces(os.path.join(d, 'faces.bin'))
-        self.assertEqual(hdr['records'], 30)
+        self.assertEqual(hdr['records'], 15)
         self.assertAlmostEqual(recs[0]['t'], 1.0, places=6)
-        self.assertAlmostEqual((hdr['start'], hdr['end']), (1.0, 2.0))
+        self.assertAlmostEqual(recs[14]['t'], 1 + 14 / 30, places=6)
+        self.assertEqual((hdr['start'], hdr['end']), (1.0, 1.5))
         # JPEG is lossy: close to the tensor, not equal
         jpeg = decode_images(jpgs, 224)
         diff = sum(abs(a - b) for a, b in zip(jpeg, pixels)) / len(pixels)
@@ -327,10 +329,10 @@ class ClipListTest(unittest.TestCase):
         mean = [sum(e[k] for e in errs) / len(errs) for k in (0, 1)]
         self.assertLess(max(mean), 6.0, 'eye centres at 224 px: %s' % mean)
         # the same movie again with another list: known and probed, so its prep jobs are queued at once
-        out = self.home.ctl_json('submit', sf, '--clips', self.write('more.csv', '0.5,1.5\n0,1\n'))
+        out = self.home.ctl_json('submit', sf, '--clips', self.write('more.csv', '0.5,0.6\n0,0.5\n'))
         self.assertEqual((out['known'], out['clips_added'], out['prep_jobs_queued']), (1, 1, 1))
         self.home.ctl('wait', '--timeout', str(300 * SLOW))
-        self.assertEqual(self.home.scalar('SELECT frames_total FROM clips WHERE start_s = 0.5'), 30)
+        self.assertEqual(self.home.scalar('SELECT frames_total FROM clips WHERE start_s = 0.5'), 3)
 
 
 if __name__ == '__main__':

@@ -115,10 +115,12 @@ static void test_config(void)
     CHECK_EQ_STR(c.prep_image_format, "png");
     CHECK_EQ_STR(c.prep_template, DFEW_PREP_TEMPLATE);
     CHECK_EQ_STR(c.prep_landmark_model, DFEW_LANDMARK_MODEL);
+    CHECK_EQ_INT(c.prep_whole_movie, 1);
     config_free(&c);
 
     write_file(path, "[prep]\nframes = 8\nsize = 224\nmin_face_ratio = 0.75\ninterp = linear\nimage_format = jpg\n"
-                     "template = 1,2 3,4 5,6 7,8 9.5,10\ntemplate_size = 50\nlandmark_model = /m.dat\nupsample = 1\n");
+                     "template = 1,2 3,4 5,6 7,8 9.5,10\ntemplate_size = 50\nlandmark_model = /m.dat\nupsample = 1\n"
+                     "whole_movie = no\n");
     config_defaults(&c);
     CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0);
     CHECK_EQ_INT(c.prep_frames, 8);
@@ -130,6 +132,7 @@ static void test_config(void)
     CHECK_EQ_INT(c.prep_template_size, 50);
     CHECK_EQ_STR(c.prep_landmark_model, "/m.dat");
     CHECK_EQ_INT(c.prep_upsample, 1);
+    CHECK_EQ_INT(c.prep_whole_movie, 0);
     config_free(&c);
 
     const struct {
@@ -147,6 +150,7 @@ static void test_config(void)
         {"[prep]\nsize = 8\n", ":2: size wants a whole number from 16 to 2048"},
         {"[prep]\ntemplate = 1,2 3,4\n", ":2: template wants 5 points"},
         {"[prep]\nimage_format = gif\n", ":2: image_format is one of png|jpg"},
+        {"[prep]\nwhole_movie = maybe\n", ":2: whole_movie is yes or no"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         write_file(path, bad[i].text);
