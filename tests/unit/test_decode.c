@@ -233,7 +233,15 @@ static void test_damaged_truncated_hevc_odd(void)
     char err[512];
     struct decoder *d;
     CHECK_EQ_INT(decoder_open("/nonexistent.mp4", 0, &d, err, sizeof err), -ENOENT);
-    CHECK_EQ_INT(decoder_open("/etc/hostname", 0, &d, err, sizeof err), -EINVAL);
+    char txt[512];
+    snprintf(txt, sizeof txt, "%s/notes.txt", tmpdir);
+    FILE *f = fopen(txt, "w");
+    if (f) {
+        fputs("not a video\n", f);
+        fclose(f);
+    }
+    CHECK_EQ_INT(decoder_open(txt, 0, &d, err, sizeof err), -EINVAL);
+    CHECK(strstr(err, "notes.txt") != NULL);
 }
 
 int main(void)

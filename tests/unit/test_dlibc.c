@@ -144,11 +144,12 @@ static void check_file(const char *xml_name, int format)
         struct dlibc_image g = {f.gray, f.width, f.height, f.gray_stride, DLIBC_GRAY8};
         if (format == DLIBC_RGB24)
             g = (struct dlibc_image){f.rgb, f.width, f.height, f.rgb_stride, DLIBC_RGB24};
+        /* detection (the expensive part, upsampled) on the grey plane only */
         struct dlibc_box found[32];
-        int nf = dlibc_detect(det, &g, 1, found, 32);
-        if (nf != im->nfaces)
+        int nf = format == DLIBC_GRAY8 ? dlibc_detect(det, &g, 1, found, 32) : 0;
+        if (format == DLIBC_GRAY8 && nf != im->nfaces)
             fprintf(stderr, "%s: detector found %d faces, the XML lists %d\n", im->file, nf, im->nfaces);
-        CHECK_EQ_INT(nf, im->nfaces);
+        CHECK(format != DLIBC_GRAY8 || nf == im->nfaces);
         for (int k = 0; k < im->nfaces; k++) {
             float pts[2 * DLIBC_LANDMARKS];
             CHECK_EQ_INT(dlibc_predict(sp, &g, &im->faces[k].box, pts), 0);
@@ -170,17 +171,21 @@ static void check_file(const char *xml_name, int format)
         }
         decoder_close(d);
     }
-    printf("%s, %s: %d faces; landmark error from the XML boxes: mean %.3f px (worst face %.3f px); "
-           "from detected boxes (%d matched): mean %.3f px\n",
-           xml_name, format == DLIBC_GRAY8 ? "grey" : "RGB", faces, sum_xml / faces, worst, matched, matched ? sum_det / matched : NAN);
+    printf("%s, %s: %d faces; landmark error from the XML boxes: mean %.3f px (worst face %.3f px)", xml_name,
+           format == DLIBC_GRAY8 ? "grey" : "RGB", faces, sum_xml / faces, worst);
+    if (matched)
+        printf("; from detected boxes (%d matched): mean %.3f px", matched, sum_det / matched);
+    printf("\n");
     CHECK(faces >= 18);
     CHECK(sum_xml / faces < 1.0);
-    CHECK(matched == faces);
-    CHECK(matched && sum_det / matched < 1.0);
+    if (format == DLIBC_GRAY8) {
+        CHECK(matched == faces);
+        CHECK(matched && sum_det / matched < 1.0);
+    }
 }
 
-/* The prep job feeds dlib the grey plane; RGB is checked too (what dlib's own
- * tools read). */
+/* The prep job feeds dlib the grey plane; the landmarks are checked on RGB
+ * too (what dlib's own tools read). */
 static void test_training(void)
 {
     check_file("training_with_face_landmarks.xml", DLIBC_GRAY8);
