@@ -142,6 +142,8 @@ def main():
     print('| (b) dfew: dfewd, 2 prep workers | %.2f | workers %s |'
           % (fps['dfew'], ', '.join('%.0f' % x for x in runs['dfew'][-1]['rss_workers'])))
     print('| ratio b/a | %.2f | |' % (fps['dfew'] / fps['naive']))
+    pairs = [(d['frames'] / d['wall']) / (n['frames'] / n['wall']) for d, n in zip(runs['dfew'], runs['naive'])]
+    print('ratio b/a per repetition: %s' % ', '.join('%.2f' % r for r in pairs))
     st = runs['dfew'][-1]['stages']
     tot = sum(st.values())
     print('dfew worker time by stage (last run): ' +

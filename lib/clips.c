@@ -46,16 +46,6 @@ static int parse_time(const char *s, double *out)
     return 0;
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 static int cmp_range(const void *a, const void *b)
 {
     const struct clip_range *x = a, *y = b;
@@ -84,7 +74,7 @@ int clips_parse_list(const char *path, struct clip_range **out, int *n, char *er
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        char *s = trim(line);
+        char *s = str_trim(line);
         if (!*s)
             continue;
         char *comma = strchr(s, ',');
@@ -92,11 +82,11 @@ int clips_parse_list(const char *path, struct clip_range **out, int *n, char *er
         int ok = comma != NULL;
         if (ok) {
             *comma = '\0';
-            ok = parse_time(trim(s), &a) == 0 && parse_time(trim(comma + 1), &b) == 0;
+            ok = parse_time(str_trim(s), &a) == 0 && parse_time(str_trim(comma + 1), &b) == 0;
         }
         if (!ok) {
             /* one header line ("start,end") before the first row is fine */
-            if (!seen_row && comma && !strchr(s, ':') && isalpha((unsigned char)*trim(s))) {
+            if (!seen_row && comma && !strchr(s, ':') && isalpha((unsigned char)*str_trim(s))) {
                 seen_row = 1;
                 continue;
             }

@@ -48,16 +48,6 @@ void config_free(struct dfew_config *c)
     memset(c, 0, sizeof *c);
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
 enum ktype { K_INT, K_SECONDS, K_STRING, K_DOUBLE, K_CHOICE, K_POINTS5, K_BOOL };
 
 struct key_desc {
@@ -208,7 +198,7 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        char *s = trim(line);
+        char *s = str_trim(line);
         if (!*s)
             continue;
         if (*s == '[') {
@@ -217,7 +207,7 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                 snprintf(why, sizeof why, "a section header looks like [name]");
             } else {
                 *end = '\0';
-                snprintf(section, sizeof section, "%s", trim(s + 1));
+                snprintf(section, sizeof section, "%s", str_trim(s + 1));
                 if (strcmp(section, "daemon") && strcmp(section, "queue") && strcmp(section, "limits") &&
                     strcmp(section, "timeouts") && strcmp(section, "batch") && strcmp(section, "prep"))
                     snprintf(why, sizeof why,
@@ -230,7 +220,7 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                 snprintf(why, sizeof why, "expected 'key = value'");
             } else {
                 *eq = '\0';
-                char *key = trim(s), *val = trim(eq + 1);
+                char *key = str_trim(s), *val = str_trim(eq + 1);
                 if (!*section) {
                     snprintf(why, sizeof why, "'%s' is outside any [section]", key);
                 } else if (!strcmp(section, "limits") || !strcmp(section, "timeouts")) {

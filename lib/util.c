@@ -2,6 +2,7 @@
  * escaping, strict number parsing, clocks, paths. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -152,6 +153,16 @@ int parse_double(const char *s, double *out)
         return -EINVAL;
     *out = v;
     return 0;
+}
+
+char *str_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
 }
 
 int parse_points(const char *s, double *out, int n)

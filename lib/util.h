@@ -30,6 +30,9 @@ char *sbuf_take(struct sbuf *b);
 void sbuf_reset(struct sbuf *b);
 void sbuf_free(struct sbuf *b);
 
+/* Strips leading and trailing white space in place; returns the first kept char. */
+char *str_trim(char *s);
+
 /* Strict parsing: the whole string must be a number in range. 0 or -EINVAL/-ERANGE. */
 int parse_i64(const char *s, int64_t *out);
 int parse_int(const char *s, int *out);
