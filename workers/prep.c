@@ -64,7 +64,8 @@ static double mono_s(void)
 static int bad_arg(struct job_ctx *ctx, const char *what)
 {
     snprintf(ctx->error, sizeof ctx->error,
-             "prep job arguments: %s; this job was queued by another dfew version? queue the clip again", what);
+             "prep job arguments: %s; was this job queued by another dfew version? (dfewctl show %lld)", what,
+             (long long)ctx->id);
     ctx->retryable = 0;
     return -EINVAL;
 }
@@ -143,9 +144,9 @@ static int load_models(struct job_ctx *ctx, const char *model)
     rc = dlibc_predictor_load(model, &models.sp, err, sizeof err);
     if (rc) {
         snprintf(ctx->error, sizeof ctx->error,
-                 "%s; install Debian's libdlib-data (scripts/setup-deps.sh) or set [prep] landmark_model in dfew.conf "
-                 "and queue the clip again",
-                 err);
+                 "%s; install Debian's libdlib-data (scripts/setup-deps.sh), then 'dfewctl retry %lld' (a model "
+                 "elsewhere: [prep] landmark_model in dfew.conf, for clips queued after the change)",
+                 err, (long long)ctx->id);
         ctx->retryable = rc == -ENOMEM;
         return rc;
     }
