@@ -44,6 +44,7 @@ struct decoder {
     double last_t;
     int have_last_t;
     int eof_sent;
+    int pkt_pending; /* pkt was refused with EAGAIN and waits to be sent again */
     /* seeking */
     double skip_before;  /* frames with t < this are dropped */
     int check_seek;      /* the next decoded frame tells whether the seek landed late */
@@ -173,6 +174,8 @@ void decoder_geometry(const struct decoder *d, int *width, int *height, int *rot
 static int seek_to(struct decoder *d, double target)
 {
     avcodec_flush_buffers(d->cc);
+    av_packet_unref(d->pkt);
+    d->pkt_pending = 0;
     d->eof_sent = 0;
     int ret;
     if (target <= d->origin + T_EPS) {
@@ -329,6 +332,17 @@ static int next_raw(struct decoder *d)
         }
         if (d->eof_sent)
             return 0;
+        if (d->pkt_pending) {
+            /* the decoder was full: it has given out a frame since, resend */
+            ret = avcodec_send_packet(d->cc, d->pkt);
+            if (ret == AVERROR(EAGAIN))
+                continue;
+            d->pkt_pending = 0;
+            av_packet_unref(d->pkt);
+            if (ret < 0 && ret != AVERROR_EOF)
+                d->st.decode_errors++;
+            continue;
+        }
         ret = av_read_frame(d->fmt, d->pkt);
         if (ret < 0) {
             if (ret != AVERROR_EOF) {
@@ -348,8 +362,12 @@ static int next_raw(struct decoder *d)
         /* Packets an edit list discards still go in (they can be reference
          * pictures); the decoder drops the frames they produce. */
         ret = avcodec_send_packet(d->cc, d->pkt);
+        if (ret == AVERROR(EAGAIN)) {
+            d->pkt_pending = 1;
+            continue;
+        }
         av_packet_unref(d->pkt);
-        if (ret < 0 && ret != AVERROR(EAGAIN) && ret != AVERROR_EOF)
+        if (ret < 0 && ret != AVERROR_EOF)
             d->st.decode_errors++;
     }
 }
