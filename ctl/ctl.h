@@ -61,6 +61,7 @@ int cmd_folds(struct ctl *c, int argc, char **argv);
 int cmd_report(struct ctl *c, int argc, char **argv);
 int cmd_export(struct ctl *c, int argc, char **argv);
 int cmd_import(struct ctl *c, int argc, char **argv);
+int cmd_sheet(struct ctl *c, int argc, char **argv);
 
 /* Common option handling for commands: --home and --json are accepted
  * anywhere. Returns the getopt result for anything else. */

@@ -10,6 +10,7 @@
 #include <strings.h>
 #include <sys/stat.h>
 
+#include "clips.h"
 #include "ctl.h"
 #include "hash.h"
 #include "media.h"
@@ -21,6 +22,10 @@ struct submit_run {
     int queued, known, skipped, errors;
     struct sbuf json; /* entries of the "files" array */
     int njson;
+    /* --clips FILE: the movie's clips, added with it */
+    struct clip_range *clips;
+    int nclips, clips_added, prep_queued;
+    int64_t clips_movie;
 };
 
 static void report(struct submit_run *r, const char *path, const char *status, long long movie, long long job,
@@ -212,6 +217,14 @@ static int submit_file(struct submit_run *r, const char *path, const struct stat
         sbuf_free(&args);
         sbuf_free(&key);
     }
+    if (!rc && r->nclips) {
+        /* With its probe facts known the clips are checked and queued now,
+         * else when the probe finishes (dfewd). */
+        r->clips_movie = movie;
+        rc = clips_add(db, movie, r->clips, r->nclips, &r->clips_added);
+        if (!rc)
+            rc = clips_schedule(db, &r->c->cfg, r->c->paths.outputs, movie, r->priority, 0, &r->prep_queued);
+    }
     if (!rc && r->batch)
         remember(r, abs, sb, sha, 1);
     if (rc) {
@@ -231,6 +244,25 @@ static int submit_file(struct submit_run *r, const char *path, const struct stat
     }
     free(abs);
     return rc;
+}
+
+/* After --clips: what was added, and what happens next. */
+static void print_clip_outcome(struct submit_run *r)
+{
+    struct db *db = r->c->db;
+    printf("%d clip(s) added (%d already known), %d prep job(s) queued\n", r->clips_added, r->nclips - r->clips_added,
+           r->prep_queued);
+    sqlite3_stmt *st = db_prepare(db, "SELECT probed_at IS NULL FROM movies WHERE id = ?");
+    sqlite3_bind_int64(st, 1, r->clips_movie);
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0))
+        printf("the clips' prep jobs are queued when the movie's probe finishes\n");
+    sqlite3_reset(st);
+    st = db_prepare(db, "SELECT id, reason FROM clips WHERE movie_id = ? AND state = 'failed' ORDER BY start_s");
+    sqlite3_bind_int64(st, 1, r->clips_movie);
+    while (sqlite3_step(st) == SQLITE_ROW)
+        printf("clip %lld failed: %s\n", (long long)sqlite3_column_int64(st, 0),
+               (const char *)sqlite3_column_text(st, 1));
+    sqlite3_reset(st);
 }
 
 static int compare_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
@@ -300,9 +332,11 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"batch", no_argument, NULL, 'b'},
                                          {"priority", required_argument, NULL, 'p'},
+                                         {"clips", required_argument, NULL, 'c'},
                                          CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     struct submit_run r = {.c = c};
+    const char *clip_list = NULL;
     int o;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -310,6 +344,7 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
             continue;
         switch (o) {
         case 'b': r.batch = 1; break;
+        case 'c': clip_list = optarg; break;
         case 'p':
             if (parse_int(optarg, &r.priority)) {
                 fprintf(stderr, "dfewctl submit: --priority wants a whole number, not '%s'\n", optarg);
@@ -317,7 +352,8 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
             }
             break;
         case 'h':
-            printf("usage: dfewctl submit [--batch] [--priority N] PATH|URL...\n\n"
+            printf("usage: dfewctl submit [--batch] [--priority N] PATH|URL...\n"
+                   "       dfewctl submit [--priority N] MOVIE --clips LIST.csv\n\n"
                    "Queues each movie file for processing; directories are searched recursively\n"
                    "and files FFmpeg does not recognise as video are skipped. A movie whose\n"
                    "content (SHA-256) is already known is not queued again. http:// and\n"
@@ -326,13 +362,31 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
                    "  --batch       the nightly scan: quiet, remembers files it has looked at\n"
                    "                (same size and mtime are not hashed again), prints a summary;\n"
                    "                without PATH it scans [batch] incoming from dfew.conf\n"
-                   "  --priority N  higher runs first (default 0)\n");
+                   "  --priority N  higher runs first (default 0)\n"
+                   "  --clips LIST  the movie's clips, one 'start,end' row per line in seconds\n"
+                   "                (12.5) or [HH:]MM:SS[.mmm]; each clip becomes one prep job.\n"
+                   "                Without it the whole movie is one clip. A bad row rejects\n"
+                   "                the whole list (nothing is added).\n");
             return 0;
         default: return 2;
         }
     }
-    if (ctl_open(c, CTL_CREATE | CTL_NEED_CONFIG))
+    if (clip_list) {
+        struct stat csb;
+        if (r.batch || optind + 1 != argc || stat(argv[optind], &csb) != 0 || !S_ISREG(csb.st_mode)) {
+            fprintf(stderr, "dfewctl submit: --clips goes with exactly one movie file (see --help)\n");
+            return 2;
+        }
+        char err[1024];
+        if (clips_parse_list(clip_list, &r.clips, &r.nclips, err, sizeof err)) {
+            fprintf(stderr, "dfewctl submit: %s\n", err);
+            return 2;
+        }
+    }
+    if (ctl_open(c, CTL_CREATE | CTL_NEED_CONFIG)) {
+        free(r.clips);
         return 1;
+    }
     const char *incoming = c->cfg.incoming_dir;
     if (optind >= argc && !(r.batch && incoming)) {
         fprintf(stderr, "dfewctl submit: give one or more movie files or directories%s (see --help)\n",
@@ -374,12 +428,16 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
             submit_file(&r, path, &sb);
         }
     }
-    int daemon_up = r.queued ? ctl_wake(c) : -1;
+    int daemon_up = r.queued || r.prep_queued ? ctl_wake(c) : -1;
     if (c->json) {
-        printf("{\"queued\":%d,\"known\":%d,\"skipped\":%d,\"errors\":%d,\"daemon_running\":%s,\"files\":[%s]}\n",
-               r.queued, r.known, r.skipped, r.errors, daemon_up == 1 ? "true" : daemon_up == 0 ? "false" : "null",
-               sbuf_str(&r.json));
+        printf("{\"queued\":%d,\"known\":%d,\"skipped\":%d,\"errors\":%d,\"daemon_running\":%s,", r.queued,
+               r.known, r.skipped, r.errors, daemon_up == 1 ? "true" : daemon_up == 0 ? "false" : "null");
+        if (clip_list)
+            printf("\"clips_added\":%d,\"prep_jobs_queued\":%d,", r.clips_added, r.prep_queued);
+        printf("\"files\":[%s]}\n", sbuf_str(&r.json));
     } else {
+        if (clip_list && !r.errors)
+            print_clip_outcome(&r);
         if (r.batch || r.skipped)
             printf("%d queued, %d already known, %d skipped (not video), %d error(s)\n", r.queued, r.known,
                    r.skipped, r.errors);
@@ -388,6 +446,7 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
                    c->paths.home, c->paths.home);
     }
     sbuf_free(&r.json);
+    free(r.clips);
     return r.errors ? 1 : 0;
 }
 

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "clips.h"
 #include "daemon.h"
 #include "log.h"
 
@@ -78,6 +79,44 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
     sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
     sqlite3_bind_double(st, 2, now_s());
     sqlite3_bind_int64(st, 3, job->movie_id);
+    int rc = db_step_done(d->db, st);
+    if (rc)
+        return rc;
+    /* The movie's clips can be cut now: prep jobs at the probe's priority. */
+    int priority = 0, queued = 0;
+    st = db_prepare(d->db, "SELECT priority FROM jobs WHERE id = ?");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, job->id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        priority = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, d->cfg.prep_whole_movie, &queued);
+    if (!rc && queued)
+        log_info(job->id, "movie %lld: %d clip(s) queued for preprocessing", (long long)job->movie_id, queued);
+    return rc;
+}
+
+/* A clip's preprocessing outcome: usable or unusable, counts, where the
+ * outputs are, and how long each stage took. */
+static int record_prep(struct daemon *d, const struct leased_job *job, const char *result)
+{
+    if (job->clip_id <= 0)
+        return 0;
+    static const char sql[] =
+        "UPDATE clips SET state = json_extract(?1, '$.state'), reason = json_extract(?1, '$.reason'),"
+        " frames_total = json_extract(?1, '$.frames_total'), frames_face = json_extract(?1, '$.frames_face'),"
+        " face_ratio = json_extract(?1, '$.face_ratio'), output_dir = json_extract(?1, '$.out_dir'),"
+        " out_frames = json_extract(?1, '$.out_frames'), out_size = json_extract(?1, '$.out_size'),"
+        " decode_s = json_extract(?1, '$.decode_s'), detect_s = json_extract(?1, '$.detect_s'),"
+        " align_s = json_extract(?1, '$.align_s'), write_s = json_extract(?1, '$.write_s'),"
+        " prep_s = json_extract(?1, '$.total_s'), prepped_at = ?2, updated_at = ?2 WHERE id = ?3";
+    sqlite3_stmt *st = db_prepare(d->db, sql);
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now_s());
+    sqlite3_bind_int64(st, 3, job->clip_id);
     return db_step_done(d->db, st);
 }
 
@@ -164,5 +203,7 @@ int record_result(struct daemon *d, const struct leased_job *job, const char *re
         return record_probe(d, job, result_json);
     if (!strcmp(job->kind, "fetch"))
         return record_fetch(d, job, result_json);
+    if (!strcmp(job->kind, "prep"))
+        return record_prep(d, job, result_json);
     return 0;
 }

@@ -29,34 +29,40 @@ void config_defaults(struct dfew_config *c)
     c->single_label_threshold = 6; /* the DFEW paper's: more than 6 of 10 votes */
     c->annotators_per_clip = 10;
     kv_set(&c->timeouts, "probe", "600");
+    c->prep_frames = 16;
+    c->prep_size = 112;
+    c->prep_min_face_ratio = 0.5;
+    c->prep_interp = xstrdup("tim");
+    c->prep_image_format = xstrdup("png");
+    c->prep_template = xstrdup(DFEW_PREP_TEMPLATE);
+    c->prep_template_size = 112;
+    c->prep_landmark_model = xstrdup(DFEW_LANDMARK_MODEL);
+    c->prep_upsample = 0;
+    c->prep_whole_movie = 1;
 }
 
 void config_free(struct dfew_config *c)
 {
     free(c->worker_program);
     free(c->incoming_dir);
+    free(c->prep_interp);
+    free(c->prep_image_format);
+    free(c->prep_template);
+    free(c->prep_landmark_model);
     kv_free(&c->limits);
     kv_free(&c->timeouts);
     memset(c, 0, sizeof *c);
 }
 
-static char *trim(char *s)
-{
-    while (isspace((unsigned char)*s))
-        s++;
-    char *e = s + strlen(s);
-    while (e > s && isspace((unsigned char)e[-1]))
-        *--e = '\0';
-    return s;
-}
-
-enum ktype { K_INT, K_SECONDS, K_STRING, K_BYTES };
+enum ktype { K_INT, K_SECONDS, K_STRING, K_BYTES, K_DOUBLE, K_CHOICE, K_POINTS5, K_BOOL };
 
 struct key_desc {
     const char *section, *key;
     enum ktype type;
     size_t off;
     double min;
+    double max;          /* K_INT, K_DOUBLE: 0 = no upper bound */
+    const char *choices; /* K_CHOICE: "a|b" */
 };
 
 #define OFF(f) offsetof(struct dfew_config, f)
@@ -78,16 +84,44 @@ static const struct key_desc keys[] = {
     {"fetch", "stall_seconds", K_SECONDS, OFF(fetch_stall_s), 1},
     {"labels", "single_label_threshold", K_INT, OFF(single_label_threshold), 0},
     {"labels", "annotators_per_clip", K_INT, OFF(annotators_per_clip), 1},
+    {"prep", "frames", K_INT, OFF(prep_frames), 1, 1000, NULL},
+    {"prep", "size", K_INT, OFF(prep_size), 16, 2048, NULL},
+    {"prep", "min_face_ratio", K_DOUBLE, OFF(prep_min_face_ratio), 0, 1, NULL},
+    {"prep", "interp", K_CHOICE, OFF(prep_interp), 0, 0, "tim|linear"},
+    {"prep", "image_format", K_CHOICE, OFF(prep_image_format), 0, 0, "png|jpg"},
+    {"prep", "template", K_POINTS5, OFF(prep_template), 0, 0, NULL},
+    {"prep", "template_size", K_INT, OFF(prep_template_size), 1, 100000, NULL},
+    {"prep", "landmark_model", K_STRING, OFF(prep_landmark_model), 0, 0, NULL},
+    {"prep", "upsample", K_INT, OFF(prep_upsample), 0, 2, NULL},
+    {"prep", "whole_movie", K_BOOL, OFF(prep_whole_movie), 0, 0, NULL},
 };
 
-static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val, char *why, size_t whylen)
+
+static int in_choices(const char *choices, const char *val)
 {
+    size_t n = strlen(val);
+    for (const char *p = choices; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncmp(p, val, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
+}
+
+static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val,
+                   char *why, size_t whylen)
+{
+    double max = k->max;
     char *base = (char *)c + k->off;
     switch (k->type) {
     case K_INT: {
         int v;
-        if (parse_int(val, &v) || v < k->min) {
-            snprintf(why, whylen, "%s wants a whole number >= %g, not '%s'", k->key, k->min, val);
+        if (parse_int(val, &v) || v < k->min || (max && v > max)) {
+            if (max)
+                snprintf(why, whylen, "%s wants a whole number from %g to %g, not '%s'", k->key, k->min, max, val);
+            else
+                snprintf(why, whylen, "%s wants a whole number >= %g, not '%s'", k->key, k->min, val);
             return -EINVAL;
         }
         *(int *)base = v;
@@ -110,6 +144,46 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const char *
             return -EINVAL;
         }
         *(int64_t *)base = v;
+        return 0;
+    }
+    case K_DOUBLE: {
+        double v;
+        if (parse_double(val, &v) || v < k->min || (max && v > max)) {
+            snprintf(why, whylen, "%s wants a number from %g to %g, not '%s'", k->key, k->min, max, val);
+            return -EINVAL;
+        }
+        *(double *)base = v;
+        return 0;
+    }
+    case K_CHOICE:
+        if (!k->choices || !in_choices(k->choices, val)) {
+            snprintf(why, whylen, "%s is one of %s, not '%s'", k->key, k->choices ? k->choices : "?", val);
+            return -EINVAL;
+        }
+        free(*(char **)base);
+        *(char **)base = xstrdup(val);
+        return 0;
+    case K_BOOL:
+        if (!strcmp(val, "yes") || !strcmp(val, "true") || !strcmp(val, "on") || !strcmp(val, "1"))
+            *(int *)base = 1;
+        else if (!strcmp(val, "no") || !strcmp(val, "false") || !strcmp(val, "off") || !strcmp(val, "0"))
+            *(int *)base = 0;
+        else {
+            snprintf(why, whylen, "%s is yes or no, not '%s'", k->key, val);
+            return -EINVAL;
+        }
+        return 0;
+    case K_POINTS5: {
+        double pts[10];
+        if (parse_points(val, pts, 5)) {
+            snprintf(why, whylen,
+                     "%s wants 5 points 'x,y' separated by spaces (left eye, right eye, nose tip, left and right "
+                     "mouth corner), not '%s'",
+                     k->key, val);
+            return -EINVAL;
+        }
+        free(*(char **)base);
+        *(char **)base = xstrdup(val);
         return 0;
     }
     case K_STRING:
@@ -164,7 +238,7 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
-        char *s = trim(line);
+        char *s = str_trim(line);
         if (!*s)
             continue;
         if (*s == '[') {
@@ -173,7 +247,7 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                 snprintf(why, sizeof why, "a section header looks like [name]");
             } else {
                 *end = '\0';
-                snprintf(section, sizeof section, "%s", trim(s + 1));
+                snprintf(section, sizeof section, "%s", str_trim(s + 1));
                 if (!section_known(section))
                     snprintf(why, sizeof why, "unknown section [%s]; known: %s", section, known_sections());
             }
@@ -183,7 +257,7 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                 snprintf(why, sizeof why, "expected 'key = value'");
             } else {
                 *eq = '\0';
-                char *key = trim(s), *val = trim(eq + 1);
+                char *key = str_trim(s), *val = str_trim(eq + 1);
                 if (!*section) {
                     snprintf(why, sizeof why, "'%s' is outside any [section]", key);
                 } else if (!strcmp(section, "limits") || !strcmp(section, "timeouts")) {

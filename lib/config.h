@@ -37,7 +37,22 @@ struct dfew_config {
     /* [labels] */
     int single_label_threshold; /* r: a clip's single label is the emotion with more than r votes */
     int annotators_per_clip;    /* most votes one clip may have */
+    /* [prep] the recipe of new prep jobs (copied into each job's arguments) */
+    int prep_frames;            /* frames per clip after temporal interpolation */
+    int prep_size;              /* aligned frames are size x size pixels */
+    double prep_min_face_ratio; /* clips with fewer face frames are unusable */
+    char *prep_interp;          /* "tim" or "linear" */
+    char *prep_image_format;    /* "png" or "jpg" */
+    char *prep_template;        /* 5 points "x,y ..." in a template_size square */
+    int prep_template_size;
+    char *prep_landmark_model;  /* dlib 68-point shape predictor */
+    int prep_upsample;          /* face detector upsampling (0 or 1) */
+    int prep_whole_movie;       /* a movie submitted without a clip list is one clip */
 };
+
+/* The 112 x 112 five-point template (eyes, nose tip, mouth corners). */
+#define DFEW_PREP_TEMPLATE "38.2946,51.6963 73.5318,51.5014 56.0252,71.7366 41.5493,92.3655 70.7299,92.2041"
+#define DFEW_LANDMARK_MODEL "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"
 
 void config_defaults(struct dfew_config *c);
 /* Loads path over the defaults. A missing file is fine (-ENOENT is not

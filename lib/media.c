@@ -42,6 +42,18 @@ static void add_ffmpeg_detail(char *err, size_t errlen)
     snprintf(err + n, errlen - n, " [FFmpeg: %s]", msg);
 }
 
+int media_display_rotation(const void *matrix, size_t size)
+{
+    if (!matrix || size < 9 * sizeof(int32_t))
+        return 0;
+    double ccw = av_display_rotation_get(matrix);
+    if (isnan(ccw))
+        return 0;
+    int cw = (int)lrint(-ccw);
+    cw = ((cw % 360) + 360) % 360;
+    return (cw + 45) / 90 % 4 * 90;
+}
+
 static double q2d_or0(AVRational r) { return r.den && r.num ? av_q2d(r) : 0.0; }
 
 static int is_still_image_format(const AVInputFormat *f)
@@ -187,14 +199,7 @@ int media_probe(const char *path, int flags, struct media_info *mi, void (*progr
         mi->duration_s = (double)fmt->duration / AV_TIME_BASE;
     size_t sdsize = 0;
     const uint8_t *sd = av_stream_get_side_data(vs, AV_PKT_DATA_DISPLAYMATRIX, &sdsize);
-    if (sd && sdsize >= 9 * sizeof(int32_t)) {
-        double ccw = av_display_rotation_get((const int32_t *)sd);
-        if (!isnan(ccw)) {
-            int cw = (int)lrint(-ccw);
-            cw = ((cw % 360) + 360) % 360;
-            mi->rotation = (cw + 45) / 90 % 4 * 90;
-        }
-    }
+    mi->rotation = media_display_rotation(sd, sdsize);
 
     if (flags & MEDIA_DECODE_FIRST) {
         rc = decode_first_frame(fmt, vidx, err, errlen);

@@ -33,4 +33,8 @@ enum media_probe_flags {
 int media_probe(const char *path, int flags, struct media_info *mi, void (*progress)(void *ud, double frac), void *ud,
                 char *err, size_t errlen);
 
+/* Degrees clockwise (0, 90, 180 or 270) that turn a picture upright, from a
+ * stream's display matrix side data (AV_PKT_DATA_DISPLAYMATRIX; NULL: 0). */
+int media_display_rotation(const void *matrix, size_t size);
+
 #endif

@@ -2,6 +2,7 @@
  * escaping, strict number parsing, clocks, paths. */
 #include "util.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -153,6 +154,39 @@ int parse_double(const char *s, double *out)
         return -EINVAL;
     *out = v;
     return 0;
+}
+
+char *str_trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int parse_points(const char *s, double *out, int n)
+{
+    const char *p = s;
+    for (int k = 0; k < n; k++) {
+        char *end;
+        while (*p == ' ' || *p == '\t')
+            p++;
+        out[2 * k] = strtod(p, &end);
+        if (end == p || *end != ',')
+            return -EINVAL;
+        p = end + 1;
+        out[2 * k + 1] = strtod(p, &end);
+        if (end == p || !isfinite(out[2 * k]) || !isfinite(out[2 * k + 1]))
+            return -EINVAL;
+        p = end;
+        if (k + 1 < n && *p != ' ' && *p != '\t')
+            return -EINVAL;
+    }
+    while (*p == ' ' || *p == '\t')
+        p++;
+    return *p ? -EINVAL : 0;
 }
 
 int parse_seconds(const char *s, double *out)

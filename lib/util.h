@@ -30,10 +30,16 @@ char *sbuf_take(struct sbuf *b);
 void sbuf_reset(struct sbuf *b);
 void sbuf_free(struct sbuf *b);
 
+/* Strips leading and trailing white space in place; returns the first kept char. */
+char *str_trim(char *s);
+
 /* Strict parsing: the whole string must be a number in range. 0 or -EINVAL/-ERANGE. */
 int parse_i64(const char *s, int64_t *out);
 int parse_int(const char *s, int *out);
 int parse_double(const char *s, double *out);
+/* n points "x,y x,y ..." (spaces between points, no spaces inside one) into
+ * out[2n]; exactly n, all finite. 0 or -EINVAL. */
+int parse_points(const char *s, double *out, int n);
 /* Durations such as "30", "30s", "5m", "2h", "1.5s", "250ms" into seconds. */
 int parse_seconds(const char *s, double *out);
 /* Sizes such as "1048576", "500K", "20M", "1.5G", "2T" (binary units) into bytes. */

@@ -11,7 +11,7 @@ PKGS=(
   libuv1-dev libsqlite3-dev libcurl4-openssl-dev
   libdlib-dev libdlib-data libopenblas-dev
   # tools and real data used by the demo and the tests
-  sqlite3 ffmpeg forensics-samples-files python3 procps
+  sqlite3 ffmpeg forensics-samples-files python3 python3-numpy procps
   # a second Fleiss' kappa to check ours against (tests/integration/test_labels.py)
   python3-statsmodels
 )

@@ -26,6 +26,7 @@ static const struct {
     {"noop", job_noop},
     {"probe", job_probe},
     {"fetch", job_fetch},
+    {"prep", job_prep},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)

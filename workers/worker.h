@@ -28,5 +28,6 @@ typedef int (*job_handler)(struct job_ctx *ctx);
 int job_noop(struct job_ctx *ctx);
 int job_probe(struct job_ctx *ctx);
 int job_fetch(struct job_ctx *ctx);
+int job_prep(struct job_ctx *ctx);
 
 #endif

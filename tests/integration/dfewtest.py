@@ -44,14 +44,14 @@ def need_file(p, why):
 class Home:
     """A fresh dfew home; optionally with a dfew.conf; starts/stops dfewd."""
 
-    def __init__(self, config=None, workers=2):
+    def __init__(self, config=None, workers=2, prep=False):
         self.dir = tempfile.mkdtemp(prefix='dfew-it-')
         self.workers = workers
+        self.prep = prep
         self.proc = None
         self.logs = []
-        if config:
-            with open(os.path.join(self.dir, 'dfew.conf'), 'w') as f:
-                f.write(config)
+        if config or not prep:
+            self.write_config(config or '')
 
     # --- files ---
     @property
@@ -63,6 +63,10 @@ class Home:
         return os.path.join(self.dir, 'dfewd.sock')
 
     def write_config(self, text):
+        # Without prep=True a submitted movie is only probed: dlib on every
+        # frame of every test video would make unrelated tests slow.
+        if not self.prep:
+            text += '\n[prep]\nwhole_movie = no\n'
         with open(os.path.join(self.dir, 'dfew.conf'), 'w') as f:
             f.write(text)
 
@@ -187,9 +191,10 @@ class HomeTest(unittest.TestCase):
     """A test case with self.home created and cleaned up per test."""
     config = None
     workers = 2
+    prep = False  # True: movies without --clips get their whole-movie prep job
 
     def setUp(self):
-        self.home = Home(self.config, self.workers)
+        self.home = Home(self.config, self.workers, self.prep)
 
     def tearDown(self):
         if self.home.proc is not None and self.home.proc.poll() is None:

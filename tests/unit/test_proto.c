@@ -107,6 +107,32 @@ static void test_config(void)
     CHECK_EQ_INT(config_limit(&c, "probe"), 2);
     CHECK(config_timeout(&c, "noop") == 3600);
     CHECK_EQ_STR(c.incoming_dir, "/srv/in");
+    /* [prep] defaults */
+    CHECK_EQ_INT(c.prep_frames, 16);
+    CHECK_EQ_INT(c.prep_size, 112);
+    CHECK(c.prep_min_face_ratio == 0.5);
+    CHECK_EQ_STR(c.prep_interp, "tim");
+    CHECK_EQ_STR(c.prep_image_format, "png");
+    CHECK_EQ_STR(c.prep_template, DFEW_PREP_TEMPLATE);
+    CHECK_EQ_STR(c.prep_landmark_model, DFEW_LANDMARK_MODEL);
+    CHECK_EQ_INT(c.prep_whole_movie, 1);
+    config_free(&c);
+
+    write_file(path, "[prep]\nframes = 8\nsize = 224\nmin_face_ratio = 0.75\ninterp = linear\nimage_format = jpg\n"
+                     "template = 1,2 3,4 5,6 7,8 9.5,10\ntemplate_size = 50\nlandmark_model = /m.dat\nupsample = 1\n"
+                     "whole_movie = no\n");
+    config_defaults(&c);
+    CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0);
+    CHECK_EQ_INT(c.prep_frames, 8);
+    CHECK_EQ_INT(c.prep_size, 224);
+    CHECK(c.prep_min_face_ratio == 0.75);
+    CHECK_EQ_STR(c.prep_interp, "linear");
+    CHECK_EQ_STR(c.prep_image_format, "jpg");
+    CHECK_EQ_STR(c.prep_template, "1,2 3,4 5,6 7,8 9.5,10");
+    CHECK_EQ_INT(c.prep_template_size, 50);
+    CHECK_EQ_STR(c.prep_landmark_model, "/m.dat");
+    CHECK_EQ_INT(c.prep_upsample, 1);
+    CHECK_EQ_INT(c.prep_whole_movie, 0);
     config_free(&c);
 
     const struct {
@@ -119,6 +145,12 @@ static void test_config(void)
         {"[limits]\nprobes = 1\n", ":2: [limits] keys are job kinds"},
         {"[nope]\n", ":1: unknown section [nope]"},
         {"[daemon]\njust words\n", ":2: expected 'key = value'"},
+        {"[prep]\ninterp = cubic\n", ":2: interp is one of tim|linear, not 'cubic'"},
+        {"[prep]\nmin_face_ratio = 1.5\n", ":2: min_face_ratio wants a number from 0 to 1"},
+        {"[prep]\nsize = 8\n", ":2: size wants a whole number from 16 to 2048"},
+        {"[prep]\ntemplate = 1,2 3,4\n", ":2: template wants 5 points"},
+        {"[prep]\nimage_format = gif\n", ":2: image_format is one of png|jpg"},
+        {"[prep]\nwhole_movie = maybe\n", ":2: whole_movie is yes or no"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         write_file(path, bad[i].text);
@@ -143,6 +175,11 @@ static void test_util(void)
     CHECK(parse_seconds("2h", &s) == 0 && s == 7200);
     CHECK(parse_seconds("250ms", &s) == 0 && s == 0.25);
     CHECK(parse_seconds("-1", &s) < 0);
+    double pts[10];
+    CHECK(parse_points(" 1,2 3.5,-4 ", pts, 2) == 0 && pts[2] == 3.5 && pts[3] == -4);
+    CHECK(parse_points("1,2 3,4 5", pts, 3) < 0);
+    CHECK(parse_points("1,2,3,4", pts, 2) < 0);
+    CHECK(parse_points("1,2 3,4 5,6", pts, 2) < 0);
     CHECK(parse_seconds("5 parsecs", &s) < 0);
     int v;
     CHECK(parse_int("42", &v) == 0 && v == 42);

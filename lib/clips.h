@@ -1,0 +1,38 @@
+/* Clip rows and their prep jobs: what `dfewctl submit --clips` and dfewd
+ * (when a probe finishes) both do. A clip is a [start, end) range in seconds
+ * on the movie's timeline; its prep job carries the whole recipe from the
+ * [prep] config section, fixed when it is queued, so a re-run writes the
+ * same files. Not the prep work itself (workers/prep.c). */
+#ifndef DFEW_CLIPS_H
+#define DFEW_CLIPS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "db.h"
+
+struct clip_range {
+    double start_s, end_s;
+    int line; /* in the clip list file */
+};
+
+/* Reads a clip list: one `start,end` row per line, seconds ("12.5") or
+ * [HH:]MM:SS[.mmm]; blank lines, '#' comments and one header line are
+ * allowed. Any bad row (unreadable, end <= start, negative, a duplicate)
+ * rejects the whole file: -EINVAL with "FILE:LINE: what" in err. */
+int clips_parse_list(const char *path, struct clip_range **out, int *n, char *err, size_t errlen);
+
+/* Adds clips (state pending) to a movie; rows it already has are skipped.
+ * *added counts the new ones. Call inside a transaction. */
+int clips_add(struct db *db, int64_t movie_id, const struct clip_range *r, int n, int *added);
+
+/* Once the movie's probe facts are known: clips that reach past its end
+ * become 'failed' with the reason; with whole_movie, a movie without clips
+ * gets one clip [0, end); every pending clip without a job gets a prep job
+ * (dedup key prep:<clip id>). *queued counts the new jobs. Outputs go to
+ * outputs_dir/clips/<clip id>. Call inside a transaction. */
+int clips_schedule(struct db *db, const struct dfew_config *cfg, const char *outputs_dir, int64_t movie_id,
+                   int priority, int whole_movie, int *queued);
+
+#endif

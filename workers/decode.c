@@ -1,0 +1,447 @@
+/* Decoding video frames in presentation order (see decode.h). */
+#include "decode.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include <libavcodec/avcodec.h>
+#include <libavformat/avformat.h>
+#include <libavutil/imgutils.h>
+#include <libswscale/swscale.h>
+
+#include "media.h"
+
+/* Frames closer than this to a range boundary count as on it (timestamps
+ * are integers in the stream's time base; seconds are doubles). */
+#define T_EPS 1e-6
+
+struct plane {
+    uint8_t *buf; /* coded orientation (what swscale writes) */
+    uint8_t *up;  /* upright (rotated copy; == buf when rotation is 0) */
+    int stride, up_stride;
+    int bpp;
+};
+
+struct decoder {
+    AVFormatContext *fmt;
+    AVCodecContext *cc;
+    AVStream *vs;
+    int vidx;
+    AVPacket *pkt;
+    AVFrame *frame;
+    struct SwsContext *sws_rgb, *sws_gray;
+    int conv_w, conv_h, conv_fmt, conv_cs, conv_range;
+    struct plane rgb, gray;
+    int flags;
+    int rotation;
+    double tb;           /* stream time base, seconds */
+    double origin;       /* container start_time, seconds: the timeline's 0 */
+    double fps;          /* nominal, for frames without timestamps */
+    double last_t;
+    int have_last_t;
+    int eof_sent;
+    int pkt_pending; /* pkt was refused with EAGAIN and waits to be sent again */
+    /* seeking */
+    double skip_before;  /* frames with t < this are dropped */
+    int check_seek;      /* the next decoded frame tells whether the seek landed late */
+    double seek_margin;  /* how far before t0 the current seek aimed */
+    int64_t index;
+    struct decoder_stats st;
+};
+
+static void plane_free(struct plane *p)
+{
+    if (p->up != p->buf)
+        av_free(p->up);
+    av_free(p->buf);
+    memset(p, 0, sizeof *p);
+}
+
+void decoder_close(struct decoder *d)
+{
+    if (!d)
+        return;
+    sws_freeContext(d->sws_rgb);
+    sws_freeContext(d->sws_gray);
+    plane_free(&d->rgb);
+    plane_free(&d->gray);
+    av_frame_free(&d->frame);
+    av_packet_free(&d->pkt);
+    avcodec_free_context(&d->cc);
+    avformat_close_input(&d->fmt);
+    free(d);
+}
+
+int decoder_open(const char *path, int flags, struct decoder **out, char *err, size_t errlen)
+{
+    *out = NULL;
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, e == ENOENT ? "no such file" : strerror(e));
+        return -e;
+    }
+    if (av_log_get_level() > AV_LOG_ERROR)
+        av_log_set_level(AV_LOG_ERROR);
+    struct decoder *d = calloc(1, sizeof *d);
+    if (!d)
+        return -ENOMEM;
+    d->flags = flags;
+    d->skip_before = -INFINITY;
+    char aerr[AV_ERROR_MAX_STRING_SIZE];
+    int ret = avformat_open_input(&d->fmt, path, NULL, NULL);
+    if (ret < 0) {
+        av_strerror(ret, aerr, sizeof aerr);
+        snprintf(err, errlen, "%s: FFmpeg cannot open it (%s): not a video or image, or damaged", path, aerr);
+        free(d);
+        return ret == AVERROR(EACCES) ? -EACCES : -EINVAL;
+    }
+    int rc = -EINVAL;
+    if ((ret = avformat_find_stream_info(d->fmt, NULL)) < 0) {
+        av_strerror(ret, aerr, sizeof aerr);
+        snprintf(err, errlen, "%s: FFmpeg cannot read the stream information (%s): damaged or truncated", path, aerr);
+        goto fail;
+    }
+    d->vidx = -1;
+    for (unsigned i = 0; i < d->fmt->nb_streams; i++) {
+        AVStream *s = d->fmt->streams[i];
+        if (s->codecpar->codec_type == AVMEDIA_TYPE_VIDEO && !(s->disposition & AV_DISPOSITION_ATTACHED_PIC)) {
+            d->vidx = (int)i;
+            break;
+        }
+    }
+    if (d->vidx < 0) {
+        snprintf(err, errlen, "%s: no video stream", path);
+        goto fail;
+    }
+    for (unsigned i = 0; i < d->fmt->nb_streams; i++)
+        if ((int)i != d->vidx)
+            d->fmt->streams[i]->discard = AVDISCARD_ALL;
+    d->vs = d->fmt->streams[d->vidx];
+    const AVCodec *dec = avcodec_find_decoder(d->vs->codecpar->codec_id);
+    if (!dec) {
+        snprintf(err, errlen, "%s: this FFmpeg has no decoder for %s", path,
+                 avcodec_get_name(d->vs->codecpar->codec_id));
+        goto fail;
+    }
+    d->cc = avcodec_alloc_context3(dec);
+    d->pkt = av_packet_alloc();
+    d->frame = av_frame_alloc();
+    if (!d->cc || !d->pkt || !d->frame) {
+        rc = -ENOMEM;
+        goto fail;
+    }
+    /* One decoding thread: dfew runs one worker process per core. */
+    d->cc->thread_count = 1;
+    if (avcodec_parameters_to_context(d->cc, d->vs->codecpar) < 0 || avcodec_open2(d->cc, dec, NULL) < 0) {
+        snprintf(err, errlen, "%s: cannot open the %s decoder", path, dec->name);
+        goto fail;
+    }
+    d->tb = av_q2d(d->vs->time_base);
+    d->origin = d->fmt->start_time != AV_NOPTS_VALUE ? (double)d->fmt->start_time / AV_TIME_BASE : 0.0;
+    AVRational r = d->vs->avg_frame_rate.num ? d->vs->avg_frame_rate : d->vs->r_frame_rate;
+    d->fps = r.num && r.den ? av_q2d(r) : 25.0;
+    size_t sdsize = 0;
+    const uint8_t *sd = av_stream_get_side_data(d->vs, AV_PKT_DATA_DISPLAYMATRIX, &sdsize);
+    d->rotation = media_display_rotation(sd, sdsize);
+    *out = d;
+    return 0;
+fail:
+    decoder_close(d);
+    return rc;
+}
+
+const struct decoder_stats *decoder_stats(const struct decoder *d) { return &d->st; }
+
+void decoder_geometry(const struct decoder *d, int *width, int *height, int *rotation, double *fps)
+{
+    int w = d->vs->codecpar->width, h = d->vs->codecpar->height;
+    int swap = d->rotation == 90 || d->rotation == 270;
+    if (width)
+        *width = swap ? h : w;
+    if (height)
+        *height = swap ? w : h;
+    if (rotation)
+        *rotation = d->rotation;
+    if (fps)
+        *fps = d->fps;
+}
+
+static int seek_to(struct decoder *d, double target)
+{
+    avcodec_flush_buffers(d->cc);
+    av_packet_unref(d->pkt);
+    d->pkt_pending = 0;
+    d->eof_sent = 0;
+    int ret;
+    if (target <= d->origin + T_EPS) {
+        int64_t first = d->vs->start_time != AV_NOPTS_VALUE ? d->vs->start_time : 0;
+        ret = av_seek_frame(d->fmt, d->vidx, first, AVSEEK_FLAG_BACKWARD);
+        if (ret < 0)
+            ret = av_seek_frame(d->fmt, -1, 0, AVSEEK_FLAG_BYTE);
+        d->seek_margin = INFINITY; /* from the start: cannot land late */
+        return ret < 0 ? -EIO : 0;
+    }
+    int64_t ts = llround(target / d->tb);
+    ret = av_seek_frame(d->fmt, d->vidx, ts, AVSEEK_FLAG_BACKWARD);
+    if (ret < 0)
+        return seek_to(d, d->origin);
+    return 0;
+}
+
+int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen)
+{
+    d->skip_before = t0 - T_EPS;
+    d->index = 0;
+    d->have_last_t = 0;
+    d->seek_margin = 0;
+    d->check_seek = 1;
+    if (seek_to(d, t0 + d->origin) != 0) {
+        snprintf(err, errlen, "cannot seek in the file (not seekable?)");
+        return -EIO;
+    }
+    return 0;
+}
+
+static int ensure_plane(struct plane *p, int w, int h, int bpp, int rotation)
+{
+    int stride = FFALIGN(w * bpp, 64);
+    if (p->buf && p->stride == stride && p->bpp == bpp)
+        return 0;
+    plane_free(p);
+    p->bpp = bpp;
+    p->stride = stride;
+    p->buf = av_malloc((size_t)stride * h + 64);
+    if (!p->buf)
+        return -ENOMEM;
+    if (rotation == 0) {
+        p->up = p->buf;
+        p->up_stride = stride;
+        return 0;
+    }
+    int uw = rotation == 180 ? w : h, uh = rotation == 180 ? h : w;
+    p->up_stride = FFALIGN(uw * bpp, 64);
+    p->up = av_malloc((size_t)p->up_stride * uh + 64);
+    return p->up ? 0 : -ENOMEM;
+}
+
+/* Copies the coded-orientation picture into the upright one. */
+static void rotate_plane(struct plane *p, int w, int h, int rotation)
+{
+    const int bpp = p->bpp;
+    for (int y = 0; y < h; y++) {
+        const uint8_t *src = p->buf + (size_t)y * p->stride;
+        for (int x = 0; x < w; x++) {
+            int ox, oy; /* where source (x, y) lands upright */
+            if (rotation == 90) {
+                ox = h - 1 - y;
+                oy = x;
+            } else if (rotation == 180) {
+                ox = w - 1 - x;
+                oy = h - 1 - y;
+            } else {
+                ox = y;
+                oy = w - 1 - x;
+            }
+            memcpy(p->up + (size_t)oy * p->up_stride + (size_t)ox * bpp, src + (size_t)x * bpp, bpp);
+        }
+    }
+}
+
+static int convert(struct decoder *d, const AVFrame *fr, char *err, size_t errlen)
+{
+    int w = fr->width, h = fr->height;
+    int cs = fr->colorspace, range = fr->color_range;
+    if (w != d->conv_w || h != d->conv_h || fr->format != d->conv_fmt || cs != d->conv_cs || range != d->conv_range) {
+        /* Bicubic, the frame's own matrix and range: what `ffmpeg -i X out.png` does. */
+        d->sws_rgb = sws_getCachedContext(d->sws_rgb, w, h, fr->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL,
+                                          NULL, NULL);
+        if (d->flags & DECODE_GRAY)
+            d->sws_gray = sws_getCachedContext(d->sws_gray, w, h, fr->format, w, h, AV_PIX_FMT_GRAY8, SWS_BICUBIC,
+                                               NULL, NULL, NULL);
+        if (!d->sws_rgb || ((d->flags & DECODE_GRAY) && !d->sws_gray)) {
+            snprintf(err, errlen, "cannot convert %s %dx%d pictures to RGB", av_get_pix_fmt_name(fr->format), w, h);
+            return -EINVAL;
+        }
+        int src_cs = cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RGB ? SWS_CS_DEFAULT : cs;
+        int full = range == AVCOL_RANGE_JPEG;
+        struct SwsContext *ctxs[2] = {d->sws_rgb, d->sws_gray};
+        for (int i = 0; i < 2; i++) {
+            int *inv, *tab, srcr, dstr, bri, con, sat;
+            if (ctxs[i] && sws_getColorspaceDetails(ctxs[i], &inv, &srcr, &tab, &dstr, &bri, &con, &sat) >= 0)
+                sws_setColorspaceDetails(ctxs[i], sws_getCoefficients(src_cs), full || srcr, tab, dstr, bri, con,
+                                         sat);
+        }
+        d->conv_w = w;
+        d->conv_h = h;
+        d->conv_fmt = fr->format;
+        d->conv_cs = cs;
+        d->conv_range = range;
+    }
+    if (ensure_plane(&d->rgb, w, h, 3, d->rotation) ||
+        ((d->flags & DECODE_GRAY) && ensure_plane(&d->gray, w, h, 1, d->rotation)))
+        return -ENOMEM;
+    uint8_t *dst[4] = {d->rgb.buf};
+    int dst_stride[4] = {d->rgb.stride};
+    sws_scale(d->sws_rgb, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
+    if (d->rotation)
+        rotate_plane(&d->rgb, w, h, d->rotation);
+    if (d->flags & DECODE_GRAY) {
+        dst[0] = d->gray.buf;
+        dst_stride[0] = d->gray.stride;
+        sws_scale(d->sws_gray, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
+        if (d->rotation)
+            rotate_plane(&d->gray, w, h, d->rotation);
+    }
+    return 0;
+}
+
+static double frame_time(struct decoder *d, const AVFrame *fr)
+{
+    int64_t pts = fr->best_effort_timestamp;
+    double t;
+    if (pts != AV_NOPTS_VALUE)
+        t = pts * d->tb - d->origin;
+    else if (d->have_last_t)
+        t = d->last_t + 1.0 / d->fps;
+    else
+        t = 0;
+    d->last_t = t;
+    d->have_last_t = 1;
+    return t;
+}
+
+/* The next decoded frame of the stream (dropping nothing), or 0 at the end. */
+static int next_raw(struct decoder *d)
+{
+    char aerr[AV_ERROR_MAX_STRING_SIZE];
+    for (;;) {
+        int ret = avcodec_receive_frame(d->cc, d->frame);
+        if (ret == 0)
+            return 1;
+        if (ret == AVERROR_EOF)
+            return 0;
+        if (ret != AVERROR(EAGAIN)) {
+            d->st.decode_errors++; /* a damaged picture: go on with the next packet */
+            if (d->eof_sent)
+                continue;
+        }
+        if (d->eof_sent)
+            return 0;
+        if (d->pkt_pending) {
+            /* the decoder was full: it has given out a frame since, resend */
+            ret = avcodec_send_packet(d->cc, d->pkt);
+            if (ret == AVERROR(EAGAIN))
+                continue;
+            d->pkt_pending = 0;
+            av_packet_unref(d->pkt);
+            if (ret < 0 && ret != AVERROR_EOF)
+                d->st.decode_errors++;
+            continue;
+        }
+        ret = av_read_frame(d->fmt, d->pkt);
+        if (ret < 0) {
+            if (ret != AVERROR_EOF) {
+                av_strerror(ret, aerr, sizeof aerr);
+                d->st.read_error = 1;
+                snprintf(d->st.read_error_msg, sizeof d->st.read_error_msg, "%s", aerr);
+            }
+            avcodec_send_packet(d->cc, NULL); /* drain what the decoder holds */
+            d->eof_sent = 1;
+            continue;
+        }
+        if (d->pkt->stream_index != d->vidx) {
+            av_packet_unref(d->pkt);
+            continue;
+        }
+        d->st.packets++;
+        /* Packets an edit list discards still go in (they can be reference
+         * pictures); the decoder drops the frames they produce. */
+        ret = avcodec_send_packet(d->cc, d->pkt);
+        if (ret == AVERROR(EAGAIN)) {
+            d->pkt_pending = 1;
+            continue;
+        }
+        av_packet_unref(d->pkt);
+        if (ret < 0 && ret != AVERROR_EOF)
+            d->st.decode_errors++;
+    }
+}
+
+int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t errlen)
+{
+    for (;;) {
+        int got = next_raw(d);
+        if (got <= 0)
+            return got;
+        double t = frame_time(d, d->frame);
+        if (d->check_seek) {
+            d->check_seek = 0;
+            /* A seek must land on or before t0; when it landed late, aim
+             * further back (1 s, 4 s, 16 s, ..., then the very start). */
+            if (t > d->skip_before + 2 * T_EPS && isfinite(d->skip_before) && d->seek_margin != INFINITY) {
+                d->seek_margin = d->seek_margin > 0 ? d->seek_margin * 4 : 1.0;
+                double t0 = d->skip_before + T_EPS;
+                av_frame_unref(d->frame);
+                d->check_seek = 1;
+                d->have_last_t = 0;
+                if (seek_to(d, t0 - d->seek_margin + d->origin) != 0) {
+                    snprintf(err, errlen, "cannot seek in the file");
+                    return -EIO;
+                }
+                continue;
+            }
+        }
+        if (t < d->skip_before) {
+            av_frame_unref(d->frame);
+            continue;
+        }
+        int rc = convert(d, d->frame, err, errlen);
+        int w = d->frame->width, h = d->frame->height;
+        av_frame_unref(d->frame);
+        if (rc)
+            return rc;
+        int swap = d->rotation == 90 || d->rotation == 270;
+        f->width = swap ? h : w;
+        f->height = swap ? w : h;
+        f->rgb = d->rgb.up;
+        f->rgb_stride = d->rgb.up_stride;
+        f->gray = (d->flags & DECODE_GRAY) ? d->gray.up : NULL;
+        f->gray_stride = d->gray.up_stride;
+        f->t = t;
+        f->index = d->index++;
+        return 1;
+    }
+}
+
+int image_read_rgb(const char *path, uint8_t **rgb, int *width, int *height, char *err, size_t errlen)
+{
+    *rgb = NULL;
+    struct decoder *d;
+    int rc = decoder_open(path, 0, &d, err, errlen);
+    if (rc)
+        return rc;
+    struct decoded_frame f;
+    rc = decoder_next(d, &f, err, errlen);
+    if (rc == 0) {
+        snprintf(err, errlen, "%s: no picture could be decoded", path);
+        rc = -EINVAL;
+    } else if (rc == 1) {
+        *rgb = malloc((size_t)f.width * f.height * 3);
+        if (!*rgb) {
+            rc = -ENOMEM;
+        } else {
+            for (int y = 0; y < f.height; y++)
+                memcpy(*rgb + (size_t)y * f.width * 3, f.rgb + (size_t)y * f.rgb_stride, (size_t)f.width * 3);
+            *width = f.width;
+            *height = f.height;
+            rc = 0;
+        }
+    }
+    decoder_close(d);
+    return rc;
+}

@@ -1,0 +1,59 @@
+/* Decoding the video frames of a movie (or one still image), in presentation
+ * order, with libavformat/libavcodec and libswscale: every frame the stream
+ * holds exactly once (passthrough timing, as `ffmpeg -fps_mode passthrough`),
+ * turned upright by the rotation metadata, as RGB24 and optionally 8-bit grey.
+ * Times are seconds on the movie's timeline as players show it and
+ * `ffmpeg -ss` takes it: t = pts * time_base - container start_time.
+ * Damaged or truncated input decodes as far as it can; what was lost is
+ * counted in the stats, not crashed on. Not a player: no audio, no frame-rate
+ * conversion, no scaling. */
+#ifndef DFEW_DECODE_H
+#define DFEW_DECODE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct decoder;
+
+enum decode_flags {
+    DECODE_GRAY = 1, /* also produce an 8-bit grey (luma) plane */
+};
+
+/* One decoded frame; the pixels belong to the decoder and stay valid until
+ * the next decoder_next, decoder_seek or decoder_close. */
+struct decoded_frame {
+    const uint8_t *rgb; /* RGB24, upright */
+    int rgb_stride;
+    const uint8_t *gray; /* with DECODE_GRAY, else NULL */
+    int gray_stride;
+    int width, height; /* upright size */
+    double t;          /* seconds on the movie timeline */
+    int64_t index;     /* 0-based count of frames returned since open or the last seek */
+};
+
+struct decoder_stats {
+    int64_t packets;       /* video packets read */
+    int64_t decode_errors; /* packets or frames the decoder rejected */
+    int read_error;        /* reading stopped early (truncated or unreadable file) */
+    char read_error_msg[128];
+};
+
+/* Opens path and its first video stream. -ENOENT/-EACCES for the path,
+ * -EINVAL (reason in err) when it has no decodable video. */
+int decoder_open(const char *path, int flags, struct decoder **out, char *err, size_t errlen);
+void decoder_close(struct decoder *d);
+/* The next frames returned are those with t >= t0, in order. Seeks to the
+ * keyframe before t0 and decodes from there (frames before t0 are dropped),
+ * so no frame is lost to a seek that lands late. */
+int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen);
+/* 1 and a frame, 0 at the end of the stream, or a negative errno with err. */
+int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t errlen);
+const struct decoder_stats *decoder_stats(const struct decoder *d);
+/* Upright picture size, rotation (degrees clockwise) and nominal frame rate. */
+void decoder_geometry(const struct decoder *d, int *width, int *height, int *rotation, double *fps);
+
+/* The first frame of a still image or video as RGB24 (tightly packed, caller
+ * frees *rgb). For test tools and the benchmark's per-PNG detector. */
+int image_read_rgb(const char *path, uint8_t **rgb, int *width, int *height, char *err, size_t errlen);
+
+#endif
