@@ -8,7 +8,8 @@
  * (16 by default).
  * Aligned face frames before interpolation (all of them, in time order) are
  * optional: clips.aligned_dir when set (a DFEW release's clip_<S>x<S>/<name>/,
- * <name>_00001.jpg, ...), else output_dir/aligned/ when it exists; every
+ * <name>_00001.jpg, ...), else output_dir/aligned/ when it exists (the prep
+ * stage writes 00001.png, ... there unless [prep] keep_aligned = no); every
  * .png/.jpg file there, sorted by name.
  * If the prep stage writes another layout, change this file only. */
 #ifndef DFEW_CLIPFILES_H

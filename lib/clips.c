@@ -181,8 +181,8 @@ static char *prep_args(const struct dfew_config *cfg, const char *outputs_dir, c
     sbuf_add_json_str(&b, cfg->prep_image_format ? cfg->prep_image_format : "png");
     sbuf_add(&b, ",\"template\":");
     sbuf_add_json_str(&b, cfg->prep_template ? cfg->prep_template : DFEW_PREP_TEMPLATE);
-    sbuf_addf(&b, ",\"template_size\":%d,\"upsample\":%d,\"landmark_model\":", cfg->prep_template_size,
-              cfg->prep_upsample);
+    sbuf_addf(&b, ",\"template_size\":%d,\"upsample\":%d,\"keep_aligned\":%d,\"landmark_model\":",
+              cfg->prep_template_size, cfg->prep_upsample, cfg->prep_keep_aligned);
     sbuf_add_json_str(&b, cfg->prep_landmark_model ? cfg->prep_landmark_model : DFEW_LANDMARK_MODEL);
     sbuf_addc(&b, '}');
     return sbuf_take(&b);

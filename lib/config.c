@@ -39,6 +39,7 @@ void config_defaults(struct dfew_config *c)
     c->prep_landmark_model = xstrdup(DFEW_LANDMARK_MODEL);
     c->prep_upsample = 0;
     c->prep_whole_movie = 1;
+    c->prep_keep_aligned = 1;
 }
 
 void config_free(struct dfew_config *c)
@@ -67,23 +68,23 @@ struct key_desc {
 
 #define OFF(f) offsetof(struct dfew_config, f)
 static const struct key_desc keys[] = {
-    {"daemon", "workers", K_INT, OFF(workers), 0},
-    {"daemon", "drain_seconds", K_SECONDS, OFF(drain_s), 0},
-    {"daemon", "respawn_min_seconds", K_SECONDS, OFF(respawn_min_s), 0},
-    {"daemon", "respawn_max_seconds", K_SECONDS, OFF(respawn_max_s), 0},
-    {"daemon", "worker_program", K_STRING, OFF(worker_program), 0},
-    {"queue", "lease_seconds", K_SECONDS, OFF(lease_s), 1},
-    {"queue", "max_attempts", K_INT, OFF(max_attempts), 1},
-    {"queue", "retry_base_seconds", K_SECONDS, OFF(retry_base_s), 0},
-    {"queue", "retry_max_seconds", K_SECONDS, OFF(retry_max_s), 0},
-    {"queue", "sweep_seconds", K_SECONDS, OFF(sweep_s), 0.1},
-    {"batch", "incoming", K_STRING, OFF(incoming_dir), 0},
-    {"fetch", "max_bytes", K_BYTES, OFF(fetch_max_bytes), 1},
-    {"fetch", "connect_timeout", K_SECONDS, OFF(fetch_connect_s), 0.1},
-    {"fetch", "timeout", K_SECONDS, OFF(fetch_timeout_s), 1},
-    {"fetch", "stall_seconds", K_SECONDS, OFF(fetch_stall_s), 1},
-    {"labels", "single_label_threshold", K_INT, OFF(single_label_threshold), 0},
-    {"labels", "annotators_per_clip", K_INT, OFF(annotators_per_clip), 1},
+    {"daemon", "workers", K_INT, OFF(workers), 0, 0, NULL},
+    {"daemon", "drain_seconds", K_SECONDS, OFF(drain_s), 0, 0, NULL},
+    {"daemon", "respawn_min_seconds", K_SECONDS, OFF(respawn_min_s), 0, 0, NULL},
+    {"daemon", "respawn_max_seconds", K_SECONDS, OFF(respawn_max_s), 0, 0, NULL},
+    {"daemon", "worker_program", K_STRING, OFF(worker_program), 0, 0, NULL},
+    {"queue", "lease_seconds", K_SECONDS, OFF(lease_s), 1, 0, NULL},
+    {"queue", "max_attempts", K_INT, OFF(max_attempts), 1, 0, NULL},
+    {"queue", "retry_base_seconds", K_SECONDS, OFF(retry_base_s), 0, 0, NULL},
+    {"queue", "retry_max_seconds", K_SECONDS, OFF(retry_max_s), 0, 0, NULL},
+    {"queue", "sweep_seconds", K_SECONDS, OFF(sweep_s), 0.1, 0, NULL},
+    {"batch", "incoming", K_STRING, OFF(incoming_dir), 0, 0, NULL},
+    {"fetch", "max_bytes", K_BYTES, OFF(fetch_max_bytes), 1, 0, NULL},
+    {"fetch", "connect_timeout", K_SECONDS, OFF(fetch_connect_s), 0.1, 0, NULL},
+    {"fetch", "timeout", K_SECONDS, OFF(fetch_timeout_s), 1, 0, NULL},
+    {"fetch", "stall_seconds", K_SECONDS, OFF(fetch_stall_s), 1, 0, NULL},
+    {"labels", "single_label_threshold", K_INT, OFF(single_label_threshold), 0, 0, NULL},
+    {"labels", "annotators_per_clip", K_INT, OFF(annotators_per_clip), 1, 0, NULL},
     {"prep", "frames", K_INT, OFF(prep_frames), 1, 1000, NULL},
     {"prep", "size", K_INT, OFF(prep_size), 16, 2048, NULL},
     {"prep", "min_face_ratio", K_DOUBLE, OFF(prep_min_face_ratio), 0, 1, NULL},
@@ -94,6 +95,7 @@ static const struct key_desc keys[] = {
     {"prep", "landmark_model", K_STRING, OFF(prep_landmark_model), 0, 0, NULL},
     {"prep", "upsample", K_INT, OFF(prep_upsample), 0, 2, NULL},
     {"prep", "whole_movie", K_BOOL, OFF(prep_whole_movie), 0, 0, NULL},
+    {"prep", "keep_aligned", K_BOOL, OFF(prep_keep_aligned), 0, 0, NULL},
 };
 
 

@@ -48,6 +48,7 @@ struct dfew_config {
     char *prep_landmark_model;  /* dlib 68-point shape predictor */
     int prep_upsample;          /* face detector upsampling (0 or 1) */
     int prep_whole_movie;       /* a movie submitted without a clip list is one clip */
+    int prep_keep_aligned;      /* also keep every aligned face frame (output_dir/aligned/) */
 };
 
 /* The 112 x 112 five-point template (eyes, nose tip, mouth corners). */

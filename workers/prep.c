@@ -44,6 +44,7 @@ struct prep_args {
     int64_t clip_id;
     double start_s, end_s;
     int frames, size, template_size, upsample;
+    int keep_aligned; /* write every aligned face frame to aligned/NNNNN.<ext> */
     double min_face_ratio;
     enum tim_mode interp;
     enum img_format format;
@@ -107,8 +108,8 @@ static int parse_args(struct job_ctx *ctx, struct prep_args *a)
         return bad_arg(ctx, "'start_s' and 'end_s' must be seconds with 0 <= start < end");
     if (get_int(kv, "frames", 16, 1, 1000, &a->frames) || get_int(kv, "size", 112, 16, 2048, &a->size) ||
         get_int(kv, "template_size", 112, 1, 100000, &a->template_size) ||
-        get_int(kv, "upsample", 0, 0, 2, &a->upsample))
-        return bad_arg(ctx, "frames, size, template_size or upsample out of range");
+        get_int(kv, "upsample", 0, 0, 2, &a->upsample) || get_int(kv, "keep_aligned", 0, 0, 1, &a->keep_aligned))
+        return bad_arg(ctx, "frames, size, template_size, upsample or keep_aligned out of range");
     a->min_face_ratio = 0.5;
     if (kv_get(kv, "min_face_ratio") &&
         (kv_get_double(kv, "min_face_ratio", &a->min_face_ratio) || a->min_face_ratio < 0 || a->min_face_ratio > 1))
@@ -155,19 +156,6 @@ static int load_models(struct job_ctx *ctx, const char *model)
     return 0;
 }
 
-static int rm_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
-{
-    return remove(p);
-}
-
-static int remove_tree(const char *path)
-{
-    struct stat sb;
-    if (lstat(path, &sb) != 0)
-        return errno == ENOENT ? 0 : -errno;
-    return nftw(path, rm_entry, 8, FTW_DEPTH | FTW_PHYS) == 0 ? 0 : -errno;
-}
-
 /* Temporary directories of earlier attempts at this clip (a worker killed
  * mid-clip leaves one): only one job per clip runs at a time, so they are stale. */
 static void remove_stale_tmp(const char *parent, const char *base)
@@ -209,7 +197,9 @@ static int close_file(FILE *f)
 }
 
 /* Interpolates the n aligned face frames in `aligned` (n x size x size x 3)
- * to a->frames frames and writes them as images and as clip.u8. */
+ * to a->frames frames and writes them as images and as clip.u8; with
+ * keep_aligned also every aligned face frame, aligned/00001.<ext> ... in time
+ * order (the DFEW release's clip_<S>x<S> set, see lib/clipfiles.h). */
 static int write_outputs(const struct prep_args *a, int aligned_fd, int n, const char *tmp, struct prep_times *tm)
 {
     const size_t P = (size_t)a->size * a->size * 3;
@@ -220,12 +210,31 @@ static int write_outputs(const struct prep_args *a, int aligned_fd, int n, const
     uint8_t *frame = malloc(P);
     uint8_t *out = malloc(P * M);
     int rc = !w || !acc || !frame || !out ? -ENOMEM : tim_weights(n, M, a->interp, w);
+    struct img_encoder *enc = NULL;
+    struct sbuf path = {0};
+    double t_aligned = 0;
+    if (!rc)
+        rc = img_encoder_new(a->format, &enc);
+    if (!rc && a->keep_aligned) {
+        sbuf_addf(&path, "%s/aligned", tmp);
+        if (mkdir(path.s, 0755) != 0)
+            rc = -errno;
+    }
     /* acc[j] += w[j][i] * frame_i, one input frame at a time (memory: M frames) */
     for (int i = 0; i < n && !rc; i++) {
         ssize_t got = pread(aligned_fd, frame, P, (off_t)i * P);
         if (got != (ssize_t)P) {
             rc = got < 0 ? -errno : -EIO;
             break;
+        }
+        if (a->keep_aligned) {
+            double ta = mono_s();
+            sbuf_reset(&path);
+            sbuf_addf(&path, "%s/aligned/%05d.%s", tmp, i + 1, img_format_ext(a->format));
+            rc = img_write_file(enc, path.s, frame, a->size, a->size, a->size * 3);
+            t_aligned += mono_s() - ta;
+            if (rc)
+                break;
         }
         for (int j = 0; j < M; j++) {
             float wj = (float)w[(size_t)j * n + i];
@@ -240,13 +249,10 @@ static int write_outputs(const struct prep_args *a, int aligned_fd, int n, const
         float v = floorf(acc[p] + 0.5f);
         out[p] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
     }
-    tm->align += mono_s() - t0;
+    tm->align += mono_s() - t0 - t_aligned;
+    tm->write += t_aligned;
     t0 = mono_s();
-    struct img_encoder *enc = NULL;
-    if (!rc)
-        rc = img_encoder_new(a->format, &enc);
     int digits = M >= 100 ? (M >= 1000 ? 4 : 3) : 2;
-    struct sbuf path = {0};
     for (int j = 0; j < M && !rc; j++) {
         sbuf_reset(&path);
         sbuf_addf(&path, "%s/%0*d.%s", tmp, digits, j + 1, img_format_ext(a->format));

@@ -150,7 +150,10 @@ class PrepPipelineTest(unittest.TestCase):
         self.assertEqual(d, os.path.join(self.home.dir, 'outputs', 'clips', str(c['clip_id'])))
         pngs = sorted(glob.glob(os.path.join(d, '*.png')))
         self.assertEqual([os.path.basename(p) for p in pngs], ['%02d.png' % i for i in range(1, 17)])
-        self.assertEqual(sorted(os.listdir(d)), sorted([os.path.basename(p) for p in pngs] + ['faces.bin', 'clip.u8']))
+        self.assertEqual(sorted(os.listdir(d)),
+                         sorted([os.path.basename(p) for p in pngs] + ['aligned', 'faces.bin', 'clip.u8']))
+        # every aligned face frame before interpolation, in time order
+        self.assertEqual(sorted(os.listdir(os.path.join(d, 'aligned'))), ['%05d.png' % i for i in range(1, 73)])
         shape, pixels = read_tensor(os.path.join(d, 'clip.u8'))
         self.assertEqual(shape, (16, 112, 112, 3))
         self.assertEqual(decode_images(pngs, 112), pixels, 'the PNG frames and clip.u8 hold the same pixels')
@@ -167,6 +170,29 @@ class PrepPipelineTest(unittest.TestCase):
             xs, ys = r['pts'][0::2], r['pts'][1::2]
             self.assertTrue(x0 - m < min(xs) and max(xs) < x1 + m and y0 - m < min(ys) and max(ys) < y1 + m,
                             (r['box'], min(xs), max(xs), min(ys), max(ys)))
+
+    def test_export_as_dfew_release(self):
+        # prepared clips + votes -> the DFEW release layout, frames from the prep outputs
+        c, h = self.clip('single_face.mp4'), self.clip('short_hamilton_clip.mp4')
+        votes = os.path.join(self.home.dir, 'votes.csv')
+        with open(votes, 'w') as f:
+            f.write('clip,happy,sad,neutral,angry,surprise,disgust,fear\n%d,8,0,2,0,0,0,0\n%d,0,7,3,0,0,0,0\n'
+                    % (c['clip_id'], h['clip_id']))
+        self.home.ctl('labels', 'import', votes)
+        self.home.ctl('folds', 'make', '--k', '2', '--name', 'e2e')
+        out = os.path.join(self.home.dir, 'release')
+        self.home.ctl('export', '--format', 'dfew', out)
+        for clip in (c, h):
+            name = '%05d' % clip['clip_id']
+            aligned = sorted(os.listdir(os.path.join(out, 'Clip', 'clip_112x112', name)))
+            self.assertEqual(aligned, ['%s_%05d.jpg' % (name, i) for i in range(1, clip['frames_face'] + 1)])
+            tim = sorted(os.listdir(os.path.join(out, 'Clip', 'clip_112x112_16f', name)), key=lambda s: int(s[:-4]))
+            self.assertEqual(tim, ['%d.jpg' % i for i in range(1, 17)])
+        with open(os.path.join(out, 'EmoLabel_DataSplit', 'test(single-labeled)', 'set_1.csv')) as f:
+            self.assertEqual(f.readline().strip(), 'video_name,label')
+            self.assertEqual(len(f.readlines()), 1)
+        import shutil
+        shutil.rmtree(out)
 
     def test_no_face(self):
         c = self.clip('no_face.mp4')
@@ -248,8 +274,11 @@ class PrepPipelineTest(unittest.TestCase):
             self.assertEqual(job['attempts'], 2)
             self.assertIn('queued', h.trail(job['id'])[2:], 'the killed attempt went back to the queue')
             self.assertEqual(sorted(os.listdir(clips)), ['1'], 'temporary directories are gone')
-            names = sorted(os.listdir(ref))
-            self.assertEqual(sorted(os.listdir(final)), names)
+            def tree(d):
+                return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
+            names = tree(ref)
+            self.assertEqual(tree(final), names)
+            self.assertIn('aligned/00072.png', names)
             for n in names:
                 with open(os.path.join(ref, n), 'rb') as a, open(os.path.join(final, n), 'rb') as b:
                     self.assertEqual(a.read(), b.read(), '%s differs from an undisturbed run' % n)
