@@ -93,12 +93,49 @@ static size_t conv3d_tile_floats(const struct conv3d_shape *s, size_t max_tile_f
     return (size_t)s->c * s->kt * s->kh * s->kw * (size_t)conv3d_tile_rows(s, max_tile_floats) * s->wo;
 }
 
+/* A stride-1 conv's input gradient is itself a convolution: of dout with
+ * the weights flipped in space and transposed in channels, padding k-1-p:
+ *   dx[c][i] = sum_o sum_a dout[o][i + p - a] W[o][c][a]
+ *            = sum_o sum_a' dout[o][i - (k-1-p) + a'] W[o][c][k-1-a'].
+ * Computing it so (vol2col gather + sgemm with the forward's shape) avoids the
+ * scatter-add of col2vol and the thin W^T . dout product. */
+static int conv3d_dx_as_conv(const struct conv3d_shape *s)
+{
+    return !conv3d_is_pointwise(s) && s->st == 1 && s->sh == 1 && s->sw == 1 && s->pt < s->kt && s->ph < s->kh &&
+           s->pw < s->kw;
+}
+
+static struct conv3d_shape conv3d_dx_shape(const struct conv3d_shape *s)
+{
+    struct conv3d_shape d = *s;
+    d.c = s->oc, d.oc = s->c;
+    d.t = s->to, d.h = s->ho, d.w = s->wo;
+    d.pt = s->kt - 1 - s->pt, d.ph = s->kh - 1 - s->ph, d.pw = s->kw - 1 - s->pw;
+    conv3d_shape_init(&d); /* gives back t, h, w */
+    return d;
+}
+
+/* per-thread column floats: the larger of the forward's and the dx conv's */
+static size_t conv3d_thread_tile(const struct conv3d_shape *s, size_t max_tile_floats)
+{
+    size_t tile = conv3d_tile_floats(s, max_tile_floats);
+    if (conv3d_dx_as_conv(s)) {
+        struct conv3d_shape d = conv3d_dx_shape(s);
+        size_t td = conv3d_tile_floats(&d, max_tile_floats);
+        if (td > tile)
+            tile = td;
+    }
+    return tile;
+}
+
+/* buf: [threads column tiles][threads - 1 weight-gradient sums][flipped weights] */
 size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, int threads)
 {
     if (threads < 1)
         threads = 1;
     size_t wsize = (size_t)s->oc * s->c * s->kt * s->kh * s->kw;
-    return (size_t)threads * conv3d_tile_floats(s, max_tile_floats) + (size_t)(threads - 1) * wsize;
+    return (size_t)threads * conv3d_thread_tile(s, max_tile_floats) + (size_t)(threads - 1) * wsize +
+           (conv3d_dx_as_conv(s) ? wsize : 0);
 }
 
 /* Threads that share the batch of a conv call, whole samples per thread;
@@ -218,7 +255,7 @@ void conv3d_forward(float *out, const float *inp, const float *weight, const flo
                     const struct conv3d_shape *s, struct conv3d_work *ws)
 {
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
-    const size_t tile = conv3d_tile_floats(s, ws->max_tile_floats);
+    const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
     int nt = conv3d_threads(s, ws);
     if (nt > 1) {
 #pragma omp parallel for schedule(static) num_threads(nt)
@@ -286,23 +323,35 @@ void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dou
             dbias[o] = (float)acc;
         }
     }
-    const size_t tile = conv3d_tile_floats(s, ws->max_tile_floats);
+    const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
     int nt = conv3d_threads(s, ws);
-    if (nt <= 1) {
-        for (int n = 0; n < s->n; n++)
-            conv_backward_sample(dinp ? dinp + n * in_sz : NULL, dweight, n == 0, dout + n * (int64_t)s->oc * P,
-                                 inp + n * in_sz, weight, s, ws->buf, ws->max_tile_floats);
-        return;
+    float *partial = ws->buf + (size_t)nt * tile, *wflip = NULL;
+    struct conv3d_shape d;
+    if (dinp && conv3d_dx_as_conv(s)) {
+        /* wflip C x OC x kT x kH x kW = W OC x C x kT x kH x kW flipped in space */
+        const int kvol = s->kt * s->kh * s->kw;
+        wflip = partial + (size_t)(nt - 1) * wsize;
+        d = conv3d_dx_shape(s);
+#pragma omp parallel for schedule(static) if(PAR_WORTH(wsize))
+        for (int c = 0; c < s->c; c++)
+            for (int o = 0; o < s->oc; o++)
+                for (int k = 0; k < kvol; k++)
+                    wflip[((int64_t)c * s->oc + o) * kvol + k] = weight[((int64_t)o * s->c + c) * kvol + kvol - 1 - k];
     }
-    float *partial = ws->buf + (size_t)nt * tile;
-#pragma omp parallel num_threads(nt)
+#pragma omp parallel num_threads(nt) if(nt > 1)
     {
         int t = omp_get_thread_num(), n0 = t * s->n / nt, n1 = (t + 1) * s->n / nt;
-        float *dw = t == 0 ? dweight : partial + (size_t)(t - 1) * wsize;
-        for (int n = n0; n < n1; n++)
-            conv_backward_sample(dinp ? dinp + n * in_sz : NULL, dw, n == n0, dout + n * (int64_t)s->oc * P,
-                                 inp + n * in_sz, weight, s, ws->buf + (size_t)t * tile, ws->max_tile_floats);
+        float *dw = t == 0 ? dweight : partial + (size_t)(t - 1) * wsize, *col = ws->buf + (size_t)t * tile;
+        for (int n = n0; n < n1; n++) {
+            const float *g = dout + n * (int64_t)s->oc * P;
+            conv_backward_sample(dinp && !wflip ? dinp + n * in_sz : NULL, dw, n == n0, g, inp + n * in_sz, weight, s,
+                                 col, ws->max_tile_floats);
+            if (wflip) /* dx C x T x H x W = conv(dout OC x TO x HO x WO, wflip) */
+                conv_forward_sample(dinp + n * in_sz, g, wflip, NULL, &d, col, ws->max_tile_floats);
+        }
     }
+    if (nt <= 1)
+        return;
 #pragma omp parallel for schedule(static) if(PAR_WORTH(wsize))
     for (int64_t i = 0; i < wsize; i++) {
         float v = dweight[i];
