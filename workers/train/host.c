@@ -93,7 +93,7 @@ int train_backend_choose(const char *dir, struct train_backend_handle *h, struct
         int p = h->be->device_probe(dev);
         if (p == 1)
             return 0;
-        snprintf(why, sizeof why, "%s: no CUDA device found", path);
+        snprintf(why, sizeof why, "%.400s: no CUDA device found", path);
         train_backend_close(h);
     }
     if (note)

@@ -302,7 +302,7 @@ static int cpu_save(struct dfew_train_model *m, const char *path, const struct d
     struct ckio io = {.f = fopen(tmp, "wb"), .h = 0xcbf29ce484222325ull};
     if (!io.f) {
         int e = errno;
-        snprintf(m->err, sizeof m->err, "cannot write checkpoint %s: %s; check the directory exists and is writable",
+        snprintf(m->err, sizeof m->err, "cannot write checkpoint %.160s: %s; check the directory exists and is writable",
                  tmp, strerror(e));
         return -e;
     }
@@ -337,7 +337,7 @@ static int cpu_save(struct dfew_train_model *m, const char *path, const struct d
     if (bad || rename(tmp, path) != 0) {
         e = errno ? errno : EIO;
         unlink(tmp);
-        snprintf(m->err, sizeof m->err, "writing checkpoint %s failed: %s; check free disk space", path, strerror(e));
+        snprintf(m->err, sizeof m->err, "writing checkpoint %.160s failed: %s; check free disk space", path, strerror(e));
         return -e;
     }
     return 0;

@@ -152,6 +152,55 @@ static int conv3d_threads(const struct conv3d_shape *s, const struct conv3d_work
     return nt < 1 ? 1 : nt;
 }
 
+/* vol2col of one kernel offset (a, b, horizontal shift d = e - pw) when the
+ * conv keeps the width and has row and column stride 1: the rows of one
+ * output frame come from consecutive input rows, so they are one long copy
+ * shifted by d, with the d columns that crossed a row border zeroed after. */
+static void vol2col_row_runs(float *dst, const float *xc, const struct conv3d_shape *s, int r0, int r1, int a, int b,
+                             int d)
+{
+    const int W = s->w;
+    const int64_t plane = (int64_t)s->h * W;
+    for (int r = r0; r < r1;) {
+        int fo = r / s->ho, ho0 = r % s->ho, end = (fo + 1) * s->ho < r1 ? (fo + 1) * s->ho : r1, n = end - r;
+        float *d0 = dst + (int64_t)(r - r0) * W;
+        int ti = fo * s->st - s->pt + a;
+        r = end;
+        if (ti < 0 || ti >= s->t) {
+            memset(d0, 0, sizeof(float) * n * W);
+            continue;
+        }
+        /* output rows ho0 .. ho0+n-1 read input rows ho - ph + b; valid in [0, H) */
+        int front = s->ph - b - ho0, valid;
+        front = front < 0 ? 0 : front > n ? n : front;
+        valid = s->h + s->ph - b - (ho0 + front);
+        valid = valid < 0 ? 0 : valid > n - front ? n - front : valid;
+        int back = n - front - valid;
+        if (front)
+            memset(d0, 0, sizeof(float) * front * W);
+        if (back)
+            memset(d0 + (int64_t)(front + valid) * W, 0, sizeof(float) * back * W);
+        if (!valid)
+            continue;
+        float *dd = d0 + (int64_t)front * W;
+        if (d >= W || -d >= W) { /* the kernel reaches past the whole row: padding only */
+            memset(dd, 0, sizeof(float) * valid * W);
+            continue;
+        }
+        const float *ss = xc + ti * plane + (int64_t)(ho0 + front - s->ph + b) * W;
+        int64_t len = (int64_t)valid * W;
+        if (d >= 0) {
+            memcpy(dd, ss + d, sizeof(float) * (len - d));
+            for (int q = 0; q < valid; q++)
+                memset(dd + (int64_t)q * W + W - d, 0, sizeof(float) * d);
+        } else {
+            memcpy(dd - d, ss, sizeof(float) * (len + d));
+            for (int q = 0; q < valid; q++)
+                memset(dd + (int64_t)q * W, 0, sizeof(float) * -d);
+        }
+    }
+}
+
 /* col K x P_tile <- one sample's input C x T x H x W, output rows [r0, r1)
  * (row r = to_index * HO + ho_index), K ordered (c, a, b, e) like the weight. */
 static void vol2col(float *col, const float *x, const struct conv3d_shape *s, int r0, int r1)
@@ -163,6 +212,10 @@ static void vol2col(float *col, const float *x, const struct conv3d_shape *s, in
         int c = k / kvol, a = (k / (s->kh * s->kw)) % s->kt, b = (k / s->kw) % s->kh, e = k % s->kw;
         const float *xc = x + (int64_t)c * s->t * plane;
         float *dst = col + (int64_t)k * pt;
+        if (s->sh == 1 && s->sw == 1 && wo == s->w) {
+            vol2col_row_runs(dst, xc, s, r0, r1, a, b, e - s->pw);
+            continue;
+        }
         for (int r = r0; r < r1; r++, dst += wo) {
             int ti = (r / s->ho) * s->st - s->pt + a, hi = (r % s->ho) * s->sh - s->ph + b;
             if (ti < 0 || ti >= s->t || hi < 0 || hi >= s->h) {
