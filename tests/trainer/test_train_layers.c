@@ -1,0 +1,453 @@
+/* test_train_layers.c: every CPU layer's backward against central finite
+ * differences of its forward (loss = sum r_i * out_i with random r), the
+ * tiled conv3d against the untiled one, EC-STFL (paper and L1 forms) and the
+ * center loss gradients by finite differences, the single-class EC-STFL batch,
+ * dropout masks, SGD against its formula. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "check.h"
+#include "layers.h"
+#include "refload.h"
+#include "rng.h"
+
+static uint64_t seed = 42;
+
+static float *randv(int64_t n, float scale)
+{
+    float *v = malloc(sizeof(float) * (size_t)(n ? n : 1));
+    for (int64_t i = 0; i < n; i++)
+        v[i] = scale * (2.f * rng_uniform(&seed) - 1.f);
+    return v;
+}
+
+static double dot(const float *a, const float *b, int64_t n)
+{
+    double s = 0;
+    for (int64_t i = 0; i < n; i++)
+        s += (double)a[i] * b[i];
+    return s;
+}
+
+/* max |analytic - numeric| / max |numeric| over the checked coordinates */
+static double fd_err(const float *an, const double *num, int64_t n)
+{
+    double md = 0, mn = 1e-8;
+    for (int64_t i = 0; i < n; i++) {
+        md = fmax(md, fabs(an[i] - num[i]));
+        mn = fmax(mn, fabs(num[i]));
+    }
+    return md / mn;
+}
+
+/* ---- conv3d: loss(x, w, b) = r . conv(x, w, b) */
+static struct conv3d_shape g_cs;
+static struct conv3d_work g_ws;
+static float *g_r;
+
+static double conv_loss(const float *x, const float *w, const float *b)
+{
+    int64_t on = (int64_t)g_cs.n * g_cs.oc * g_cs.to * g_cs.ho * g_cs.wo;
+    float *y = malloc(sizeof(float) * on);
+    conv3d_forward(y, x, w, b, &g_cs, &g_ws);
+    double l = dot(y, g_r, on);
+    free(y);
+    return l;
+}
+
+static void fd_vec(float *v, int64_t n, double *num, double (*f)(void), float h)
+{
+    for (int64_t i = 0; i < n; i++) {
+        float o = v[i];
+        v[i] = o + h;
+        double lp = f();
+        v[i] = o - h;
+        double lm = f();
+        v[i] = o;
+        num[i] = (lp - lm) / (2.0 * h);
+    }
+}
+
+static float *cx, *cw, *cb;
+static double conv_loss_g(void) { return conv_loss(cx, cw, cb); }
+
+static void conv_case(struct conv3d_shape s, int bias, size_t tile)
+{
+    CHECK(conv3d_shape_init(&s) == 0);
+    g_cs = s;
+    int64_t xn = (int64_t)s.n * s.c * s.t * s.h * s.w, wn = (int64_t)s.oc * s.c * s.kt * s.kh * s.kw;
+    int64_t on = (int64_t)s.n * s.oc * s.to * s.ho * s.wo;
+    cx = randv(xn, 1.f), cw = randv(wn, 0.5f), cb = bias ? randv(s.oc, 0.5f) : NULL;
+    g_r = randv(on, 1.f);
+    g_ws.threads = 2; /* whole samples per thread (when OpenMP has 2 threads) */
+    g_ws.max_tile_floats = tile;
+    g_ws.floats = conv3d_work_floats(&s, tile, 2);
+    g_ws.buf = malloc(sizeof(float) * (g_ws.floats + 1));
+    float *dx = randv(xn, 9.f), *dw = randv(wn, 9.f), *db = randv(s.oc, 9.f); /* garbage: overwritten */
+    conv3d_backward(dx, dw, bias ? db : NULL, g_r, cx, cw, &s, &g_ws);
+    double *num = malloc(sizeof(double) * (size_t)(xn > wn ? xn : wn));
+    fd_vec(cx, xn, num, conv_loss_g, 1e-2f);
+    double ex = fd_err(dx, num, xn);
+    fd_vec(cw, wn, num, conv_loss_g, 1e-2f);
+    double ew = fd_err(dw, num, wn), eb = 0;
+    if (bias) {
+        fd_vec(cb, s.oc, num, conv_loss_g, 1e-2f);
+        eb = fd_err(db, num, s.oc);
+    }
+    printf("  conv3d c%d %dx%dx%d k%d%d%d s%d%d%d p%d%d%d tile %zu: dx %.2g dw %.2g db %.2g\n", s.c, s.t, s.h, s.w,
+           s.kt, s.kh, s.kw, s.st, s.sh, s.sw, s.pt, s.ph, s.pw, g_ws.floats, ex, ew, eb);
+    CHECK(ex < 2e-3 && ew < 2e-3 && eb < 2e-3);
+
+    /* the tiled result equals the one-tile result */
+    /* one thread, one big tile: the same results up to rounding (OpenBLAS
+     * blocks a narrow tile differently; the weight gradient adds per-thread
+     * sums) */
+    struct conv3d_work big = {.floats = conv3d_work_floats(&s, (size_t)1 << 30, 1), .max_tile_floats = 1u << 30,
+                              .threads = 1};
+    big.buf = malloc(sizeof(float) * (big.floats + 1));
+    float *y1 = malloc(sizeof(float) * on), *y2 = malloc(sizeof(float) * on);
+    float *dx2 = malloc(sizeof(float) * xn), *dw2 = malloc(sizeof(float) * wn);
+    conv3d_forward(y1, cx, cw, cb, &s, &g_ws);
+    conv3d_forward(y2, cx, cw, cb, &s, &big);
+    conv3d_backward(dx, dw, NULL, g_r, cx, cw, &s, &g_ws);
+    conv3d_backward(dx2, dw2, NULL, g_r, cx, cw, &s, &big);
+    CHECK(ref_relerr(y1, y2, on, 1e-30) < 1e-6);
+    CHECK(ref_relerr(dx, dx2, xn, 1e-30) < 1e-6);
+    CHECK(ref_relerr(dw, dw2, wn, 1e-30) < 1e-6);
+    free(big.buf), free(y1), free(y2), free(dx2), free(dw2);
+    free(cx), free(cw), free(cb), free(g_r), free(g_ws.buf), free(dx), free(dw), free(db), free(num);
+}
+
+static void test_conv3d(void)
+{
+    /* 3x3x3 pad 1 (the r3d/C3D body), forced to many tiles */
+    conv_case((struct conv3d_shape){.n = 2, .c = 3, .t = 3, .h = 5, .w = 6, .oc = 4, .kt = 3, .kh = 3, .kw = 3,
+                                    .st = 1, .sh = 1, .sw = 1, .pt = 1, .ph = 1, .pw = 1},
+              1, 1);
+    /* the stem: 3x7x7 stride 1x2x2 pad 1x3x3 */
+    conv_case((struct conv3d_shape){.n = 2, .c = 2, .t = 3, .h = 9, .w = 8, .oc = 3, .kt = 3, .kh = 7, .kw = 7,
+                                    .st = 1, .sh = 2, .sw = 2, .pt = 1, .ph = 3, .pw = 3},
+              0, 200);
+    /* stride 2 3x3x3 and the 1x1x1 stride-2 shortcut */
+    conv_case((struct conv3d_shape){.n = 1, .c = 3, .t = 4, .h = 6, .w = 5, .oc = 2, .kt = 3, .kh = 3, .kw = 3,
+                                    .st = 2, .sh = 2, .sw = 2, .pt = 1, .ph = 1, .pw = 1},
+              0, 1 << 20);
+    conv_case((struct conv3d_shape){.n = 2, .c = 4, .t = 4, .h = 4, .w = 6, .oc = 3, .kt = 1, .kh = 1, .kw = 1,
+                                    .st = 2, .sh = 2, .sw = 2},
+              0, 1 << 20);
+    /* pointwise (no column buffer) */
+    conv_case((struct conv3d_shape){.n = 2, .c = 3, .t = 2, .h = 3, .w = 3, .oc = 5, .kt = 1, .kh = 1, .kw = 1,
+                                    .st = 1, .sh = 1, .sw = 1},
+              1, 1 << 20);
+}
+
+/* ---- batchnorm3d (train), relu, maxpool, avgpool, linear: FD on a generic
+ * "forward(x) -> y" closure */
+enum { L_BN, L_POOL, L_GAP, L_LIN, L_RELU };
+static int L_kind, L_n = 3, L_c = 4;
+static int64_t L_s = 10;
+static float *L_x, *L_g, *L_b, *L_w, *L_r;
+static struct conv3d_shape L_ps;
+
+static int64_t L_outn(void)
+{
+    switch (L_kind) {
+    case L_POOL:
+        return (int64_t)L_ps.n * L_ps.c * L_ps.to * L_ps.ho * L_ps.wo;
+    case L_GAP:
+        return (int64_t)L_n * L_c;
+    case L_LIN:
+        return (int64_t)L_n * 5;
+    default:
+        return (int64_t)L_n * L_c * L_s;
+    }
+}
+
+/* the forward of the layer under test; sm, sr: batchnorm's saved statistics */
+static void L_forward(float *y, int32_t *am, float *sm, float *sr)
+{
+    float rm[8] = {0}, rv[8] = {0};
+    switch (L_kind) {
+    case L_BN:
+        batchnorm3d_forward_train(y, sm, sr, rm, rv, L_x, L_g, L_b, L_n, L_c, L_s, 0.1f, 1e-5f);
+        break;
+    case L_POOL:
+        maxpool3d_forward(y, am, L_x, &L_ps);
+        break;
+    case L_GAP:
+        avgpool_global_forward(y, L_x, L_n, L_c, L_s);
+        break;
+    case L_LIN:
+        linear_forward(y, L_x, L_w, L_b, L_n, L_c, 5);
+        break;
+    case L_RELU:
+        relu_forward(y, L_x, L_outn());
+        break;
+    }
+}
+
+static double L_loss(void)
+{
+    int64_t on = L_outn();
+    float *y = malloc(sizeof(float) * on), sm[8], sr[8];
+    int32_t *am = malloc(sizeof(int32_t) * on);
+    L_forward(y, am, sm, sr);
+    double l = dot(y, L_r, on);
+    free(y), free(am);
+    return l;
+}
+
+static void layer_case(int kind, const char *name)
+{
+    L_kind = kind;
+    int64_t xn = kind == L_POOL ? (int64_t)L_ps.n * L_ps.c * L_ps.t * L_ps.h * L_ps.w
+                 : kind == L_LIN ? (int64_t)L_n * L_c : (int64_t)L_n * L_c * L_s;
+    L_x = randv(xn, 1.f), L_g = randv(L_c, 1.f), L_b = randv(5, 1.f), L_w = randv(5 * L_c, 1.f);
+    int64_t on = L_outn();
+    L_r = randv(on, 1.f);
+    float *y = malloc(sizeof(float) * on), *dx = randv(xn, 9.f), *dg = randv(8, 9.f), *db = randv(8, 9.f);
+    float *dw = randv(5 * L_c, 9.f), sm[8], sr[8];
+    int32_t *am = malloc(sizeof(int32_t) * on);
+    double *num = malloc(sizeof(double) * (size_t)(xn + 64));
+    double e = 0;
+    L_forward(y, am, sm, sr);
+    switch (kind) {
+    case L_BN:
+        batchnorm3d_backward(dx, dg, db, L_r, L_x, L_g, sm, sr, L_n, L_c, L_s);
+        fd_vec(L_g, L_c, num, L_loss, 1e-2f);
+        e = fmax(e, fd_err(dg, num, L_c));
+        fd_vec(L_b, L_c, num, L_loss, 1e-2f);
+        e = fmax(e, fd_err(db, num, L_c));
+        break;
+    case L_POOL:
+        maxpool3d_backward(dx, L_r, am, &L_ps);
+        break;
+    case L_GAP:
+        avgpool_global_backward(dx, L_r, L_n, L_c, L_s);
+        break;
+    case L_LIN:
+        linear_backward(dx, dw, db, L_r, L_x, L_w, L_n, L_c, 5);
+        fd_vec(L_w, 5 * L_c, num, L_loss, 1e-2f);
+        e = fmax(e, fd_err(dw, num, 5 * L_c));
+        fd_vec(L_b, 5, num, L_loss, 1e-2f);
+        e = fmax(e, fd_err(db, num, 5));
+        break;
+    case L_RELU:
+        relu_backward(dx, L_r, y, on);
+        break;
+    }
+    fd_vec(L_x, xn, num, L_loss, kind == L_POOL || kind == L_RELU ? 1e-3f : 1e-2f);
+    e = fmax(e, fd_err(dx, num, xn));
+    printf("  %-12s finite-difference rel err %.2g\n", name, e);
+    CHECK(e < 5e-3);
+    free(L_x), free(L_g), free(L_b), free(L_w), free(L_r), free(y), free(dx), free(dg), free(db), free(dw);
+    free(am), free(num);
+}
+
+static void test_layers_fd(void)
+{
+    layer_case(L_BN, "batchnorm3d");
+    L_ps = (struct conv3d_shape){.n = 2, .c = 3, .t = 3, .h = 5, .w = 5, .oc = 3, .kt = 2, .kh = 2, .kw = 2,
+                                 .st = 2, .sh = 2, .sw = 2, .pt = 0, .ph = 1, .pw = 1};
+    CHECK(conv3d_shape_init(&L_ps) == 0);
+    layer_case(L_POOL, "maxpool3d");
+    layer_case(L_GAP, "avgpool");
+    layer_case(L_LIN, "linear");
+    layer_case(L_RELU, "relu");
+}
+
+static void test_batchnorm_eval_and_stats(void)
+{
+    int n = 2, c = 2;
+    int64_t s = 6;
+    float *x = randv(n * c * s, 2.f), y[24], g[2] = {1.5f, 0.5f}, b[2] = {0.1f, -0.2f}, sm[2], sr[2];
+    float rm[2] = {0.f, 1.f}, rv[2] = {1.f, 2.f};
+    batchnorm3d_forward_train(y, sm, sr, rm, rv, x, g, b, n, c, s, 0.1f, 1e-5f);
+    for (int ch = 0; ch < c; ch++) {
+        double mean = 0, var = 0;
+        for (int i = 0; i < n; i++)
+            for (int p = 0; p < s; p++)
+                mean += x[(i * c + ch) * s + p];
+        mean /= n * s;
+        for (int i = 0; i < n; i++)
+            for (int p = 0; p < s; p++)
+                var += pow(x[(i * c + ch) * s + p] - mean, 2);
+        CHECK(fabs(rm[ch] - (0.9 * (ch ? 1.0 : 0.0) + 0.1 * mean)) < 1e-6);
+        CHECK(fabs(rv[ch] - (0.9 * (ch ? 2.0 : 1.0) + 0.1 * var / (n * s - 1))) < 1e-5); /* unbiased */
+    }
+    batchnorm3d_forward_eval(y, x, g, b, rm, rv, n, c, s, 1e-5f);
+    CHECK(fabs(y[3] - ((x[3] - rm[0]) / sqrtf(rv[0] + 1e-5f) * g[0] + b[0])) < 1e-5);   /* n 0, channel 0 */
+    CHECK(fabs(y[7] - ((x[7] - rm[1]) / sqrtf(rv[1] + 1e-5f) * g[1] + b[1])) < 1e-5);   /* n 0, channel 1 */
+    free(x);
+}
+
+static void test_softmax_ce(void)
+{
+    int n = 4, k = 7;
+    float *z = randv(n * k, 3.f), p[28], d[28];
+    int32_t lab[4] = {0, 6, 3, 3};
+    int correct;
+    float l = softmax_crossentropy_forward(p, z, lab, n, k, &correct);
+    softmax_crossentropy_backward(d, p, lab, n, k, 1.f);
+    double num[28];
+    for (int i = 0; i < n * k; i++) {
+        float o = z[i];
+        z[i] = o + 1e-2f;
+        double lp = softmax_crossentropy_forward(p, z, lab, n, k, NULL);
+        z[i] = o - 1e-2f;
+        double lm = softmax_crossentropy_forward(p, z, lab, n, k, NULL);
+        z[i] = o;
+        num[i] = (lp - lm) / 2e-2;
+    }
+    CHECK(fd_err(d, num, n * k) < 2e-3);
+    CHECK(l > 0 && correct >= 0 && correct <= n);
+    free(z);
+}
+
+/* ---- the feature losses */
+static int F_n = 8, F_d = 5, F_kind;
+static float *F_x, *F_c;
+static int32_t F_lab[8] = {0, 1, 0, 2, 1, 0, 2, 2};
+
+static double F_loss(void)
+{
+    int active;
+    if (F_kind == 0)
+        return ecstfl_forward(F_x, F_lab, F_n, F_d, &active);
+    if (F_kind == 1)
+        return ecstfl_l1_forward(F_x, F_lab, F_n, F_d, &active);
+    return center_loss_forward(F_x, F_c, F_lab, F_n, F_d);
+}
+
+static void test_feature_losses_fd(void)
+{
+    static const char *names[] = {"EC-STFL (L2, eq. 9)", "EC-STFL-L1", "center loss"};
+    for (F_kind = 0; F_kind < 3; F_kind++) {
+        F_x = randv(F_n * F_d, 1.f);
+        F_c = randv(3 * F_d, 1.f);
+        float *g = calloc(F_n * F_d, sizeof(float));
+        float *g2 = calloc(F_n * F_d, sizeof(float));
+        if (F_kind == 0)
+            ecstfl_backward_add(g, F_x, F_lab, F_n, F_d, 1.f);
+        else if (F_kind == 1)
+            ecstfl_l1_backward_add(g, F_x, F_lab, F_n, F_d, 1.f);
+        else
+            center_loss_backward_add(g, F_x, F_c, F_lab, F_n, F_d, 1.f);
+        double num[40];
+        fd_vec(F_x, F_n * F_d, num, F_loss, 1e-3f);
+        double e = fd_err(g, num, F_n * F_d);
+        printf("  %-20s finite-difference rel err %.2g\n", names[F_kind], e);
+        CHECK(e < 2e-3);
+        /* the scale argument scales, and "add" adds */
+        for (int i = 0; i < F_n * F_d; i++)
+            g2[i] = 1.f;
+        if (F_kind == 0)
+            ecstfl_backward_add(g2, F_x, F_lab, F_n, F_d, 10.f);
+        else if (F_kind == 1)
+            ecstfl_l1_backward_add(g2, F_x, F_lab, F_n, F_d, 10.f);
+        else
+            center_loss_backward_add(g2, F_x, F_c, F_lab, F_n, F_d, 10.f);
+        CHECK(fabsf(g2[3] - (1.f + 10.f * g[3])) < 1e-4f * (1.f + fabsf(10.f * g[3])));
+        free(F_x), free(F_c), free(g), free(g2);
+    }
+}
+
+static void test_ecstfl_values(void)
+{
+    /* hand-computed: 1-D features 0, 1 (label 0) and 3 (label 1):
+     * intra = (1/2)|0-1| * 2 = 1; inter = |0-3|/1 + |1-3|/1 + |3-0|/2 + |3-1|/2 = 7.5 */
+    float x[3] = {0, 1, 3};
+    int32_t lab[3] = {0, 0, 1};
+    int active;
+    float l = ecstfl_forward(x, lab, 3, 1, &active);
+    CHECK(active == 1);
+    CHECK(fabsf(l - 1.f / 7.5f) < 1e-6f);
+    /* L1 variant: P = (1/2, 1/2, 0), R = (1/3 / 2, 1/2 / 2, (1/3 + 1/2) / 3),
+     * L = (1/2 * 1/6 + 1/2 * 1/4) / 9 */
+    l = ecstfl_l1_forward(x, lab, 3, 1, &active);
+    CHECK(fabsf(l - (0.5f / 6 + 0.5f / 4) / 9) < 1e-5f);
+}
+
+static void test_ecstfl_single_class(void)
+{
+    float *x = randv(6 * 4, 1.f), g[24] = {0};
+    int32_t lab[6] = {2, 2, 2, 2, 2, 2};
+    int active = 7;
+    float l = ecstfl_forward(x, lab, 6, 4, &active);
+    CHECK(active == 0);
+    CHECK(l == 0.f);
+    ecstfl_backward_add(g, x, lab, 6, 4, 10.f);
+    int zero = 1;
+    for (int i = 0; i < 24; i++)
+        zero &= g[i] == 0.f;
+    CHECK(zero);
+    active = 7;
+    l = ecstfl_l1_forward(x, lab, 6, 4, &active);
+    CHECK(active == 0 && l == 0.f);
+    free(x);
+}
+
+static void test_center_update(void)
+{
+    float c[2 * 2] = {0, 0, 1, 1}, x[3 * 2] = {2, 0, 4, 0, 5, 5};
+    int32_t lab[3] = {0, 0, 1};
+    center_update(c, x, lab, 3, 2, 2, 0.5f);
+    /* class 0: delta = ((0-2) + (0-4)) / 3 = -2 -> c = 0 + 0.5*2 = 1; y: 0 */
+    CHECK(fabsf(c[0] - 1.f) < 1e-6f && fabsf(c[1]) < 1e-6f);
+    /* class 1: delta = (1-5) / 2 = -2 -> c = 1 + 1 = 2 */
+    CHECK(fabsf(c[2] - 2.f) < 1e-6f && fabsf(c[3] - 2.f) < 1e-6f);
+}
+
+static void test_dropout(void)
+{
+    int64_t n = 20000;
+    float *x = randv(n, 1.f), *y = malloc(sizeof(float) * n), *y2 = malloc(sizeof(float) * n);
+    float *d = malloc(sizeof(float) * n);
+    uint8_t *m = malloc(n), *m2 = malloc(n);
+    uint64_t r1 = 5, r2 = 5;
+    dropout_forward(y, m, x, n, 0.5f, &r1);
+    dropout_forward(y2, m2, x, n, 0.5f, &r2);
+    CHECK(!memcmp(m, m2, n) && r1 == r2); /* same seed, same mask */
+    int64_t kept = 0;
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) {
+        kept += m[i];
+        ok &= m[i] ? y[i] == 2.f * x[i] : y[i] == 0.f;
+    }
+    CHECK(ok);
+    CHECK(kept > n * 0.48 && kept < n * 0.52);
+    dropout_backward(d, x, m, n, 0.5f);
+    ok = 1;
+    for (int64_t i = 0; i < n; i++)
+        ok &= d[i] == (m[i] ? 2.f * x[i] : 0.f);
+    CHECK(ok);
+    free(x), free(y), free(y2), free(d), free(m), free(m2);
+}
+
+static void test_sgd(void)
+{
+    float w[2] = {1.f, -2.f}, v[2] = {0}, g[2] = {0.5f, 0.25f};
+    sgd_update(w, v, g, 2, 0.1f, 0.9f, 0.01f, 1);
+    /* first step: v = g + wd w */
+    CHECK(fabsf(v[0] - 0.51f) < 1e-6f && fabsf(w[0] - (1.f - 0.051f)) < 1e-6f);
+    float w0 = w[1], v0 = v[1];
+    sgd_update(w, v, g, 2, 0.1f, 0.9f, 0.01f, 0);
+    float vexp = 0.9f * v0 + 0.25f + 0.01f * w0;
+    CHECK(fabsf(v[1] - vexp) < 1e-6f && fabsf(w[1] - (w0 - 0.1f * vexp)) < 1e-6f);
+}
+
+int main(void)
+{
+    RUN(test_conv3d);
+    RUN(test_layers_fd);
+    RUN(test_batchnorm_eval_and_stats);
+    RUN(test_softmax_ce);
+    RUN(test_feature_losses_fd);
+    RUN(test_ecstfl_values);
+    RUN(test_ecstfl_single_class);
+    RUN(test_center_update);
+    RUN(test_dropout);
+    RUN(test_sgd);
+    return check_report();
+}

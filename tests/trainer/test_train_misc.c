@@ -1,0 +1,419 @@
+/* test_train_misc.c: the trainer's pieces around the model: UAR / WAR /
+ * per-class recall against scikit-learn's values (metrics_ref.txt, written by
+ * make_reference.py), pooling folds, the plateau schedule, augmentation,
+ * uint8 input normalisation, determinism, the single-class EC-STFL batch
+ * through the model, checkpoints (exact resume, refusal of corrupt or
+ * mismatched files) and the plugin loader (the real dfew-train-cpu.so by
+ * dlopen; a module with a wrong api_version is refused).
+ * Usage: test_train_misc REFDIR CPU_MODULE.so BAD_ABI_MODULE.so TMPDIR */
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "augment.h"
+#include "backend.h"
+#include "check.h"
+#include "host.h"
+#include "metrics.h"
+#include "plateau.h"
+#include "rng.h"
+
+static const char *refdir, *cpu_so, *bad_so, *tmpdir;
+static const struct dfew_train_backend *be;
+
+static void test_metrics_vs_sklearn(void)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/metrics_ref.txt", refdir);
+    FILE *f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (!f)
+        return;
+    char line[256];
+    CHECK(fgets(line, sizeof line, f) != NULL); /* comment */
+    int n, k, cases = 0;
+    int64_t pooled[7 * 7] = {0}, total_correct = 0, total = 0;
+    while (fscanf(f, "%d %d", &n, &k) == 2) {
+        int32_t *t = malloc(sizeof(int32_t) * n), *p = malloc(sizeof(int32_t) * n);
+        for (int i = 0; i < n; i++)
+            CHECK(fscanf(f, "%d", &t[i]) == 1);
+        for (int i = 0; i < n; i++)
+            CHECK(fscanf(f, "%d", &p[i]) == 1);
+        double uar, war, rec[16];
+        CHECK(fscanf(f, "%lf %lf", &uar, &war) == 2);
+        for (int j = 0; j < k; j++)
+            CHECK(fscanf(f, "%lf", &rec[j]) == 1);
+        int64_t conf[16 * 16] = {0};
+        CHECK(metrics_confusion_add(conf, t, p, n, k) == 0);
+        struct metrics m;
+        metrics_from_confusion(&m, conf, k);
+        CHECK(fabs(m.uar - uar) < 1e-6);
+        CHECK(fabs(m.war - war) < 1e-6);
+        for (int j = 0; j < k; j++)
+            CHECK(fabs(m.recall[j] - rec[j]) < 1e-6);
+        if (k == 7) {
+            metrics_confusion_add(pooled, t, p, n, k);
+            total_correct += m.correct;
+            total += m.total;
+        }
+        free(t), free(p);
+        cases++;
+    }
+    fclose(f);
+    CHECK_EQ_INT(cases, 5);
+    /* pooled folds: WAR of the pooled matrix = all correct / all clips */
+    struct metrics pm;
+    metrics_from_confusion(&pm, pooled, 7);
+    CHECK_EQ_INT(pm.total, total);
+    CHECK(fabs(pm.war - (double)total_correct / total) < 1e-6);
+    /* a label out of range is refused and adds nothing */
+    int32_t bt[2] = {0, 9}, bp[2] = {0, 0};
+    int64_t c2[49] = {0};
+    CHECK(metrics_confusion_add(c2, bt, bp, 2, 7) == -EINVAL);
+    CHECK(c2[0] == 0);
+    /* argmax */
+    float pr[2 * 3] = {0.1f, 0.7f, 0.2f, 0.5f, 0.2f, 0.3f};
+    int32_t pred[2];
+    metrics_predict(pred, pr, 2, 3);
+    CHECK(pred[0] == 1 && pred[1] == 0);
+}
+
+static void test_plateau(void)
+{
+    struct plateau_cfg c = {.patience = 2, .threshold = 1e-4f, .factor = 0.1f, .min_lr = 1e-6f};
+    float best = INFINITY, lr = 0.01f;
+    int bad = 0;
+    lr = plateau_step(&c, &best, &bad, 1.0f, lr); /* improves */
+    CHECK(lr == 0.01f && best == 1.0f && bad == 0);
+    lr = plateau_step(&c, &best, &bad, 0.99995f, lr); /* below the relative threshold: not better */
+    CHECK(lr == 0.01f && bad == 1);
+    lr = plateau_step(&c, &best, &bad, 1.2f, lr);
+    CHECK(lr == 0.01f && bad == 2);
+    lr = plateau_step(&c, &best, &bad, 1.1f, lr); /* third bad epoch > patience: / 10 */
+    CHECK(fabsf(lr - 0.001f) < 1e-9f && bad == 0);
+    lr = plateau_step(&c, &best, &bad, 0.5f, lr);
+    CHECK(fabsf(lr - 0.001f) < 1e-9f && best == 0.5f);
+    for (int i = 0; i < 30; i++)
+        lr = plateau_step(&c, &best, &bad, 0.6f, lr);
+    CHECK(fabsf(lr - 1e-6f) < 1e-12f); /* floored at min_lr */
+}
+
+static void test_augment(void)
+{
+    int t = 2, h = 6, w = 5;
+    uint8_t src[2 * 6 * 5 * 3], a[2 * 4 * 3 * 3], b[2 * 4 * 3 * 3];
+    for (int i = 0; i < (int)sizeof src; i++)
+        src[i] = (uint8_t)i;
+    uint64_t r1 = 9, r2 = 9;
+    struct augment_choice c1, c2;
+    int flips = 0, xs[3] = {0};
+    for (int rep = 0; rep < 200; rep++) {
+        CHECK(augment_clip(a, src, t, h, w, 4, 3, 1, &r1, &c1) == 0);
+        CHECK(augment_clip(b, src, t, h, w, 4, 3, 1, &r2, &c2) == 0);
+        CHECK(!memcmp(a, b, sizeof a)); /* same seed, same clips */
+        CHECK(c1.y >= 0 && c1.y <= 2 && c1.x >= 0 && c1.x <= 2);
+        flips += c1.flip;
+        xs[c1.x]++;
+        /* pixel (f=1, y=2, x=0) of the crop */
+        int sx = c1.flip ? c1.x + 2 : c1.x;
+        const uint8_t *want = src + ((1 * h + c1.y + 2) * w + sx) * 3;
+        const uint8_t *got = a + ((1 * 4 + 2) * 3 + 0) * 3;
+        CHECK(!memcmp(want, got, 3));
+    }
+    CHECK(flips > 70 && flips < 130);
+    CHECK(xs[0] > 30 && xs[1] > 30 && xs[2] > 30);
+    CHECK(augment_clip(a, src, t, h, w, 7, 3, 1, &r1, NULL) == -EINVAL);
+    CHECK(center_crop_clip(a, src, t, h, w, 4, 3) == 0);
+    CHECK(!memcmp(a, src + ((0 * h + 1) * w + 1) * 3, 3));
+}
+
+static struct dfew_train_config small_cfg(int loss)
+{
+    struct dfew_train_config c;
+    dfew_train_config_defaults(&c);
+    c.width = 1.f / 32, c.in_t = 4, c.in_h = 16, c.in_w = 16, c.max_batch = 4;
+    c.loss = loss;
+    c.lr = 0.01f;
+    c.seed = 3;
+    return c;
+}
+
+static uint8_t *clips_u8(int n, const struct dfew_train_config *c, uint64_t s)
+{
+    size_t sz = (size_t)n * c->in_t * c->in_h * c->in_w * 3;
+    uint8_t *u = malloc(sz);
+    for (size_t i = 0; i < sz; i++)
+        u[i] = (uint8_t)(rng_next(&s) >> 56);
+    return u;
+}
+
+static int params_equal(struct dfew_train_model *a, struct dfew_train_model *b)
+{
+    struct dfew_train_info ia;
+    be->describe(a, &ia);
+    int same = 1;
+    for (int64_t i = 0; i < ia.num_tensors && same; i++) {
+        struct dfew_train_tensor_info ti;
+        be->tensor_info(a, i, &ti);
+        float *x = malloc(sizeof(float) * ti.numel), *y = malloc(sizeof(float) * ti.numel);
+        be->tensor_read(a, i, DFEW_PART_VALUE, x);
+        be->tensor_read(b, i, DFEW_PART_VALUE, y);
+        same = !memcmp(x, y, sizeof(float) * ti.numel);
+        free(x), free(y);
+    }
+    return same;
+}
+
+static void test_u8_input_and_determinism(void)
+{
+    struct dfew_train_config c = small_cfg(DFEW_LOSS_ECSTFL);
+    struct dfew_train_model *a, *b;
+    char err[256];
+    CHECK(be->model_create(&c, &a, err, sizeof err) == 0);
+    CHECK(be->model_create(&c, &b, err, sizeof err) == 0);
+    CHECK(params_equal(a, b)); /* same seed, same init */
+    int32_t lab[4] = {0, 1, 1, 2};
+    uint8_t *u = clips_u8(4, &c, 1);
+    /* uint8 NTHWC == the float NCTHW it normalises to */
+    int64_t S = (int64_t)c.in_t * c.in_h * c.in_w;
+    float *x = malloc(sizeof(float) * 4 * 3 * S);
+    for (int n = 0; n < 4; n++)
+        for (int ch = 0; ch < 3; ch++)
+            for (int64_t p = 0; p < S; p++)
+                x[(n * 3 + ch) * S + p] = (u[(n * S + p) * 3 + ch] / 255.f - c.mean[ch]) / c.std[ch];
+    struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab}, bf = {4, DFEW_INPUT_F32_NCTHW, x, lab};
+    float pu[28], pf[28];
+    CHECK(be->evaluate(a, &bu, pu, NULL) == 0);
+    CHECK(be->evaluate(a, &bf, pf, NULL) == 0);
+    double md = 0;
+    for (int i = 0; i < 28; i++)
+        md = fmax(md, fabs(pu[i] - pf[i]));
+    CHECK(md < 1e-5);
+    /* three steps on both: bitwise the same */
+    for (int s = 0; s < 3; s++) {
+        struct dfew_train_losses la, lb;
+        CHECK(be->train_step(a, &bu, &la) == 0);
+        CHECK(be->train_step(b, &bu, &lb) == 0);
+        CHECK(la.total == lb.total && la.aux_active == 1);
+    }
+    CHECK(params_equal(a, b));
+    /* bad batches are refused with a message */
+    int32_t badlab[4] = {0, 1, 7, 2};
+    struct dfew_train_batch bb = {4, DFEW_INPUT_U8_NTHWC, u, badlab};
+    CHECK(be->train_step(a, &bb, NULL) == -EINVAL);
+    CHECK(strstr(be->last_error(a), "outside 0..6") != NULL);
+    bb.labels = lab, bb.n = 5;
+    CHECK(be->train_step(a, &bb, NULL) == -EINVAL);
+    CHECK(strstr(be->last_error(a), "max_batch") != NULL);
+    be->destroy(a), be->destroy(b);
+    free(u), free(x);
+}
+
+/* The parallel paths (layers above the PAR_WORTH size, conv samples per
+ * thread, split products) agree with one thread: the same loss to rounding
+ * (the conv weight gradients add per-thread sums in another order), and a
+ * fixed thread count is bitwise reproducible (test above). */
+static void test_threads_bitwise(void)
+{
+    struct dfew_train_config c = small_cfg(DFEW_LOSS_ECSTFL);
+    c.width = 1.f / 8, c.in_t = 8, c.in_h = 32, c.in_w = 32;
+    struct dfew_train_model *m[2];
+    char err[256];
+    int32_t lab[4] = {0, 1, 1, 2};
+    uint8_t *u = clips_u8(4, &c, 4);
+    struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
+    float loss[2][2];
+    for (int i = 0; i < 2; i++) {
+        c.threads = i + 1;
+        CHECK(be->model_create(&c, &m[i], err, sizeof err) == 0);
+        for (int s = 0; s < 2; s++) {
+            struct dfew_train_losses L;
+            CHECK(be->train_step(m[i], &bu, &L) == 0);
+            loss[i][s] = L.total;
+        }
+    }
+    CHECK(loss[0][0] == loss[1][0]); /* forward before any update: bitwise */
+    CHECK(fabsf(loss[0][1] - loss[1][1]) <= 1e-5f * fabsf(loss[0][1]));
+    printf("  1 vs 2 threads, second step's loss: %.9g vs %.9g\n", loss[0][1], loss[1][1]);
+    be->destroy(m[0]), be->destroy(m[1]);
+    free(u);
+}
+
+static void test_single_class_batch_model(void)
+{
+    /* EC-STFL with one class in the batch: skipped, so the gradients are the
+     * cross entropy's exactly */
+    struct dfew_train_config ce = small_cfg(DFEW_LOSS_CE), ec = small_cfg(DFEW_LOSS_ECSTFL);
+    struct dfew_train_model *a, *b;
+    char err[256];
+    CHECK(be->model_create(&ce, &a, err, sizeof err) == 0);
+    CHECK(be->model_create(&ec, &b, err, sizeof err) == 0);
+    int32_t lab[4] = {5, 5, 5, 5};
+    uint8_t *u = clips_u8(4, &ce, 2);
+    struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
+    struct dfew_train_losses la, lb;
+    CHECK(be->forward_backward(a, &bu, &la, NULL) == 0);
+    CHECK(be->forward_backward(b, &bu, &lb, NULL) == 0);
+    CHECK(lb.aux_active == 0 && lb.aux == 0.f && lb.total == la.total);
+    struct dfew_train_info ia;
+    be->describe(a, &ia);
+    int same = 1;
+    for (int64_t i = 0; i < ia.num_tensors; i++) {
+        struct dfew_train_tensor_info ti;
+        be->tensor_info(a, i, &ti);
+        if (ti.kind != DFEW_TENSOR_PARAM)
+            continue;
+        float *x = malloc(sizeof(float) * ti.numel), *y = malloc(sizeof(float) * ti.numel);
+        be->tensor_read(a, i, DFEW_PART_GRAD, x);
+        be->tensor_read(b, i, DFEW_PART_GRAD, y);
+        same &= !memcmp(x, y, sizeof(float) * ti.numel);
+        free(x), free(y);
+    }
+    CHECK(same);
+    be->destroy(a), be->destroy(b);
+    free(u);
+}
+
+static void test_checkpoint(void)
+{
+    struct dfew_train_config c = small_cfg(DFEW_LOSS_CENTER);
+    c.lambda = 0.1f;
+    struct dfew_train_model *a, *b;
+    char err[256], path[1024];
+    snprintf(path, sizeof path, "%s/ckpt.bin", tmpdir);
+    CHECK(be->model_create(&c, &a, err, sizeof err) == 0);
+    CHECK(be->model_create(&c, &b, err, sizeof err) == 0);
+    int32_t lab[4] = {0, 1, 1, 2};
+    uint8_t *u = clips_u8(4, &c, 3);
+    struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
+    for (int s = 0; s < 3; s++)
+        CHECK(be->train_step(a, &bu, NULL) == 0);
+    struct dfew_train_progress p = {.epoch = 2, .step = 3, .lr = 0.005f, .best_loss = 1.5f, .bad_epochs = 1};
+    CHECK(be->set_lr(a, 0.005f) == 0);
+    CHECK(be->save(a, path, &p) == 0);
+    char tmp[1100];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    CHECK(access(tmp, F_OK) != 0); /* renamed into place */
+    for (int s = 0; s < 2; s++)
+        CHECK(be->train_step(a, &bu, NULL) == 0);
+    /* a fresh model resumes from the checkpoint and follows bitwise */
+    struct dfew_train_progress q;
+    CHECK(be->load(b, path, &q) == 0);
+    CHECK(q.epoch == 2 && q.step == 3 && q.lr == 0.005f && q.best_loss == 1.5f && q.bad_epochs == 1);
+    for (int s = 0; s < 2; s++)
+        CHECK(be->train_step(b, &bu, NULL) == 0);
+    CHECK(params_equal(a, b));
+
+    /* corrupt: flip a byte in the middle -> refused, model unchanged */
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fseek(f, size / 2, SEEK_SET);
+    int ch = fgetc(f);
+    fseek(f, size / 2, SEEK_SET);
+    fputc(ch ^ 0x40, f);
+    fclose(f);
+    CHECK(be->load(b, path, &q) == -EINVAL);
+    CHECK(strstr(be->last_error(b), "checksum") != NULL);
+    CHECK(params_equal(a, b));
+    /* truncated */
+    CHECK(truncate(path, size / 3) == 0);
+    CHECK(be->load(b, path, &q) < 0);
+    CHECK(strstr(be->last_error(b), "truncated") != NULL);
+    /* another model's checkpoint */
+    CHECK(be->save(a, path, NULL) == 0);
+    struct dfew_train_config c2 = c;
+    c2.num_classes = 5;
+    struct dfew_train_model *other;
+    CHECK(be->model_create(&c2, &other, err, sizeof err) == 0);
+    CHECK(be->load(other, path, &q) == -EINVAL);
+    CHECK(strstr(be->last_error(other), "another model") != NULL);
+    /* not a checkpoint */
+    f = fopen(path, "wb");
+    fputs("hello", f);
+    fclose(f);
+    CHECK(be->load(other, path, &q) == -EINVAL);
+    CHECK(strstr(be->last_error(other), "magic") != NULL);
+    /* unwritable directory */
+    CHECK(be->save(a, "/nonexistent-dir/ckpt.bin", NULL) < 0);
+    CHECK(strstr(be->last_error(a), "cannot write checkpoint") != NULL);
+    unlink(path);
+    be->destroy(a), be->destroy(b), be->destroy(other);
+    free(u);
+}
+
+static void test_bad_config(void)
+{
+    struct dfew_train_config c = small_cfg(DFEW_LOSS_CE);
+    struct dfew_train_model *m = (void *)1;
+    char err[256];
+    c.arch = DFEW_ARCH_C3D; /* 4 x 16 x 16 is too short for C3D's four temporal pools */
+    CHECK(be->model_create(&c, &m, err, sizeof err) == -EINVAL);
+    CHECK(m == NULL && strstr(err, "too small") != NULL);
+    c = small_cfg(DFEW_LOSS_CE);
+    c.num_classes = 1;
+    CHECK(be->model_create(&c, &m, err, sizeof err) == -EINVAL);
+    CHECK(strstr(err, "num_classes") != NULL);
+}
+
+static void test_host_loader(void)
+{
+    struct train_backend_handle h;
+    char err[512];
+    CHECK(train_backend_open(cpu_so, &h, err, sizeof err) == 0);
+    if (h.be) {
+        CHECK_EQ_STR(h.be->name, "cpu");
+        CHECK(h.be->api_version == DFEW_TRAIN_API_VERSION);
+        struct dfew_train_device dev;
+        CHECK(h.be->device_probe(&dev) == 1 && dev.compute_units >= 1 && dev.name[0]);
+        /* the module's model behaves as the linked one */
+        struct dfew_train_config c = small_cfg(DFEW_LOSS_CE);
+        struct dfew_train_model *m;
+        CHECK(h.be->model_create(&c, &m, err, sizeof err) == 0);
+        struct dfew_train_info info;
+        h.be->describe(m, &info);
+        CHECK_EQ_STR(info.backend, "cpu");
+        CHECK(info.num_params > 1000);
+        h.be->destroy(m);
+        train_backend_close(&h);
+    }
+    CHECK(train_backend_open(bad_so, &h, err, sizeof err) == -EPROTO);
+    CHECK(strstr(err, "API version 2") && strstr(err, "speaks version 1") && strstr(err, "rebuild"));
+    printf("  refused: %s\n", err);
+    CHECK(train_backend_open("/nonexistent/dfew-train-cpu.so", &h, err, sizeof err) == -ENOENT);
+    /* choose from a directory: no CUDA module there -> CPU */
+    char dir[1024];
+    snprintf(dir, sizeof dir, "%s", cpu_so);
+    *strrchr(dir, '/') = 0;
+    struct dfew_train_device dev;
+    char note[512];
+    CHECK(train_backend_choose(dir, &h, &dev, note, sizeof note, err, sizeof err) == 0);
+    if (h.be) {
+        CHECK_EQ_STR(h.be->name, "cpu");
+        CHECK(strstr(note, "dfew-train-cuda.so") != NULL);
+        train_backend_close(&h);
+    }
+    CHECK(train_backend_choose("/nonexistent", &h, &dev, note, sizeof note, err, sizeof err) < 0);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s REFDIR CPU_MODULE BAD_MODULE TMPDIR\n", argv[0]);
+        return 2;
+    }
+    refdir = argv[1], cpu_so = argv[2], bad_so = argv[3], tmpdir = argv[4];
+    be = dfew_train_cpu_backend();
+    RUN(test_metrics_vs_sklearn);
+    RUN(test_plateau);
+    RUN(test_augment);
+    RUN(test_u8_input_and_determinism);
+    RUN(test_threads_bitwise);
+    RUN(test_single_class_batch_model);
+    RUN(test_checkpoint);
+    RUN(test_bad_config);
+    RUN(test_host_loader);
+    return check_report();
+}

@@ -1,0 +1,696 @@
+/* layers.c: the CPU reference implementation of the trainer layers declared in
+ * layers.h (conv3d via tiled vol2col + OpenBLAS sgemm, batchnorm, relu,
+ * pooling, linear, dropout, softmax cross entropy, SGD). The losses with their
+ * equations are in losses.c. Not thread-safe per call on shared buffers; each
+ * function parallelises internally (OpenMP) where it pays. */
+#include <cblas.h>
+#include <errno.h>
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+#include "layers.h"
+#include "rng.h"
+
+#include <omp.h>
+
+/* Loops over fewer elements than this run on the calling thread: a parallel
+ * region costs more than it saves on small layers, and much more when the
+ * cores are shared with other processes. */
+#define PAR_WORTH(elements) ((elements) >= 65536)
+
+/* C = alpha op(A) op(B) + beta C (row major), split over the OpenMP threads:
+ * OpenBLAS runs single-threaded (backend.c sets it) and each thread multiplies
+ * one block of rows (or of columns, whichever dimension is larger) of C. One
+ * thread pool for everything: no second pool spinning against the first.
+ * OpenBLAS may round a block differently from the whole (its blocking depends
+ * on the sizes), so the thread count can change the last bits. */
+static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt <= 1 || (double)M * N * K < 262144.0) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int split_m = M >= N, D = split_m ? M : N;
+    int chunk = (D + nt - 1) / nt;
+    chunk = (chunk + 15) & ~15;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * chunk, d1 = d0 + chunk > D ? D : d0 + chunk;
+        if (d0 >= d1)
+            continue;
+        if (split_m)
+            cblas_sgemm(CblasRowMajor, ta, tb, d1 - d0, N, K, alpha, ta == CblasNoTrans ? A + (size_t)d0 * lda : A + d0,
+                        lda, B, ldb, beta, C + (size_t)d0 * ldc, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, ta, tb, M, d1 - d0, K, alpha, A, lda,
+                        tb == CblasNoTrans ? B + d0 : B + (size_t)d0 * ldb, ldb, beta, C + d0, ldc);
+    }
+}
+
+/* ---------------------------------------------------------------- conv3d */
+
+int conv3d_shape_init(struct conv3d_shape *s)
+{
+    if (s->st < 1 || s->sh < 1 || s->sw < 1 || s->kt < 1 || s->kh < 1 || s->kw < 1)
+        return -EINVAL;
+    int tt = s->t + 2 * s->pt - s->kt, hh = s->h + 2 * s->ph - s->kh, ww = s->w + 2 * s->pw - s->kw;
+    if (tt < 0 || hh < 0 || ww < 0)
+        return -EINVAL;
+    s->to = tt / s->st + 1;
+    s->ho = hh / s->sh + 1;
+    s->wo = ww / s->sw + 1;
+    return 0;
+}
+
+/* A 1x1x1 stride-1 unpadded conv reads its input as the column matrix. */
+static int conv3d_is_pointwise(const struct conv3d_shape *s)
+{
+    return s->kt == 1 && s->kh == 1 && s->kw == 1 && s->st == 1 && s->sh == 1 && s->sw == 1 && s->pt == 0 &&
+           s->ph == 0 && s->pw == 0;
+}
+
+/* Output rows (t, h pairs of WO positions) per column tile. */
+static int conv3d_tile_rows(const struct conv3d_shape *s, size_t max_tile_floats)
+{
+    size_t k = (size_t)s->c * s->kt * s->kh * s->kw;
+    size_t rows = max_tile_floats / (k * (size_t)s->wo);
+    size_t all = (size_t)s->to * s->ho;
+    if (rows < 1)
+        rows = 1;
+    if (rows > all)
+        rows = all;
+    return (int)rows;
+}
+
+/* floats of one thread's column tile */
+static size_t conv3d_tile_floats(const struct conv3d_shape *s, size_t max_tile_floats)
+{
+    if (conv3d_is_pointwise(s))
+        return 0;
+    return (size_t)s->c * s->kt * s->kh * s->kw * (size_t)conv3d_tile_rows(s, max_tile_floats) * s->wo;
+}
+
+/* A stride-1 conv's input gradient is itself a convolution: of dout with
+ * the weights flipped in space and transposed in channels, padding k-1-p:
+ *   dx[c][i] = sum_o sum_a dout[o][i + p - a] W[o][c][a]
+ *            = sum_o sum_a' dout[o][i - (k-1-p) + a'] W[o][c][k-1-a'].
+ * Computing it so (vol2col gather + sgemm with the forward's shape) avoids the
+ * scatter-add of col2vol and the thin W^T . dout product. */
+static int conv3d_dx_as_conv(const struct conv3d_shape *s)
+{
+    return !conv3d_is_pointwise(s) && s->st == 1 && s->sh == 1 && s->sw == 1 && s->pt < s->kt && s->ph < s->kh &&
+           s->pw < s->kw;
+}
+
+static struct conv3d_shape conv3d_dx_shape(const struct conv3d_shape *s)
+{
+    struct conv3d_shape d = *s;
+    d.c = s->oc, d.oc = s->c;
+    d.t = s->to, d.h = s->ho, d.w = s->wo;
+    d.pt = s->kt - 1 - s->pt, d.ph = s->kh - 1 - s->ph, d.pw = s->kw - 1 - s->pw;
+    conv3d_shape_init(&d); /* gives back t, h, w */
+    return d;
+}
+
+/* per-thread column floats: the larger of the forward's and the dx conv's */
+static size_t conv3d_thread_tile(const struct conv3d_shape *s, size_t max_tile_floats)
+{
+    size_t tile = conv3d_tile_floats(s, max_tile_floats);
+    if (conv3d_dx_as_conv(s)) {
+        struct conv3d_shape d = conv3d_dx_shape(s);
+        size_t td = conv3d_tile_floats(&d, max_tile_floats);
+        if (td > tile)
+            tile = td;
+    }
+    return tile;
+}
+
+/* buf: [threads column tiles][threads - 1 weight-gradient sums][flipped weights] */
+size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    size_t wsize = (size_t)s->oc * s->c * s->kt * s->kh * s->kw;
+    return (size_t)threads * conv3d_thread_tile(s, max_tile_floats) + (size_t)(threads - 1) * wsize +
+           (conv3d_dx_as_conv(s) ? wsize : 0);
+}
+
+/* Threads that share the batch of a conv call, whole samples per thread;
+ * one for small convs (under 4M multiply-adds a parallel region costs more
+ * than it saves). */
+static int conv3d_threads(const struct conv3d_shape *s, const struct conv3d_work *ws)
+{
+    double macs = (double)s->n * s->oc * s->c * s->kt * s->kh * s->kw * s->to * s->ho * s->wo;
+    int nt = omp_in_parallel() || macs < 4194304.0 ? 1 : omp_get_max_threads();
+    if (nt > ws->threads)
+        nt = ws->threads;
+    if (nt > s->n)
+        nt = s->n;
+    return nt < 1 ? 1 : nt;
+}
+
+/* vol2col of one kernel offset (a, b, horizontal shift d = e - pw) when the
+ * conv keeps the width and has row and column stride 1: the rows of one
+ * output frame come from consecutive input rows, so they are one long copy
+ * shifted by d, with the d columns that crossed a row border zeroed after. */
+static void vol2col_row_runs(float *dst, const float *xc, const struct conv3d_shape *s, int r0, int r1, int a, int b,
+                             int d)
+{
+    const int W = s->w;
+    const int64_t plane = (int64_t)s->h * W;
+    for (int r = r0; r < r1;) {
+        int fo = r / s->ho, ho0 = r % s->ho, end = (fo + 1) * s->ho < r1 ? (fo + 1) * s->ho : r1, n = end - r;
+        float *d0 = dst + (int64_t)(r - r0) * W;
+        int ti = fo * s->st - s->pt + a;
+        r = end;
+        if (ti < 0 || ti >= s->t) {
+            memset(d0, 0, sizeof(float) * n * W);
+            continue;
+        }
+        /* output rows ho0 .. ho0+n-1 read input rows ho - ph + b; valid in [0, H) */
+        int front = s->ph - b - ho0, valid;
+        front = front < 0 ? 0 : front > n ? n : front;
+        valid = s->h + s->ph - b - (ho0 + front);
+        valid = valid < 0 ? 0 : valid > n - front ? n - front : valid;
+        int back = n - front - valid;
+        if (front)
+            memset(d0, 0, sizeof(float) * front * W);
+        if (back)
+            memset(d0 + (int64_t)(front + valid) * W, 0, sizeof(float) * back * W);
+        if (!valid)
+            continue;
+        float *dd = d0 + (int64_t)front * W;
+        if (d >= W || -d >= W) { /* the kernel reaches past the whole row: padding only */
+            memset(dd, 0, sizeof(float) * valid * W);
+            continue;
+        }
+        const float *ss = xc + ti * plane + (int64_t)(ho0 + front - s->ph + b) * W;
+        int64_t len = (int64_t)valid * W;
+        if (d >= 0) {
+            memcpy(dd, ss + d, sizeof(float) * (len - d));
+            for (int q = 0; q < valid; q++)
+                memset(dd + (int64_t)q * W + W - d, 0, sizeof(float) * d);
+        } else {
+            memcpy(dd - d, ss, sizeof(float) * (len + d));
+            for (int q = 0; q < valid; q++)
+                memset(dd + (int64_t)q * W, 0, sizeof(float) * -d);
+        }
+    }
+}
+
+/* col K x P_tile <- one sample's input C x T x H x W, output rows [r0, r1)
+ * (row r = to_index * HO + ho_index), K ordered (c, a, b, e) like the weight. */
+static void vol2col(float *col, const float *x, const struct conv3d_shape *s, int r0, int r1)
+{
+    const int kvol = s->kt * s->kh * s->kw, K = s->c * kvol, wo = s->wo;
+    const int64_t pt = (int64_t)(r1 - r0) * wo, plane = (int64_t)s->h * s->w;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)K * pt))
+    for (int k = 0; k < K; k++) {
+        int c = k / kvol, a = (k / (s->kh * s->kw)) % s->kt, b = (k / s->kw) % s->kh, e = k % s->kw;
+        const float *xc = x + (int64_t)c * s->t * plane;
+        float *dst = col + (int64_t)k * pt;
+        if (s->sh == 1 && s->sw == 1 && wo == s->w) {
+            vol2col_row_runs(dst, xc, s, r0, r1, a, b, e - s->pw);
+            continue;
+        }
+        for (int r = r0; r < r1; r++, dst += wo) {
+            int ti = (r / s->ho) * s->st - s->pt + a, hi = (r % s->ho) * s->sh - s->ph + b;
+            if (ti < 0 || ti >= s->t || hi < 0 || hi >= s->h) {
+                memset(dst, 0, sizeof(float) * wo);
+                continue;
+            }
+            const float *src = xc + ti * plane + (int64_t)hi * s->w;
+            int wi = -s->pw + e;
+            if (s->sw == 1) {
+                /* contiguous run with zero borders */
+                int lo = wi < 0 ? -wi : 0, hiw = s->w - wi; /* valid j in [lo, hiw) */
+                if (hiw > wo)
+                    hiw = wo;
+                if (lo > wo)
+                    lo = wo;
+                for (int j = 0; j < lo; j++)
+                    dst[j] = 0.f;
+                if (hiw > lo)
+                    memcpy(dst + lo, src + wi + lo, sizeof(float) * (hiw - lo));
+                for (int j = hiw > lo ? hiw : lo; j < wo; j++)
+                    dst[j] = 0.f;
+            } else {
+                for (int j = 0; j < wo; j++, wi += s->sw)
+                    dst[j] = (wi >= 0 && wi < s->w) ? src[wi] : 0.f;
+            }
+        }
+    }
+}
+
+/* dx C x T x H x W += col2vol(dcol K x P_tile) for output rows [r0, r1).
+ * One thread per input channel, so no two threads add to the same element and
+ * the order of additions is fixed. */
+static void col2vol_add(float *dx, const float *dcol, const struct conv3d_shape *s, int r0, int r1)
+{
+    const int kvol = s->kt * s->kh * s->kw, wo = s->wo;
+    const int64_t pt = (int64_t)(r1 - r0) * wo, plane = (int64_t)s->h * s->w;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->c * kvol * pt))
+    for (int c = 0; c < s->c; c++) {
+        float *xc = dx + (int64_t)c * s->t * plane;
+        for (int kk = 0; kk < kvol; kk++) {
+            int a = kk / (s->kh * s->kw), b = (kk / s->kw) % s->kh, e = kk % s->kw;
+            const float *src = dcol + ((int64_t)c * kvol + kk) * pt;
+            for (int r = r0; r < r1; r++, src += wo) {
+                int ti = (r / s->ho) * s->st - s->pt + a, hi = (r % s->ho) * s->sh - s->ph + b;
+                if (ti < 0 || ti >= s->t || hi < 0 || hi >= s->h)
+                    continue;
+                float *dst = xc + ti * plane + (int64_t)hi * s->w;
+                int wi = -s->pw + e;
+                for (int j = 0; j < wo; j++, wi += s->sw)
+                    if (wi >= 0 && wi < s->w)
+                        dst[wi] += src[j];
+            }
+        }
+    }
+}
+
+/* One sample: y OC x P = W . vol2col(x) (+ bias), tile by tile. */
+static void conv_forward_sample(float *y, const float *x, const float *weight, const float *bias,
+                                const struct conv3d_shape *s, float *col, size_t max_tile)
+{
+    const int K = s->c * s->kt * s->kh * s->kw, rows_all = s->to * s->ho;
+    const int64_t P = (int64_t)rows_all * s->wo;
+    if (conv3d_is_pointwise(s)) {
+        /* y OC x P = W OC x C . x C x P */
+        par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, (int)P, K, 1.f, weight, K, x, (int)P, 0.f, y, (int)P);
+    } else {
+        int rows = conv3d_tile_rows(s, max_tile);
+        for (int r0 = 0; r0 < rows_all; r0 += rows) {
+            int r1 = r0 + rows > rows_all ? rows_all : r0 + rows, pt = (r1 - r0) * s->wo;
+            vol2col(col, x, s, r0, r1);
+            /* y[:, tile] OC x pt = W OC x K . col K x pt */
+            par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, pt, K, 1.f, weight, K, col, pt, 0.f,
+                      y + (int64_t)r0 * s->wo, (int)P);
+        }
+    }
+    if (bias) {
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->oc * P))
+        for (int o = 0; o < s->oc; o++) {
+            float *yo = y + o * P, bo = bias[o];
+            for (int64_t p = 0; p < P; p++)
+                yo[p] += bo;
+        }
+    }
+}
+
+/* Whole samples go to threads (one parallel region per call, each thread
+ * with its own column tile); with fewer samples than threads, the threads
+ * share each sample's products and copies instead. */
+void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
+    const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
+    int nt = conv3d_threads(s, ws);
+    if (nt > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int n = 0; n < s->n; n++)
+            conv_forward_sample(out + n * (int64_t)s->oc * P, inp + n * in_sz, weight, bias, s,
+                                ws->buf + (size_t)omp_get_thread_num() * tile, ws->max_tile_floats);
+        return;
+    }
+    for (int n = 0; n < s->n; n++)
+        conv_forward_sample(out + n * (int64_t)s->oc * P, inp + n * in_sz, weight, bias, s, ws->buf,
+                            ws->max_tile_floats);
+}
+
+/* One sample: dW (first ? = : +=) g . vol2col(x)^T; dx = col2vol(W^T . g)
+ * (dx NULL: skipped). */
+static void conv_backward_sample(float *dx, float *dw, int first, const float *g, const float *x,
+                                 const float *weight, const struct conv3d_shape *s, float *col, size_t max_tile)
+{
+    const int K = s->c * s->kt * s->kh * s->kw, rows_all = s->to * s->ho;
+    const int64_t P = (int64_t)rows_all * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
+    if (conv3d_is_pointwise(s)) {
+        /* dW OC x C (+)= g OC x P . x^T P x C */
+        par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, (int)P, 1.f, g, (int)P, x, (int)P, first ? 0.f : 1.f, dw, K);
+        if (dx) /* dx C x P = W^T C x OC . g OC x P */
+            par_sgemm(CblasTrans, CblasNoTrans, K, (int)P, s->oc, 1.f, weight, K, g, (int)P, 0.f, dx, (int)P);
+        return;
+    }
+    if (dx)
+        memset(dx, 0, sizeof(float) * in_sz);
+    int rows = conv3d_tile_rows(s, max_tile);
+    for (int r0 = 0; r0 < rows_all; r0 += rows) {
+        int r1 = r0 + rows > rows_all ? rows_all : r0 + rows, pt = (r1 - r0) * s->wo;
+        const float *gt = g + (int64_t)r0 * s->wo;
+        vol2col(col, x, s, r0, r1);
+        /* dW OC x K (+)= g[:, tile] OC x pt . col^T pt x K */
+        par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, pt, 1.f, gt, (int)P, col, pt, (first && r0 == 0) ? 0.f : 1.f,
+                  dw, K);
+        if (dx) {
+            /* dcol K x pt = W^T K x OC . g[:, tile] OC x pt (reuses the column buffer) */
+            par_sgemm(CblasTrans, CblasNoTrans, K, pt, s->oc, 1.f, weight, K, gt, (int)P, 0.f, col, pt);
+            col2vol_add(dx, col, s, r0, r1);
+        }
+    }
+}
+
+/* Samples are split into one contiguous run per thread; each thread sums its
+ * run's weight gradient into its own buffer (thread 0 into dweight) and the
+ * buffers are added in thread order: deterministic for a thread count, and
+ * a different thread count changes the rounding of dweight only. */
+void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    const int K = s->c * s->kt * s->kh * s->kw;
+    const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
+    const int64_t wsize = (int64_t)s->oc * K;
+    if (dbias) {
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->oc * P))
+        for (int o = 0; o < s->oc; o++) {
+            double acc = 0;
+            for (int n = 0; n < s->n; n++) {
+                const float *g = dout + ((int64_t)n * s->oc + o) * P;
+                for (int64_t p = 0; p < P; p++)
+                    acc += g[p];
+            }
+            dbias[o] = (float)acc;
+        }
+    }
+    const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
+    int nt = conv3d_threads(s, ws);
+    float *partial = ws->buf + (size_t)nt * tile, *wflip = NULL;
+    struct conv3d_shape d;
+    if (dinp && conv3d_dx_as_conv(s)) {
+        /* wflip C x OC x kT x kH x kW = W OC x C x kT x kH x kW flipped in space */
+        const int kvol = s->kt * s->kh * s->kw;
+        wflip = partial + (size_t)(nt - 1) * wsize;
+        d = conv3d_dx_shape(s);
+#pragma omp parallel for schedule(static) if(PAR_WORTH(wsize))
+        for (int c = 0; c < s->c; c++)
+            for (int o = 0; o < s->oc; o++)
+                for (int k = 0; k < kvol; k++)
+                    wflip[((int64_t)c * s->oc + o) * kvol + k] = weight[((int64_t)o * s->c + c) * kvol + kvol - 1 - k];
+    }
+#pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        int t = omp_get_thread_num(), n0 = t * s->n / nt, n1 = (t + 1) * s->n / nt;
+        float *dw = t == 0 ? dweight : partial + (size_t)(t - 1) * wsize, *col = ws->buf + (size_t)t * tile;
+        for (int n = n0; n < n1; n++) {
+            const float *g = dout + n * (int64_t)s->oc * P;
+            conv_backward_sample(dinp && !wflip ? dinp + n * in_sz : NULL, dw, n == n0, g, inp + n * in_sz, weight, s,
+                                 col, ws->max_tile_floats);
+            if (wflip) /* dx C x T x H x W = conv(dout OC x TO x HO x WO, wflip) */
+                conv_forward_sample(dinp + n * in_sz, g, wflip, NULL, &d, col, ws->max_tile_floats);
+        }
+    }
+    if (nt <= 1)
+        return;
+#pragma omp parallel for schedule(static) if(PAR_WORTH(wsize))
+    for (int64_t i = 0; i < wsize; i++) {
+        float v = dweight[i];
+        for (int t = 1; t < nt; t++)
+            v += partial[(size_t)(t - 1) * wsize + i];
+        dweight[i] = v;
+    }
+}
+
+/* ---------------------------------------------------------------- batchnorm3d */
+
+void batchnorm3d_forward_train(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                               float *running_var, const float *inp, const float *gamma, const float *beta,
+                               int n, int c, int64_t s, float momentum, float eps)
+{
+    const double m = (double)n * s;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
+    for (int ch = 0; ch < c; ch++) {
+        double sum = 0, sq = 0;
+        for (int i = 0; i < n; i++) {
+            const float *x = inp + ((int64_t)i * c + ch) * s;
+            for (int64_t p = 0; p < s; p++)
+                sum += x[p];
+        }
+        double mean = sum / m;
+        for (int i = 0; i < n; i++) {
+            const float *x = inp + ((int64_t)i * c + ch) * s;
+            for (int64_t p = 0; p < s; p++) {
+                double d = x[p] - mean;
+                sq += d * d;
+            }
+        }
+        double var = sq / m;
+        float rstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[ch] = (float)mean;
+        save_rstd[ch] = rstd;
+        running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * (float)mean;
+        running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * (float)(m > 1 ? sq / (m - 1) : var);
+        float sc = gamma[ch] * rstd, sh = beta[ch] - (float)mean * sc;
+        for (int i = 0; i < n; i++) {
+            const float *x = inp + ((int64_t)i * c + ch) * s;
+            float *y = out + ((int64_t)i * c + ch) * s;
+            for (int64_t p = 0; p < s; p++)
+                y[p] = x[p] * sc + sh;
+        }
+    }
+}
+
+void batchnorm3d_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+                              const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                              float eps)
+{
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++) {
+            float sc = gamma[ch] / sqrtf(running_var[ch] + eps), sh = beta[ch] - running_mean[ch] * sc;
+            const float *x = inp + ((int64_t)i * c + ch) * s;
+            float *y = out + ((int64_t)i * c + ch) * s;
+            for (int64_t p = 0; p < s; p++)
+                y[p] = x[p] * sc + sh;
+        }
+}
+
+void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                          const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
+                          int64_t s)
+{
+    const double m = (double)n * s;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
+    for (int ch = 0; ch < c; ch++) {
+        double sg = 0, sgx = 0;
+        const float mean = save_mean[ch], rstd = save_rstd[ch];
+        for (int i = 0; i < n; i++) {
+            const float *x = inp + ((int64_t)i * c + ch) * s, *g = dout + ((int64_t)i * c + ch) * s;
+            for (int64_t p = 0; p < s; p++) {
+                sg += g[p];
+                sgx += g[p] * ((x[p] - mean) * rstd);
+            }
+        }
+        dbeta[ch] = (float)sg;
+        dgamma[ch] = (float)sgx;
+        /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
+        const float k = gamma[ch] * rstd, mg = (float)(sg / m), mgx = (float)(sgx / m);
+        for (int i = 0; i < n; i++) {
+            const float *x = inp + ((int64_t)i * c + ch) * s, *g = dout + ((int64_t)i * c + ch) * s;
+            float *dx = dinp + ((int64_t)i * c + ch) * s;
+            for (int64_t p = 0; p < s; p++)
+                dx[p] = k * (g[p] - mg - (x[p] - mean) * rstd * mgx);
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- relu */
+
+void relu_forward(float *out, const float *inp, int64_t count)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
+    for (int64_t i = 0; i < count; i++)
+        out[i] = inp[i] > 0.f ? inp[i] : 0.f;
+}
+
+void relu_backward(float *dinp, const float *dout, const float *out, int64_t count)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
+    for (int64_t i = 0; i < count; i++)
+        dinp[i] = out[i] > 0.f ? dout[i] : 0.f;
+}
+
+/* ---------------------------------------------------------------- maxpool3d */
+
+void maxpool3d_forward(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s)
+{
+    const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->c * plane))
+    for (int64_t nc = 0; nc < (int64_t)s->n * s->c; nc++) {
+        const float *x = inp + nc * plane;
+        float *y = out + nc * oplane;
+        int32_t *am = argmax + nc * oplane;
+        for (int ot = 0; ot < s->to; ot++)
+            for (int oh = 0; oh < s->ho; oh++)
+                for (int ow = 0; ow < s->wo; ow++) {
+                    float best = -INFINITY;
+                    int32_t bi = -1;
+                    for (int a = 0; a < s->kt; a++) {
+                        int ti = ot * s->st - s->pt + a;
+                        if (ti < 0 || ti >= s->t)
+                            continue;
+                        for (int b = 0; b < s->kh; b++) {
+                            int hi = oh * s->sh - s->ph + b;
+                            if (hi < 0 || hi >= s->h)
+                                continue;
+                            for (int e = 0; e < s->kw; e++) {
+                                int wi = ow * s->sw - s->pw + e;
+                                if (wi < 0 || wi >= s->w)
+                                    continue;
+                                int32_t idx = (ti * s->h + hi) * s->w + wi;
+                                float v = x[idx];
+                                if (v > best || bi < 0 || isnan(v)) {
+                                    best = v;
+                                    bi = idx;
+                                }
+                            }
+                        }
+                    }
+                    int64_t o = ((int64_t)ot * s->ho + oh) * s->wo + ow;
+                    y[o] = best;
+                    am[o] = bi;
+                }
+    }
+}
+
+void maxpool3d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s)
+{
+    const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->c * plane))
+    for (int64_t nc = 0; nc < (int64_t)s->n * s->c; nc++) {
+        float *dx = dinp + nc * plane;
+        memset(dx, 0, sizeof(float) * plane);
+        const float *g = dout + nc * oplane;
+        const int32_t *am = argmax + nc * oplane;
+        for (int64_t o = 0; o < oplane; o++)
+            if (am[o] >= 0)
+                dx[am[o]] += g[o];
+    }
+}
+
+/* ---------------------------------------------------------------- global average pool */
+
+void avgpool_global_forward(float *out, const float *inp, int n, int c, int64_t s)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
+    for (int64_t i = 0; i < (int64_t)n * c; i++) {
+        double acc = 0;
+        for (int64_t p = 0; p < s; p++)
+            acc += inp[i * s + p];
+        out[i] = (float)(acc / (double)s);
+    }
+}
+
+void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64_t s)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
+    for (int64_t i = 0; i < (int64_t)n * c; i++) {
+        float g = dout[i] / (float)s;
+        for (int64_t p = 0; p < s; p++)
+            dinp[i * s + p] = g;
+    }
+}
+
+/* ---------------------------------------------------------------- linear */
+
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int n, int c, int oc)
+{
+    /* out N x OC = inp N x C . W^T C x OC */
+    par_sgemm(CblasNoTrans, CblasTrans, n, oc, c, 1.f, inp, c, weight, c, 0.f, out, oc);
+    if (bias)
+        for (int i = 0; i < n; i++)
+            for (int o = 0; o < oc; o++)
+                out[(int64_t)i * oc + o] += bias[o];
+}
+
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int n, int c, int oc)
+{
+    /* dW OC x C = dout^T OC x N . inp N x C */
+    par_sgemm(CblasTrans, CblasNoTrans, oc, c, n, 1.f, dout, oc, inp, c, 0.f, dweight, c);
+    if (dinp) /* dinp N x C = dout N x OC . W OC x C */
+        par_sgemm(CblasNoTrans, CblasNoTrans, n, c, oc, 1.f, dout, oc, weight, c, 0.f, dinp, c);
+    if (dbias)
+        for (int o = 0; o < oc; o++) {
+            double acc = 0;
+            for (int i = 0; i < n; i++)
+                acc += dout[(int64_t)i * oc + o];
+            dbias[o] = (float)acc;
+        }
+}
+
+/* ---------------------------------------------------------------- dropout */
+
+void dropout_forward(float *out, uint8_t *mask, const float *inp, int64_t count, float p, uint64_t *rng)
+{
+    const float scale = p < 1.f ? 1.f / (1.f - p) : 0.f;
+    for (int64_t i = 0; i < count; i++) {
+        mask[i] = rng_uniform(rng) >= p;
+        out[i] = mask[i] ? inp[i] * scale : 0.f;
+    }
+}
+
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, int64_t count, float p)
+{
+    const float scale = p < 1.f ? 1.f / (1.f - p) : 0.f;
+    for (int64_t i = 0; i < count; i++)
+        dinp[i] = mask[i] ? dout[i] * scale : 0.f;
+}
+
+/* ---------------------------------------------------------------- softmax cross entropy */
+
+float softmax_crossentropy_forward(float *probs, const float *logits, const int32_t *labels, int n, int k,
+                                   int *correct)
+{
+    double loss = 0;
+    int ok = 0;
+    for (int i = 0; i < n; i++) {
+        const float *z = logits + (int64_t)i * k;
+        float *pr = probs + (int64_t)i * k;
+        int am = 0;
+        float mx = z[0];
+        for (int j = 1; j < k; j++)
+            if (z[j] > mx) {
+                mx = z[j];
+                am = j;
+            }
+        double sum = 0;
+        for (int j = 0; j < k; j++)
+            sum += exp((double)z[j] - mx);
+        for (int j = 0; j < k; j++)
+            pr[j] = (float)(exp((double)z[j] - mx) / sum);
+        if (labels) {
+            loss += log(sum) - ((double)z[labels[i]] - mx);
+            ok += am == labels[i];
+        }
+    }
+    if (correct)
+        *correct = ok;
+    return (float)(loss / n);
+}
+
+void softmax_crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, int n, int k,
+                                   float scale)
+{
+    const float f = scale / (float)n;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < k; j++)
+            dlogits[(int64_t)i * k + j] = f * (probs[(int64_t)i * k + j] - (j == labels[i] ? 1.f : 0.f));
+}
+
+/* ---------------------------------------------------------------- SGD */
+
+void sgd_update(float *w, float *v, const float *grad, int64_t count, float lr, float momentum, float wd,
+                int first)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
+    for (int64_t i = 0; i < count; i++) {
+        float g = grad[i] + wd * w[i];
+        float vi = first ? g : momentum * v[i] + g;
+        v[i] = vi;
+        w[i] -= lr * vi;
+    }
+}

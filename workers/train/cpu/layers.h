@@ -1,0 +1,156 @@
+/* layers.h: the CPU backend's layers as forward/backward pairs (llm.c style),
+ * plain float arrays with their shapes in the comments. The CUDA backend
+ * (workers/train/cuda/) implements the same functions under the same names
+ * with the same argument order, on device pointers. Not a model: the models
+ * (model.c) own the memory and call these in order.
+ *
+ * Layout: activations N x C x T x H x W (S = T*H*W spatial positions), conv
+ * weights Cout x Cin x kT x kH x kW, linear weights OC x C (PyTorch layouts).
+ *
+ * Conventions:
+ * - Backward functions OVERWRITE their outputs (dinp, dweight, dbias); a NULL
+ *   dinp skips the input gradient (first layer). Residual sums and the aux
+ *   loss gradient are added by the caller. The only "adding" functions say so
+ *   in their name (*_backward_add).
+ * - Every reduction has a fixed order, so a run is bitwise reproducible for
+ *   a given thread count. Matrix products go through OpenBLAS (cblas_sgemm)
+ *   running single-threaded inside one OpenMP pool (two pools spinning on
+ *   the same two cores cost 10-30x under load): conv3d gives each thread
+ *   whole samples (one parallel region per call, few barriers), other
+ *   products split the output's rows or columns. What the thread count
+ *   changes, in rounding only: the order in which conv3d adds the per-thread
+ *   weight-gradient sums, and OpenBLAS's blocking of a split product
+ *   (test_train_misc bounds the difference); our own reductions run one
+ *   thread per output element in index order.
+ */
+#ifndef DFEW_TRAIN_LAYERS_H
+#define DFEW_TRAIN_LAYERS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* A 3D window (conv or pool): input C x T x H x W -> output OC x TO x HO x WO. */
+struct conv3d_shape {
+    int n;            /* batch */
+    int c, t, h, w;   /* input channels and size */
+    int oc;           /* output channels (pools: = c) */
+    int kt, kh, kw;   /* kernel */
+    int st, sh, sw;   /* stride */
+    int pt, ph, pw;   /* zero padding (pools: -inf padding) */
+    int to, ho, wo;   /* output size, filled by conv3d_shape_init */
+};
+/* Fills to/ho/wo = (in + 2*pad - k) / stride + 1; returns 0, or -EINVAL when the
+ * output would be empty. */
+int conv3d_shape_init(struct conv3d_shape *s);
+
+/* Scratch memory of conv3d: per thread one column tile of the tiled vol2col,
+ * (C*kT*kH*kW) x P_tile floats with P_tile whole output rows and the tile at
+ * most max_tile_floats (at least one row), so a conv's memory is bounded
+ * whatever the input size; plus, for threads - 1 threads, a weight-gradient
+ * partial sum. conv3d_* use min(threads, OpenMP threads, batch) threads, each
+ * taking whole samples. */
+struct conv3d_work {
+    float *buf;
+    size_t floats;
+    size_t max_tile_floats;
+    int threads;
+};
+/* Floats of buf that conv3d_* need for s. */
+size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, int threads);
+
+/* out  N x OC x TO x HO x WO
+ * inp  N x C x T x H x W
+ * weight OC x C x kT x kH x kW, bias OC or NULL */
+void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    const struct conv3d_shape *s, struct conv3d_work *ws);
+/* dinp N x C x T x H x W (or NULL), dweight OC x C x kT x kH x kW,
+ * dbias OC (or NULL), dout N x OC x TO x HO x WO, inp and weight as forward. */
+void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws);
+
+/* Batch normalisation over N and S per channel (PyTorch BatchNorm3d).
+ * Train: batch statistics, biased variance for normalising, unbiased variance
+ * into the running estimate: running = (1 - momentum) * running + momentum * batch.
+ * out, inp N x C x S; gamma, beta, running_mean, running_var C;
+ * save_mean, save_rstd C (kept for backward; rstd = 1 / sqrt(var + eps)). */
+void batchnorm3d_forward_train(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                               float *running_var, const float *inp, const float *gamma, const float *beta,
+                               int n, int c, int64_t s, float momentum, float eps);
+/* Eval: running statistics. out may equal inp. */
+void batchnorm3d_forward_eval(float *out, const float *inp, const float *gamma, const float *beta,
+                              const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                              float eps);
+/* dinp N x C x S (may equal dout), dgamma, dbeta C; inp the forward input. */
+void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                          const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
+                          int64_t s);
+
+/* out = max(inp, 0), count elements; out may equal inp. */
+void relu_forward(float *out, const float *inp, int64_t count);
+/* dinp = dout where out > 0, else 0; out is the forward OUTPUT (so the input
+ * need not be kept); dinp may equal dout. */
+void relu_backward(float *dinp, const float *dout, const float *out, int64_t count);
+
+/* Max pooling with -inf padding (PyTorch MaxPool3d); s->oc must equal s->c.
+ * out N x C x TO x HO x WO; argmax same shape, the index of the winner within
+ * its input plane T*H*W (first maximum in window order wins, as PyTorch). */
+void maxpool3d_forward(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s);
+/* dinp N x C x T x H x W (overwritten), dout and argmax as forward. */
+void maxpool3d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s);
+
+/* Global average pool: out N x C = mean over S of inp N x C x S. */
+void avgpool_global_forward(float *out, const float *inp, int n, int c, int64_t s);
+/* dinp N x C x S = dout N x C / S. */
+void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64_t s);
+
+/* out N x OC = inp N x C . weight^T (OC x C) + bias OC (bias may be NULL). */
+void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int n, int c, int oc);
+/* dinp N x C (or NULL), dweight OC x C, dbias OC (or NULL), dout N x OC. */
+void linear_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, int n, int c, int oc);
+
+/* Inverted dropout (PyTorch): keep with probability 1 - p, scale kept values by
+ * 1 / (1 - p). mask count bytes (1 = kept) drawn from *rng (advanced by the
+ * call; one draw per element in index order). out may equal inp. */
+void dropout_forward(float *out, uint8_t *mask, const float *inp, int64_t count, float p, uint64_t *rng);
+void dropout_backward(float *dinp, const float *dout, const uint8_t *mask, int64_t count, float p);
+
+/* Softmax cross entropy, mean over the batch.
+ * probs N x K (written), logits N x K, labels N in 0..K-1; returns the mean
+ * loss; *correct (may be NULL) = count of argmax == label. */
+float softmax_crossentropy_forward(float *probs, const float *logits, const int32_t *labels, int n, int k,
+                                   int *correct);
+/* dlogits N x K = scale * (probs - onehot(labels)) / N (scale = dL/dloss). */
+void softmax_crossentropy_backward(float *dlogits, const float *probs, const int32_t *labels, int n, int k,
+                                   float scale);
+
+/* EC-STFL (Jiang et al. 2020, eq. 9) on features N x D, L2 distances.
+ * Returns the loss and sets *active = 0 (loss 0, nothing to back-propagate)
+ * when the batch holds one class only. See losses.c for the equation. */
+float ecstfl_forward(const float *feat, const int32_t *labels, int n, int d, int *active);
+/* dfeat N x D += scale * dL/dfeat (adds; skip when not active). */
+void ecstfl_backward_add(float *dfeat, const float *feat, const int32_t *labels, int n, int d, float scale);
+
+/* The variant of the authors' later public code: L1 distances, per sample
+ * attract (mean same-label distance) x repel (mean inverse different-label
+ * distance), averaged. See losses.c. */
+float ecstfl_l1_forward(const float *feat, const int32_t *labels, int n, int d, int *active);
+void ecstfl_l1_backward_add(float *dfeat, const float *feat, const int32_t *labels, int n, int d, float scale);
+
+/* Center loss (Wen et al. 2016): L = 1/(2N) sum_i ||x_i - c_{y_i}||^2.
+ * feat N x D, centers K x D. */
+float center_loss_forward(const float *feat, const float *centers, const int32_t *labels, int n, int d);
+/* dfeat N x D += scale * (x_i - c_{y_i}) / N (adds). */
+void center_loss_backward_add(float *dfeat, const float *feat, const float *centers, const int32_t *labels,
+                              int n, int d, float scale);
+/* Centre update of Wen et al. eq. (4): for each class j in the batch,
+ * c_j -= alpha * sum_{i: y_i = j} (c_j - x_i) / (1 + n_j). centers K x D. */
+void center_update(float *centers, const float *feat, const int32_t *labels, int n, int d, int k, float alpha);
+
+/* SGD with momentum and weight decay over count parameters (PyTorch
+ * semantics): g = grad + wd * w; v = first ? g : momentum * v + g;
+ * w -= lr * v. */
+void sgd_update(float *w, float *v, const float *grad, int64_t count, float lr, float momentum, float wd,
+                int first);
+
+#endif
