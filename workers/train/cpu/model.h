@@ -78,6 +78,10 @@ struct dfew_train_model {
 /* Builds the model (weights initialised as torchvision / PyTorch do, from
  * cfg->seed). Returns 0 or negative, with a message in err. */
 int model_build(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len);
+/* The same plan and initial weights with only params and mom allocated (grads,
+ * acts and ws stay NULL): the CUDA backend's host shadow, which gives it the
+ * layer plan, PyTorch's init and the checkpoint format of this backend. */
+int model_build_shadow(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len);
 void model_free(struct dfew_train_model *m);
 
 /* Loads batch b into the input activation (normalising uint8). */
