@@ -211,6 +211,33 @@ static void test_u8_input_and_determinism(void)
     free(u), free(x);
 }
 
+/* The parallel paths (layers above the PAR_WORTH size, split products) give
+ * bitwise the results of one thread. */
+static void test_threads_bitwise(void)
+{
+    struct dfew_train_config c = small_cfg(DFEW_LOSS_ECSTFL);
+    c.width = 1.f / 8, c.in_t = 8, c.in_h = 32, c.in_w = 32;
+    struct dfew_train_model *m[2];
+    char err[256];
+    int32_t lab[4] = {0, 1, 1, 2};
+    uint8_t *u = clips_u8(4, &c, 4);
+    struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
+    float loss[2][2];
+    for (int i = 0; i < 2; i++) {
+        c.threads = i + 1;
+        CHECK(be->model_create(&c, &m[i], err, sizeof err) == 0);
+        for (int s = 0; s < 2; s++) {
+            struct dfew_train_losses L;
+            CHECK(be->train_step(m[i], &bu, &L) == 0);
+            loss[i][s] = L.total;
+        }
+    }
+    CHECK(loss[0][0] == loss[1][0] && loss[0][1] == loss[1][1]);
+    CHECK(params_equal(m[0], m[1]));
+    be->destroy(m[0]), be->destroy(m[1]);
+    free(u);
+}
+
 static void test_single_class_batch_model(void)
 {
     /* EC-STFL with one class in the batch: skipped, so the gradients are the
@@ -380,6 +407,7 @@ int main(int argc, char **argv)
     RUN(test_plateau);
     RUN(test_augment);
     RUN(test_u8_input_and_determinism);
+    RUN(test_threads_bitwise);
     RUN(test_single_class_batch_model);
     RUN(test_checkpoint);
     RUN(test_bad_config);

@@ -55,10 +55,12 @@ static int cpu_create(const struct dfew_train_config *cfg, struct dfew_train_mod
         snprintf(err, err_len, "out of memory creating the model");
         return -ENOMEM;
     }
-    if (cfg->threads > 0) { /* process-wide: OpenMP and OpenBLAS pools */
+    /* process-wide: one OpenMP pool does all the parallel work, OpenBLAS runs
+     * single-threaded inside it (two spinning pools on the same cores cost
+     * 10-30x on a loaded machine) */
+    openblas_set_num_threads(1);
+    if (cfg->threads > 0)
         omp_set_num_threads(cfg->threads);
-        openblas_set_num_threads(cfg->threads);
-    }
     int rc = model_build(m, cfg, err, err_len);
     if (rc) {
         free(m);

@@ -12,6 +12,44 @@
 #include "layers.h"
 #include "rng.h"
 
+#include <omp.h>
+
+/* Loops over fewer elements than this run on the calling thread: a parallel
+ * region costs more than it saves on small layers, and much more when the
+ * cores are shared with other processes. */
+#define PAR_WORTH(elements) ((elements) >= 65536)
+
+/* C = alpha op(A) op(B) + beta C (row major), split over the OpenMP threads:
+ * OpenBLAS runs single-threaded (backend.c sets it) and each thread multiplies
+ * one block of rows (or of columns, whichever dimension is larger) of C. One
+ * thread pool for everything: no second pool spinning against the first. The
+ * split does not change any element's sum order, so the result does not
+ * depend on the thread count. */
+static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
+                      int lda, const float *B, int ldb, float beta, float *C, int ldc)
+{
+    int nt = omp_in_parallel() ? 1 : omp_get_max_threads();
+    if (nt <= 1 || (double)M * N * K < 262144.0) {
+        cblas_sgemm(CblasRowMajor, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    int split_m = M >= N, D = split_m ? M : N;
+    int chunk = (D + nt - 1) / nt;
+    chunk = (chunk + 15) & ~15;
+#pragma omp parallel for schedule(static) num_threads(nt)
+    for (int t = 0; t < nt; t++) {
+        int d0 = t * chunk, d1 = d0 + chunk > D ? D : d0 + chunk;
+        if (d0 >= d1)
+            continue;
+        if (split_m)
+            cblas_sgemm(CblasRowMajor, ta, tb, d1 - d0, N, K, alpha, ta == CblasNoTrans ? A + (size_t)d0 * lda : A + d0,
+                        lda, B, ldb, beta, C + (size_t)d0 * ldc, ldc);
+        else
+            cblas_sgemm(CblasRowMajor, ta, tb, M, d1 - d0, K, alpha, A, lda,
+                        tb == CblasNoTrans ? B + d0 : B + (size_t)d0 * ldb, ldb, beta, C + d0, ldc);
+    }
+}
+
 /* ---------------------------------------------------------------- conv3d */
 
 int conv3d_shape_init(struct conv3d_shape *s)
@@ -69,7 +107,7 @@ static void vol2col(float *col, const float *x, const struct conv3d_shape *s, in
 {
     const int kvol = s->kt * s->kh * s->kw, K = s->c * kvol, wo = s->wo;
     const int64_t pt = (int64_t)(r1 - r0) * wo, plane = (int64_t)s->h * s->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)K * pt))
     for (int k = 0; k < K; k++) {
         int c = k / kvol, a = (k / (s->kh * s->kw)) % s->kt, b = (k / s->kw) % s->kh, e = k % s->kw;
         const float *xc = x + (int64_t)c * s->t * plane;
@@ -110,7 +148,7 @@ static void col2vol_add(float *dx, const float *dcol, const struct conv3d_shape 
 {
     const int kvol = s->kt * s->kh * s->kw, wo = s->wo;
     const int64_t pt = (int64_t)(r1 - r0) * wo, plane = (int64_t)s->h * s->w;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->c * kvol * pt))
     for (int c = 0; c < s->c; c++) {
         float *xc = dx + (int64_t)c * s->t * plane;
         for (int kk = 0; kk < kvol; kk++) {
@@ -141,7 +179,7 @@ void conv3d_forward(float *out, const float *inp, const float *weight, const flo
         float *y = out + n * (int64_t)s->oc * P;
         if (conv3d_is_pointwise(s)) {
             /* y OC x P = W OC x C . x C x P */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->oc, (int)P, K, 1.f, weight, K, x, (int)P,
+            par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, (int)P, K, 1.f, weight, K, x, (int)P,
                         0.f, y, (int)P);
         } else {
             int rows = conv3d_rows_in_ws(s, ws);
@@ -150,12 +188,12 @@ void conv3d_forward(float *out, const float *inp, const float *weight, const flo
                 int pt = (r1 - r0) * s->wo;
                 vol2col(ws->buf, x, s, r0, r1);
                 /* y[:, tile] OC x pt = W OC x K . col K x pt */
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, s->oc, pt, K, 1.f, weight, K, ws->buf, pt,
+                par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, pt, K, 1.f, weight, K, ws->buf, pt,
                             0.f, y + (int64_t)r0 * s->wo, (int)P);
             }
         }
         if (bias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->oc * P))
             for (int o = 0; o < s->oc; o++) {
                 float *yo = y + o * P, bo = bias[o];
                 for (int64_t p = 0; p < P; p++)
@@ -172,7 +210,7 @@ void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dou
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
     const int rows_all = s->to * s->ho;
     if (dbias) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->oc * P))
         for (int o = 0; o < s->oc; o++) {
             double acc = 0;
             for (int n = 0; n < s->n; n++) {
@@ -189,10 +227,10 @@ void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dou
         float beta = n == 0 ? 0.f : 1.f;
         if (conv3d_is_pointwise(s)) {
             /* dW OC x C (+)= g OC x P . x^T P x C */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->oc, K, (int)P, 1.f, g, (int)P, x, (int)P, beta,
+            par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, (int)P, 1.f, g, (int)P, x, (int)P, beta,
                         dweight, K);
             if (dinp) /* dx C x P = W^T C x OC . g OC x P */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, (int)P, s->oc, 1.f, weight, K, g, (int)P,
+                par_sgemm(CblasTrans, CblasNoTrans, K, (int)P, s->oc, 1.f, weight, K, g, (int)P,
                             0.f, dinp + n * in_sz, (int)P);
             continue;
         }
@@ -205,11 +243,11 @@ void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dou
             const float *gt = g + (int64_t)r0 * s->wo;
             vol2col(ws->buf, x, s, r0, r1);
             /* dW OC x K (+)= g[:, tile] OC x pt . col^T pt x K */
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, s->oc, K, pt, 1.f, gt, (int)P, ws->buf, pt,
+            par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, pt, 1.f, gt, (int)P, ws->buf, pt,
                         (n == 0 && r0 == 0) ? 0.f : 1.f, dweight, K);
             if (dinp) {
                 /* dcol K x pt = W^T K x OC . g[:, tile] OC x pt (reuses the column buffer) */
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, K, pt, s->oc, 1.f, weight, K, gt, (int)P, 0.f,
+                par_sgemm(CblasTrans, CblasNoTrans, K, pt, s->oc, 1.f, weight, K, gt, (int)P, 0.f,
                             ws->buf, pt);
                 col2vol_add(dinp + n * in_sz, ws->buf, s, r0, r1);
             }
@@ -224,7 +262,7 @@ void batchnorm3d_forward_train(float *out, float *save_mean, float *save_rstd, f
                                int n, int c, int64_t s, float momentum, float eps)
 {
     const double m = (double)n * s;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
     for (int ch = 0; ch < c; ch++) {
         double sum = 0, sq = 0;
         for (int i = 0; i < n; i++) {
@@ -260,7 +298,7 @@ void batchnorm3d_forward_eval(float *out, const float *inp, const float *gamma, 
                               const float *running_mean, const float *running_var, int n, int c, int64_t s,
                               float eps)
 {
-#pragma omp parallel for schedule(static) collapse(2)
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++) {
             float sc = gamma[ch] / sqrtf(running_var[ch] + eps), sh = beta[ch] - running_mean[ch] * sc;
@@ -276,7 +314,7 @@ void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float 
                           int64_t s)
 {
     const double m = (double)n * s;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
     for (int ch = 0; ch < c; ch++) {
         double sg = 0, sgx = 0;
         const float mean = save_mean[ch], rstd = save_rstd[ch];
@@ -304,14 +342,14 @@ void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float 
 
 void relu_forward(float *out, const float *inp, int64_t count)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
     for (int64_t i = 0; i < count; i++)
         out[i] = inp[i] > 0.f ? inp[i] : 0.f;
 }
 
 void relu_backward(float *dinp, const float *dout, const float *out, int64_t count)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
     for (int64_t i = 0; i < count; i++)
         dinp[i] = out[i] > 0.f ? dout[i] : 0.f;
 }
@@ -321,7 +359,7 @@ void relu_backward(float *dinp, const float *dout, const float *out, int64_t cou
 void maxpool3d_forward(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s)
 {
     const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->c * plane))
     for (int64_t nc = 0; nc < (int64_t)s->n * s->c; nc++) {
         const float *x = inp + nc * plane;
         float *y = out + nc * oplane;
@@ -362,7 +400,7 @@ void maxpool3d_forward(float *out, int32_t *argmax, const float *inp, const stru
 void maxpool3d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s)
 {
     const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->c * plane))
     for (int64_t nc = 0; nc < (int64_t)s->n * s->c; nc++) {
         float *dx = dinp + nc * plane;
         memset(dx, 0, sizeof(float) * plane);
@@ -378,7 +416,7 @@ void maxpool3d_backward(float *dinp, const float *dout, const int32_t *argmax, c
 
 void avgpool_global_forward(float *out, const float *inp, int n, int c, int64_t s)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
     for (int64_t i = 0; i < (int64_t)n * c; i++) {
         double acc = 0;
         for (int64_t p = 0; p < s; p++)
@@ -389,7 +427,7 @@ void avgpool_global_forward(float *out, const float *inp, int n, int c, int64_t 
 
 void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64_t s)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
     for (int64_t i = 0; i < (int64_t)n * c; i++) {
         float g = dout[i] / (float)s;
         for (int64_t p = 0; p < s; p++)
@@ -402,7 +440,7 @@ void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int n, int c, int oc)
 {
     /* out N x OC = inp N x C . W^T C x OC */
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, n, oc, c, 1.f, inp, c, weight, c, 0.f, out, oc);
+    par_sgemm(CblasNoTrans, CblasTrans, n, oc, c, 1.f, inp, c, weight, c, 0.f, out, oc);
     if (bias)
         for (int i = 0; i < n; i++)
             for (int o = 0; o < oc; o++)
@@ -413,9 +451,9 @@ void linear_backward(float *dinp, float *dweight, float *dbias, const float *dou
                      const float *weight, int n, int c, int oc)
 {
     /* dW OC x C = dout^T OC x N . inp N x C */
-    cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, oc, c, n, 1.f, dout, oc, inp, c, 0.f, dweight, c);
+    par_sgemm(CblasTrans, CblasNoTrans, oc, c, n, 1.f, dout, oc, inp, c, 0.f, dweight, c);
     if (dinp) /* dinp N x C = dout N x OC . W OC x C */
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, c, oc, 1.f, dout, oc, weight, c, 0.f, dinp, c);
+        par_sgemm(CblasNoTrans, CblasNoTrans, n, c, oc, 1.f, dout, oc, weight, c, 0.f, dinp, c);
     if (dbias)
         for (int o = 0; o < oc; o++) {
             double acc = 0;
@@ -489,7 +527,7 @@ void softmax_crossentropy_backward(float *dlogits, const float *probs, const int
 void sgd_update(float *w, float *v, const float *grad, int64_t count, float lr, float momentum, float wd,
                 int first)
 {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
     for (int64_t i = 0; i < count; i++) {
         float g = grad[i] + wd * w[i];
         float vi = first ? g : momentum * v[i] + g;

@@ -14,11 +14,14 @@
  *   in their name (*_backward_add).
  * - Every reduction has a fixed order that does not depend on the thread count
  *   (each output element is reduced by one thread, in index order), so results
- *   are bitwise reproducible; OpenBLAS sgemm is deterministic for a given
- *   build, CPU and thread count.
- * - Matrix products go through OpenBLAS (cblas_sgemm), called from one thread
- *   (OpenBLAS runs its own threads); elementwise work uses OpenMP, never
- *   around an sgemm call, so the two thread pools do not oversubscribe.
+ *   are bitwise reproducible. Matrix products go through OpenBLAS
+ *   (cblas_sgemm), single-threaded, each OpenMP thread multiplying its own
+ *   block of the output's rows or columns, so one thread pool does all the
+ *   work (two pools spinning on the same two cores cost 10-30x under load)
+ *   and the split changes no element's sum. What the thread count may still
+ *   change: nothing in our code; OpenBLAS picks its kernel by CPU, not by the
+ *   block size, on the machines we measured (test_train_misc checks 1 vs 2
+ *   threads bitwise).
  */
 #ifndef DFEW_TRAIN_LAYERS_H
 #define DFEW_TRAIN_LAYERS_H

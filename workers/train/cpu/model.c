@@ -455,7 +455,7 @@ void model_forward(struct dfew_train_model *m, int n, int train)
             }
             float *y = model_act(m, b->out);
             int64_t cnt = unit_count(u2, n);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cnt >= 65536)
             for (int64_t i = 0; i < cnt; i++) {
                 float v = y[i] + sc[i];
                 y[i] = v > 0.f ? v : 0.f;
@@ -581,7 +581,7 @@ void model_loss_backward(struct dfew_train_model *m, int n, const int32_t *label
                 unit_backward(m, &m->units[b->down], x, g[0], g[2], g[1], n); /* g2 = dx, shortcut */
                 dsc = g[2];
             }
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (cnt_in >= 65536)
             for (int64_t i = 0; i < cnt_in; i++)
                 g[3][i] += dsc[i];
             float *t = g[0];
