@@ -17,6 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <type_traits>
+
 #include "../dfew_train.h"
 #include "layers.cuh"
 
@@ -303,17 +305,6 @@ static int plan_get(ctx *cx, const conv3d_shape *s, cudnnDataType_t dt, conv_pla
     return 0;
 }
 
-/* fp32 mode keeps fp32 accuracy: no tensor-core (TF32) kernels, and no FFT or
- * Winograd transforms, whose rounding errors are larger than a direct sum's. */
-static int algo_ok(const conv_plan *p, cudnnMathType_t mt, int transform)
-{
-    if (p->key.tensor_ops)
-        return 1;
-    if (mt == CUDNN_TENSOR_OP_MATH || mt == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
-        return 0;
-    return !transform;
-}
-
 /* Scratch for timing the algorithms: an output of out_bytes (so the real
  * outputs are never written, which matters when a gradient accumulates) and
  * as much workspace as allowed, halving the workspace while memory is short. */
@@ -355,107 +346,127 @@ static void shape_str(char *b, size_t len, const conv_plan *p)
              k->dtype == CUDNN_DATA_BFLOAT16 ? "bf16" : "fp32", k->tensor_ops ? " tensor-ops" : "");
 }
 
-/* Chooses the fastest acceptable algorithm of perf[0..got) (sorted by cuDNN). */
-template <typename Perf>
-static int pick(ctx *cx, conv_plan *p, int dir, const Perf *perf, int got, size_t ws_lim, const char *what)
+/* Is algorithm a of direction dir a transform (FFT, Winograd)? */
+static int is_transform(int dir, int a)
 {
+    if (dir == DIR_FWD)
+        return a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
+               a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED;
+    if (dir == DIR_BWD_DATA)
+        return a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
+               a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED;
+    return a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
+           a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED;
+}
+
+/* Acceptance levels of an fp32 (no tensor ops) plan, tried in order:
+ * 0 = FMA kernels without transforms (the accurate choice), 1 = FMA kernels
+ * with transforms, 2 = cuDNN's default math, which may use TF32 (a warning
+ * is printed: only when cuDNN has nothing else for the shape). Tensor-op
+ * plans (tf32, bf16) accept anything at level 0. */
+static int acceptable(const conv_plan *p, int level, int dir, int a, cudnnMathType_t mt)
+{
+    if (p->key.tensor_ops || level >= 2)
+        return 1;
+    if (mt == CUDNN_TENSOR_OP_MATH || mt == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
+        return 0;
+    return level >= 1 || !is_transform(dir, a);
+}
+
+/* Takes the fastest acceptable algorithm of perf[0..got) (cuDNN sorts them);
+ * returns 1 when one was taken, 0 when none fits, negative on error. */
+template <typename Perf>
+static int pick(ctx *cx, conv_plan *p, int dir, const Perf *perf, int got, size_t ws_lim, int level)
+{
+    static const char *what[3] = {"forward", "backward-data", "backward-filter"};
     for (int i = 0; i < got; i++) {
-        int a = (int)perf[i].algo;
-        int transform = dir == DIR_FWD ? (a == CUDNN_CONVOLUTION_FWD_ALGO_FFT || a == CUDNN_CONVOLUTION_FWD_ALGO_FFT_TILING ||
-                                          a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD ||
-                                          a == CUDNN_CONVOLUTION_FWD_ALGO_WINOGRAD_NONFUSED)
-                        : dir == DIR_BWD_DATA
-                            ? (a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT || a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_FFT_TILING ||
-                               a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD ||
-                               a == CUDNN_CONVOLUTION_BWD_DATA_ALGO_WINOGRAD_NONFUSED)
-                            : (a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT ||
-                               a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_FFT_TILING ||
-                               a == CUDNN_CONVOLUTION_BWD_FILTER_ALGO_WINOGRAD_NONFUSED);
-        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > ws_lim || !algo_ok(p, perf[i].mathType, transform))
+        const int a = (int)perf[i].algo;
+        if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > ws_lim ||
+            !acceptable(p, level, dir, a, perf[i].mathType))
             continue;
         cudnnMathType_t mt = perf[i].mathType;
-        if (!p->key.tensor_ops)
+        if (!p->key.tensor_ops && level < 2)
             mt = CUDNN_FMA_MATH; /* DEFAULT_MATH would allow TF32 on this GPU */
         DNN_TRY(cx, cudnnSetConvolutionMathType(p->cd[dir], mt));
         p->algo[dir] = a;
         p->ws[dir] = perf[i].memory;
         p->have[dir] = 1;
-        if (getenv("DFEW_CUDA_VERBOSE")) {
-            char sh[200];
-            shape_str(sh, sizeof sh, p);
-            fprintf(stderr, "dfew cuda: %s %s: algo %d, math %d, %.3f ms, workspace %zu\n", what, sh, a, (int)mt,
-                    (double)perf[i].time, perf[i].memory);
-        }
-        return 0;
+        char sh[200];
+        shape_str(sh, sizeof sh, p);
+        if (level > 0)
+            fprintf(stderr, "dfew cuda: no accurate fp32 %s algorithm for conv %s; using algo %d (%s)\n", what[dir],
+                    sh, a, level == 1 ? "an FFT / Winograd transform" : "cuDNN's default math, TF32 possible");
+        if (getenv("DFEW_CUDA_VERBOSE"))
+            fprintf(stderr, "dfew cuda: %-15s %s: algo %d, math %d, %.3f ms, workspace %zu\n", what[dir], sh, a,
+                    (int)mt, (double)perf[i].time, perf[i].memory);
+        return 1;
     }
+    return 0;
+}
+
+/* Times (or asks cuDNN's heuristics for) the algorithms of one direction on
+ * scratch outputs and takes the fastest acceptable one. */
+template <int DIR> static int choose(ctx *cx, conv_plan *p, const void *a, const void *b, size_t out_bytes)
+{
+    typedef typename std::conditional<
+        DIR == DIR_FWD, cudnnConvolutionFwdAlgoPerf_t,
+        typename std::conditional<DIR == DIR_BWD_DATA, cudnnConvolutionBwdDataAlgoPerf_t,
+                                  cudnnConvolutionBwdFilterAlgoPerf_t>::type>::type Perf;
+    const int count = DIR == DIR_FWD ? (int)CUDNN_CONVOLUTION_FWD_ALGO_COUNT
+                      : DIR == DIR_BWD_DATA ? (int)CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT
+                                            : (int)CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT;
+    Perf perf[8];
+    static_assert(CUDNN_CONVOLUTION_FWD_ALGO_COUNT <= 8 && CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT <= 8 &&
+                      CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT <= 8,
+                  "perf array");
+    cudnnConvolutionDescriptor_t cd = p->cd[DIR];
+    for (int attempt = 0; attempt < 2; attempt++) {
+        /* attempt 1 (fp32 only): cuDNN's default math, when FMA kernels gave nothing */
+        if (attempt == 1) {
+            if (p->key.tensor_ops)
+                break;
+            DNN_TRY(cx, cudnnSetConvolutionMathType(cd, CUDNN_DEFAULT_MATH));
+        }
+        int got = 0;
+        size_t wsb = cx->ws_limit;
+        cudnnStatus_t st;
+        if (!cx->find) {
+            if constexpr (DIR == DIR_FWD)
+                st = cudnnGetConvolutionForwardAlgorithm_v7(cx->dnn, p->xd, p->wd, cd, p->yd, count, &got, perf);
+            else if constexpr (DIR == DIR_BWD_DATA)
+                st = cudnnGetConvolutionBackwardDataAlgorithm_v7(cx->dnn, p->wd, p->yd, cd, p->xd, count, &got, perf);
+            else
+                st = cudnnGetConvolutionBackwardFilterAlgorithm_v7(cx->dnn, p->xd, p->yd, cd, p->wd, count, &got,
+                                                                   perf);
+        } else {
+            void *buf, *out, *ws;
+            TRY(find_buffers(cx, out_bytes, &buf, &out, &ws, &wsb));
+            if constexpr (DIR == DIR_FWD) /* a = x, b = w, out = y */
+                st = cudnnFindConvolutionForwardAlgorithmEx(cx->dnn, p->xd, a, p->wd, b, cd, p->yd, out, count, &got,
+                                                            perf, ws, wsb);
+            else if constexpr (DIR == DIR_BWD_DATA) /* a = w, b = dy, out = dx */
+                st = cudnnFindConvolutionBackwardDataAlgorithmEx(cx->dnn, p->wd, a, p->yd, b, cd, p->xd, out, count,
+                                                                 &got, perf, ws, wsb);
+            else /* a = x, b = dy, out = dw */
+                st = cudnnFindConvolutionBackwardFilterAlgorithmEx(cx->dnn, p->xd, a, p->yd, b, cd, p->wd, out, count,
+                                                                   &got, perf, ws, wsb);
+            TRY(find_done(cx, buf));
+        }
+        if (st != CUDNN_STATUS_SUCCESS)
+            return fail_dnn(cx, st, cx->find ? "cudnnFind*AlgorithmEx" : "cudnnGet*Algorithm_v7", __FILE__, __LINE__);
+        for (int level = attempt ? 2 : 0; level <= (attempt ? 2 : 1); level++) {
+            int rc = pick(cx, p, DIR, perf, got, wsb, level);
+            if (rc)
+                return rc < 0 ? rc : 0;
+        }
+    }
+    static const char *what[3] = {"forward", "backward-data", "backward-filter"};
     char sh[200];
     shape_str(sh, sizeof sh, p);
     return fail(cx, -ENOTSUP,
-                "cuDNN has no usable %s algorithm for conv %s (%d candidates, workspace limit %zu MB); try "
+                "cuDNN has no usable %s algorithm for conv %s (workspace limit %zu MB); try "
                 "DFEW_CUDA_WORKSPACE_MB=8192 or another precision",
-                what, sh, got, ws_lim >> 20);
-}
-
-static int choose_fwd(ctx *cx, conv_plan *p, const void *x, const void *w, size_t y_bytes)
-{
-    cudnnConvolutionFwdAlgoPerf_t perf[CUDNN_CONVOLUTION_FWD_ALGO_COUNT];
-    int got = 0;
-    if (!cx->find) {
-        DNN_TRY(cx, cudnnGetConvolutionForwardAlgorithm_v7(cx->dnn, p->xd, p->wd, p->cd[0], p->yd,
-                                                           CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf));
-        return pick(cx, p, DIR_FWD, perf, got, cx->ws_limit, "forward");
-    }
-    void *buf, *y, *ws;
-    size_t wsb;
-    TRY(find_buffers(cx, y_bytes, &buf, &y, &ws, &wsb));
-    cudnnStatus_t s = cudnnFindConvolutionForwardAlgorithmEx(cx->dnn, p->xd, x, p->wd, w, p->cd[0], p->yd, y,
-                                                             CUDNN_CONVOLUTION_FWD_ALGO_COUNT, &got, perf, ws, wsb);
-    TRY(find_done(cx, buf));
-    if (s != CUDNN_STATUS_SUCCESS)
-        return fail_dnn(cx, s, "cudnnFindConvolutionForwardAlgorithmEx", __FILE__, __LINE__);
-    return pick(cx, p, DIR_FWD, perf, got, wsb, "forward");
-}
-
-static int choose_bwd_data(ctx *cx, conv_plan *p, const void *w, const void *dy, size_t dx_bytes)
-{
-    cudnnConvolutionBwdDataAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT];
-    int got = 0;
-    if (!cx->find) {
-        DNN_TRY(cx, cudnnGetConvolutionBackwardDataAlgorithm_v7(cx->dnn, p->wd, p->yd, p->cd[1], p->xd,
-                                                                CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf));
-        return pick(cx, p, DIR_BWD_DATA, perf, got, cx->ws_limit, "backward-data");
-    }
-    void *buf, *dx, *ws;
-    size_t wsb;
-    TRY(find_buffers(cx, dx_bytes, &buf, &dx, &ws, &wsb));
-    cudnnStatus_t s = cudnnFindConvolutionBackwardDataAlgorithmEx(cx->dnn, p->wd, w, p->yd, dy, p->cd[1], p->xd, dx,
-                                                                  CUDNN_CONVOLUTION_BWD_DATA_ALGO_COUNT, &got, perf,
-                                                                  ws, wsb);
-    TRY(find_done(cx, buf));
-    if (s != CUDNN_STATUS_SUCCESS)
-        return fail_dnn(cx, s, "cudnnFindConvolutionBackwardDataAlgorithmEx", __FILE__, __LINE__);
-    return pick(cx, p, DIR_BWD_DATA, perf, got, wsb, "backward-data");
-}
-
-static int choose_bwd_filter(ctx *cx, conv_plan *p, const void *x, const void *dy, size_t dw_bytes)
-{
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT];
-    int got = 0;
-    if (!cx->find) {
-        DNN_TRY(cx, cudnnGetConvolutionBackwardFilterAlgorithm_v7(cx->dnn, p->xd, p->yd, p->cd[2], p->wd,
-                                                                  CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got, perf));
-        return pick(cx, p, DIR_BWD_FILTER, perf, got, cx->ws_limit, "backward-filter");
-    }
-    void *buf, *dw, *ws;
-    size_t wsb;
-    TRY(find_buffers(cx, dw_bytes, &buf, &dw, &ws, &wsb));
-    cudnnStatus_t s = cudnnFindConvolutionBackwardFilterAlgorithmEx(cx->dnn, p->xd, x, p->yd, dy, p->cd[2], p->wd, dw,
-                                                                    CUDNN_CONVOLUTION_BWD_FILTER_ALGO_COUNT, &got,
-                                                                    perf, ws, wsb);
-    TRY(find_done(cx, buf));
-    if (s != CUDNN_STATUS_SUCCESS)
-        return fail_dnn(cx, s, "cudnnFindConvolutionBackwardFilterAlgorithmEx", __FILE__, __LINE__);
-    return pick(cx, p, DIR_BWD_FILTER, perf, got, wsb, "backward-filter");
+                what[DIR], sh, cx->ws_limit >> 20);
 }
 
 static int64_t conv_in_count(const conv3d_shape *s) { return (int64_t)s->n * s->c * s->t * s->h * s->w; }
@@ -471,11 +482,11 @@ static int conv_prepare(ctx *cx, const conv3d_shape *s, cudnnDataType_t dt, size
     int rc = plan_get(cx, s, dt, &p);
     if (!rc && !p->have[dir]) {
         if (dir == DIR_FWD)
-            rc = choose_fwd(cx, p, a, b, (size_t)conv_out_count(s) * esz);
+            rc = choose<DIR_FWD>(cx, p, a, b, (size_t)conv_out_count(s) * esz);
         else if (dir == DIR_BWD_DATA)
-            rc = choose_bwd_data(cx, p, a, b, (size_t)conv_in_count(s) * esz);
+            rc = choose<DIR_BWD_DATA>(cx, p, a, b, (size_t)conv_in_count(s) * esz);
         else
-            rc = choose_bwd_filter(cx, p, a, b, (size_t)conv_w_count(s) * esz);
+            rc = choose<DIR_BWD_FILTER>(cx, p, a, b, (size_t)conv_w_count(s) * esz);
     }
     pthread_mutex_unlock(&g_plan_lock);
     if (rc)
@@ -545,7 +556,7 @@ static red_plan reduce_plan(const ctx *cx, int64_t rows, int c)
 {
     red_plan r;
     r.cblocks = (c + RED_TX - 1) / RED_TX;
-    int64_t target = 4LL * (cx->sm_count > 0 ? cx->sm_count : 80);
+    int64_t target = 8LL * (cx->sm_count > 0 ? cx->sm_count : 80); /* 2048 threads per SM */
     int64_t maxc = target / r.cblocks, want = (rows + 255) / 256;
     if (maxc < 1)
         maxc = 1;
@@ -637,21 +648,36 @@ __global__ void __launch_bounds__(RED_TX *RED_TY)
     }
 }
 
-/* Sums the chunks of each channel: (tx, ty) threads, ty strides over chunks. */
+/* Sums the chunks of each channel in a fixed order: (tx, ty) threads of a
+ * RED_TX x FIN_TY block, ty strides over the chunks, four loads in flight. */
+#define FIN_TY 32
 __device__ __forceinline__ double2 sum_chunks(const double2 *partial, int chunks, int c, int ch, double2 (*sh)[RED_TX])
 {
     const int tx = threadIdx.x, ty = threadIdx.y;
     double2 acc = make_double2(0, 0);
-    if (ch < c)
-        for (int j = ty; j < chunks; j += RED_TY) {
+    if (ch < c) {
+        int j = ty;
+        for (; j + 3 * FIN_TY < chunks; j += 4 * FIN_TY) {
+            double2 p[4];
+#pragma unroll
+            for (int u = 0; u < 4; u++)
+                p[u] = partial[(int64_t)(j + u * FIN_TY) * c + ch];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                acc.x += p[u].x;
+                acc.y += p[u].y;
+            }
+        }
+        for (; j < chunks; j += FIN_TY) {
             double2 p = partial[(int64_t)j * c + ch];
             acc.x += p.x;
             acc.y += p.y;
         }
+    }
     sh[ty][tx] = acc;
     __syncthreads();
     acc = sh[0][tx];
-    for (int j = 1; j < RED_TY; j++) {
+    for (int j = 1; j < FIN_TY; j++) {
         acc.x += sh[j][tx].x;
         acc.y += sh[j][tx].y;
     }
@@ -661,12 +687,12 @@ __device__ __forceinline__ double2 sum_chunks(const double2 *partial, int chunks
 /* Batchnorm statistics of one channel, running estimates, and the scale and
  * shift of the normalisation: coef[ch] = gamma * rstd, coef[c + ch] = beta - mean * scale. */
 template <typename T>
-__global__ void __launch_bounds__(RED_TX *RED_TY)
+__global__ void __launch_bounds__(RED_TX *FIN_TY)
     bn_stats_finalize_kernel(float *coef, float *save_mean, float *save_rstd, float *running_mean, float *running_var,
                              const double2 *partial, const T *inp, const float *gamma, const float *beta, int chunks,
                              int c, double rows, float momentum, float eps)
 {
-    __shared__ double2 sh[RED_TY][RED_TX];
+    __shared__ double2 sh[FIN_TY][RED_TX];
     const int ch = blockIdx.x * RED_TX + threadIdx.x;
     double2 s = sum_chunks(partial, chunks, c, ch, sh);
     if (threadIdx.y != 0 || ch >= c)
@@ -698,12 +724,12 @@ __global__ void bn_eval_coef_kernel(float *coef, const float *gamma, const float
 
 /* Backward coefficients: dbeta, dgamma, and for dx = k (g - mg - (x - mean) q):
  * coef = [k | mg | q | scale | shift | mean] (scale and shift: the forward's, for the ReLU mask). */
-__global__ void __launch_bounds__(RED_TX *RED_TY)
+__global__ void __launch_bounds__(RED_TX *FIN_TY)
     bn_bwd_finalize_kernel(float *coef, float *dgamma, float *dbeta, const double2 *partial, const float *gamma,
                            const float *beta, const float *save_mean, const float *save_rstd, int chunks, int c,
                            double rows)
 {
-    __shared__ double2 sh[RED_TY][RED_TX];
+    __shared__ double2 sh[FIN_TY][RED_TX];
     const int ch = blockIdx.x * RED_TX + threadIdx.x;
     double2 s = sum_chunks(partial, chunks, c, ch, sh);
     if (threadIdx.y != 0 || ch >= c)
@@ -721,10 +747,10 @@ __global__ void __launch_bounds__(RED_TX *RED_TY)
     coef[5 * c + ch] = mu;
 }
 
-__global__ void __launch_bounds__(RED_TX *RED_TY)
+__global__ void __launch_bounds__(RED_TX *FIN_TY)
     sum_finalize_kernel(float *out, const double2 *partial, int chunks, int c)
 {
-    __shared__ double2 sh[RED_TY][RED_TX];
+    __shared__ double2 sh[FIN_TY][RED_TX];
     const int ch = blockIdx.x * RED_TX + threadIdx.x;
     double2 s = sum_chunks(partial, chunks, c, ch, sh);
     if (threadIdx.y == 0 && ch < c)
@@ -826,7 +852,7 @@ int batchnorm3d_act_forward_train(T *out, float *save_mean, float *save_rstd, fl
     TRY(ctx_scratch(cx, SCR_PARTIAL, sizeof(double2) * (size_t)rp.chunks * c, &partial));
     TRY(ctx_scratch(cx, SCR_COEF, sizeof(float) * 6 * (size_t)c, &coef));
     TRY((chan_reduce<T, RED_STATS, false>(rp, (double2 *)partial, inp, NULL, NULL, NULL, NULL, NULL, rows, c, cx)));
-    bn_stats_finalize_kernel<T><<<rp.cblocks, dim3(RED_TX, RED_TY), 0, cx->stream>>>(
+    bn_stats_finalize_kernel<T><<<rp.cblocks, dim3(RED_TX, FIN_TY), 0, cx->stream>>>(
         (float *)coef, save_mean, save_rstd, running_mean, running_var, (const double2 *)partial, inp, gamma, beta,
         rp.chunks, c, (double)rows, momentum, eps);
     LAUNCH_TRY(cx, "bn_stats_finalize_kernel");
@@ -862,7 +888,7 @@ int batchnorm3d_act_backward(T *dinp, float *dgamma, float *dbeta, const T *dout
     else
         TRY((chan_reduce<T, RED_BWD, false>(rp, (double2 *)partial, dout, inp, save_mean, save_rstd, gamma, beta,
                                             rows, c, cx)));
-    bn_bwd_finalize_kernel<<<rp.cblocks, dim3(RED_TX, RED_TY), 0, cx->stream>>>(
+    bn_bwd_finalize_kernel<<<rp.cblocks, dim3(RED_TX, FIN_TY), 0, cx->stream>>>(
         (float *)coef, dgamma, dbeta, (const double2 *)partial, gamma, beta, save_mean, save_rstd, rp.chunks, c,
         (double)rows);
     LAUNCH_TRY(cx, "bn_bwd_finalize_kernel");
@@ -920,7 +946,7 @@ template <typename T> int channel_sum(float *out, const T *x, int64_t rows, int 
     void *partial;
     TRY(ctx_scratch(cx, SCR_PARTIAL, sizeof(double2) * (size_t)rp.chunks * c, &partial));
     TRY((chan_reduce<T, RED_SUM, false>(rp, (double2 *)partial, x, NULL, NULL, NULL, NULL, NULL, rows, c, cx)));
-    sum_finalize_kernel<<<rp.cblocks, dim3(RED_TX, RED_TY), 0, cx->stream>>>(out, (const double2 *)partial, rp.chunks,
+    sum_finalize_kernel<<<rp.cblocks, dim3(RED_TX, FIN_TY), 0, cx->stream>>>(out, (const double2 *)partial, rp.chunks,
                                                                              c);
     LAUNCH_TRY(cx, "sum_finalize_kernel");
     return 0;
