@@ -89,25 +89,23 @@ template <typename T> static float *down(const T *d, int64_t n)
     return h;
 }
 
-/* N x C x S <-> N x S x C */
-static float *to_nsc(const float *x, int n, int c, int64_t s)
+/* N x C x S -> N x S x C (to_nsc) and back (to_ncs) */
+static float *relayout(const float *x, int n, int c, int64_t s, int to_channels_last)
 {
     float *y = (float *)malloc(sizeof(float) * (size_t)n * c * s + 4);
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
-            for (int64_t p = 0; p < s; p++)
-                y[((int64_t)i * s + p) * c + ch] = x[((int64_t)i * c + ch) * s + p];
+            for (int64_t p = 0; p < s; p++) {
+                const int64_t cf = ((int64_t)i * c + ch) * s + p, cl = ((int64_t)i * s + p) * c + ch;
+                if (to_channels_last)
+                    y[cl] = x[cf];
+                else
+                    y[cf] = x[cl];
+            }
     return y;
 }
-static float *to_ncs(const float *x, int n, int c, int64_t s)
-{
-    float *y = (float *)malloc(sizeof(float) * (size_t)n * c * s + 4);
-    for (int i = 0; i < n; i++)
-        for (int ch = 0; ch < c; ch++)
-            for (int64_t p = 0; p < s; p++)
-                y[((int64_t)i * c + ch) * s + p] = x[((int64_t)i * s + p) * c + ch];
-    return y;
-}
+static float *to_nsc(const float *x, int n, int c, int64_t s) { return relayout(x, n, c, s, 1); }
+static float *to_ncs(const float *x, int n, int c, int64_t s) { return relayout(x, n, c, s, 0); }
 
 static double nmse(const float *got, const float *want, int64_t n)
 {
@@ -165,7 +163,7 @@ template <typename T> static void conv_case(const char *name, conv3d_shape s, in
     ti.ndim = 5, ti.shape[0] = s.oc, ti.shape[1] = s.c, ti.shape[2] = s.kt, ti.shape[3] = s.kh, ti.shape[4] = s.kw;
     ti.numel = wn;
     float *wd = zeros(wn), *xh = to_nsc(x, s.n, s.c, S), *dyh = to_nsc(dy, s.n, s.oc, SO);
-    cu::tensor_to_device_layout(wd, w, &ti);
+    cu::tensor_layout(wd, w, &ti, 1);
     T *gx = up<T>(xh, xn), *gw = up<T>(wd, wn), *gy = up<T>(y, yn), *gdy = up<T>(dyh, yn), *gdx = up<T>(xh, xn);
     float *gb = bias ? up<float>(b, s.oc) : NULL, *gdw = up<float>(wd, wn), *gdb = up<float>(b ? b : wd, s.oc);
     char nm[96];
@@ -175,7 +173,7 @@ template <typename T> static void conv_case(const char *name, conv3d_shape s, in
     check(nm, rr, y, yn, bound);
     OK(cu::conv3d_backward<T>(gdx, gdw, bias ? gdb : NULL, gdy, gx, gw, &s, &g_cx, 0));
     float *rdx = down<T>(gdx, xn), *rdxc = to_ncs(rdx, s.n, s.c, S), *rdw = down<float>(gdw, wn), *rdwh = zeros(wn);
-    cu::tensor_to_host_layout(rdwh, rdw, &ti);
+    cu::tensor_layout(rdwh, rdw, &ti, 0);
     snprintf(nm, sizeof nm, "conv3d %s backward dinp", name);
     check(nm, rdxc, dx, xn, bound);
     snprintf(nm, sizeof nm, "conv3d %s backward dweight", name);

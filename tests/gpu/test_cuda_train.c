@@ -27,6 +27,7 @@
 #include "cuda/backend.h"
 #include "host.h"
 #include "metrics.h"
+#include "patterns.h"
 #include "refload.h"
 #include "rng.h"
 
@@ -412,28 +413,10 @@ out:
 #define LT 8
 #define LH 20
 #define LC 16
-#define LK 7
+#define LK PATTERN_CLASSES
 #define NTRAIN 210
 #define NTEST 70
 #define LBATCH 14
-
-/* a bright square moving right, left, down, up, along a diagonal, standing
- * still or blinking; random start, noise */
-static void pattern_clip(uint8_t *clip, int cls, uint64_t *rng)
-{
-    int y = 8 + (int)rng_below(rng, 5), x = 8 + (int)rng_below(rng, 5);
-    static const int dy[LK] = {0, 0, 1, -1, 1, 0, 0}, dx[LK] = {1, -1, 0, 0, 1, 0, 0};
-    for (int f = 0; f < LT; f++) {
-        int cy = y + dy[cls] * (f - LT / 2), cx = x + dx[cls] * (f - LT / 2), on = cls != 6 || (f & 1);
-        for (int i = 0; i < LH; i++)
-            for (int j = 0; j < LH; j++) {
-                int inside = on && abs(i - cy) <= 2 && abs(j - cx) <= 2;
-                uint8_t v = (uint8_t)((inside ? 200 : 40) + (int)rng_below(rng, 40));
-                uint8_t *p = clip + (((size_t)f * LH + i) * LH + j) * 3;
-                p[0] = p[1] = p[2] = v;
-            }
-    }
-}
 
 struct run_result {
     struct metrics mt;
@@ -505,9 +488,9 @@ static void test_learning_run(void)
     int32_t ytrain[NTRAIN], ytest[NTEST];
     uint64_t rng = 2020;
     for (int i = 0; i < NTRAIN; i++)
-        pattern_clip(train + i * clip, ytrain[i] = i % LK, &rng);
+        pattern_clip(train + i * clip, ytrain[i] = i % LK, LT, LH, LH, &rng);
     for (int i = 0; i < NTEST; i++)
-        pattern_clip(test + i * clip, ytest[i] = i % LK, &rng);
+        pattern_clip(test + i * clip, ytest[i] = i % LK, LT, LH, LH, &rng);
     struct run_result rc_, rg_;
     memset(&rc_, 0, sizeof rc_);
     memset(&rg_, 0, sizeof rg_);

@@ -147,20 +147,10 @@ static int cuda_describe(const struct dfew_train_model *mm, struct dfew_train_in
 
 static int check_batch(model *m, const struct dfew_train_batch *b, int need_labels)
 {
-    if (!b || b->n < 1 || b->n > m->cfg.max_batch)
-        return cu::fail(&m->cx, -EINVAL, "batch of %d clips; the model was created for 1..%d (max_batch)",
-                        b ? b->n : 0, m->cfg.max_batch);
-    if (!b->data || (b->input != DFEW_INPUT_U8_NTHWC && b->input != DFEW_INPUT_F32_NCTHW))
-        return cu::fail(&m->cx, -EINVAL, "batch has no data or an unknown input format %d", b->input);
-    if (need_labels) {
-        if (!b->labels)
-            return cu::fail(&m->cx, -EINVAL, "training batch without labels");
-        for (int i = 0; i < b->n; i++)
-            if (b->labels[i] < 0 || b->labels[i] >= m->cfg.num_classes)
-                return cu::fail(&m->cx, -EINVAL, "label %d of clip %d is outside 0..%d", b->labels[i], i,
-                                m->cfg.num_classes - 1);
-    }
-    return 0;
+    int rc = model_check_batch(m->plan, b, need_labels); /* the CPU backend's checks and messages */
+    if (rc)
+        snprintf(m->cx.err, sizeof m->cx.err, "%s", m->plan->err);
+    return rc;
 }
 
 /* Queues forward, loss and backward (and the SGD step when sgd), then waits
@@ -258,48 +248,41 @@ static float *device_part(const model *m, int64_t i, int part)
     return NULL;
 }
 
-static int cuda_tensor_read(const struct dfew_train_model *mm, int64_t i, int part, float *dst)
+/* One tensor between the host (PyTorch layout) and the device. */
+static int tensor_io(model *m, int64_t i, int part, float *host, int to_device)
 {
-    model *m = const_cast<model *>(CM(mm));
     float *p = device_part(m, i, part);
     if (!p)
         return -ERANGE;
     const struct dfew_train_tensor_info *ti = &m->plan->tensors[i].info;
-    float *tmp = (float *)malloc(sizeof(float) * (size_t)ti->numel);
+    const size_t bytes = sizeof(float) * (size_t)ti->numel;
+    float *tmp = (float *)malloc(bytes);
     if (!tmp)
-        return cu::fail(&m->cx, -ENOMEM, "out of host memory reading tensor %s", ti->name);
-    cudaError_t e = cudaMemcpyAsync(tmp, p, sizeof(float) * (size_t)ti->numel, cudaMemcpyDeviceToHost, m->cx.stream);
+        return cu::fail(&m->cx, -ENOMEM, "out of host memory for tensor %s", ti->name);
+    if (to_device)
+        cu::tensor_layout(tmp, host, ti, 1);
+    cudaError_t e = cudaMemcpyAsync(to_device ? (void *)p : (void *)tmp, to_device ? (void *)tmp : (void *)p, bytes,
+                                    to_device ? cudaMemcpyHostToDevice : cudaMemcpyDeviceToHost, m->cx.stream);
     if (e == cudaSuccess)
-        e = cudaStreamSynchronize(m->cx.stream);
-    if (e != cudaSuccess) {
-        free(tmp);
-        return cu::fail_cuda(&m->cx, e, "tensor_read", __FILE__, __LINE__);
-    }
-    cu::tensor_to_host_layout(dst, tmp, ti);
+        e = cudaStreamSynchronize(m->cx.stream); /* after queued work; tmp is pageable and freed next */
+    if (e == cudaSuccess && !to_device)
+        cu::tensor_layout(host, tmp, ti, 0);
     free(tmp);
+    if (e != cudaSuccess)
+        return cu::fail_cuda(&m->cx, e, to_device ? "tensor_write" : "tensor_read", __FILE__, __LINE__);
+    if (to_device && m->params16 && part == DFEW_PART_VALUE && ti->kind == DFEW_TENSOR_PARAM)
+        TRY(cu::cast_f32_to_bf16(m->params16 + (p - m->params), p, ti->numel, &m->cx));
     return 0;
+}
+
+static int cuda_tensor_read(const struct dfew_train_model *mm, int64_t i, int part, float *dst)
+{
+    return tensor_io(const_cast<model *>(CM(mm)), i, part, dst, 0);
 }
 
 static int cuda_tensor_write(struct dfew_train_model *mm, int64_t i, int part, const float *src)
 {
-    model *m = M(mm);
-    float *p = device_part(m, i, part);
-    if (!p)
-        return -ERANGE;
-    const struct dfew_train_tensor_info *ti = &m->plan->tensors[i].info;
-    float *tmp = (float *)malloc(sizeof(float) * (size_t)ti->numel);
-    if (!tmp)
-        return cu::fail(&m->cx, -ENOMEM, "out of host memory writing tensor %s", ti->name);
-    cu::tensor_to_device_layout(tmp, src, ti);
-    cudaError_t e = cudaMemcpyAsync(p, tmp, sizeof(float) * (size_t)ti->numel, cudaMemcpyHostToDevice, m->cx.stream);
-    if (e == cudaSuccess)
-        e = cudaStreamSynchronize(m->cx.stream); /* tmp is pageable and freed next */
-    free(tmp);
-    if (e != cudaSuccess)
-        return cu::fail_cuda(&m->cx, e, "tensor_write", __FILE__, __LINE__);
-    if (m->params16 && part == DFEW_PART_VALUE && ti->kind == DFEW_TENSOR_PARAM)
-        TRY(cu::cast_f32_to_bf16(m->params16 + (p - m->params), p, ti->numel, &m->cx));
-    return 0;
+    return tensor_io(M(mm), i, part, const_cast<float *>(src), 1);
 }
 
 /* ------------------------------------------------------------ checkpoints (the CPU backend's format) */

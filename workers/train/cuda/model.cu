@@ -18,7 +18,7 @@ namespace cu {
 
 /* ------------------------------------------------------------ layout helpers */
 
-void tensor_to_device_layout(float *dst, const float *src, const struct dfew_train_tensor_info *ti)
+void tensor_layout(float *dst, const float *src, const struct dfew_train_tensor_info *ti, int to_device)
 {
     if (ti->ndim != 5) {
         memcpy(dst, src, sizeof(float) * (size_t)ti->numel);
@@ -27,21 +27,13 @@ void tensor_to_device_layout(float *dst, const float *src, const struct dfew_tra
     const int64_t K = ti->shape[0], C = ti->shape[1], KV = ti->shape[2] * ti->shape[3] * ti->shape[4];
     for (int64_t k = 0; k < K; k++)
         for (int64_t c = 0; c < C; c++)
-            for (int64_t v = 0; v < KV; v++)
-                dst[(k * KV + v) * C + c] = src[(k * C + c) * KV + v];
-}
-
-void tensor_to_host_layout(float *dst, const float *src, const struct dfew_train_tensor_info *ti)
-{
-    if (ti->ndim != 5) {
-        memcpy(dst, src, sizeof(float) * (size_t)ti->numel);
-        return;
-    }
-    const int64_t K = ti->shape[0], C = ti->shape[1], KV = ti->shape[2] * ti->shape[3] * ti->shape[4];
-    for (int64_t k = 0; k < K; k++)
-        for (int64_t c = 0; c < C; c++)
-            for (int64_t v = 0; v < KV; v++)
-                dst[(k * C + c) * KV + v] = src[(k * KV + v) * C + c];
+            for (int64_t v = 0; v < KV; v++) {
+                const int64_t pt = (k * C + c) * KV + v, dev = (k * KV + v) * C + c; /* PyTorch, device */
+                if (to_device)
+                    dst[dev] = src[pt];
+                else
+                    dst[pt] = src[dev];
+            }
 }
 
 static inline float *P(const model *m, int t) { return m->params + m->plan->tensors[t].off; }
@@ -136,7 +128,9 @@ static int sync(model *m)
     return 0;
 }
 
-int model_upload(model *m, int with_momentum)
+/* Parameters (+ buffers) and momentum between the shadow (host, PyTorch
+ * layout) and the device. */
+static int params_io(model *m, int with_momentum, int to_device)
 {
     struct dfew_train_model *pl = m->plan;
     TRY(sync(m));
@@ -145,58 +139,45 @@ int model_upload(model *m, int with_momentum)
         return fail(&m->cx, -ENOMEM, "out of host memory staging %lld parameters", (long long)pl->num_floats);
     int rc = 0;
     for (int pass = 0; pass < (with_momentum ? 2 : 1) && !rc; pass++) {
-        const float *src = pass ? pl->mom : pl->params;
-        int64_t count = pass ? pl->param_floats : pl->num_floats;
-        memcpy(tmp, src, sizeof(float) * (size_t)count); /* keeps the alignment padding */
+        float *host = pass ? pl->mom : pl->params, *dev = pass ? m->mom : m->params;
+        const size_t bytes = sizeof(float) * (size_t)(pass ? pl->param_floats : pl->num_floats);
+        if (to_device)
+            memcpy(tmp, host, bytes); /* keeps the alignment padding */
+        else {
+            cudaError_t e = cudaMemcpyAsync(tmp, dev, bytes, cudaMemcpyDeviceToHost, m->cx.stream);
+            if (e == cudaSuccess)
+                e = cudaStreamSynchronize(m->cx.stream);
+            if (e != cudaSuccess) {
+                rc = fail_cuda(&m->cx, e, "parameter download", __FILE__, __LINE__);
+                break;
+            }
+            memcpy(host, tmp, bytes);
+        }
         for (int i = 0; i < pl->ntensors; i++) {
             const struct tensor *t = &pl->tensors[i];
             if (pass && t->info.kind != DFEW_TENSOR_PARAM)
                 continue;
-            tensor_to_device_layout(tmp + t->off, src + t->off, &t->info);
+            if (to_device)
+                tensor_layout(tmp + t->off, host + t->off, &t->info, 1);
+            else
+                tensor_layout(host + t->off, tmp + t->off, &t->info, 0);
         }
-        cudaError_t e = cudaMemcpyAsync(pass ? m->mom : m->params, tmp, sizeof(float) * (size_t)count,
-                                        cudaMemcpyHostToDevice, m->cx.stream);
-        if (e == cudaSuccess)
-            e = cudaStreamSynchronize(m->cx.stream);
-        if (e != cudaSuccess)
-            rc = fail_cuda(&m->cx, e, "parameter upload", __FILE__, __LINE__);
+        if (to_device) {
+            cudaError_t e = cudaMemcpyAsync(dev, tmp, bytes, cudaMemcpyHostToDevice, m->cx.stream);
+            if (e == cudaSuccess)
+                e = cudaStreamSynchronize(m->cx.stream);
+            if (e != cudaSuccess)
+                rc = fail_cuda(&m->cx, e, "parameter upload", __FILE__, __LINE__);
+        }
     }
     free(tmp);
-    if (!rc && m->params16)
+    if (!rc && to_device && m->params16)
         rc = cast_f32_to_bf16(m->params16, m->params, pl->param_floats, &m->cx);
     return rc;
 }
 
-int model_download(model *m, int with_momentum)
-{
-    struct dfew_train_model *pl = m->plan;
-    TRY(sync(m));
-    float *tmp = (float *)malloc(sizeof(float) * (size_t)pl->num_floats);
-    if (!tmp)
-        return fail(&m->cx, -ENOMEM, "out of host memory staging %lld parameters", (long long)pl->num_floats);
-    int rc = 0;
-    for (int pass = 0; pass < (with_momentum ? 2 : 1) && !rc; pass++) {
-        float *dst = pass ? pl->mom : pl->params;
-        int64_t count = pass ? pl->param_floats : pl->num_floats;
-        cudaError_t e = cudaMemcpyAsync(tmp, pass ? m->mom : m->params, sizeof(float) * (size_t)count,
-                                        cudaMemcpyDeviceToHost, m->cx.stream);
-        if (e == cudaSuccess)
-            e = cudaStreamSynchronize(m->cx.stream);
-        if (e != cudaSuccess) {
-            rc = fail_cuda(&m->cx, e, "parameter download", __FILE__, __LINE__);
-            break;
-        }
-        memcpy(dst, tmp, sizeof(float) * (size_t)count);
-        for (int i = 0; i < pl->ntensors; i++) {
-            const struct tensor *t = &pl->tensors[i];
-            if (pass && t->info.kind != DFEW_TENSOR_PARAM)
-                continue;
-            tensor_to_host_layout(dst + t->off, tmp + t->off, &t->info);
-        }
-    }
-    free(tmp);
-    return rc;
-}
+int model_upload(model *m, int with_momentum) { return params_io(m, with_momentum, 1); }
+int model_download(model *m, int with_momentum) { return params_io(m, with_momentum, 0); }
 
 void model_destroy(model *m)
 {

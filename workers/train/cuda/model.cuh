@@ -105,10 +105,9 @@ int model_outputs(model *m, int n);
 int model_download(model *m, int with_momentum);
 int model_upload(model *m, int with_momentum);
 
-/* The layout change of one tensor between PyTorch (conv weights
- * OC x C x kT x kH x kW) and the device (OC x kT x kH x kW x C). */
-void tensor_to_device_layout(float *dst, const float *src, const struct dfew_train_tensor_info *ti);
-void tensor_to_host_layout(float *dst, const float *src, const struct dfew_train_tensor_info *ti);
+/* One tensor between PyTorch's layout (conv weights OC x C x kT x kH x kW)
+ * and the device's (OC x kT x kH x kW x C); other tensors are copied. */
+void tensor_layout(float *dst, const float *src, const struct dfew_train_tensor_info *ti, int to_device);
 
 } // namespace cu
 
