@@ -9,7 +9,8 @@
 #
 # Steps: the CPU backend against the PyTorch reference files (proves the
 # carried build runs there), the CUDA backend against the same files (fp32),
-# every CUDA layer against the CPU layer, the CUDA backend against the CPU
+# every CUDA layer against the CPU layer (again with every convolution forced
+# through the channels-first fallback), the CUDA backend against the CPU
 # backend (gradients, ten SGD steps, checkpoints, TF32/bf16, a learning run),
 # compute-sanitizer memcheck over the layer test when time allows, then the
 # benchmark: bench_cuda_train and bench_torch_r3d18.py on the same GPU.
@@ -139,6 +140,7 @@ REFDIR=$ROOT/tests/trainer
 run_step cpu_ref 90 "$((BENCH_RESERVE + 180))" "$BIN/test_train_ref" "$REFDIR"
 run_step cuda_ref 120 "$((BENCH_RESERVE + 140))" "$BIN/test_train_ref" "$REFDIR" "$BIN/dfew-train-cuda.so"
 run_step cuda_layers 90 "$((BENCH_RESERVE + 120))" "$BIN/test_cuda_layers"
+run_step cuda_layers_ncdhw 60 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_NCDHW=1 "$BIN/test_cuda_layers"
 run_step cuda_train 240 "$BENCH_RESERVE" "$BIN/test_cuda_train" "$WORK"
 if [ -n "$SANITIZER" ]; then
   # heuristic algorithm choice: cudnnFind's timing runs are slow under the sanitizer

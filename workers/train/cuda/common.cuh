@@ -33,8 +33,8 @@ struct ctx {
     size_t ws_limit;       /* the most workspace one convolution algorithm may use */
     void *ws;              /* cuDNN workspace (the largest the chosen algorithms need) */
     size_t ws_bytes;
-    void *scratch[4];      /* see enum scratch_kind */
-    size_t scratch_bytes[4];
+    void *scratch[7];      /* see enum scratch_kind */
+    size_t scratch_bytes[7];
     char err[384];         /* what failed and what to do, after a negative return */
 };
 
@@ -43,6 +43,10 @@ enum scratch_kind {
     SCR_COEF = 1,    /* float per-channel coefficients (batchnorm) */
     SCR_LOSS = 2,    /* double pairwise distances and weights of the feature losses */
     SCR_DW16 = 3,    /* bf16 weight gradient of a convolution before it is widened to fp32 */
+    SCR_TX = 4,      /* channels-first copies for convolutions cuDNN runs in NCDHW only: input, */
+    SCR_TY = 5,      /* output, */
+    SCR_TW = 6,      /* weights */
+    SCR_KINDS = 7,
 };
 
 /* Creates the stream and the handles (precision sets the math modes);

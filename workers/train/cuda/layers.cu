@@ -105,7 +105,7 @@ void ctx_destroy(ctx *cx)
 {
     if (cx->stream)
         cudaStreamSynchronize(cx->stream);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < SCR_KINDS; i++)
         if (cx->scratch[i])
             cudaFree(cx->scratch[i]);
     if (cx->ws)
@@ -197,6 +197,7 @@ struct conv_plan {
     int have[3];
     int algo[3];
     size_t ws[3];
+    int ncdhw; /* cuDNN runs this shape channels-first: the data are transposed around it */
 };
 
 /* Process-wide: a plan depends on the shape, data type and math mode only, so
@@ -222,12 +223,40 @@ static void plan_free(conv_plan *p)
     free(p);
 }
 
-static int tensor_desc(ctx *cx, cudnnTensorDescriptor_t d, cudnnDataType_t dt, int n, int c, int t, int h, int w)
+static int tensor_desc(ctx *cx, cudnnTensorDescriptor_t d, cudnnDataType_t dt, int n, int c, int t, int h, int w,
+                       int ncdhw)
 {
-    /* dims in cuDNN's N, C, D, H, W order; strides of the channels-last layout */
+    /* dims in cuDNN's N, C, D, H, W order; strides of channels-last (or channels-first) memory */
     int dims[5] = {n, c, t, h, w};
-    int strides[5] = {c * t * h * w, 1, h * w * c, w * c, c};
-    DNN_TRY(cx, cudnnSetTensorNdDescriptor(d, dt, 5, dims, strides));
+    int cl[5] = {c * t * h * w, 1, h * w * c, w * c, c}, cf[5] = {c * t * h * w, t * h * w, h * w, w, 1};
+    DNN_TRY(cx, cudnnSetTensorNdDescriptor(d, dt, 5, dims, ncdhw ? cf : cl));
+    return 0;
+}
+
+/* (Re)describes the plan's tensors in one layout and resets its algorithms. */
+static int plan_layout(ctx *cx, conv_plan *p, int ncdhw)
+{
+    const conv_key *k = &p->key;
+    cudnnDataType_t dt = (cudnnDataType_t)k->dtype;
+    int to = (k->t + 2 * k->pt - k->kt) / k->st + 1, ho = (k->h + 2 * k->ph - k->kh) / k->sh + 1;
+    int wo = (k->w + 2 * k->pw - k->kw) / k->sw + 1;
+    TRY(tensor_desc(cx, p->xd, dt, k->n, k->c, k->t, k->h, k->w, ncdhw));
+    TRY(tensor_desc(cx, p->yd, dt, k->n, k->oc, to, ho, wo, ncdhw));
+    /* NHWC filter format: OC x kT x kH x kW x C in memory; NCHW: OC x C x kT x kH x kW */
+    int fdims[5] = {k->oc, k->c, k->kt, k->kh, k->kw};
+    DNN_TRY(cx, cudnnSetFilterNdDescriptor(p->wd, dt, ncdhw ? CUDNN_TENSOR_NCHW : CUDNN_TENSOR_NHWC, 5, fdims));
+    for (int i = 0; i < 3; i++) {
+        DNN_TRY(cx, cudnnSetConvolutionMathType(p->cd[i], k->tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
+        p->have[i] = 0;
+    }
+    p->ncdhw = ncdhw;
+    int od[5];
+    DNN_TRY(cx, cudnnGetConvolutionNdForwardOutputDim(p->cd[0], p->xd, p->wd, 5, od));
+    if (od[0] != k->n || od[1] != k->oc || od[2] != to || od[3] != ho || od[4] != wo)
+        return fail(cx, -EINVAL,
+                    "cuDNN computes a %dx%dx%dx%dx%d output for a conv that should give %dx%dx%dx%dx%d; this is a bug "
+                    "in the CUDA backend",
+                    od[0], od[1], od[2], od[3], od[4], k->n, k->oc, to, ho, wo);
     return 0;
 }
 
@@ -238,50 +267,30 @@ static int plan_make(ctx *cx, const conv_key *k, conv_plan **out)
         return fail(cx, -ENOMEM, "out of host memory for a convolution plan");
     p->key = *k;
     int rc = 0;
-#define PLAN_TRY(call)                                                                                                \
-    do {                                                                                                              \
-        cudnnStatus_t s_ = (call);                                                                                    \
-        if (s_ != CUDNN_STATUS_SUCCESS) {                                                                             \
-            rc = fail_dnn(cx, s_, #call, __FILE__, __LINE__);                                                         \
-            goto bad;                                                                                                 \
-        }                                                                                                             \
-    } while (0)
-    {
-        cudnnDataType_t dt = (cudnnDataType_t)k->dtype;
-        int to = (k->t + 2 * k->pt - k->kt) / k->st + 1, ho = (k->h + 2 * k->ph - k->kh) / k->sh + 1;
-        int wo = (k->w + 2 * k->pw - k->kw) / k->sw + 1;
-        PLAN_TRY(cudnnCreateTensorDescriptor(&p->xd));
-        PLAN_TRY(cudnnCreateTensorDescriptor(&p->yd));
-        PLAN_TRY(cudnnCreateFilterDescriptor(&p->wd));
-        if ((rc = tensor_desc(cx, p->xd, dt, k->n, k->c, k->t, k->h, k->w)) != 0)
-            goto bad;
-        if ((rc = tensor_desc(cx, p->yd, dt, k->n, k->oc, to, ho, wo)) != 0)
-            goto bad;
-        int fdims[5] = {k->oc, k->c, k->kt, k->kh, k->kw}; /* NHWC filter format: OC x kT x kH x kW x C in memory */
-        PLAN_TRY(cudnnSetFilterNdDescriptor(p->wd, dt, CUDNN_TENSOR_NHWC, 5, fdims));
-        int pad[3] = {k->pt, k->ph, k->pw}, stride[3] = {k->st, k->sh, k->sw}, dil[3] = {1, 1, 1};
-        for (int i = 0; i < 3; i++) {
-            PLAN_TRY(cudnnCreateConvolutionDescriptor(&p->cd[i]));
-            PLAN_TRY(cudnnSetConvolutionNdDescriptor(p->cd[i], 3, pad, stride, dil, CUDNN_CROSS_CORRELATION,
-                                                     CUDNN_DATA_FLOAT));
-            PLAN_TRY(cudnnSetConvolutionMathType(p->cd[i], k->tensor_ops ? CUDNN_TENSOR_OP_MATH : CUDNN_FMA_MATH));
-        }
-        int od[5];
-        PLAN_TRY(cudnnGetConvolutionNdForwardOutputDim(p->cd[0], p->xd, p->wd, 5, od));
-        if (od[0] != k->n || od[1] != k->oc || od[2] != to || od[3] != ho || od[4] != wo) {
-            rc = fail(cx, -EINVAL,
-                      "cuDNN computes a %dx%dx%dx%dx%d output for a conv that should give %dx%dx%dx%dx%d; this is a "
-                      "bug in the CUDA backend",
-                      od[0], od[1], od[2], od[3], od[4], k->n, k->oc, to, ho, wo);
-            goto bad;
-        }
+    cudnnStatus_t st = cudnnCreateTensorDescriptor(&p->xd);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnCreateTensorDescriptor(&p->yd);
+    if (st == CUDNN_STATUS_SUCCESS)
+        st = cudnnCreateFilterDescriptor(&p->wd);
+    int pad[3] = {k->pt, k->ph, k->pw}, stride[3] = {k->st, k->sh, k->sw}, dil[3] = {1, 1, 1};
+    for (int i = 0; i < 3 && st == CUDNN_STATUS_SUCCESS; i++) {
+        st = cudnnCreateConvolutionDescriptor(&p->cd[i]);
+        if (st == CUDNN_STATUS_SUCCESS)
+            st = cudnnSetConvolutionNdDescriptor(p->cd[i], 3, pad, stride, dil, CUDNN_CROSS_CORRELATION,
+                                                 CUDNN_DATA_FLOAT);
     }
-#undef PLAN_TRY
+    if (st != CUDNN_STATUS_SUCCESS)
+        rc = fail_dnn(cx, st, "convolution descriptors", __FILE__, __LINE__);
+    if (!rc) {
+        const char *f = getenv("DFEW_CUDA_CONV_NCDHW"); /* tests: every conv through the channels-first path */
+        rc = plan_layout(cx, p, f && !strcmp(f, "1"));
+    }
+    if (rc) {
+        plan_free(p);
+        return rc;
+    }
     *out = p;
     return 0;
-bad:
-    plan_free(p);
-    return rc;
 }
 
 static int plan_get(ctx *cx, const conv3d_shape *s, cudnnDataType_t dt, conv_plan **out)
@@ -344,6 +353,8 @@ static void shape_str(char *b, size_t len, const conv_plan *p)
     snprintf(b, len, "n%d c%d %dx%dx%d -> oc%d k%dx%dx%d s%dx%dx%d p%dx%dx%d %s%s", k->n, k->c, k->t, k->h, k->w, k->oc,
              k->kt, k->kh, k->kw, k->st, k->sh, k->sw, k->pt, k->ph, k->pw,
              k->dtype == CUDNN_DATA_BFLOAT16 ? "bf16" : "fp32", k->tensor_ops ? " tensor-ops" : "");
+    if (p->ncdhw)
+        snprintf(b + strlen(b), len - strlen(b), " (channels-first)");
 }
 
 /* Is algorithm a of direction dir a transform (FFT, Winograd)? */
@@ -463,6 +474,12 @@ template <int DIR> static int choose(ctx *cx, conv_plan *p, const void *a, const
     static const char *what[3] = {"forward", "backward-data", "backward-filter"};
     char sh[200];
     shape_str(sh, sizeof sh, p);
+    if (!p->ncdhw) { /* cuDNN's channels-first kernels cover every shape: transpose around them */
+        fprintf(stderr, "dfew cuda: no channels-last %s algorithm for conv %s; this shape runs channels-first\n",
+                what[DIR], sh);
+        TRY(plan_layout(cx, p, 1));
+        return choose<DIR>(cx, p, a, b, out_bytes);
+    }
     return fail(cx, -ENOTSUP,
                 "cuDNN has no usable %s algorithm for conv %s (workspace limit %zu MB); try "
                 "DFEW_CUDA_WORKSPACE_MB=8192 or another precision",
@@ -496,16 +513,35 @@ static int conv_prepare(ctx *cx, const conv3d_shape *s, cudnnDataType_t dt, size
     return 0;
 }
 
+/* channels-last <-> channels-first copies of the data of a plan that runs
+ * channels-first (defined with the layout kernels below) */
+template <typename TI, typename TO>
+static int relayout(TO *dst, const TI *src, int n, int c, int64_t s, int to_ncs, int accumulate, ctx *cx);
+
 template <typename T>
 int conv3d_forward(T *out, const T *inp, const T *weight, const float *bias, const conv3d_shape *s, ctx *cx)
 {
     conv_plan *p;
     TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_FWD, inp, weight, &p));
     const float one = 1.f, zero = 0.f;
-    DNN_TRY(cx, cudnnConvolutionForward(cx->dnn, &one, p->xd, inp, p->wd, weight, p->cd[0],
-                                        (cudnnConvolutionFwdAlgo_t)p->algo[0], cx->ws, p->ws[0], &zero, p->yd, out));
+    const int64_t S = (int64_t)s->t * s->h * s->w, SO = (int64_t)s->to * s->ho * s->wo, KV = (int64_t)s->kt * s->kh * s->kw;
+    if (!p->ncdhw) {
+        DNN_TRY(cx, cudnnConvolutionForward(cx->dnn, &one, p->xd, inp, p->wd, weight, p->cd[0],
+                                            (cudnnConvolutionFwdAlgo_t)p->algo[0], cx->ws, p->ws[0], &zero, p->yd,
+                                            out));
+    } else {
+        void *x, *y, *w;
+        TRY(ctx_scratch(cx, SCR_TX, sizeof(T) * (size_t)conv_in_count(s), &x));
+        TRY(ctx_scratch(cx, SCR_TY, sizeof(T) * (size_t)conv_out_count(s), &y));
+        TRY(ctx_scratch(cx, SCR_TW, sizeof(T) * (size_t)conv_w_count(s), &w));
+        TRY((relayout<T, T>((T *)x, inp, s->n, s->c, S, 1, 0, cx)));
+        TRY((relayout<T, T>((T *)w, weight, s->oc, s->c, KV, 1, 0, cx)));
+        DNN_TRY(cx, cudnnConvolutionForward(cx->dnn, &one, p->xd, x, p->wd, w, p->cd[0],
+                                            (cudnnConvolutionFwdAlgo_t)p->algo[0], cx->ws, p->ws[0], &zero, p->yd, y));
+        TRY((relayout<T, T>(out, (const T *)y, s->n, s->oc, SO, 0, 0, cx)));
+    }
     if (bias)
-        TRY(bias_act_forward(out, bias, (int64_t)s->n * s->to * s->ho * s->wo, s->oc, 0, cx));
+        TRY(bias_act_forward(out, bias, (int64_t)s->n * SO, s->oc, 0, cx));
     return 0;
 }
 
@@ -514,27 +550,57 @@ int conv3d_backward(T *dinp, float *dweight, float *dbias, const T *dout, const 
                     const conv3d_shape *s, ctx *cx, int accumulate)
 {
     const float one = 1.f, zero = 0.f, beta_in = accumulate ? 1.f : 0.f;
+    const int64_t S = (int64_t)s->t * s->h * s->w, SO = (int64_t)s->to * s->ho * s->wo, KV = (int64_t)s->kt * s->kh * s->kw;
     if (dbias)
-        TRY(channel_sum(dbias, dout, (int64_t)s->n * s->to * s->ho * s->wo, s->oc, cx));
+        TRY(channel_sum(dbias, dout, (int64_t)s->n * SO, s->oc, cx));
     conv_plan *p;
     /* weight gradient: bf16 convolutions produce a bf16 gradient, widened into the fp32 one */
     const int64_t wn = conv_w_count(s);
-    void *dw = dweight;
-    if (sizeof(T) != sizeof(float))
-        TRY(ctx_scratch(cx, SCR_DW16, (size_t)wn * sizeof(T), &dw));
     TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_FILTER, inp, dout, &p));
-    DNN_TRY(cx, cudnnConvolutionBackwardFilter(cx->dnn, &one, p->xd, inp, p->yd, dout, p->cd[2],
+    const void *x = inp, *dy = dout, *w = weight;
+    void *dw = dweight;
+    if (p->ncdhw || sizeof(T) != sizeof(float))
+        TRY(ctx_scratch(cx, SCR_DW16, (size_t)wn * sizeof(T), &dw));
+    if (p->ncdhw) {
+        void *tx, *ty;
+        TRY(ctx_scratch(cx, SCR_TX, sizeof(T) * (size_t)conv_in_count(s), &tx));
+        TRY(ctx_scratch(cx, SCR_TY, sizeof(T) * (size_t)conv_out_count(s), &ty));
+        TRY((relayout<T, T>((T *)tx, inp, s->n, s->c, S, 1, 0, cx)));
+        TRY((relayout<T, T>((T *)ty, dout, s->n, s->oc, SO, 1, 0, cx)));
+        x = tx, dy = ty;
+    }
+    DNN_TRY(cx, cudnnConvolutionBackwardFilter(cx->dnn, &one, p->xd, x, p->yd, dy, p->cd[2],
                                                (cudnnConvolutionBwdFilterAlgo_t)p->algo[2], cx->ws, p->ws[2], &zero,
                                                p->wd, dw));
-    if (sizeof(T) != sizeof(float))
+    if (p->ncdhw) /* OC x C x kT x kH x kW -> OC x kT x kH x kW x C, widened */
+        TRY((relayout<T, float>(dweight, (const T *)dw, s->oc, s->c, KV, 0, 0, cx)));
+    else if (sizeof(T) != sizeof(float))
         TRY(cast_bf16_to_f32(dweight, (const bf16 *)dw, wn, cx));
-    if (dinp) {
-        TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_DATA, weight, dout, &p));
-        DNN_TRY(cx, cudnnConvolutionBackwardData(cx->dnn, &one, p->wd, weight, p->yd, dout, p->cd[1],
-                                                 (cudnnConvolutionBwdDataAlgo_t)p->algo[1], cx->ws, p->ws[1],
-                                                 &beta_in, p->xd, dinp));
+    if (!dinp)
+        return 0;
+    conv_plan *q; /* the same plan; choosing its data algorithm may have moved it to channels-first */
+    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_DATA, weight, dout, &q));
+    if (!q->ncdhw) {
+        DNN_TRY(cx, cudnnConvolutionBackwardData(cx->dnn, &one, q->wd, weight, q->yd, dout, q->cd[1],
+                                                 (cudnnConvolutionBwdDataAlgo_t)q->algo[1], cx->ws, q->ws[1],
+                                                 &beta_in, q->xd, dinp));
+        return 0;
     }
-    return 0;
+    void *tw, *tx;
+    TRY(ctx_scratch(cx, SCR_TW, sizeof(T) * (size_t)wn, &tw));
+    TRY(ctx_scratch(cx, SCR_TX, sizeof(T) * (size_t)conv_in_count(s), &tx));
+    TRY((relayout<T, T>((T *)tw, weight, s->oc, s->c, KV, 1, 0, cx)));
+    w = tw;
+    if (dy == (const void *)dout) { /* the filter gradient ran channels-last */
+        void *ty;
+        TRY(ctx_scratch(cx, SCR_TY, sizeof(T) * (size_t)conv_out_count(s), &ty));
+        TRY((relayout<T, T>((T *)ty, dout, s->n, s->oc, SO, 1, 0, cx)));
+        dy = ty;
+    }
+    DNN_TRY(cx, cudnnConvolutionBackwardData(cx->dnn, &one, q->wd, w, q->yd, dy, q->cd[1],
+                                             (cudnnConvolutionBwdDataAlgo_t)q->algo[1], cx->ws, q->ws[1], &zero,
+                                             q->xd, tx));
+    return relayout<T, T>(dinp, (const T *)tx, s->n, s->c, S, 0, accumulate, cx);
 }
 
 /* ================================================================ per-channel reductions
@@ -574,6 +640,18 @@ static red_plan reduce_plan(const ctx *cx, int64_t rows, int c)
     return r;
 }
 
+/* The normalisation of batchnorm, y = x * scale + shift (bn_norm), and its
+ * scale and shift, with the CPU's rounding (no fused multiply-add): the
+ * forward pass and the ReLU masks of the backward pass compute them the same
+ * way, bit for bit. */
+__device__ __forceinline__ void bn_scale_shift(float gamma, float beta, float mean, float rstd, float *sc, float *sh)
+{
+    *sc = __fmul_rn(gamma, rstd);
+    *sh = __fsub_rn(beta, __fmul_rn(mean, *sc));
+}
+
+__device__ __forceinline__ float bn_norm(float x, float sc, float sh) { return __fadd_rn(__fmul_rn(x, sc), sh); }
+
 template <int MODE, bool RELU>
 __device__ __forceinline__ void red_acc(double &s1, double &s2, float v, float x, float k, float mu, float sc, float sh)
 {
@@ -585,7 +663,7 @@ __device__ __forceinline__ void red_acc(double &s1, double &s2, float v, float x
         s1 += v;
     } else {
         float g = v;
-        if (RELU && !(fmaf(x, sc, sh) > 0.f))
+        if (RELU && !(bn_norm(x, sc, sh) > 0.f))
             g = 0.f;
         s1 += g;
         s2 += (double)g * ((double)x - (double)mu);
@@ -611,10 +689,8 @@ __global__ void __launch_bounds__(RED_TX *RED_TY)
             k = to_f(a[ch]);
         if (MODE == RED_BWD) {
             mu = mean[ch];
-            if (RELU) {
-                sc = gamma[ch] * rstd[ch];
-                shf = beta[ch] - mu * sc;
-            }
+            if (RELU)
+                bn_scale_shift(gamma[ch], beta[ch], mu, rstd[ch], &sc, &shf);
         }
         int64_t r = r0 + ty;
         for (; r + 3 * RED_TY < r1; r += 4 * RED_TY) { /* four independent loads in flight */
@@ -706,9 +782,10 @@ __global__ void __launch_bounds__(RED_TX *FIN_TY)
     float unb = (float)(rows > 1 ? var * rows / (rows - 1) : var);
     running_mean[ch] = __fadd_rn(__fmul_rn(1.f - momentum, running_mean[ch]), __fmul_rn(momentum, (float)mean));
     running_var[ch] = __fadd_rn(__fmul_rn(1.f - momentum, running_var[ch]), __fmul_rn(momentum, unb));
-    float sc = gamma[ch] * rstd;
+    float sc, shift;
+    bn_scale_shift(gamma[ch], beta[ch], (float)mean, rstd, &sc, &shift);
     coef[ch] = sc;
-    coef[c + ch] = beta[ch] - (float)mean * sc;
+    coef[c + ch] = shift;
 }
 
 __global__ void bn_eval_coef_kernel(float *coef, const float *gamma, const float *beta, const float *rm,
@@ -717,9 +794,9 @@ __global__ void bn_eval_coef_kernel(float *coef, const float *gamma, const float
     int ch = blockIdx.x * blockDim.x + threadIdx.x;
     if (ch >= c)
         return;
-    float sc = gamma[ch] / sqrtf(rv[ch] + eps);
+    float sc = __fdiv_rn(gamma[ch], __fsqrt_rn(__fadd_rn(rv[ch], eps)));
     coef[ch] = sc;
-    coef[c + ch] = beta[ch] - rm[ch] * sc;
+    coef[c + ch] = __fsub_rn(beta[ch], __fmul_rn(rm[ch], sc));
 }
 
 /* Backward coefficients: dbeta, dgamma, and for dx = k (g - mg - (x - mean) q):
@@ -741,9 +818,10 @@ __global__ void __launch_bounds__(RED_TX *FIN_TY)
     coef[ch] = k;
     coef[c + ch] = mg;
     coef[2 * c + ch] = rs * mgx;
-    float sc = gamma[ch] * rs;
+    float sc, shift;
+    bn_scale_shift(gamma[ch], beta[ch], mu, rs, &sc, &shift);
     coef[3 * c + ch] = sc;
-    coef[4 * c + ch] = beta[ch] - mu * sc;
+    coef[4 * c + ch] = shift;
     coef[5 * c + ch] = mu;
 }
 
@@ -782,7 +860,7 @@ __global__ void bn_apply_kernel(T *out, const T *inp, const T *res, const float 
             r = ld<T, V>(res + e);
 #pragma unroll
         for (int j = 0; j < V; j++) {
-            float v = fmaf(to_f(x.v[j]), coef[ch + j], coef[c + ch + j]);
+            float v = bn_norm(to_f(x.v[j]), coef[ch + j], coef[c + ch + j]);
             if (RES)
                 v += to_f(r.v[j]);
             if (RELU)
@@ -806,7 +884,7 @@ __global__ void bn_bwd_apply_kernel(T *dinp, const T *dout, const T *inp, const 
         for (int j = 0; j < V; j++) {
             const int q = ch + j;
             float xv = to_f(x.v[j]), gv = to_f(g.v[j]);
-            if (RELU && !(fmaf(xv, coef[3 * c + q], coef[4 * c + q]) > 0.f))
+            if (RELU && !(bn_norm(xv, coef[3 * c + q], coef[4 * c + q]) > 0.f))
                 gv = 0.f;
             y.v[j] = from_f<T>(coef[q] * (gv - coef[c + q] - (xv - coef[5 * c + q]) * coef[2 * c + q]));
         }
@@ -1422,40 +1500,52 @@ template <typename T> int input_from_f32_ncs(T *out, const float *x, int n, int6
     return 0;
 }
 
-template <typename T>
-__global__ void nsc_to_ncs_kernel(float *dst, const T *__restrict__ src, int c, int64_t s, int64_t total)
+/* dst = (or +=) src between N x S x C (channels last) and N x C x S; i indexes dst */
+template <typename TI, typename TO, bool TO_NCS, bool ACC>
+__global__ void relayout_kernel(TO *dst, const TI *__restrict__ src, int c, int64_t s, int64_t total)
 {
     GRID_STRIDE(i, total)
-    { /* i indexes dst N x C x S */
-        int64_t p = i % s, ch = (i / s) % c, n = i / (s * c);
-        dst[i] = to_f(src[(n * s + p) * c + ch]);
+    {
+        int64_t from;
+        if (TO_NCS) {
+            const int64_t p = i % s, ch = (i / s) % c, n = i / (s * c);
+            from = (n * s + p) * c + ch;
+        } else {
+            const int64_t ch = i % c, p = (i / c) % s, n = i / (s * c);
+            from = (n * c + ch) * s + p;
+        }
+        float v = to_f(src[from]);
+        if (ACC)
+            v += to_f(dst[i]);
+        dst[i] = from_f<TO>(v);
     }
 }
 
-template <typename T>
-__global__ void ncs_to_nsc_kernel(T *dst, const float *__restrict__ src, int c, int64_t s, int64_t total)
+template <typename TI, typename TO>
+static int relayout(TO *dst, const TI *src, int n, int c, int64_t s, int to_ncs, int accumulate, ctx *cx)
 {
-    GRID_STRIDE(i, total)
-    { /* i indexes dst N x S x C */
-        int64_t ch = i % c, p = (i / c) % s, n = i / (s * c);
-        dst[i] = from_f<T>(src[(n * c + ch) * s + p]);
-    }
+    const int64_t total = (int64_t)n * c * s;
+    const unsigned g = grid_for(cx, total);
+    if (to_ncs && accumulate)
+        relayout_kernel<TI, TO, true, true><<<g, ELT_THREADS, 0, cx->stream>>>(dst, src, c, s, total);
+    else if (to_ncs)
+        relayout_kernel<TI, TO, true, false><<<g, ELT_THREADS, 0, cx->stream>>>(dst, src, c, s, total);
+    else if (accumulate)
+        relayout_kernel<TI, TO, false, true><<<g, ELT_THREADS, 0, cx->stream>>>(dst, src, c, s, total);
+    else
+        relayout_kernel<TI, TO, false, false><<<g, ELT_THREADS, 0, cx->stream>>>(dst, src, c, s, total);
+    LAUNCH_TRY(cx, "relayout_kernel");
+    return 0;
 }
 
 template <typename T> int nsc_to_ncs_f32(float *dst, const T *src, int n, int c, int64_t s, ctx *cx)
 {
-    int64_t total = (int64_t)n * c * s;
-    nsc_to_ncs_kernel<T><<<grid_for(cx, total), ELT_THREADS, 0, cx->stream>>>(dst, src, c, s, total);
-    LAUNCH_TRY(cx, "nsc_to_ncs_kernel");
-    return 0;
+    return relayout<T, float>(dst, src, n, c, s, 1, 0, cx);
 }
 
 template <typename T> int ncs_f32_to_nsc(T *dst, const float *src, int n, int c, int64_t s, ctx *cx)
 {
-    int64_t total = (int64_t)n * c * s;
-    ncs_to_nsc_kernel<T><<<grid_for(cx, total), ELT_THREADS, 0, cx->stream>>>(dst, src, c, s, total);
-    LAUNCH_TRY(cx, "ncs_to_nsc_kernel");
-    return 0;
+    return relayout<float, T>(dst, src, n, c, s, 0, 0, cx);
 }
 
 __global__ void f2b_kernel(bf16 *dst, const float *__restrict__ src, int64_t count)
