@@ -152,7 +152,7 @@ fi
 
 # ---------------------------------------------------------------- benchmark (last)
 BENCH_ARGS=(--batch 24 --frames 16 --size 112 --warmup 3 --steps 6 --rounds 3)
-run_step bench_cuda 150 80 env DFEW_CUDA_VERBOSE=1 "$BIN/bench_cuda_train" --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
+run_step bench_cuda 150 80 env DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
 grep -h '^{' "$WORK/bench_cuda.out" >> "$BENCH_JSON" 2>/dev/null
 run_step bench_torch 200 0 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/bench_torch_r3d18.py" \
   --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"

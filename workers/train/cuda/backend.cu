@@ -159,11 +159,17 @@ static int check_batch(model *m, const struct dfew_train_batch *b, int need_labe
 static int step(model *m, const struct dfew_train_batch *b, struct dfew_train_losses *out, float *logits, int sgd)
 {
     TRY(check_batch(m, b, 1));
+    cu::model_profile_collect(m, 0);
+    TRY(cu::model_profile_mark(m, 0));
     TRY(cu::model_set_input(m, b));
+    TRY(cu::model_profile_mark(m, 1));
     TRY(cu::model_forward(m, b->n, 1));
+    TRY(cu::model_profile_mark(m, 2));
     TRY(cu::model_loss_backward(m, b->n, logits != NULL));
+    TRY(cu::model_profile_mark(m, 3));
     if (sgd)
         TRY(cu::model_sgd(m));
+    TRY(cu::model_profile_mark(m, 4));
     CU_TRY(&m->cx, cudaEventSynchronize(m->ready));
     struct dfew_train_losses l;
     memset(&l, 0, sizeof l);

@@ -179,12 +179,54 @@ static int params_io(model *m, int with_momentum, int to_device)
 int model_upload(model *m, int with_momentum) { return params_io(m, with_momentum, 1); }
 int model_download(model *m, int with_momentum) { return params_io(m, with_momentum, 0); }
 
+int model_profile_mark(model *m, int i)
+{
+    if (!m->profile)
+        return 0;
+    CU_TRY(&m->cx, cudaEventRecord(m->pev[m->pset][i], m->cx.stream));
+    if (i == 4) {
+        m->pending[m->pset] = 1;
+        m->pset ^= 1;
+    }
+    return 0;
+}
+
+void model_profile_collect(model *m, int wait)
+{
+    for (int s = 0; s < 2 && m->profile; s++) {
+        if (!m->pending[s])
+            continue;
+        cudaError_t e = wait ? cudaEventSynchronize(m->pev[s][4]) : cudaEventQuery(m->pev[s][4]);
+        if (e == cudaSuccess && m->pseen++ >= 3) { /* the first steps choose algorithms: not counted */
+            for (int i = 0; i < 4; i++) {
+                float ms = 0;
+                if (cudaEventElapsedTime(&ms, m->pev[s][i], m->pev[s][i + 1]) == cudaSuccess)
+                    m->pms[i] += ms;
+            }
+            m->psteps++;
+        } else if (e != cudaErrorNotReady) {
+            cudaGetLastError();
+        }
+        if (e == cudaSuccess || s == m->pset) /* the set about to be recorded again is dropped if still running */
+            m->pending[s] = 0;
+    }
+}
+
 void model_destroy(model *m)
 {
     if (!m)
         return;
     if (m->cx.stream)
         cudaStreamSynchronize(m->cx.stream);
+    model_profile_collect(m, 1);
+    if (m->psteps > 0)
+        fprintf(stderr,
+                "dfew cuda profile: %lld steps, ms per step: input %.2f, forward %.2f, loss + backward %.2f, sgd %.2f\n",
+                (long long)m->psteps, m->pms[0] / m->psteps, m->pms[1] / m->psteps, m->pms[2] / m->psteps,
+                m->pms[3] / m->psteps);
+    for (int i = 0; i < 10; i++)
+        if (m->pev[i / 5][i % 5])
+            cudaEventDestroy(m->pev[i / 5][i % 5]);
     if (m->copy) {
         cudaStreamSynchronize(m->copy);
         cudaStreamDestroy(m->copy);
@@ -253,6 +295,10 @@ int model_create(model **out, const dfew_train_config *cfg, int device, const ch
         }                                                                                                             \
     } while (0)
     STEP(cudaStreamCreateWithFlags(&m->copy, cudaStreamNonBlocking));
+    const char *prof = getenv("DFEW_CUDA_PROFILE");
+    m->profile = prof && !strcmp(prof, "1");
+    for (int i = 0; i < 10 && m->profile; i++)
+        STEP(cudaEventCreate(&m->pev[i / 5][i % 5]));
     STEP(cudaEventCreateWithFlags(&m->ready, cudaEventDisableTiming));
     for (int i = 0; i < 2; i++) {
         STEP(cudaEventCreateWithFlags(&m->slot[i].uploaded, cudaEventDisableTiming));

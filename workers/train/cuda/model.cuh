@@ -75,6 +75,15 @@ struct model {
     staging_slot slot[2];
     int next_slot;
 
+    /* DFEW_CUDA_PROFILE=1: device time of the phases of train_step (input,
+     * forward, loss + backward, SGD) from the fourth step on, summed and
+     * printed by model_destroy */
+    int profile;
+    cudaEvent_t pev[2][5]; /* two sets: a step's set is read two steps later, when it has surely completed */
+    int pset, pending[2];
+    double pms[4];
+    int64_t psteps, pseen;
+
     uint64_t rng;      /* dropout stream, the CPU's */
     int64_t sgd_steps; /* momentum valid when > 0 */
     float lr;
@@ -96,6 +105,10 @@ int model_forward(model *m, int n, int train);
 int model_loss_backward(model *m, int n, int want_logits);
 /* Queues the SGD step. */
 int model_sgd(model *m);
+/* Profile mode: records phase boundary i (0..4) of a step; model_profile_collect
+ * adds the phase times of earlier steps whose events completed (wait: all). */
+int model_profile_mark(model *m, int i);
+void model_profile_collect(model *m, int wait);
 /* Queues softmax probabilities of the last forward and their copy (with the
  * logits) to host_io; records `ready`. */
 int model_outputs(model *m, int n);
