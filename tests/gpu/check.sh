@@ -219,6 +219,7 @@ json.dump({"steps": steps, "bench": bench, "elapsed_s": int(elapsed)}, open(resu
 print(text)
 EOF
 say "report in $REPORT (check.log, summary.txt, results.json)"
+sleep 1 # lets tee write the last lines into check.log
 if grep -qv $'\tPASS\t' "$STEPS"; then
   exit 1
 fi

@@ -577,6 +577,13 @@ int main(void)
             return 1;
         }
         if (!prec) {
+            int drv = 0, rt = 0, blas = 0;
+            cudaDriverGetVersion(&drv);
+            cudaRuntimeGetVersion(&rt);
+            cublasGetVersion(g_cx.blas, &blas);
+            printf("CUDA driver %d, runtime %d (static), cuDNN %zu at run time (headers %d), cuBLAS %d, %d SMs%s\n",
+                   drv, rt, cudnnGetVersion(), CUDNN_VERSION, blas, g_cx.sm_count,
+                   getenv("DFEW_CUDA_CONV_NCDHW") ? "; every conv channels-first (DFEW_CUDA_CONV_NCDHW)" : "");
             printf("-- fp32: CUDA layers against the CPU layers (NMSE)\n");
             conv_case<float>("stem 3x7x7 s1x2x2", shape(2, 3, 4, 16, 16, 8, 3, 7, 1, 2, 1, 3), 0, 1e-10);
             conv_case<float>("3x3x3 s1", shape(2, 8, 4, 8, 8, 8, 3, 3, 1, 1, 1, 1), 0, 1e-10);
