@@ -211,8 +211,10 @@ static void test_u8_input_and_determinism(void)
     free(u), free(x);
 }
 
-/* The parallel paths (layers above the PAR_WORTH size, split products) give
- * bitwise the results of one thread. */
+/* The parallel paths (layers above the PAR_WORTH size, conv samples per
+ * thread, split products) agree with one thread: the same loss to rounding
+ * (the conv weight gradients add per-thread sums in another order), and a
+ * fixed thread count is bitwise reproducible (test above). */
 static void test_threads_bitwise(void)
 {
     struct dfew_train_config c = small_cfg(DFEW_LOSS_ECSTFL);
@@ -232,8 +234,9 @@ static void test_threads_bitwise(void)
             loss[i][s] = L.total;
         }
     }
-    CHECK(loss[0][0] == loss[1][0] && loss[0][1] == loss[1][1]);
-    CHECK(params_equal(m[0], m[1]));
+    CHECK(loss[0][0] == loss[1][0]); /* forward before any update: bitwise */
+    CHECK(fabsf(loss[0][1] - loss[1][1]) <= 1e-5f * fabsf(loss[0][1]));
+    printf("  1 vs 2 threads, second step's loss: %.9g vs %.9g\n", loss[0][1], loss[1][1]);
     be->destroy(m[0]), be->destroy(m[1]);
     free(u);
 }

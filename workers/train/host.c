@@ -2,6 +2,7 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "host.h"
@@ -33,9 +34,26 @@ int train_backend_check(const struct dfew_train_backend *be, const char *where, 
     return 0;
 }
 
+const char *train_openblas_coretype_env(void)
+{
+    const char *core = NULL;
+    if (getenv("OPENBLAS_CORETYPE"))
+        return NULL;
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl"))
+        core = "SkylakeX";
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        core = "Haswell";
+    if (core)
+        setenv("OPENBLAS_CORETYPE", core, 0);
+    return core;
+}
+
 int train_backend_open(const char *path, struct train_backend_handle *h, char *err, size_t err_len)
 {
     memset(h, 0, sizeof h[0]);
+    train_openblas_coretype_env();
     void *dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
     if (!dl) {
         snprintf(err, err_len, "cannot load trainer backend %s: %s", path, dlerror());

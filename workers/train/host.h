@@ -31,6 +31,17 @@ void train_backend_close(struct train_backend_handle *h);
 int train_backend_choose(const char *dir, struct train_backend_handle *h, struct dfew_train_device *dev,
                          char *note, size_t note_len, char *err, size_t err_len);
 
+/* OpenBLAS (Debian builds it with DYNAMIC_ARCH) picks its kernels from the
+ * CPU model when it is loaded; on a CPU model it does not know, as virtual
+ * machines report ("Intel Xeon Processor"), it falls back to Prescott (SSE3)
+ * kernels, 3-4x slower than its AVX-512 ones. This sets OPENBLAS_CORETYPE to
+ * SkylakeX (AVX-512) or Haswell (AVX2 + FMA) from what the CPU supports,
+ * unless the variable is already set. It only helps before libopenblas is
+ * loaded: train_backend_open calls it before dlopen; programs linked with
+ * OpenBLAS re-execute themselves (bench_train_cpu). Returns the value set,
+ * or NULL when nothing was changed. */
+const char *train_openblas_coretype_env(void);
+
 /* The paper's defaults: r3d18, 7 classes, width 1, 16 x 112 x 112, batch 24,
  * CE + 10 * EC-STFL, SGD lr 0.001 momentum 0.9 weight decay 5e-4 (PyTorch
  * usage for the r3d18 experiments), C3D dropout 0.5, Kinetics normalisation

@@ -22,9 +22,9 @@
 /* C = alpha op(A) op(B) + beta C (row major), split over the OpenMP threads:
  * OpenBLAS runs single-threaded (backend.c sets it) and each thread multiplies
  * one block of rows (or of columns, whichever dimension is larger) of C. One
- * thread pool for everything: no second pool spinning against the first. The
- * split does not change any element's sum order, so the result does not
- * depend on the thread count. */
+ * thread pool for everything: no second pool spinning against the first.
+ * OpenBLAS may round a block differently from the whole (its blocking depends
+ * on the sizes), so the thread count can change the last bits. */
 static void par_sgemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int M, int N, int K, float alpha, const float *A,
                       int lda, const float *B, int ldb, float beta, float *C, int ldc)
 {
@@ -85,20 +85,71 @@ static int conv3d_tile_rows(const struct conv3d_shape *s, size_t max_tile_floats
     return (int)rows;
 }
 
-size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats)
+/* floats of one thread's column tile */
+static size_t conv3d_tile_floats(const struct conv3d_shape *s, size_t max_tile_floats)
 {
     if (conv3d_is_pointwise(s))
         return 0;
-    size_t k = (size_t)s->c * s->kt * s->kh * s->kw;
-    return k * (size_t)conv3d_tile_rows(s, max_tile_floats) * s->wo;
+    return (size_t)s->c * s->kt * s->kh * s->kw * (size_t)conv3d_tile_rows(s, max_tile_floats) * s->wo;
 }
 
-static int conv3d_rows_in_ws(const struct conv3d_shape *s, const struct conv3d_work *ws)
+/* A stride-1 conv's input gradient is itself a convolution: of dout with
+ * the weights flipped in space and transposed in channels, padding k-1-p:
+ *   dx[c][i] = sum_o sum_a dout[o][i + p - a] W[o][c][a]
+ *            = sum_o sum_a' dout[o][i - (k-1-p) + a'] W[o][c][k-1-a'].
+ * Computing it so (vol2col gather + sgemm with the forward's shape) avoids the
+ * scatter-add of col2vol and the thin W^T . dout product. */
+static int conv3d_dx_as_conv(const struct conv3d_shape *s)
 {
-    size_t k = (size_t)s->c * s->kt * s->kh * s->kw;
-    size_t rows = ws->floats / (k * (size_t)s->wo);
-    size_t all = (size_t)s->to * s->ho;
-    return (int)(rows > all ? all : rows);
+    return !conv3d_is_pointwise(s) && s->st == 1 && s->sh == 1 && s->sw == 1 && s->pt < s->kt && s->ph < s->kh &&
+           s->pw < s->kw;
+}
+
+static struct conv3d_shape conv3d_dx_shape(const struct conv3d_shape *s)
+{
+    struct conv3d_shape d = *s;
+    d.c = s->oc, d.oc = s->c;
+    d.t = s->to, d.h = s->ho, d.w = s->wo;
+    d.pt = s->kt - 1 - s->pt, d.ph = s->kh - 1 - s->ph, d.pw = s->kw - 1 - s->pw;
+    conv3d_shape_init(&d); /* gives back t, h, w */
+    return d;
+}
+
+/* per-thread column floats: the larger of the forward's and the dx conv's */
+static size_t conv3d_thread_tile(const struct conv3d_shape *s, size_t max_tile_floats)
+{
+    size_t tile = conv3d_tile_floats(s, max_tile_floats);
+    if (conv3d_dx_as_conv(s)) {
+        struct conv3d_shape d = conv3d_dx_shape(s);
+        size_t td = conv3d_tile_floats(&d, max_tile_floats);
+        if (td > tile)
+            tile = td;
+    }
+    return tile;
+}
+
+/* buf: [threads column tiles][threads - 1 weight-gradient sums][flipped weights] */
+size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, int threads)
+{
+    if (threads < 1)
+        threads = 1;
+    size_t wsize = (size_t)s->oc * s->c * s->kt * s->kh * s->kw;
+    return (size_t)threads * conv3d_thread_tile(s, max_tile_floats) + (size_t)(threads - 1) * wsize +
+           (conv3d_dx_as_conv(s) ? wsize : 0);
+}
+
+/* Threads that share the batch of a conv call, whole samples per thread;
+ * one for small convs (under 4M multiply-adds a parallel region costs more
+ * than it saves). */
+static int conv3d_threads(const struct conv3d_shape *s, const struct conv3d_work *ws)
+{
+    double macs = (double)s->n * s->oc * s->c * s->kt * s->kh * s->kw * s->to * s->ho * s->wo;
+    int nt = omp_in_parallel() || macs < 4194304.0 ? 1 : omp_get_max_threads();
+    if (nt > ws->threads)
+        nt = ws->threads;
+    if (nt > s->n)
+        nt = s->n;
+    return nt < 1 ? 1 : nt;
 }
 
 /* col K x P_tile <- one sample's input C x T x H x W, output rows [r0, r1)
@@ -168,47 +219,98 @@ static void col2vol_add(float *dx, const float *dcol, const struct conv3d_shape 
     }
 }
 
-void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                    const struct conv3d_shape *s, struct conv3d_work *ws)
+/* One sample: y OC x P = W . vol2col(x) (+ bias), tile by tile. */
+static void conv_forward_sample(float *y, const float *x, const float *weight, const float *bias,
+                                const struct conv3d_shape *s, float *col, size_t max_tile)
 {
-    const int K = s->c * s->kt * s->kh * s->kw;
-    const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
-    const int rows_all = s->to * s->ho;
-    for (int n = 0; n < s->n; n++) {
-        const float *x = inp + n * in_sz;
-        float *y = out + n * (int64_t)s->oc * P;
-        if (conv3d_is_pointwise(s)) {
-            /* y OC x P = W OC x C . x C x P */
-            par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, (int)P, K, 1.f, weight, K, x, (int)P,
-                        0.f, y, (int)P);
-        } else {
-            int rows = conv3d_rows_in_ws(s, ws);
-            for (int r0 = 0; r0 < rows_all; r0 += rows) {
-                int r1 = r0 + rows > rows_all ? rows_all : r0 + rows;
-                int pt = (r1 - r0) * s->wo;
-                vol2col(ws->buf, x, s, r0, r1);
-                /* y[:, tile] OC x pt = W OC x K . col K x pt */
-                par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, pt, K, 1.f, weight, K, ws->buf, pt,
-                            0.f, y + (int64_t)r0 * s->wo, (int)P);
-            }
+    const int K = s->c * s->kt * s->kh * s->kw, rows_all = s->to * s->ho;
+    const int64_t P = (int64_t)rows_all * s->wo;
+    if (conv3d_is_pointwise(s)) {
+        /* y OC x P = W OC x C . x C x P */
+        par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, (int)P, K, 1.f, weight, K, x, (int)P, 0.f, y, (int)P);
+    } else {
+        int rows = conv3d_tile_rows(s, max_tile);
+        for (int r0 = 0; r0 < rows_all; r0 += rows) {
+            int r1 = r0 + rows > rows_all ? rows_all : r0 + rows, pt = (r1 - r0) * s->wo;
+            vol2col(col, x, s, r0, r1);
+            /* y[:, tile] OC x pt = W OC x K . col K x pt */
+            par_sgemm(CblasNoTrans, CblasNoTrans, s->oc, pt, K, 1.f, weight, K, col, pt, 0.f,
+                      y + (int64_t)r0 * s->wo, (int)P);
         }
-        if (bias) {
+    }
+    if (bias) {
 #pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->oc * P))
-            for (int o = 0; o < s->oc; o++) {
-                float *yo = y + o * P, bo = bias[o];
-                for (int64_t p = 0; p < P; p++)
-                    yo[p] += bo;
-            }
+        for (int o = 0; o < s->oc; o++) {
+            float *yo = y + o * P, bo = bias[o];
+            for (int64_t p = 0; p < P; p++)
+                yo[p] += bo;
         }
     }
 }
 
+/* Whole samples go to threads (one parallel region per call, each thread
+ * with its own column tile); with fewer samples than threads, the threads
+ * share each sample's products and copies instead. */
+void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
+    const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
+    int nt = conv3d_threads(s, ws);
+    if (nt > 1) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int n = 0; n < s->n; n++)
+            conv_forward_sample(out + n * (int64_t)s->oc * P, inp + n * in_sz, weight, bias, s,
+                                ws->buf + (size_t)omp_get_thread_num() * tile, ws->max_tile_floats);
+        return;
+    }
+    for (int n = 0; n < s->n; n++)
+        conv_forward_sample(out + n * (int64_t)s->oc * P, inp + n * in_sz, weight, bias, s, ws->buf,
+                            ws->max_tile_floats);
+}
+
+/* One sample: dW (first ? = : +=) g . vol2col(x)^T; dx = col2vol(W^T . g)
+ * (dx NULL: skipped). */
+static void conv_backward_sample(float *dx, float *dw, int first, const float *g, const float *x,
+                                 const float *weight, const struct conv3d_shape *s, float *col, size_t max_tile)
+{
+    const int K = s->c * s->kt * s->kh * s->kw, rows_all = s->to * s->ho;
+    const int64_t P = (int64_t)rows_all * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
+    if (conv3d_is_pointwise(s)) {
+        /* dW OC x C (+)= g OC x P . x^T P x C */
+        par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, (int)P, 1.f, g, (int)P, x, (int)P, first ? 0.f : 1.f, dw, K);
+        if (dx) /* dx C x P = W^T C x OC . g OC x P */
+            par_sgemm(CblasTrans, CblasNoTrans, K, (int)P, s->oc, 1.f, weight, K, g, (int)P, 0.f, dx, (int)P);
+        return;
+    }
+    if (dx)
+        memset(dx, 0, sizeof(float) * in_sz);
+    int rows = conv3d_tile_rows(s, max_tile);
+    for (int r0 = 0; r0 < rows_all; r0 += rows) {
+        int r1 = r0 + rows > rows_all ? rows_all : r0 + rows, pt = (r1 - r0) * s->wo;
+        const float *gt = g + (int64_t)r0 * s->wo;
+        vol2col(col, x, s, r0, r1);
+        /* dW OC x K (+)= g[:, tile] OC x pt . col^T pt x K */
+        par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, pt, 1.f, gt, (int)P, col, pt, (first && r0 == 0) ? 0.f : 1.f,
+                  dw, K);
+        if (dx) {
+            /* dcol K x pt = W^T K x OC . g[:, tile] OC x pt (reuses the column buffer) */
+            par_sgemm(CblasTrans, CblasNoTrans, K, pt, s->oc, 1.f, weight, K, gt, (int)P, 0.f, col, pt);
+            col2vol_add(dx, col, s, r0, r1);
+        }
+    }
+}
+
+/* Samples are split into one contiguous run per thread; each thread sums its
+ * run's weight gradient into its own buffer (thread 0 into dweight) and the
+ * buffers are added in thread order: deterministic for a thread count, and
+ * a different thread count changes the rounding of dweight only. */
 void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
 {
     const int K = s->c * s->kt * s->kh * s->kw;
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
-    const int rows_all = s->to * s->ho;
+    const int64_t wsize = (int64_t)s->oc * K;
     if (dbias) {
 #pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * s->oc * P))
         for (int o = 0; o < s->oc; o++) {
@@ -221,37 +323,41 @@ void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dou
             dbias[o] = (float)acc;
         }
     }
-    for (int n = 0; n < s->n; n++) {
-        const float *x = inp + n * in_sz;
-        const float *g = dout + n * (int64_t)s->oc * P;
-        float beta = n == 0 ? 0.f : 1.f;
-        if (conv3d_is_pointwise(s)) {
-            /* dW OC x C (+)= g OC x P . x^T P x C */
-            par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, (int)P, 1.f, g, (int)P, x, (int)P, beta,
-                        dweight, K);
-            if (dinp) /* dx C x P = W^T C x OC . g OC x P */
-                par_sgemm(CblasTrans, CblasNoTrans, K, (int)P, s->oc, 1.f, weight, K, g, (int)P,
-                            0.f, dinp + n * in_sz, (int)P);
-            continue;
+    const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
+    int nt = conv3d_threads(s, ws);
+    float *partial = ws->buf + (size_t)nt * tile, *wflip = NULL;
+    struct conv3d_shape d;
+    if (dinp && conv3d_dx_as_conv(s)) {
+        /* wflip C x OC x kT x kH x kW = W OC x C x kT x kH x kW flipped in space */
+        const int kvol = s->kt * s->kh * s->kw;
+        wflip = partial + (size_t)(nt - 1) * wsize;
+        d = conv3d_dx_shape(s);
+#pragma omp parallel for schedule(static) if(PAR_WORTH(wsize))
+        for (int c = 0; c < s->c; c++)
+            for (int o = 0; o < s->oc; o++)
+                for (int k = 0; k < kvol; k++)
+                    wflip[((int64_t)c * s->oc + o) * kvol + k] = weight[((int64_t)o * s->c + c) * kvol + kvol - 1 - k];
+    }
+#pragma omp parallel num_threads(nt) if(nt > 1)
+    {
+        int t = omp_get_thread_num(), n0 = t * s->n / nt, n1 = (t + 1) * s->n / nt;
+        float *dw = t == 0 ? dweight : partial + (size_t)(t - 1) * wsize, *col = ws->buf + (size_t)t * tile;
+        for (int n = n0; n < n1; n++) {
+            const float *g = dout + n * (int64_t)s->oc * P;
+            conv_backward_sample(dinp && !wflip ? dinp + n * in_sz : NULL, dw, n == n0, g, inp + n * in_sz, weight, s,
+                                 col, ws->max_tile_floats);
+            if (wflip) /* dx C x T x H x W = conv(dout OC x TO x HO x WO, wflip) */
+                conv_forward_sample(dinp + n * in_sz, g, wflip, NULL, &d, col, ws->max_tile_floats);
         }
-        if (dinp)
-            memset(dinp + n * in_sz, 0, sizeof(float) * in_sz);
-        int rows = conv3d_rows_in_ws(s, ws);
-        for (int r0 = 0; r0 < rows_all; r0 += rows) {
-            int r1 = r0 + rows > rows_all ? rows_all : r0 + rows;
-            int pt = (r1 - r0) * s->wo;
-            const float *gt = g + (int64_t)r0 * s->wo;
-            vol2col(ws->buf, x, s, r0, r1);
-            /* dW OC x K (+)= g[:, tile] OC x pt . col^T pt x K */
-            par_sgemm(CblasNoTrans, CblasTrans, s->oc, K, pt, 1.f, gt, (int)P, ws->buf, pt,
-                        (n == 0 && r0 == 0) ? 0.f : 1.f, dweight, K);
-            if (dinp) {
-                /* dcol K x pt = W^T K x OC . g[:, tile] OC x pt (reuses the column buffer) */
-                par_sgemm(CblasTrans, CblasNoTrans, K, pt, s->oc, 1.f, weight, K, gt, (int)P, 0.f,
-                            ws->buf, pt);
-                col2vol_add(dinp + n * in_sz, ws->buf, s, r0, r1);
-            }
-        }
+    }
+    if (nt <= 1)
+        return;
+#pragma omp parallel for schedule(static) if(PAR_WORTH(wsize))
+    for (int64_t i = 0; i < wsize; i++) {
+        float v = dweight[i];
+        for (int t = 1; t < nt; t++)
+            v += partial[(size_t)(t - 1) * wsize + i];
+        dweight[i] = v;
     }
 }
 

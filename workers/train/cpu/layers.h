@@ -12,16 +12,16 @@
  *   dinp skips the input gradient (first layer). Residual sums and the aux
  *   loss gradient are added by the caller. The only "adding" functions say so
  *   in their name (*_backward_add).
- * - Every reduction has a fixed order that does not depend on the thread count
- *   (each output element is reduced by one thread, in index order), so results
- *   are bitwise reproducible. Matrix products go through OpenBLAS
- *   (cblas_sgemm), single-threaded, each OpenMP thread multiplying its own
- *   block of the output's rows or columns, so one thread pool does all the
- *   work (two pools spinning on the same two cores cost 10-30x under load)
- *   and the split changes no element's sum. What the thread count may still
- *   change: nothing in our code; OpenBLAS picks its kernel by CPU, not by the
- *   block size, on the machines we measured (test_train_misc checks 1 vs 2
- *   threads bitwise).
+ * - Every reduction has a fixed order, so a run is bitwise reproducible for
+ *   a given thread count. Matrix products go through OpenBLAS (cblas_sgemm)
+ *   running single-threaded inside one OpenMP pool (two pools spinning on
+ *   the same two cores cost 10-30x under load): conv3d gives each thread
+ *   whole samples (one parallel region per call, few barriers), other
+ *   products split the output's rows or columns. What the thread count
+ *   changes, in rounding only: the order in which conv3d adds the per-thread
+ *   weight-gradient sums, and OpenBLAS's blocking of a split product
+ *   (test_train_misc bounds the difference); our own reductions run one
+ *   thread per output element in index order.
  */
 #ifndef DFEW_TRAIN_LAYERS_H
 #define DFEW_TRAIN_LAYERS_H
@@ -43,16 +43,20 @@ struct conv3d_shape {
  * output would be empty. */
 int conv3d_shape_init(struct conv3d_shape *s);
 
-/* Scratch memory for the tiled vol2col of conv3d: the column buffer holds one
- * tile of (C*kT*kH*kW) x P_tile floats; its size bounds the memory of a conv
- * whatever the input size. */
+/* Scratch memory of conv3d: per thread one column tile of the tiled vol2col,
+ * (C*kT*kH*kW) x P_tile floats with P_tile whole output rows and the tile at
+ * most max_tile_floats (at least one row), so a conv's memory is bounded
+ * whatever the input size; plus, for threads - 1 threads, a weight-gradient
+ * partial sum. conv3d_* use min(threads, OpenMP threads, batch) threads, each
+ * taking whole samples. */
 struct conv3d_work {
     float *buf;
     size_t floats;
+    size_t max_tile_floats;
+    int threads;
 };
-/* Floats of scratch that conv3d_* need for s with column tiles of at most
- * max_tile_floats (a tile holds at least one output row of W positions). */
-size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats);
+/* Floats of buf that conv3d_* need for s. */
+size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, int threads);
 
 /* out  N x OC x TO x HO x WO
  * inp  N x C x T x H x W

@@ -4,6 +4,7 @@
  * Not the plugin ABI (backend.c) and not the layers (layers.c, losses.c). */
 #include <errno.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -91,7 +92,7 @@ static int add_unit(struct dfew_train_model *m, const char *conv_name, const cha
     } else {
         u->out = u->pre;
     }
-    size_t wf = conv3d_work_floats(&u->cs, CONV_TILE_FLOATS);
+    size_t wf = conv3d_work_floats(&u->cs, CONV_TILE_FLOATS, m->ws.threads);
     if (wf > m->ws.floats)
         m->ws.floats = wf;
     return m->nunits++;
@@ -290,6 +291,8 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
         snprintf(err, err_len, "bad trainer config: %s", why);
         return -EINVAL;
     }
+    m->ws.threads = omp_get_max_threads();
+    m->ws.max_tile_floats = CONV_TILE_FLOATS;
     m->input = act_alloc(m, 3LL * cfg->in_t * cfg->in_h * cfg->in_w);
     int rc;
     if (cfg->arch == DFEW_ARCH_R3D18)

@@ -266,7 +266,7 @@ def sklearn_metrics(path):
 if __name__ == "__main__":
     out = sys.argv[1] if len(sys.argv) > 1 else "tests/trainer"
     # r3d18 at width 1/32 (2, 4, 8, 16 channels), 3 x 4 x 16 x 16 input, batch 6
-    make(f"{out}/ref_r3d18.bin", 0, 1 / 32, 7, 4, 16, 16, 6, [0, 1, 0, 2, 1, 0], 1234, 0.05)
+    make(f"{out}/ref_r3d18.bin", 0, 1 / 32, 7, 4, 16, 16, 6, [0, 1, 0, 2, 1, 0], 1234, 0.01)
     # C3D at width 1/64, the smallest input it takes (3 x 16 x 16 x 16), batch 5
     make(f"{out}/ref_c3d.bin", 1, 1 / 64, 7, 16, 16, 16, 5, [3, 3, 5, 6, 5], 4321, 0.002)
     sklearn_metrics(f"{out}/metrics_ref.txt")
