@@ -98,6 +98,18 @@ for b in "$BIN"/*; do
   [ -n "$miss" ] && say "WARNING: $(basename "$b") does not find: $miss"
 done
 
+# OpenBLAS (the CPU backend) picks its kernels from the CPU model and falls
+# back to slow SSE3 ones on a model it does not know, as virtual machines
+# report: name the kernels from the CPU's features (as host.c does).
+if [ -z "${OPENBLAS_CORETYPE:-}" ]; then
+  flags=$(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null)
+  if [[ $flags == *avx512f* && $flags == *avx512bw* && $flags == *avx512dq* && $flags == *avx512vl* ]]; then
+    export OPENBLAS_CORETYPE=SkylakeX
+  elif [[ $flags == *avx2* && $flags == *fma* ]]; then
+    export OPENBLAS_CORETYPE=Haswell
+  fi
+fi
+say "CPU: $(grep -m1 '^model name' /proc/cpuinfo | cut -d: -f2-), $(nproc) threads, OPENBLAS_CORETYPE=${OPENBLAS_CORETYPE:-unset}"
 say "GPU: $(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used,temperature.gpu,clocks.sm \
   --format=csv,noheader 2>&1 | head -2 | tr '\n' ' ')"
 say "python3: $(command -v python3) $(timeout 60 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -1)"

@@ -152,7 +152,8 @@ template <typename T> static void conv_case(const char *name, conv3d_shape s, in
     float *x = randv(xn, 1.f), *w = randv(wn, 0.3f), *b = bias ? randv(s.oc, 0.5f) : NULL, *dy = randv(yn, 1.f);
     /* CPU */
     conv3d_work ws;
-    ws.floats = conv3d_work_floats(&s, 1u << 20);
+    ws.threads = 1, ws.max_tile_floats = 1u << 20;
+    ws.floats = conv3d_work_floats(&s, ws.max_tile_floats, ws.threads);
     ws.buf = (float *)malloc(sizeof(float) * (ws.floats + 16));
     float *y = zeros(yn), *dx = zeros(xn), *dw = zeros(wn), *db = zeros(s.oc);
     conv3d_forward(y, x, w, b, &s, &ws);
