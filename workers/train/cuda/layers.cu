@@ -283,7 +283,12 @@ static int plan_make(ctx *cx, const conv_key *k, conv_plan **out)
         rc = fail_dnn(cx, st, "convolution descriptors", __FILE__, __LINE__);
     if (!rc) {
         const char *f = getenv("DFEW_CUDA_CONV_NCDHW"); /* tests: every conv through the channels-first path */
-        rc = plan_layout(cx, p, f && !strcmp(f, "1"));
+        int first = f && !strcmp(f, "1");
+        rc = plan_layout(cx, p, first);
+        if (rc && !first) { /* descriptors refused channels-last: describe it channels-first */
+            fprintf(stderr, "dfew cuda: %s; trying channels-first\n", cx->err);
+            rc = plan_layout(cx, p, 1);
+        }
     }
     if (rc) {
         plan_free(p);
@@ -463,8 +468,17 @@ template <int DIR> static int choose(ctx *cx, conv_plan *p, const void *a, const
                                                                    &got, perf, ws, wsb);
             TRY(find_done(cx, buf));
         }
-        if (st != CUDNN_STATUS_SUCCESS)
-            return fail_dnn(cx, st, cx->find ? "cudnnFind*AlgorithmEx" : "cudnnGet*Algorithm_v7", __FILE__, __LINE__);
+        if (st != CUDNN_STATUS_SUCCESS) { /* no algorithm at all for this math and layout: try the next */
+            char sh[200], detail[160] = "";
+            shape_str(sh, sizeof sh, p);
+            cudnnGetLastErrorString(detail, sizeof detail);
+            fprintf(stderr, "dfew cuda: %s for conv %s (%s): %s %s\n", cx->find ? "cudnnFind" : "cudnnGet*_v7", sh,
+                    DIR == DIR_FWD ? "forward" : DIR == DIR_BWD_DATA ? "backward-data" : "backward-filter",
+                    cudnnGetErrorString(st), detail);
+            if (st == CUDNN_STATUS_ALLOC_FAILED)
+                return fail_dnn(cx, st, "choosing a convolution algorithm", __FILE__, __LINE__);
+            got = 0;
+        }
         for (int level = attempt ? 2 : 0; level <= (attempt ? 2 : 1); level++) {
             int rc = pick(cx, p, DIR, perf, got, wsb, level);
             if (rc)
