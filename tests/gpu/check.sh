@@ -143,7 +143,7 @@ run_step() {
     *) status=FAIL ;;
   esac
   local key
-  key=$(grep -E 'worst|checks|mismatches|skipped|FAIL' "$WORK/$name.out" 2>/dev/null | tail -3 | tr '\t\n' '  ' | cut -c1-300)
+  key=$(grep -E 'worst|checks|mismatches|skipped|FAIL|ERROR SUMMARY|clips/s' "$WORK/$name.out" 2>/dev/null | tail -3 | tr '\t\n' '  ' | cut -c1-300)
   say "=== $name: $status (exit $rc, ${secs}s)"
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$key" >> "$STEPS"
 }
