@@ -114,6 +114,7 @@ say "GPU: $(timeout 20 nvidia-smi --query-gpu=name,driver_version,memory.total,m
   --format=csv,noheader 2>&1 | head -2 | tr '\n' ' ')"
 say "python3: $(command -v python3) $(timeout 60 python3 -c 'import torch; print("torch", torch.__version__, "cuda", torch.version.cuda, "cudnn", torch.backends.cudnn.version())' 2>&1 | tail -1)"
 SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
+[ "${DFEW_GPU_SANITIZER:-1}" = 0 ] && SANITIZER=
 
 # ---------------------------------------------------------------- steps
 # run_step NAME TIMEOUT RESERVE CMD...: runs CMD with min(TIMEOUT, what the
@@ -153,7 +154,13 @@ run_step cpu_ref 90 "$((BENCH_RESERVE + 180))" "$BIN/test_train_ref" "$REFDIR"
 run_step cuda_ref 120 "$((BENCH_RESERVE + 140))" "$BIN/test_train_ref" "$REFDIR" "$BIN/dfew-train-cuda.so"
 run_step cuda_layers 90 "$((BENCH_RESERVE + 120))" "$BIN/test_cuda_layers"
 run_step cuda_layers_ncdhw 60 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_NCDHW=1 "$BIN/test_cuda_layers"
-run_step cuda_train 240 "$BENCH_RESERVE" "$BIN/test_cuda_train" "$WORK"
+# PyTorch's own TF32 / bf16 gradient drift from fp32: the yardstick for ours
+if run_step torch_precision 90 "$BENCH_RESERVE" python3 "$ROOT/tests/gpu/torch_grad_precision.py"; then :; fi
+TP=$(grep -h '^{' "$WORK/torch_precision.out" 2>/dev/null | tail -1)
+TORCH_TF32=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["tf32"])' 2>/dev/null)
+TORCH_BF16=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bf16"])' 2>/dev/null)
+run_step cuda_train 240 "$BENCH_RESERVE" env DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" \
+  DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
 if [ -n "$SANITIZER" ]; then
   # heuristic algorithm choice: cudnnFind's timing runs are slow under the sanitizer
   run_step sanitizer_layers 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_FIND=0 "$SANITIZER" --tool memcheck \
@@ -166,8 +173,15 @@ fi
 BENCH_ARGS=(--batch 24 --frames 16 --size 112 --warmup 3 --steps 6 --rounds 3)
 run_step bench_cuda 150 80 env DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
 grep -h '^{' "$WORK/bench_cuda.out" >> "$BENCH_JSON" 2>/dev/null
+if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ]; then
+  # fp32 convolution policies side by side (their numbers stay in the log)
+  run_step bench_cuda_fp32_fast 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 \
+    "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
+  run_step bench_cuda_fp32_fast_ncdhw 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 DFEW_CUDA_VERBOSE=1 \
+    DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
+fi
 run_step bench_torch 200 0 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/bench_torch_r3d18.py" \
-  --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
+  --precisions fp32,tf32,bf16 --formats "${DFEW_GPU_TORCH_FORMATS:-channels_last_3d,contiguous}" "${BENCH_ARGS[@]}"
 grep -h '^{' "$WORK/bench_torch.out" >> "$BENCH_JSON" 2>/dev/null
 
 # ---------------------------------------------------------------- summary

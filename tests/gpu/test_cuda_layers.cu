@@ -208,7 +208,11 @@ static conv3d_shape shape(int n, int c, int t, int h, int w, int oc, int k0, int
 
 /* ---------------------------------------------------------------- batchnorm (+ residual + relu) */
 
-template <typename T> static void bn_case(int n, int c, int64_t S, double bound, const char *tag)
+/* relu_bound: the backward through a ReLU whose mask is recomputed on the device. In bf16 an
+ * activation within rounding of zero can land on the other side of it, and each such flip moves
+ * a whole dy element (measured on an H200: NMSE 5.7e-4 for dinp, 2.7e-4 for dbeta), so bf16
+ * needs a looser bound there than elsewhere. */
+template <typename T> static void bn_case(int n, int c, int64_t S, double bound, double relu_bound, const char *tag)
 {
     const int64_t cnt = (int64_t)n * c * S;
     const float mom = 0.1f, eps = 1e-5f;
@@ -283,11 +287,11 @@ template <typename T> static void bn_case(int n, int c, int64_t S, double bound,
     OK(cu::batchnorm3d_act_backward<T>(gdx, gdg, gdbe, gdy, gx, gg, gbe, gsm, gsr, 1, n, c, S, &g_cx));
     rdx = down<T>(gdx, cnt), rdxc = to_ncs(rdx, n, c, S), rdg = down<float>(gdg, c), rdb = down<float>(gdbe, c);
     snprintf(nm, sizeof nm, "batchnorm3d %s c%d relu backward dinp", tag, c);
-    check(nm, rdxc, dxr, cnt, bound);
+    check(nm, rdxc, dxr, cnt, relu_bound);
     snprintf(nm, sizeof nm, "batchnorm3d %s c%d relu backward dgamma", tag, c);
-    check(nm, rdg, dgr, c, bound);
+    check(nm, rdg, dgr, c, relu_bound);
     snprintf(nm, sizeof nm, "batchnorm3d %s c%d relu backward dbeta", tag, c);
-    check(nm, rdb, dber, c, bound);
+    check(nm, rdb, dber, c, relu_bound);
     free(rdx), free(rdxc), free(rdg), free(rdb), free(rsm), free(rsr), free(rrm), free(rrv);
     cudaFree(gx), cudaFree(gres), cudaFree(gdy), cudaFree(gy), cudaFree(gdx), cudaFree(gg), cudaFree(gbe);
     cudaFree(grm), cudaFree(grv), cudaFree(gsm), cudaFree(gsr), cudaFree(gdg), cudaFree(gdbe);
@@ -592,8 +596,8 @@ int main(void)
             conv_case<float>("1x1x1 s2 (downsample)", shape(2, 8, 4, 8, 8, 16, 1, 1, 2, 2, 0, 0), 0, 1e-10);
             conv_case<float>("3x3x3 bias c3 (C3D conv1)", shape(2, 3, 4, 6, 6, 5, 3, 3, 1, 1, 1, 1), 1, 1e-10);
             conv_case<float>("3x3x3 bias c6", shape(3, 6, 4, 5, 7, 10, 3, 3, 1, 1, 1, 1), 1, 1e-10);
-            bn_case<float>(3, 24, 50, 1e-11, "fp32");
-            bn_case<float>(2, 5, 37, 1e-11, "fp32");
+            bn_case<float>(3, 24, 50, 1e-11, 1e-11, "fp32");
+            bn_case<float>(2, 5, 37, 1e-11, 1e-11, "fp32");
             pool_case("1x2x2 (C3D pool1)", shape(2, 4, 3, 6, 6, 4, 1, 2, 1, 2, 0, 0));
             pool_case("2x2x2 pad 0x1x1 (C3D pool5)", shape(2, 4, 2, 5, 5, 4, 2, 2, 2, 2, 0, 1));
             pool_case("3x3x3 s2 pad 1 (overlapping)", shape(2, 3, 5, 7, 7, 3, 3, 3, 2, 2, 1, 1));
@@ -604,7 +608,7 @@ int main(void)
             conv_case<cu::bf16>("bf16 3x3x3 s1", shape(2, 16, 4, 8, 8, 16, 3, 3, 1, 1, 1, 1), 0, 1e-4);
             conv_case<cu::bf16>("bf16 stem 3x7x7", shape(2, 3, 4, 16, 16, 8, 3, 7, 1, 2, 1, 3), 0, 1e-4);
             conv_case<cu::bf16>("bf16 1x1x1 s2", shape(2, 8, 4, 8, 8, 16, 1, 1, 2, 2, 0, 0), 0, 1e-4);
-            bn_case<cu::bf16>(3, 32, 50, 1e-4, "bf16");
+            bn_case<cu::bf16>(3, 32, 50, 1e-4, 2e-3, "bf16");
         }
         cu::ctx_destroy(&g_cx);
     }

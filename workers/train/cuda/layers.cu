@@ -96,6 +96,11 @@ int ctx_init(ctx *cx, int device, int precision)
                                                                                  : CUBLAS_DEFAULT_MATH));
     const char *f = getenv("DFEW_CUDA_CONV_FIND");
     cx->find = !(f && !strcmp(f, "0"));
+    /* fp32 convolutions: "accurate" takes FMA kernels without FFT/Winograd
+     * transforms first; "fast" lets the fastest FMA kernel win, transforms
+     * included (PyTorch's fp32 with allow_tf32 off does that). */
+    const char *fc = getenv("DFEW_CUDA_FP32_CONV");
+    cx->fp32_transforms = fc && !strcmp(fc, "fast");
     const char *wl = getenv("DFEW_CUDA_WORKSPACE_MB");
     cx->ws_limit = (size_t)(wl && atol(wl) >= 0 ? atol(wl) : 4096) << 20;
     return 0;
@@ -380,13 +385,13 @@ static int is_transform(int dir, int a)
  * with transforms, 2 = cuDNN's default math, which may use TF32 (a warning
  * is printed: only when cuDNN has nothing else for the shape). Tensor-op
  * plans (tf32, bf16) accept anything at level 0. */
-static int acceptable(const conv_plan *p, int level, int dir, int a, cudnnMathType_t mt)
+static int acceptable(const ctx *cx, const conv_plan *p, int level, int dir, int a, cudnnMathType_t mt)
 {
     if (p->key.tensor_ops || level >= 2)
         return 1;
     if (mt == CUDNN_TENSOR_OP_MATH || mt == CUDNN_TENSOR_OP_MATH_ALLOW_CONVERSION)
         return 0;
-    return level >= 1 || !is_transform(dir, a);
+    return level >= 1 || cx->fp32_transforms || !is_transform(dir, a);
 }
 
 /* Takes the fastest acceptable algorithm of perf[0..got) (cuDNN sorts them);
@@ -398,7 +403,7 @@ static int pick(ctx *cx, conv_plan *p, int dir, const Perf *perf, int got, size_
     for (int i = 0; i < got; i++) {
         const int a = (int)perf[i].algo;
         if (perf[i].status != CUDNN_STATUS_SUCCESS || perf[i].memory > ws_lim ||
-            !acceptable(p, level, dir, a, perf[i].mathType))
+            !acceptable(cx, p, level, dir, a, perf[i].mathType))
             continue;
         cudnnMathType_t mt = perf[i].mathType;
         if (!p->key.tensor_ops && level < 2)
