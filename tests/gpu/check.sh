@@ -175,9 +175,11 @@ run_step bench_cuda 150 80 env DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 "$BIN/ben
 grep -h '^{' "$WORK/bench_cuda.out" >> "$BENCH_JSON" 2>/dev/null
 if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ]; then
   # fp32 convolution policies side by side (their numbers stay in the log)
-  run_step bench_cuda_fp32_fast 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 \
-    "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
-  run_step bench_cuda_fp32_fast_ncdhw 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 DFEW_CUDA_VERBOSE=1 \
+  # (channels-last fp32 has no transform kernels in cuDNN's legacy API: "fast"
+  # alone changed nothing on an H200; channels-first with transforms did)
+  run_step explore_layers_fp32_fast_ncdhw 60 120 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 \
+    "$BIN/test_cuda_layers"
+  run_step explore_bench_fp32_fast_ncdhw 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 DFEW_CUDA_VERBOSE=1 \
     DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
 fi
 run_step bench_torch 200 0 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/bench_torch_r3d18.py" \
