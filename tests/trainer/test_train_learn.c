@@ -15,6 +15,7 @@
 #include "check.h"
 #include "host.h"
 #include "metrics.h"
+#include "patterns.h"
 #include "rng.h"
 
 #define T 8
@@ -27,23 +28,6 @@
 #define BATCH 14
 #define MAX_STEPS 300
 
-static void make_clip(uint8_t *clip, int cls, uint64_t *rng)
-{
-    int y = 8 + (int)rng_below(rng, 5), x = 8 + (int)rng_below(rng, 5);
-    static const int dy[K] = {0, 0, 1, -1, 1, 0, 0}, dx[K] = {1, -1, 0, 0, 1, 0, 0};
-    for (int f = 0; f < T; f++) {
-        int cy = y + dy[cls] * (f - T / 2), cx = x + dx[cls] * (f - T / 2); /* one pixel a frame */
-        int on = cls != 6 || (f & 1);
-        for (int i = 0; i < H; i++)
-            for (int j = 0; j < W; j++) {
-                int inside = on && abs(i - cy) <= 2 && abs(j - cx) <= 2;
-                int v = (inside ? 200 : 40) + (int)rng_below(rng, 40);
-                uint8_t *p = clip + (((size_t)f * H + i) * W + j) * 3;
-                p[0] = p[1] = p[2] = (uint8_t)v;
-            }
-    }
-}
-
 static void test_learns_moving_patterns(void)
 {
     const size_t clip_sz = (size_t)T * H * W * 3, crop_sz = (size_t)T * C * C * 3;
@@ -51,9 +35,9 @@ static void test_learns_moving_patterns(void)
     int32_t ytrain[NTRAIN], ytest[NTEST], lab[BATCH], pred[BATCH];
     uint64_t rng = 2020;
     for (int i = 0; i < NTRAIN; i++)
-        make_clip(train + i * clip_sz, ytrain[i] = i % K, &rng);
+        pattern_clip(train + i * clip_sz, ytrain[i] = i % K, T, H, W, &rng);
     for (int i = 0; i < NTEST; i++)
-        make_clip(test + i * clip_sz, ytest[i] = i % K, &rng);
+        pattern_clip(test + i * clip_sz, ytest[i] = i % K, T, H, W, &rng);
 
     const struct dfew_train_backend *be = dfew_train_cpu_backend();
     struct dfew_train_config cfg;

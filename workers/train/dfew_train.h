@@ -58,6 +58,15 @@ enum dfew_train_loss {
     DFEW_LOSS_CENTER = 3,    /* CE + lambda * center loss (Wen et al. 2016) */
 };
 
+/* Arithmetic of a backend with a choice (CUDA); the CPU backend always
+ * computes in fp32 and ignores the field. The losses are fp32 in every mode. */
+enum dfew_train_precision {
+    DFEW_PRECISION_FP32 = 0, /* fp32 everywhere (default; the parity tests) */
+    DFEW_PRECISION_TF32 = 1, /* fp32 storage, TF32 tensor cores in convolutions and matrix products */
+    DFEW_PRECISION_BF16 = 2, /* autocast-style: bf16 activations and conv weights, fp32 master
+                              * weights, batchnorm statistics, classifier and losses */
+};
+
 enum dfew_train_input {
     DFEW_INPUT_U8_NTHWC = 0,  /* uint8 N x T x H x W x 3, normalised by the backend */
     DFEW_INPUT_F32_NCTHW = 1, /* float N x 3 x T x H x W, already normalised */
@@ -81,6 +90,9 @@ struct dfew_train_config {
     float dropout;        /* C3D fc6/fc7 dropout probability (r3d18 has none) */
     float mean[3], std[3];/* per-channel normalisation of uint8 input */
     int32_t threads;      /* CPU threads for the backend; 0 = all online cores */
+    int32_t precision;    /* enum dfew_train_precision (appended after version 1's
+                           * fields; it fills what was tail padding, so struct_size
+                           * is unchanged and 0 = fp32 for older hosts) */
 };
 
 /* What device_probe found. */

@@ -90,10 +90,12 @@ int train_backend_choose(const char *dir, struct train_backend_handle *h, struct
     char path[512], why[512] = "";
     snprintf(path, sizeof path, "%s/dfew-train-cuda.so", dir);
     if (train_backend_open(path, h, why, sizeof why) == 0) {
+        memset(dev, 0, sizeof *dev);
         int p = h->be->device_probe(dev);
         if (p == 1)
             return 0;
-        snprintf(why, sizeof why, "%.400s: no CUDA device found", path);
+        /* a backend without a device may say why in dev->name */
+        snprintf(why, sizeof why, "%.280s: no CUDA device found%s%.200s", path, dev->name[0] ? ": " : "", dev->name);
         train_backend_close(h);
     }
     if (note)

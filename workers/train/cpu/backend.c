@@ -100,7 +100,7 @@ static int cpu_describe(const struct dfew_train_model *m, struct dfew_train_info
     return 0;
 }
 
-static int check_batch(struct dfew_train_model *m, const struct dfew_train_batch *b, int need_labels)
+int model_check_batch(struct dfew_train_model *m, const struct dfew_train_batch *b, int need_labels)
 {
     if (!b || b->n < 1 || b->n > m->cfg.max_batch) {
         snprintf(m->err, sizeof m->err, "batch of %d clips; the model was created for 1..%d (max_batch)",
@@ -129,7 +129,7 @@ static int check_batch(struct dfew_train_model *m, const struct dfew_train_batch
 static int cpu_forward_backward(struct dfew_train_model *m, const struct dfew_train_batch *b,
                                 struct dfew_train_losses *out, float *logits)
 {
-    int rc = check_batch(m, b, 1);
+    int rc = model_check_batch(m, b, 1);
     if (rc)
         return rc;
     model_set_input(m, b);
@@ -169,7 +169,7 @@ static int cpu_set_lr(struct dfew_train_model *m, float lr)
 
 static int cpu_evaluate(struct dfew_train_model *m, const struct dfew_train_batch *b, float *probs, float *logits)
 {
-    int rc = check_batch(m, b, 0);
+    int rc = model_check_batch(m, b, 0);
     if (rc)
         return rc;
     model_set_input(m, b);

@@ -266,7 +266,10 @@ static void init_weights(struct dfew_train_model *m)
     }
 }
 
-int model_build(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len)
+/* with_acts = 0: the plan, parameters and momentum only (no gradients,
+ * activations or scratch): the CUDA backend's host shadow (model.h). */
+static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_config *cfg, int with_acts,
+                            char *err, size_t err_len)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -332,22 +335,36 @@ int model_build(struct dfew_train_model *m, const struct dfew_train_config *cfg,
     m->param_floats = pfloats;
     m->num_floats = off;
     m->params = aligned_alloc(64, sizeof(float) * (size_t)off);
-    m->grads = aligned_alloc(64, sizeof(float) * (size_t)pfloats);
     m->mom = aligned_alloc(64, sizeof(float) * (size_t)pfloats);
-    m->acts = aligned_alloc(64, sizeof(float) * (size_t)m->act_floats);
-    m->ws.buf = m->ws.floats ? aligned_alloc(64, sizeof(float) * ((m->ws.floats + 15) & ~(size_t)15)) : NULL;
-    if (!m->params || !m->grads || !m->mom || !m->acts || (m->ws.floats && !m->ws.buf)) {
+    if (with_acts) {
+        m->grads = aligned_alloc(64, sizeof(float) * (size_t)pfloats);
+        m->acts = aligned_alloc(64, sizeof(float) * (size_t)m->act_floats);
+        m->ws.buf = m->ws.floats ? aligned_alloc(64, sizeof(float) * ((m->ws.floats + 15) & ~(size_t)15)) : NULL;
+    }
+    if (!m->params || !m->mom ||
+        (with_acts && (!m->grads || !m->acts || (m->ws.floats && !m->ws.buf)))) {
         snprintf(err, err_len, "out of memory: the model needs %.1f GB of activations for max_batch %d; lower the batch",
                  m->act_floats * 4e-9, cfg->max_batch);
         model_free(m);
         return -ENOMEM;
     }
     memset(m->params, 0, sizeof(float) * (size_t)off);
-    memset(m->grads, 0, sizeof(float) * (size_t)pfloats);
+    if (with_acts)
+        memset(m->grads, 0, sizeof(float) * (size_t)pfloats);
     memset(m->mom, 0, sizeof(float) * (size_t)pfloats);
     init_weights(m);
     m->rng = cfg->seed * 0x9E3779B97F4A7C15ull + 1;
     return 0;
+}
+
+int model_build(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len)
+{
+    return model_build_impl(m, cfg, 1, err, err_len);
+}
+
+int model_build_shadow(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len)
+{
+    return model_build_impl(m, cfg, 0, err, err_len);
 }
 
 void model_free(struct dfew_train_model *m)

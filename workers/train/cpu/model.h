@@ -78,7 +78,15 @@ struct dfew_train_model {
 /* Builds the model (weights initialised as torchvision / PyTorch do, from
  * cfg->seed). Returns 0 or negative, with a message in err. */
 int model_build(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len);
+/* The same plan and initial weights with only params and mom allocated (grads,
+ * acts and ws stay NULL): the CUDA backend's host shadow, which gives it the
+ * layer plan, PyTorch's init and the checkpoint format of this backend. */
+int model_build_shadow(struct dfew_train_model *m, const struct dfew_train_config *cfg, char *err, size_t err_len);
 void model_free(struct dfew_train_model *m);
+/* Checks batch b against the model's config (size, input format, labels);
+ * 0, or -EINVAL with the reason in m->err. In backend.c; the CUDA backend
+ * calls it on its host shadow so that both refuse alike. */
+int model_check_batch(struct dfew_train_model *m, const struct dfew_train_batch *b, int need_labels);
 
 /* Loads batch b into the input activation (normalising uint8). */
 int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b);
