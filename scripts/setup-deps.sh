@@ -10,6 +10,8 @@ PKGS=(
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
   libuv1-dev libsqlite3-dev libcurl4-openssl-dev
   libdlib-dev libdlib-data libopenblas-dev
+  # the CPU trainer's convolutions (optional at build time: meson -Donednn)
+  libdnnl-dev
   # tools and real data used by the demo and the tests
   sqlite3 ffmpeg forensics-samples-files python3 python3-numpy procps
   # a second Fleiss' kappa to check ours against (tests/integration/test_labels.py)

@@ -1,6 +1,8 @@
 /* test_train_layers.c: every CPU layer's backward against central finite
  * differences of its forward (loss = sum r_i * out_i with random r), the
- * tiled conv3d against the untiled one, EC-STFL (paper and L1 forms) and the
+ * tiled conv3d against the untiled one, the oneDNN conv3d (channels-first and
+ * channels-last) against the reference, the channels-last twins of the
+ * layers against the channels-first ones, EC-STFL (paper and L1 forms) and the
  * center loss gradients by finite differences, the single-class EC-STFL batch,
  * dropout masks, SGD against its formula. */
 #include <math.h>
@@ -8,6 +10,7 @@
 #include <string.h>
 
 #include "check.h"
+#include "conv_dnnl.h"
 #include "layers.h"
 #include "refload.h"
 #include "rng.h"
@@ -72,6 +75,61 @@ static void fd_vec(float *v, int64_t n, double *num, double (*f)(void), float h)
 static float *cx, *cw, *cb;
 static double conv_loss_g(void) { return conv_loss(cx, cw, cb); }
 
+/* oneDNN's conv3d of the case (cx, cw, cb, g_r as dout) in both layouts
+ * against the reference's; twice, bitwise the same (determinism) */
+static void conv_dnnl_case(const struct conv3d_shape *s, int bias)
+{
+    char why[256];
+    if (!conv3d_dnnl_available(why, sizeof why)) {
+        printf("  SKIP oneDNN conv3d: %s\n", why);
+        return;
+    }
+    int64_t S = (int64_t)s->t * s->h * s->w, SO = (int64_t)s->to * s->ho * s->wo;
+    int64_t xn = (int64_t)s->n * s->c * S, wn = (int64_t)s->oc * s->c * s->kt * s->kh * s->kw, on = (int64_t)s->n * s->oc * SO;
+    float *y = malloc(sizeof(float) * on), *dx = malloc(sizeof(float) * xn), *dw = malloc(sizeof(float) * wn);
+    float *db = malloc(sizeof(float) * s->oc);
+    struct conv3d_work ref = {.threads = 2, .max_tile_floats = 1u << 20};
+    conv3d_forward(y, cx, cw, cb, s, &ref);
+    conv3d_backward(dx, dw, bias ? db : NULL, g_r, cx, cw, s, &ref);
+    for (int layout = LAYOUT_NCDHW; layout <= LAYOUT_NDHWC; layout++) {
+        struct conv3d_work ws = {.threads = 2, .max_tile_floats = 1u << 20, .impl = CONV3D_DNNL, .layout = layout};
+        CHECK(conv3d_work_plan(&ws, s, bias, why, sizeof why) == 0);
+        float *x = malloc(sizeof(float) * xn), *g = malloc(sizeof(float) * on), *y2[2], *dx2[2], *dw2[2], *db2[2];
+        if (layout == LAYOUT_NDHWC) {
+            layout_ncs_to_nsc(x, cx, s->n, s->c, S);
+            layout_ncs_to_nsc(g, g_r, s->n, s->oc, SO);
+        } else {
+            memcpy(x, cx, sizeof(float) * xn);
+            memcpy(g, g_r, sizeof(float) * on);
+        }
+        for (int rep = 0; rep < 2; rep++) {
+            y2[rep] = malloc(sizeof(float) * on), dx2[rep] = malloc(sizeof(float) * xn);
+            dw2[rep] = malloc(sizeof(float) * wn), db2[rep] = malloc(sizeof(float) * s->oc);
+            conv3d_forward(y2[rep], x, cw, cb, s, &ws);
+            conv3d_backward(dx2[rep], dw2[rep], bias ? db2[rep] : NULL, g, x, cw, s, &ws);
+        }
+        CHECK(!memcmp(y2[0], y2[1], sizeof(float) * on) && !memcmp(dx2[0], dx2[1], sizeof(float) * xn));
+        CHECK(!memcmp(dw2[0], dw2[1], sizeof(float) * wn) && (!bias || !memcmp(db2[0], db2[1], sizeof(float) * s->oc)));
+        if (layout == LAYOUT_NDHWC) { /* back to channels-first to compare */
+            layout_nsc_to_ncs(y2[1], y2[0], s->n, s->oc, SO);
+            layout_nsc_to_ncs(dx2[1], dx2[0], s->n, s->c, S);
+        } else {
+            memcpy(y2[1], y2[0], sizeof(float) * on);
+            memcpy(dx2[1], dx2[0], sizeof(float) * xn);
+        }
+        double ey = ref_relerr(y2[1], y, on, 1e-30), ex = ref_relerr(dx2[1], dx, xn, 1e-30);
+        double ew = ref_relerr(dw2[0], dw, wn, 1e-30), eb = bias ? ref_relerr(db2[0], db, s->oc, 1e-30) : 0;
+        printf("    oneDNN %s vs reference: y %.2g dx %.2g dw %.2g db %.2g\n", layout ? "NDHWC" : "NCDHW", ey, ex, ew, eb);
+        CHECK(ey < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5);
+        for (int rep = 0; rep < 2; rep++)
+            free(y2[rep]), free(dx2[rep]), free(dw2[rep]), free(db2[rep]);
+        free(x), free(g);
+        conv3d_work_release(&ws);
+    }
+    free(y), free(dx), free(dw), free(db);
+    conv3d_work_release(&ref);
+}
+
 static void conv_case(struct conv3d_shape s, int bias, size_t tile)
 {
     CHECK(conv3d_shape_init(&s) == 0);
@@ -80,10 +138,8 @@ static void conv_case(struct conv3d_shape s, int bias, size_t tile)
     int64_t on = (int64_t)s.n * s.oc * s.to * s.ho * s.wo;
     cx = randv(xn, 1.f), cw = randv(wn, 0.5f), cb = bias ? randv(s.oc, 0.5f) : NULL;
     g_r = randv(on, 1.f);
-    g_ws.threads = 2; /* whole samples per thread (when OpenMP has 2 threads) */
-    g_ws.max_tile_floats = tile;
-    g_ws.floats = conv3d_work_floats(&s, tile, 2);
-    g_ws.buf = malloc(sizeof(float) * (g_ws.floats + 1));
+    g_ws = (struct conv3d_work){.threads = 2, .max_tile_floats = tile}; /* whole samples per thread (2 threads) */
+    CHECK(conv3d_work_plan(&g_ws, &s, bias, NULL, 0) == 0);
     float *dx = randv(xn, 9.f), *dw = randv(wn, 9.f), *db = randv(s.oc, 9.f); /* garbage: overwritten */
     conv3d_backward(dx, dw, bias ? db : NULL, g_r, cx, cw, &s, &g_ws);
     double *num = malloc(sizeof(double) * (size_t)(xn > wn ? xn : wn));
@@ -103,9 +159,8 @@ static void conv_case(struct conv3d_shape s, int bias, size_t tile)
     /* one thread, one big tile: the same results up to rounding (OpenBLAS
      * blocks a narrow tile differently; the weight gradient adds per-thread
      * sums) */
-    struct conv3d_work big = {.floats = conv3d_work_floats(&s, (size_t)1 << 30, 1), .max_tile_floats = 1u << 30,
-                              .threads = 1};
-    big.buf = malloc(sizeof(float) * (big.floats + 1));
+    struct conv3d_work big = {.max_tile_floats = 1u << 30, .threads = 1};
+    CHECK(conv3d_work_plan(&big, &s, 0, NULL, 0) == 0);
     float *y1 = malloc(sizeof(float) * on), *y2 = malloc(sizeof(float) * on);
     float *dx2 = malloc(sizeof(float) * xn), *dw2 = malloc(sizeof(float) * wn);
     conv3d_forward(y1, cx, cw, cb, &s, &g_ws);
@@ -115,8 +170,11 @@ static void conv_case(struct conv3d_shape s, int bias, size_t tile)
     CHECK(ref_relerr(y1, y2, on, 1e-30) < 1e-6);
     CHECK(ref_relerr(dx, dx2, xn, 1e-30) < 1e-6);
     CHECK(ref_relerr(dw, dw2, wn, 1e-30) < 1e-6);
-    free(big.buf), free(y1), free(y2), free(dx2), free(dw2);
-    free(cx), free(cw), free(cb), free(g_r), free(g_ws.buf), free(dx), free(dw), free(db), free(num);
+    conv3d_work_release(&big);
+    free(y1), free(y2), free(dx2), free(dw2);
+    conv_dnnl_case(&s, bias);
+    free(cx), free(cw), free(cb), free(g_r), free(dx), free(dw), free(db), free(num);
+    conv3d_work_release(&g_ws);
 }
 
 static void test_conv3d(void)
@@ -255,6 +313,82 @@ static void test_layers_fd(void)
     layer_case(L_GAP, "avgpool");
     layer_case(L_LIN, "linear");
     layer_case(L_RELU, "relu");
+}
+
+/* ---- the channels-last twins equal the channels-first layers bitwise on the
+ * same data (the same sums in the same order), and the layout changes are
+ * inverse transposes */
+static int same_after(const float *cl, const float *cf, int n, int c, int64_t s)
+{
+    float *t = malloc(sizeof(float) * (size_t)n * c * s);
+    layout_nsc_to_ncs(t, cl, n, c, s);
+    int same = !memcmp(t, cf, sizeof(float) * (size_t)n * c * s);
+    free(t);
+    return same;
+}
+
+static void test_channels_last_twins(void)
+{
+    /* 20 channels: one full 16-channel chunk and a partial one; S = 5 x 7 x 9 */
+    const int n = 3, c = 20;
+    const int64_t s = 5 * 7 * 9, cnt = (int64_t)n * c * s;
+    float *x = randv(cnt, 2.f), *xl = malloc(sizeof(float) * cnt), *back = malloc(sizeof(float) * cnt);
+    layout_ncs_to_nsc(xl, x, n, c, s);
+    CHECK(xl[((int64_t)1 * s + 17) * c + 13] == x[((int64_t)1 * c + 13) * s + 17]); /* n 1, position 17, channel 13 */
+    layout_nsc_to_ncs(back, xl, n, c, s);
+    CHECK(!memcmp(back, x, sizeof(float) * cnt));
+
+    float *g = randv(c, 1.f), *b = randv(c, 1.f), *r = randv(cnt, 1.f), *rl = malloc(sizeof(float) * cnt);
+    layout_ncs_to_nsc(rl, r, n, c, s);
+    float *y = malloc(sizeof(float) * cnt), *yl = malloc(sizeof(float) * cnt), *dx = malloc(sizeof(float) * cnt);
+    float *dxl = malloc(sizeof(float) * cnt);
+    float sm[20], sr[20], sml[20], srl[20], rm[20], rv[20], rml[20], rvl[20], dg[20], db[20], dgl[20], dbl[20];
+    for (int i = 0; i < c; i++)
+        rm[i] = rml[i] = 0.1f * i, rv[i] = rvl[i] = 1.f + 0.05f * i;
+    batchnorm3d_forward_train(y, sm, sr, rm, rv, x, g, b, n, c, s, 0.1f, 1e-5f);
+    batchnorm3d_forward_train_cl(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f);
+    CHECK(same_after(yl, y, n, c, s));
+    CHECK(!memcmp(sm, sml, sizeof sm) && !memcmp(sr, srl, sizeof sr) && !memcmp(rm, rml, sizeof rm) &&
+          !memcmp(rv, rvl, sizeof rv));
+    batchnorm3d_backward(dx, dg, db, r, x, g, sm, sr, n, c, s);
+    batchnorm3d_backward_cl(dxl, dgl, dbl, rl, xl, g, sml, srl, n, c, s);
+    CHECK(same_after(dxl, dx, n, c, s) && !memcmp(dg, dgl, sizeof dg) && !memcmp(db, dbl, sizeof db));
+    batchnorm3d_forward_eval(y, x, g, b, rm, rv, n, c, s, 1e-5f);
+    batchnorm3d_forward_eval_cl(yl, xl, g, b, rm, rv, n, c, s, 1e-5f);
+    CHECK(same_after(yl, y, n, c, s));
+
+    float gap[60], gapl[60];
+    avgpool_global_forward(gap, x, n, c, s);
+    avgpool_global_forward_cl(gapl, xl, n, c, s);
+    CHECK(!memcmp(gap, gapl, sizeof gap));
+    avgpool_global_backward(dx, r, n, c, s);
+    avgpool_global_backward_cl(dxl, r, n, c, s); /* dout N x C is the same in both */
+    CHECK(same_after(dxl, dx, n, c, s));
+
+    /* max pooling 2x2x2 stride 2 with padding 0x1x1, ties included (rounded values) */
+    struct conv3d_shape ps = {.n = n, .c = c, .t = 5, .h = 7, .w = 9, .oc = c, .kt = 2, .kh = 2, .kw = 2,
+                              .st = 2, .sh = 2, .sw = 2, .pt = 0, .ph = 1, .pw = 1};
+    CHECK(conv3d_shape_init(&ps) == 0);
+    for (int64_t i = 0; i < cnt; i++)
+        x[i] = roundf(x[i] * 2.f);
+    layout_ncs_to_nsc(xl, x, n, c, s);
+    int64_t so = (int64_t)ps.to * ps.ho * ps.wo, ocnt = (int64_t)n * c * so;
+    int32_t *am = malloc(sizeof(int32_t) * ocnt), *aml = malloc(sizeof(int32_t) * ocnt);
+    maxpool3d_forward(y, am, x, &ps);
+    maxpool3d_forward_cl(yl, aml, xl, &ps);
+    CHECK(same_after(yl, y, n, c, so));
+    int am_same = 1;
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < c; ch++)
+            for (int64_t p = 0; p < so; p++)
+                am_same &= am[((int64_t)i * c + ch) * so + p] == aml[((int64_t)i * so + p) * c + ch];
+    CHECK(am_same);
+    layout_ncs_to_nsc(rl, r, n, c, so);
+    maxpool3d_backward(dx, r, am, &ps);
+    maxpool3d_backward_cl(dxl, rl, aml, &ps);
+    CHECK(same_after(dxl, dx, n, c, s));
+    free(x), free(xl), free(back), free(g), free(b), free(r), free(rl), free(y), free(yl), free(dx), free(dxl);
+    free(am), free(aml);
 }
 
 static void test_batchnorm_eval_and_stats(void)
@@ -441,6 +575,7 @@ int main(void)
 {
     RUN(test_conv3d);
     RUN(test_layers_fd);
+    RUN(test_channels_last_twins);
     RUN(test_batchnorm_eval_and_stats);
     RUN(test_softmax_ce);
     RUN(test_feature_losses_fd);

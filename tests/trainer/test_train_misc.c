@@ -15,6 +15,7 @@
 #include "augment.h"
 #include "backend.h"
 #include "check.h"
+#include "conv_dnnl.h"
 #include "host.h"
 #include "metrics.h"
 #include "plateau.h"
@@ -358,6 +359,107 @@ static void test_bad_config(void)
     CHECK(strstr(err, "num_classes") != NULL);
 }
 
+/* Sets or (v NULL) unsets an environment variable */
+static void env_set(const char *k, const char *v)
+{
+    if (v)
+        setenv(k, v, 1);
+    else
+        unsetenv(k);
+}
+
+/* The model with each convolution implementation and activation layout:
+ * oneDNN channels-last (the default with oneDNN), oneDNN channels-first and
+ * the reference agree over three SGD steps to fp32 rounding, for both
+ * models; describe() says which ran; bad settings are refused with a message. */
+static void test_conv_implementations(void)
+{
+    char *old_conv = getenv("DFEW_TRAIN_CPU_CONV"), *old_layout = getenv("DFEW_TRAIN_CPU_LAYOUT");
+    old_conv = old_conv ? strdup(old_conv) : NULL, old_layout = old_layout ? strdup(old_layout) : NULL;
+    char why[256], err[256];
+    int have = conv3d_dnnl_available(why, sizeof why);
+    static const char *modes[3][3] = {{"ref", "", "conv3d reference, NCDHW"},
+                                      {"dnnl", "", "conv3d oneDNN"},
+                                      {"dnnl", "ncdhw", "conv3d oneDNN"}};
+    for (int arch = DFEW_ARCH_R3D18; arch <= DFEW_ARCH_C3D; arch++) {
+        struct dfew_train_config c = small_cfg(DFEW_LOSS_CE);
+        c.arch = arch;
+        if (arch == DFEW_ARCH_C3D)
+            c.in_t = 16, c.width = 1.f / 16, c.dropout = 0.f;
+        int32_t lab[4] = {0, 1, 1, 2};
+        uint8_t *u = clips_u8(4, &c, 5);
+        struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
+        struct dfew_train_model *m[3] = {NULL, NULL, NULL};
+        float loss[3][3];
+        for (int k = 0; k < (have ? 3 : 1); k++) {
+            env_set("DFEW_TRAIN_CPU_CONV", modes[k][0]);
+            env_set("DFEW_TRAIN_CPU_LAYOUT", modes[k][1]);
+            CHECK(be->model_create(&c, &m[k], err, sizeof err) == 0);
+            if (!m[k])
+                continue;
+            struct dfew_train_info info;
+            be->describe(m[k], &info);
+            CHECK(strstr(info.device, modes[k][2]) != NULL);
+            if (k == 1)
+                CHECK(strstr(info.device, "NDHWC") != NULL);
+            for (int st = 0; st < 3; st++) {
+                struct dfew_train_losses L;
+                CHECK(be->train_step(m[k], &bu, &L) == 0);
+                loss[k][st] = L.total;
+            }
+            if (k == 0)
+                continue;
+            double wl = 0, worst = 0;
+            for (int st = 0; st < 3; st++)
+                wl = fmax(wl, fabs(loss[k][st] - loss[0][st]) / fabs(loss[0][st]));
+            struct dfew_train_info ia;
+            be->describe(m[0], &ia);
+            for (int64_t i = 0; i < ia.num_tensors; i++) {
+                struct dfew_train_tensor_info ti;
+                be->tensor_info(m[0], i, &ti);
+                float *x = malloc(sizeof(float) * ti.numel), *y = malloc(sizeof(float) * ti.numel);
+                be->tensor_read(m[0], i, DFEW_PART_VALUE, x);
+                be->tensor_read(m[k], i, DFEW_PART_VALUE, y);
+                double md = 0, mx = 1e-6;
+                for (int64_t j = 0; j < ti.numel; j++)
+                    md = fmax(md, fabs(x[j] - y[j])), mx = fmax(mx, fabs(x[j]));
+                if (md / mx > worst)
+                    snprintf(why, sizeof why, "%s", ti.name);
+                worst = fmax(worst, md / mx);
+                free(x), free(y);
+            }
+            printf("  %s, %s %s vs reference: losses %.2g, parameters %.2g (%s)\n", arch == DFEW_ARCH_C3D ? "c3d" : "r3d18",
+                   modes[k][0], modes[k][1][0] ? modes[k][1] : "ndhwc", wl, worst, why);
+            /* the parameters' bound as test_train_ref's for gradients: batchnorm
+             * biases of the tiny model are sums that nearly cancel */
+            CHECK(wl < 1e-5 && worst < 5e-4);
+        }
+        for (int k = 0; k < 3; k++)
+            be->destroy(m[k]);
+        free(u);
+    }
+    struct dfew_train_config c = small_cfg(DFEW_LOSS_CE);
+    struct dfew_train_model *m = (void *)1;
+    env_set("DFEW_TRAIN_CPU_CONV", "fast");
+    env_set("DFEW_TRAIN_CPU_LAYOUT", NULL);
+    CHECK(be->model_create(&c, &m, err, sizeof err) == -EINVAL);
+    CHECK(m == NULL && strstr(err, "use ref") != NULL);
+    env_set("DFEW_TRAIN_CPU_CONV", "ref");
+    env_set("DFEW_TRAIN_CPU_LAYOUT", "ndhwc");
+    CHECK(be->model_create(&c, &m, err, sizeof err) == -EINVAL);
+    CHECK(strstr(err, "needs DFEW_TRAIN_CPU_CONV=dnnl") != NULL);
+    if (!have) {
+        env_set("DFEW_TRAIN_CPU_CONV", "dnnl");
+        env_set("DFEW_TRAIN_CPU_LAYOUT", NULL);
+        CHECK(be->model_create(&c, &m, err, sizeof err) == -EINVAL);
+        CHECK(strstr(err, "no oneDNN") != NULL);
+        printf("  oneDNN: %s\n", why);
+    }
+    env_set("DFEW_TRAIN_CPU_CONV", old_conv);
+    env_set("DFEW_TRAIN_CPU_LAYOUT", old_layout);
+    free(old_conv), free(old_layout);
+}
+
 static void test_host_loader(void)
 {
     struct train_backend_handle h;
@@ -414,6 +516,7 @@ int main(int argc, char **argv)
     RUN(test_single_class_batch_model);
     RUN(test_checkpoint);
     RUN(test_bad_config);
+    RUN(test_conv_implementations);
     RUN(test_host_loader);
     return check_report();
 }

@@ -14,6 +14,7 @@
 
 
 #include "backend.h"
+#include "conv_dnnl.h"
 #include "model.h"
 
 static int cpu_probe(struct dfew_train_device *dev)
@@ -89,7 +90,11 @@ static int cpu_describe(const struct dfew_train_model *m, struct dfew_train_info
     memset(info, 0, sizeof *info);
     cpu_probe(&dev);
     snprintf(info->backend, sizeof info->backend, "cpu");
-    snprintf(info->device, sizeof info->device, "%s", dev.name);
+    char conv[64];
+    if (m->ws.impl == CONV3D_DNNL)
+        conv3d_dnnl_version(conv, sizeof conv);
+    snprintf(info->device, sizeof info->device, "%.80s; conv3d %.24s, %s", dev.name,
+             m->ws.impl == CONV3D_DNNL ? conv : "reference", m->ws.layout == LAYOUT_NDHWC ? "NDHWC" : "NCDHW");
     snprintf(info->arch, sizeof info->arch, "%s", m->cfg.arch == DFEW_ARCH_R3D18 ? "r3d18" : "c3d");
     info->num_params = m->num_params;
     info->num_tensors = m->ntensors;
@@ -130,6 +135,8 @@ static int cpu_forward_backward(struct dfew_train_model *m, const struct dfew_tr
                                 struct dfew_train_losses *out, float *logits)
 {
     int rc = model_check_batch(m, b, 1);
+    if (!rc)
+        rc = model_prepare(m, b->n);
     if (rc)
         return rc;
     model_set_input(m, b);
@@ -170,6 +177,8 @@ static int cpu_set_lr(struct dfew_train_model *m, float lr)
 static int cpu_evaluate(struct dfew_train_model *m, const struct dfew_train_batch *b, float *probs, float *logits)
 {
     int rc = model_check_batch(m, b, 0);
+    if (!rc)
+        rc = model_prepare(m, b->n);
     if (rc)
         return rc;
     model_set_input(m, b);

@@ -1,14 +1,19 @@
 /* layers.c: the CPU reference implementation of the trainer layers declared in
  * layers.h (conv3d via tiled vol2col + OpenBLAS sgemm, batchnorm, relu,
  * pooling, linear, dropout, softmax cross entropy, SGD). The losses with their
- * equations are in losses.c. Not thread-safe per call on shared buffers; each
- * function parallelises internally (OpenMP) where it pays. */
+ * equations are in losses.c; conv3d through oneDNN is conv_dnnl.c, which
+ * conv3d_forward / conv3d_backward call first when the workspace asks for it.
+ * Not thread-safe per call on shared buffers; each function parallelises
+ * internally (OpenMP) where it pays. */
 #include <cblas.h>
 #include <errno.h>
 #include <float.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "conv_dnnl.h"
 #include "layers.h"
 #include "rng.h"
 
@@ -136,6 +141,99 @@ size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, 
     size_t wsize = (size_t)s->oc * s->c * s->kt * s->kh * s->kw;
     return (size_t)threads * conv3d_thread_tile(s, max_tile_floats) + (size_t)(threads - 1) * wsize +
            (conv3d_dx_as_conv(s) ? wsize : 0);
+}
+
+/* grows buf to at least floats */
+static int work_reserve(struct conv3d_work *ws, size_t floats, char *why, size_t why_len)
+{
+    floats = (floats + 15) & ~(size_t)15;
+    if (floats <= ws->floats && (ws->buf || !floats))
+        return 0;
+    float *b = aligned_alloc(64, sizeof(float) * floats);
+    if (!b) {
+        snprintf(why, why_len, "out of memory for %.1f MB of conv3d workspace", floats * 4e-6);
+        return -ENOMEM;
+    }
+    free(ws->buf);
+    ws->buf = b;
+    ws->floats = floats;
+    return 0;
+}
+
+int conv3d_work_plan(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *err, size_t err_len)
+{
+    char why[256];
+    int rc = 0;
+    if (ws->layout == LAYOUT_NCDHW) /* the reference, also a oneDNN workspace's fallback */
+        rc = work_reserve(ws, conv3d_work_floats(s, ws->max_tile_floats, ws->threads), why, sizeof why);
+    else if (ws->impl != CONV3D_DNNL) {
+        snprintf(why, sizeof why, "the reference conv3d reads channels-first (NCDHW) activations only");
+        rc = -EINVAL;
+    }
+    if (!rc && ws->impl == CONV3D_DNNL) {
+        size_t dn;
+        rc = conv3d_dnnl_plan(ws, s, bias, &dn, why, sizeof why);
+        if (!rc)
+            rc = work_reserve(ws, dn, why, sizeof why);
+    }
+    if (rc && err)
+        snprintf(err, err_len, "%s", why);
+    return rc;
+}
+
+void conv3d_work_release(struct conv3d_work *ws)
+{
+    conv3d_dnnl_release(ws);
+    free(ws->buf);
+    ws->buf = NULL;
+    ws->floats = 0;
+}
+
+/* Whether the reference can run s with ws (after conv3d_work_plan). When
+ * neither oneDNN nor it can, conv3d_* write NaN: never silently wrong
+ * numbers (the model plans every shape first and reports the error). */
+static int conv3d_ref_ready(const struct conv3d_shape *s, const struct conv3d_work *ws)
+{
+    return ws->layout == LAYOUT_NCDHW && ws->floats >= conv3d_work_floats(s, ws->max_tile_floats, ws->threads) &&
+           (ws->buf || !ws->floats);
+}
+
+static void fill_nan(float *p, int64_t n)
+{
+    for (int64_t i = 0; p && i < n; i++)
+        p[i] = NAN;
+}
+
+int conv3d_config_from_env(int *impl, int *layout, char *err, size_t err_len)
+{
+    const char *v = getenv("DFEW_TRAIN_CPU_CONV"), *l = getenv("DFEW_TRAIN_CPU_LAYOUT");
+    char why[256];
+    int have = conv3d_dnnl_available(why, sizeof why);
+    if (!v || !*v)
+        *impl = have ? CONV3D_DNNL : CONV3D_REF;
+    else if (!strcmp(v, "ref"))
+        *impl = CONV3D_REF;
+    else if (!strcmp(v, "dnnl") && have)
+        *impl = CONV3D_DNNL;
+    else if (!strcmp(v, "dnnl")) {
+        snprintf(err, err_len, "DFEW_TRAIN_CPU_CONV=dnnl: %s", why);
+        return -EINVAL;
+    } else {
+        snprintf(err, err_len, "DFEW_TRAIN_CPU_CONV=%s: use ref (vol2col + OpenBLAS) or dnnl (oneDNN)", v);
+        return -EINVAL;
+    }
+    if (!l || !*l)
+        *layout = *impl == CONV3D_DNNL ? LAYOUT_NDHWC : LAYOUT_NCDHW;
+    else if (!strcmp(l, "ncdhw"))
+        *layout = LAYOUT_NCDHW;
+    else if (!strcmp(l, "ndhwc") && *impl == CONV3D_DNNL)
+        *layout = LAYOUT_NDHWC;
+    else {
+        snprintf(err, err_len, "DFEW_TRAIN_CPU_LAYOUT=%s: use ncdhw%s", l,
+                 *impl == CONV3D_DNNL ? " or ndhwc" : " (ndhwc needs DFEW_TRAIN_CPU_CONV=dnnl)");
+        return -EINVAL;
+    }
+    return 0;
 }
 
 /* Threads that share the batch of a conv call, whole samples per thread;
@@ -307,6 +405,13 @@ static void conv_forward_sample(float *y, const float *x, const float *weight, c
 void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
                     const struct conv3d_shape *s, struct conv3d_work *ws)
 {
+    int planned = conv3d_work_plan(ws, s, bias != NULL, NULL, 0) == 0;
+    if (planned && ws->impl == CONV3D_DNNL && conv3d_dnnl_forward(out, inp, weight, bias, s, ws) == 0)
+        return;
+    if (!conv3d_ref_ready(s, ws)) {
+        fill_nan(out, (int64_t)s->n * s->oc * s->to * s->ho * s->wo);
+        return;
+    }
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
     const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
     int nt = conv3d_threads(s, ws);
@@ -361,6 +466,16 @@ static void conv_backward_sample(float *dx, float *dw, int first, const float *g
 void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                      const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
 {
+    int planned = conv3d_work_plan(ws, s, dbias != NULL, NULL, 0) == 0;
+    if (planned && ws->impl == CONV3D_DNNL &&
+        conv3d_dnnl_backward(dinp, dweight, dbias, dout, inp, weight, s, ws) == 0)
+        return;
+    if (!conv3d_ref_ready(s, ws)) {
+        fill_nan(dinp, (int64_t)s->n * s->c * s->t * s->h * s->w);
+        fill_nan(dweight, (int64_t)s->oc * s->c * s->kt * s->kh * s->kw);
+        fill_nan(dbias, dbias ? s->oc : 0);
+        return;
+    }
     const int K = s->c * s->kt * s->kh * s->kw;
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
     const int64_t wsize = (int64_t)s->oc * K;
@@ -497,6 +612,115 @@ void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float 
     }
 }
 
+/* Channels-last batchnorm: the rows (N*S of them) hold C channels each. A
+ * task takes a run of CL_CHUNK channels (one 64-byte line of a row) through
+ * all the rows in order, so every channel's sums have a fixed order whatever
+ * the thread count. */
+#define CL_CHUNK 16
+
+void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                  float *running_var, const float *inp, const float *gamma, const float *beta,
+                                  int n, int c, int64_t s, float momentum, float eps)
+{
+    const int64_t rows = (int64_t)n * s;
+    const double m = (double)rows;
+    const int chunks = (c + CL_CHUNK - 1) / CL_CHUNK;
+#pragma omp parallel for schedule(static) if(PAR_WORTH(rows * c))
+    for (int k = 0; k < chunks; k++) {
+        const int c0 = k * CL_CHUNK, nc = c - c0 < CL_CHUNK ? c - c0 : CL_CHUNK;
+        double sum[CL_CHUNK] = {0}, sq[CL_CHUNK] = {0}, mean[CL_CHUNK];
+        float sc[CL_CHUNK], sh[CL_CHUNK];
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = inp + r * c + c0;
+            for (int j = 0; j < nc; j++)
+                sum[j] += x[j];
+        }
+        for (int j = 0; j < nc; j++)
+            mean[j] = sum[j] / m;
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = inp + r * c + c0;
+            for (int j = 0; j < nc; j++) {
+                double d = x[j] - mean[j];
+                sq[j] += d * d;
+            }
+        }
+        for (int j = 0; j < nc; j++) {
+            const int ch = c0 + j;
+            double var = sq[j] / m;
+            float rstd = (float)(1.0 / sqrt(var + eps));
+            save_mean[ch] = (float)mean[j];
+            save_rstd[ch] = rstd;
+            running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * (float)mean[j];
+            running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * (float)(m > 1 ? sq[j] / (m - 1) : var);
+            sc[j] = gamma[ch] * rstd;
+            sh[j] = beta[ch] - (float)mean[j] * sc[j];
+        }
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = inp + r * c + c0;
+            float *y = out + r * c + c0;
+            for (int j = 0; j < nc; j++)
+                y[j] = x[j] * sc[j] + sh[j];
+        }
+    }
+}
+
+void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                                 float eps)
+{
+    const int64_t rows = (int64_t)n * s;
+#pragma omp parallel if(PAR_WORTH(rows * c))
+    {
+        float *sc = __builtin_alloca(sizeof(float) * 2 * (size_t)c), *sh = sc + c;
+        for (int ch = 0; ch < c; ch++) {
+            sc[ch] = gamma[ch] / sqrtf(running_var[ch] + eps);
+            sh[ch] = beta[ch] - running_mean[ch] * sc[ch];
+        }
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int ch = 0; ch < c; ch++)
+                out[r * c + ch] = inp[r * c + ch] * sc[ch] + sh[ch];
+    }
+}
+
+void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                             const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
+                             int64_t s)
+{
+    const int64_t rows = (int64_t)n * s;
+    const double m = (double)rows;
+    const int chunks = (c + CL_CHUNK - 1) / CL_CHUNK;
+#pragma omp parallel for schedule(static) if(PAR_WORTH(rows * c))
+    for (int k = 0; k < chunks; k++) {
+        const int c0 = k * CL_CHUNK, nc = c - c0 < CL_CHUNK ? c - c0 : CL_CHUNK;
+        double sg[CL_CHUNK] = {0}, sgx[CL_CHUNK] = {0};
+        float mean[CL_CHUNK], rstd[CL_CHUNK], kk[CL_CHUNK], mg[CL_CHUNK], mgx[CL_CHUNK];
+        for (int j = 0; j < nc; j++)
+            mean[j] = save_mean[c0 + j], rstd[j] = save_rstd[c0 + j];
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = inp + r * c + c0, *g = dout + r * c + c0;
+            for (int j = 0; j < nc; j++) {
+                sg[j] += g[j];
+                sgx[j] += g[j] * ((x[j] - mean[j]) * rstd[j]);
+            }
+        }
+        for (int j = 0; j < nc; j++) {
+            dbeta[c0 + j] = (float)sg[j];
+            dgamma[c0 + j] = (float)sgx[j];
+            kk[j] = gamma[c0 + j] * rstd[j];
+            mg[j] = (float)(sg[j] / m);
+            mgx[j] = (float)(sgx[j] / m);
+        }
+        /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
+        for (int64_t r = 0; r < rows; r++) {
+            const float *x = inp + r * c + c0, *g = dout + r * c + c0;
+            float *dx = dinp + r * c + c0;
+            for (int j = 0; j < nc; j++)
+                dx[j] = kk[j] * (g[j] - mg[j] - (x[j] - mean[j]) * rstd[j] * mgx[j]);
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- relu */
 
 void relu_forward(float *out, const float *inp, int64_t count)
@@ -571,6 +795,76 @@ void maxpool3d_backward(float *dinp, const float *dout, const int32_t *argmax, c
     }
 }
 
+/* A window position's taps in window order, -1 for padding: the common
+ * walk of both maxpool layouts. Returns the count (kt*kh*kw). */
+static int pool_taps(int32_t *idx, const struct conv3d_shape *s, int ot, int oh, int ow)
+{
+    int k = 0;
+    for (int a = 0; a < s->kt; a++)
+        for (int b = 0; b < s->kh; b++)
+            for (int e = 0; e < s->kw; e++) {
+                int ti = ot * s->st - s->pt + a, hi = oh * s->sh - s->ph + b, wi = ow * s->sw - s->pw + e;
+                idx[k++] = ti < 0 || ti >= s->t || hi < 0 || hi >= s->h || wi < 0 || wi >= s->w
+                               ? -1
+                               : (ti * s->h + hi) * s->w + wi;
+            }
+    return k;
+}
+
+/* Each thread takes whole output positions of all channels; the same
+ * comparisons per channel as maxpool3d_forward. */
+void maxpool3d_forward_cl(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s)
+{
+    const int c = s->c;
+    const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
+#pragma omp parallel if(PAR_WORTH((int64_t)s->n * c * plane))
+    {
+        int32_t *idx = __builtin_alloca(sizeof(int32_t) * (size_t)s->kt * s->kh * s->kw);
+#pragma omp for schedule(static)
+        for (int64_t no = 0; no < (int64_t)s->n * oplane; no++) {
+            const int64_t n = no / oplane, o = no % oplane;
+            const int ow = (int)(o % s->wo), oh = (int)(o / s->wo % s->ho), ot = (int)(o / ((int64_t)s->wo * s->ho));
+            const int taps = pool_taps(idx, s, ot, oh, ow);
+            float *y = out + no * c;
+            int32_t *am = argmax + no * c;
+            for (int ch = 0; ch < c; ch++)
+                y[ch] = -INFINITY, am[ch] = -1;
+            for (int k = 0; k < taps; k++) {
+                if (idx[k] < 0)
+                    continue;
+                const float *x = inp + (n * plane + idx[k]) * c;
+                for (int ch = 0; ch < c; ch++) {
+                    float v = x[ch];
+                    if (v > y[ch] || am[ch] < 0 || isnan(v)) {
+                        y[ch] = v;
+                        am[ch] = idx[k];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Whole samples per thread: the scatter-adds of one sample never meet
+ * another thread's. */
+void maxpool3d_backward_cl(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s)
+{
+    const int c = s->c;
+    const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * c * plane))
+    for (int n = 0; n < s->n; n++) {
+        float *dx = dinp + (int64_t)n * plane * c;
+        memset(dx, 0, sizeof(float) * (size_t)(plane * c));
+        for (int64_t o = 0; o < oplane; o++) {
+            const float *g = dout + ((int64_t)n * oplane + o) * c;
+            const int32_t *am = argmax + ((int64_t)n * oplane + o) * c;
+            for (int ch = 0; ch < c; ch++)
+                if (am[ch] >= 0)
+                    dx[(int64_t)am[ch] * c + ch] += g[ch];
+        }
+    }
+}
+
 /* ---------------------------------------------------------------- global average pool */
 
 void avgpool_global_forward(float *out, const float *inp, int n, int c, int64_t s)
@@ -592,6 +886,65 @@ void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64
         for (int64_t p = 0; p < s; p++)
             dinp[i * s + p] = g;
     }
+}
+
+void avgpool_global_forward_cl(float *out, const float *inp, int n, int c, int64_t s)
+{
+    const int chunks = (c + CL_CHUNK - 1) / CL_CHUNK;
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < chunks; k++) {
+            const int c0 = k * CL_CHUNK, nc = c - c0 < CL_CHUNK ? c - c0 : CL_CHUNK;
+            double acc[CL_CHUNK] = {0};
+            for (int64_t p = 0; p < s; p++) {
+                const float *x = inp + ((int64_t)i * s + p) * c + c0;
+                for (int j = 0; j < nc; j++)
+                    acc[j] += x[j];
+            }
+            for (int j = 0; j < nc; j++)
+                out[(int64_t)i * c + c0 + j] = (float)(acc[j] / (double)s);
+        }
+}
+
+void avgpool_global_backward_cl(float *dinp, const float *dout, int n, int c, int64_t s)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
+    for (int64_t r = 0; r < (int64_t)n * s; r++) {
+        const float *g = dout + r / s * c;
+        for (int ch = 0; ch < c; ch++)
+            dinp[r * c + ch] = g[ch] / (float)s;
+    }
+}
+
+/* ---------------------------------------------------------------- layout changes */
+
+/* 16 x 16 tiles of each sample's C x S matrix */
+void layout_ncs_to_nsc(float *dst, const float *src, int n, int c, int64_t s)
+{
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
+    for (int i = 0; i < n; i++)
+        for (int64_t p0 = 0; p0 < s; p0 += 16) {
+            const float *x = src + (int64_t)i * c * s;
+            float *y = dst + (int64_t)i * c * s;
+            for (int c0 = 0; c0 < c; c0 += 16)
+                for (int64_t p = p0; p < p0 + 16 && p < s; p++)
+                    for (int ch = c0; ch < c0 + 16 && ch < c; ch++)
+                        y[p * c + ch] = x[(int64_t)ch * s + p];
+        }
+}
+
+void layout_nsc_to_ncs(float *dst, const float *src, int n, int c, int64_t s)
+{
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
+    for (int i = 0; i < n; i++)
+        for (int64_t p0 = 0; p0 < s; p0 += 16) {
+            const float *x = src + (int64_t)i * c * s;
+            float *y = dst + (int64_t)i * c * s;
+            for (int c0 = 0; c0 < c; c0 += 16)
+                for (int ch = c0; ch < c0 + 16 && ch < c; ch++)
+                    for (int64_t p = p0; p < p0 + 16 && p < s; p++)
+                        y[(int64_t)ch * s + p] = x[p * c + ch];
+        }
 }
 
 /* ---------------------------------------------------------------- linear */

@@ -6,6 +6,11 @@
  *
  * Layout: activations N x C x T x H x W (S = T*H*W spatial positions), conv
  * weights Cout x Cin x kT x kH x kW, linear weights OC x C (PyTorch layouts).
+ * Channels-last activations N x T x H x W x C (PyTorch's channels_last_3d,
+ * the CUDA backend's layout) are what oneDNN's fastest convolutions read: a
+ * model running its convolutions through oneDNN keeps every activation so
+ * (LAYOUT_NDHWC), and the layers whose maths depends on the layout have a
+ * channels-last twin with the suffix _cl and otherwise the same arguments.
  *
  * Conventions:
  * - Backward functions OVERWRITE their outputs (dinp, dweight, dbias); a NULL
@@ -13,15 +18,17 @@
  *   loss gradient are added by the caller. The only "adding" functions say so
  *   in their name (*_backward_add).
  * - Every reduction has a fixed order, so a run is bitwise reproducible for
- *   a given thread count. Matrix products go through OpenBLAS (cblas_sgemm)
- *   running single-threaded inside one OpenMP pool (two pools spinning on
- *   the same two cores cost 10-30x under load): conv3d gives each thread
- *   whole samples (one parallel region per call, few barriers), other
- *   products split the output's rows or columns. What the thread count
- *   changes, in rounding only: the order in which conv3d adds the per-thread
- *   weight-gradient sums, and OpenBLAS's blocking of a split product
- *   (test_train_misc bounds the difference); our own reductions run one
- *   thread per output element in index order.
+ *   a given thread count (with oneDNN convolutions: and CPU). Matrix
+ *   products go through OpenBLAS (cblas_sgemm) running single-threaded inside
+ *   one OpenMP pool (two pools spinning on the same two cores cost 10-30x
+ *   under load); oneDNN, built with the OpenMP runtime, runs on the same
+ *   pool. The reference conv3d gives each thread whole samples (one parallel
+ *   region per call, few barriers), other products split the output's rows or
+ *   columns. What the thread count changes, in rounding only: the order in
+ *   which conv3d adds the per-thread weight-gradient sums (oneDNN: its
+ *   blocking), and OpenBLAS's blocking of a split product (test_train_misc
+ *   bounds the difference); our own reductions run one thread per output
+ *   element in index order.
  */
 #ifndef DFEW_TRAIN_LAYERS_H
 #define DFEW_TRAIN_LAYERS_H
@@ -43,24 +50,61 @@ struct conv3d_shape {
  * output would be empty. */
 int conv3d_shape_init(struct conv3d_shape *s);
 
-/* Scratch memory of conv3d: per thread one column tile of the tiled vol2col,
- * (C*kT*kH*kW) x P_tile floats with P_tile whole output rows and the tile at
- * most max_tile_floats (at least one row), so a conv's memory is bounded
- * whatever the input size; plus, for threads - 1 threads, a weight-gradient
- * partial sum. conv3d_* use min(threads, OpenMP threads, batch) threads, each
- * taking whole samples. */
+/* How conv3d_forward / conv3d_backward compute:
+ * - CONV3D_REF: the reference in layers.c, tiled vol2col + OpenBLAS sgemm,
+ *   readable and checked by finite differences;
+ * - CONV3D_DNNL: oneDNN's convolution primitives (conv_dnnl.c), created once
+ *   per shape and cached in the workspace; a shape oneDNN cannot run falls
+ *   back to the reference. Only in builds with oneDNN.
+ * The model takes its choice from the environment (conv3d_config_from_env). */
+enum conv3d_impl { CONV3D_REF = 0, CONV3D_DNNL = 1 };
+/* Activation layouts: channels-first N x C x S, channels-last N x S x C. */
+enum act_layout { LAYOUT_NCDHW = 0, LAYOUT_NDHWC = 1 };
+
+/* The state of conv3d calls: the implementation, the activation layout,
+ * scratch memory and oneDNN's primitives. Set threads, max_tile_floats, impl
+ * and layout (zero: the reference, channels-first), then conv3d_work_plan
+ * each shape; conv3d_work_release frees what the workspace holds.
+ * Scratch memory: the reference uses per thread one column tile of the tiled
+ * vol2col, (C*kT*kH*kW) x P_tile floats with P_tile whole output rows and the
+ * tile at most max_tile_floats (at least one row), so a conv's memory is
+ * bounded whatever the input size; plus, for threads - 1 threads, a
+ * weight-gradient partial sum. It uses min(threads, OpenMP threads, batch)
+ * threads, each taking whole samples. oneDNN uses buf for the tensors it
+ * reorders into its own formats (weights; channels-first activations) and
+ * for its scratchpad. */
 struct conv3d_work {
-    float *buf;
-    size_t floats;
+    float *buf;    /* owned; conv3d_work_plan (re)allocates it */
+    size_t floats; /* of buf */
     size_t max_tile_floats;
     int threads;
+    int impl;                 /* enum conv3d_impl; zero = the reference */
+    int layout;               /* enum act_layout of inp / out; channels-last needs CONV3D_DNNL */
+    struct conv3d_dnnl *dnnl; /* oneDNN primitive cache (conv_dnnl.c), NULL until used */
 };
-/* Floats of buf that conv3d_* need for s. */
+/* Floats of buf that the reference conv3d_* need for s. */
 size_t conv3d_work_floats(const struct conv3d_shape *s, size_t max_tile_floats, int threads);
+/* Makes ws ready for s (bias: the conv has one): for CONV3D_DNNL creates the
+ * primitives of s (once; later calls find them), and grows buf to what they
+ * and the reference need (a channels-first oneDNN workspace falls back to the
+ * reference for a shape oneDNN cannot run). conv3d_* plan the shapes they
+ * meet themselves, so calling this first only moves the cost and the errors
+ * to a time of the caller's choosing. 0, or negative with the reason in err
+ * (may be NULL). */
+int conv3d_work_plan(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *err, size_t err_len);
+/* Frees buf and the primitives. */
+void conv3d_work_release(struct conv3d_work *ws);
+/* The model's choice: DFEW_TRAIN_CPU_CONV = "ref", "dnnl", or unset / empty =
+ * dnnl when this build has oneDNN, else ref; DFEW_TRAIN_CPU_LAYOUT = "ncdhw",
+ * "ndhwc" (dnnl only), or unset / empty = ndhwc with dnnl, ncdhw with ref.
+ * Sets *impl and *layout; 0, or -EINVAL with the reason in err. */
+int conv3d_config_from_env(int *impl, int *layout, char *err, size_t err_len);
 
-/* out  N x OC x TO x HO x WO
- * inp  N x C x T x H x W
- * weight OC x C x kT x kH x kW, bias OC or NULL */
+/* out  N x OC x TO x HO x WO (ws->layout NDHWC: N x TO x HO x WO x OC)
+ * inp  N x C x T x H x W      (NDHWC: N x T x H x W x C)
+ * weight OC x C x kT x kH x kW, bias OC or NULL (both layouts).
+ * With channels-last activations and a shape oneDNN cannot run (plan it to
+ * get the reason) the outputs are NaN: there is no channels-last reference. */
 void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
                     const struct conv3d_shape *s, struct conv3d_work *ws);
 /* dinp N x C x T x H x W (or NULL), dweight OC x C x kT x kH x kW,
@@ -91,6 +135,17 @@ void relu_forward(float *out, const float *inp, int64_t count);
  * need not be kept); dinp may equal dout. */
 void relu_backward(float *dinp, const float *dout, const float *out, int64_t count);
 
+/* Channels-last twins: out, inp, dout, dinp N x S x C. */
+void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                  float *running_var, const float *inp, const float *gamma, const float *beta,
+                                  int n, int c, int64_t s, float momentum, float eps);
+void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                                 float eps);
+void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                             const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
+                             int64_t s);
+
 /* Max pooling with -inf padding (PyTorch MaxPool3d); s->oc must equal s->c.
  * out N x C x TO x HO x WO; argmax same shape, the index of the winner within
  * its input plane T*H*W (first maximum in window order wins, as PyTorch). */
@@ -98,10 +153,22 @@ void maxpool3d_forward(float *out, int32_t *argmax, const float *inp, const stru
 /* dinp N x C x T x H x W (overwritten), dout and argmax as forward. */
 void maxpool3d_backward(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s);
 
+/* Channels-last twins: out, argmax N x TO x HO x WO x C, inp, dinp N x T x H x W x C;
+ * argmax as above (a position in the T*H*W plane of its channel). */
+void maxpool3d_forward_cl(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s);
+void maxpool3d_backward_cl(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s);
+
 /* Global average pool: out N x C = mean over S of inp N x C x S. */
 void avgpool_global_forward(float *out, const float *inp, int n, int c, int64_t s);
 /* dinp N x C x S = dout N x C / S. */
 void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64_t s);
+/* Channels-last twins: inp, dinp N x S x C. */
+void avgpool_global_forward_cl(float *out, const float *inp, int n, int c, int64_t s);
+void avgpool_global_backward_cl(float *dinp, const float *dout, int n, int c, int64_t s);
+
+/* Layout changes: dst N x S x C from src N x C x S, and back. */
+void layout_ncs_to_nsc(float *dst, const float *src, int n, int c, int64_t s);
+void layout_nsc_to_ncs(float *dst, const float *src, int n, int c, int64_t s);
 
 /* out N x OC = inp N x C . weight^T (OC x C) + bias OC (bias may be NULL). */
 void linear_forward(float *out, const float *inp, const float *weight, const float *bias, int n, int c, int oc);

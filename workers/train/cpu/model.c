@@ -92,9 +92,6 @@ static int add_unit(struct dfew_train_model *m, const char *conv_name, const cha
     } else {
         u->out = u->pre;
     }
-    size_t wf = conv3d_work_floats(&u->cs, CONV_TILE_FLOATS, m->ws.threads);
-    if (wf > m->ws.floats)
-        m->ws.floats = wf;
     return m->nunits++;
 }
 
@@ -206,6 +203,8 @@ static int build_c3d(struct dfew_train_model *m)
         }
     }
     int flat = c * t * h * w, hid = width_of(m, 4096);
+    /* channels-last: fc6 reads pool5's output in PyTorch's flatten order */
+    m->flat = m->ws.layout == LAYOUT_NDHWC ? act_alloc(m, flat) : -1;
     add_fc(m, "fc6", flat, hid, 1, 1);
     add_fc(m, "fc7", hid, hid, 1, 1);
     add_fc(m, "fc8", hid, m->cfg.num_classes, 0, 0);
@@ -274,6 +273,7 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     m->centers = -1;
+    m->flat = -1;
     const char *why = NULL;
     if (cfg->num_classes < 2 || cfg->num_classes > DFEW_TRAIN_MAX_CLASSES)
         why = "num_classes must be 2..16 (7 for DFEW)";
@@ -293,8 +293,11 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
     }
     m->ws.threads = omp_get_max_threads();
     m->ws.max_tile_floats = CONV_TILE_FLOATS;
-    m->input = act_alloc(m, 3LL * cfg->in_t * cfg->in_h * cfg->in_w);
     int rc;
+    /* the shadow's plan stays channels-first, as PyTorch's */
+    if (with_acts && (rc = conv3d_config_from_env(&m->ws.impl, &m->ws.layout, err, err_len)))
+        return rc;
+    m->input = act_alloc(m, 3LL * cfg->in_t * cfg->in_h * cfg->in_w);
     if (cfg->arch == DFEW_ARCH_R3D18)
         rc = build_r3d18(m);
     else if (cfg->arch == DFEW_ARCH_C3D)
@@ -331,6 +334,12 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
                 if (!pass)
                     m->num_floats = off;
             }
+    /* the convolutions' primitives (oneDNN) and workspace, at max_batch */
+    if (with_acts && (rc = model_prepare(m, cfg->max_batch))) {
+        snprintf(err, err_len, "%s", m->err);
+        conv3d_work_release(&m->ws);
+        return rc;
+    }
     int64_t pfloats = m->num_floats;
     m->param_floats = pfloats;
     m->num_floats = off;
@@ -339,10 +348,8 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
     if (with_acts) {
         m->grads = aligned_alloc(64, sizeof(float) * (size_t)pfloats);
         m->acts = aligned_alloc(64, sizeof(float) * (size_t)m->act_floats);
-        m->ws.buf = m->ws.floats ? aligned_alloc(64, sizeof(float) * ((m->ws.floats + 15) & ~(size_t)15)) : NULL;
     }
-    if (!m->params || !m->mom ||
-        (with_acts && (!m->grads || !m->acts || (m->ws.floats && !m->ws.buf)))) {
+    if (!m->params || !m->mom || (with_acts && (!m->grads || !m->acts))) {
         snprintf(err, err_len, "out of memory: the model needs %.1f GB of activations for max_batch %d; lower the batch",
                  m->act_floats * 4e-9, cfg->max_batch);
         model_free(m);
@@ -373,8 +380,8 @@ void model_free(struct dfew_train_model *m)
     free(m->grads);
     free(m->mom);
     free(m->acts);
-    free(m->ws.buf);
-    m->params = m->grads = m->mom = m->acts = m->ws.buf = NULL;
+    conv3d_work_release(&m->ws);
+    m->params = m->grads = m->mom = m->acts = NULL;
 }
 
 int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b)
@@ -385,12 +392,24 @@ int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b
     float *x = model_act(m, m->input);
     int64_t S = (int64_t)c->in_t * c->in_h * c->in_w;
     if (b->input == DFEW_INPUT_F32_NCTHW) {
-        memcpy(x, b->data, sizeof(float) * (size_t)(b->n * m->in_floats));
+        if (m->ws.layout == LAYOUT_NDHWC)
+            layout_ncs_to_nsc(x, b->data, b->n, 3, S);
+        else
+            memcpy(x, b->data, sizeof(float) * (size_t)(b->n * m->in_floats));
         return 0;
     }
     if (b->input != DFEW_INPUT_U8_NTHWC)
         return -EINVAL;
     const uint8_t *u = b->data;
+    if (m->ws.layout == LAYOUT_NDHWC) { /* the clips' own order */
+        float sc[3], sh[3];
+        for (int ch = 0; ch < 3; ch++)
+            sc[ch] = 1.f / (255.f * c->std[ch]), sh[ch] = -c->mean[ch] / c->std[ch];
+        for (int64_t i = 0; i < b->n * S; i++)
+            for (int ch = 0; ch < 3; ch++)
+                x[i * 3 + ch] = u[i * 3 + ch] * sc[ch] + sh[ch];
+        return 0;
+    }
     for (int n = 0; n < b->n; n++)
         for (int ch = 0; ch < 3; ch++) {
             float sc = 1.f / (255.f * c->std[ch]), sh = -c->mean[ch] / c->std[ch];
@@ -399,6 +418,21 @@ int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b
             for (int64_t p = 0; p < S; p++)
                 dst[p] = src[p * 3] * sc + sh;
         }
+    return 0;
+}
+
+int model_prepare(struct dfew_train_model *m, int n)
+{
+    for (int i = 0; i < m->nunits; i++) {
+        struct conv3d_shape cs = m->units[i].cs;
+        char why[200];
+        cs.n = n;
+        int rc = conv3d_work_plan(&m->ws, &cs, m->units[i].b >= 0, why, sizeof why);
+        if (rc) {
+            snprintf(m->err, sizeof m->err, "%s; DFEW_TRAIN_CPU_CONV=ref uses the reference convolution", why);
+            return rc;
+        }
+    }
     return 0;
 }
 
@@ -412,13 +446,15 @@ static void unit_forward(struct dfew_train_model *m, const struct unit *u, const
     float *pre = model_act(m, u->pre), *out = model_act(m, u->out);
     conv3d_forward(pre, x, model_param(m, u->w), u->b >= 0 ? model_param(m, u->b) : NULL, &cs, &m->ws);
     if (u->bn) {
+        int cl = m->ws.layout == LAYOUT_NDHWC;
         if (train)
-            batchnorm3d_forward_train(out, model_act(m, u->smean), model_act(m, u->srstd), model_param(m, u->rm),
-                                      model_param(m, u->rv), pre, model_param(m, u->g), model_param(m, u->be), n,
-                                      cs.oc, S, BN_MOMENTUM, BN_EPS);
+            (cl ? batchnorm3d_forward_train_cl : batchnorm3d_forward_train)(
+                out, model_act(m, u->smean), model_act(m, u->srstd), model_param(m, u->rm), model_param(m, u->rv), pre,
+                model_param(m, u->g), model_param(m, u->be), n, cs.oc, S, BN_MOMENTUM, BN_EPS);
         else
-            batchnorm3d_forward_eval(out, pre, model_param(m, u->g), model_param(m, u->be), model_param(m, u->rm),
-                                     model_param(m, u->rv), n, cs.oc, S, BN_EPS);
+            (cl ? batchnorm3d_forward_eval_cl : batchnorm3d_forward_eval)(
+                out, pre, model_param(m, u->g), model_param(m, u->be), model_param(m, u->rm), model_param(m, u->rv), n,
+                cs.oc, S, BN_EPS);
     }
     if (u->relu)
         relu_forward(out, out, (int64_t)n * cs.oc * S);
@@ -466,8 +502,8 @@ void model_forward(struct dfew_train_model *m, int n, int train)
             x = y;
         }
         const struct unit *last = &m->units[m->blocks[m->nblocks - 1].u2];
-        avgpool_global_forward(model_act(m, m->gap), x, n, last->cs.oc,
-                               (int64_t)last->cs.to * last->cs.ho * last->cs.wo);
+        (m->ws.layout == LAYOUT_NDHWC ? avgpool_global_forward_cl : avgpool_global_forward)(
+            model_act(m, m->gap), x, n, last->cs.oc, (int64_t)last->cs.to * last->cs.ho * last->cs.wo);
         fc_forward(m, &m->fcs[0], model_act(m, m->gap), n, train);
     } else {
         for (int i = 0; i < m->nops; i++) {
@@ -479,9 +515,15 @@ void model_forward(struct dfew_train_model *m, int n, int train)
                 struct pool *p = &m->pools[m->ops[i].idx];
                 struct conv3d_shape cs = p->cs;
                 cs.n = n;
-                maxpool3d_forward(model_act(m, p->out), (int32_t *)model_act(m, p->argmax), x, &cs);
+                (m->ws.layout == LAYOUT_NDHWC ? maxpool3d_forward_cl : maxpool3d_forward)(
+                    model_act(m, p->out), (int32_t *)model_act(m, p->argmax), x, &cs);
                 x = model_act(m, p->out);
             }
+        }
+        if (m->flat >= 0) {
+            const struct pool *p5 = &m->pools[m->ops[m->nops - 1].idx];
+            layout_nsc_to_ncs(model_act(m, m->flat), x, n, p5->cs.c, (int64_t)p5->cs.to * p5->cs.ho * p5->cs.wo);
+            x = model_act(m, m->flat);
         }
         for (int i = 0; i < m->nfc; i++) {
             fc_forward(m, &m->fcs[i], x, n, train);
@@ -506,8 +548,9 @@ static void unit_backward(struct dfew_train_model *m, const struct unit *u, cons
         relu_backward(dout, dout, model_act(m, u->out), (int64_t)n * cs.oc * S);
     float *g = dout;
     if (u->bn) {
-        batchnorm3d_backward(tmp, model_grad(m, u->g), model_grad(m, u->be), dout, model_act(m, u->pre),
-                             model_param(m, u->g), model_act(m, u->smean), model_act(m, u->srstd), n, cs.oc, S);
+        (m->ws.layout == LAYOUT_NDHWC ? batchnorm3d_backward_cl : batchnorm3d_backward)(
+            tmp, model_grad(m, u->g), model_grad(m, u->be), dout, model_act(m, u->pre), model_param(m, u->g),
+            model_act(m, u->smean), model_act(m, u->srstd), n, cs.oc, S);
         g = tmp;
     }
     conv3d_backward(dx, model_grad(m, u->w), u->b >= 0 ? model_grad(m, u->b) : NULL, g, x, model_param(m, u->w),
@@ -569,7 +612,8 @@ void model_loss_backward(struct dfew_train_model *m, int n, const int32_t *label
         g[i] = model_act(m, m->gbuf[i]);
     if (m->cfg.arch == DFEW_ARCH_R3D18) {
         const struct unit *last = &m->units[m->blocks[m->nblocks - 1].u2];
-        avgpool_global_backward(g[0], dfeat, n, last->cs.oc, (int64_t)last->cs.to * last->cs.ho * last->cs.wo);
+        (m->ws.layout == LAYOUT_NDHWC ? avgpool_global_backward_cl : avgpool_global_backward)(
+            g[0], dfeat, n, last->cs.oc, (int64_t)last->cs.to * last->cs.ho * last->cs.wo);
         for (int bi = m->nblocks - 1; bi >= 0; bi--) {
             const struct block *b = &m->blocks[bi];
             const struct unit *u1 = &m->units[b->u1], *u2 = &m->units[b->u2];
@@ -596,7 +640,12 @@ void model_loss_backward(struct dfew_train_model *m, int n, const int32_t *label
         /* fc7 and fc6 (fc8 done above; dfeat = d(fc7 out)) */
         const struct pool *p5 = &m->pools[m->nops > 0 ? m->ops[m->nops - 1].idx : 0];
         fc_backward(m, &m->fcs[1], model_act(m, m->fcs[0].y), dfeat, g[1], n);
-        fc_backward(m, &m->fcs[0], model_act(m, p5->out), g[1], g[0], n);
+        if (m->flat >= 0) { /* fc6 read the channels-first copy of pool5's output */
+            fc_backward(m, &m->fcs[0], model_act(m, m->flat), g[1], g[2], n);
+            layout_ncs_to_nsc(g[0], g[2], n, p5->cs.c, (int64_t)p5->cs.to * p5->cs.ho * p5->cs.wo);
+        } else {
+            fc_backward(m, &m->fcs[0], model_act(m, p5->out), g[1], g[0], n);
+        }
         for (int i = m->nops - 1; i >= 0; i--) {
             const float *x = i > 0 ? model_act(m, m->ops[i - 1].kind == OP_UNIT
                                                       ? m->units[m->ops[i - 1].idx].out
@@ -606,7 +655,8 @@ void model_loss_backward(struct dfew_train_model *m, int n, const int32_t *label
                 const struct pool *p = &m->pools[m->ops[i].idx];
                 struct conv3d_shape cs = p->cs;
                 cs.n = n;
-                maxpool3d_backward(g[1], g[0], (const int32_t *)model_act(m, p->argmax), &cs);
+                (m->ws.layout == LAYOUT_NDHWC ? maxpool3d_backward_cl : maxpool3d_backward)(
+                    g[1], g[0], (const int32_t *)model_act(m, p->argmax), &cs);
             } else {
                 unit_backward(m, &m->units[m->ops[i].idx], x, g[0], i > 0 ? g[1] : NULL, g[2], n);
             }

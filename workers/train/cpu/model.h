@@ -67,6 +67,7 @@ struct dfew_train_model {
     int nfc;
     int centers;      /* tensor index of the center loss centres, -1 */
     int64_t input, gap, feat, logits, probs, dfeat, dlogits, gbuf[4];
+    int64_t flat; /* C3D with channels-last activations: pool5's output channels-first, for fc6; else -1 */
     int feat_dim;
     int64_t in_floats; /* per sample */
 
@@ -88,6 +89,10 @@ void model_free(struct dfew_train_model *m);
  * calls it on its host shadow so that both refuse alike. */
 int model_check_batch(struct dfew_train_model *m, const struct dfew_train_batch *b, int need_labels);
 
+/* Makes the convolutions ready for batches of n (oneDNN primitives, created
+ * once per batch size; workspace). 0, or negative with the reason in m->err.
+ * Before model_forward with an n not seen before. */
+int model_prepare(struct dfew_train_model *m, int n);
 /* Loads batch b into the input activation (normalising uint8). */
 int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b);
 /* Forward from the input activation; train = batch statistics and dropout.

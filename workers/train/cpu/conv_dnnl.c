@@ -1,0 +1,471 @@
+/* conv_dnnl.c: conv3d forward, backward-data and backward-weights through
+ * oneDNN primitives (the library PyTorch's CPU convolutions use). Primitives
+ * are created once per shape, batch size, bias and layout and cached in the
+ * workspace. Channels-last activations (LAYOUT_NDHWC) are what oneDNN's
+ * fastest f32 kernels read and write directly (brgemm forward, jit
+ * backward); channels-first ones (LAYOUT_NCDHW) are reordered into and out of
+ * the format each primitive picks (blocked nCdhw16c for most), because
+ * oneDNN's plain-NCDHW convolutions are its slow im2col + gemm ones. Weights
+ * stay in PyTorch's OIDHW and are reordered into each primitive's format.
+ * Reordered tensors and oneDNN's scratchpad ("user" mode) live in ws->buf, so
+ * the workspace owns all of the memory.
+ *
+ * Threads: Debian's oneDNN uses the OpenMP runtime (checked), so its
+ * parallel regions run on the backend's one OpenMP pool; it is called outside
+ * any parallel region and uses omp_get_max_threads() threads. Results are
+ * deterministic for a given shape, thread count and CPU (oneDNN's blocking
+ * depends on them). Not the reference: that is layers.c, which runs when this
+ * returns an error. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conv_dnnl.h"
+
+#ifndef DFEW_HAVE_DNNL
+
+int conv3d_dnnl_available(char *why, size_t why_len)
+{
+    if (why)
+        snprintf(why, why_len, "this build has no oneDNN (install libdnnl-dev and reconfigure with -Donednn=enabled)");
+    return 0;
+}
+
+void conv3d_dnnl_version(char *buf, size_t len)
+{
+    snprintf(buf, len, "no oneDNN");
+}
+
+int conv3d_dnnl_plan(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, size_t *floats, char *why,
+                     size_t why_len)
+{
+    (void)ws, (void)s, (void)bias, (void)floats;
+    conv3d_dnnl_available(why, why_len);
+    return -ENOTSUP;
+}
+
+int conv3d_dnnl_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    (void)out, (void)inp, (void)weight, (void)bias, (void)s, (void)ws;
+    return -ENOTSUP;
+}
+
+int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    (void)dinp, (void)dweight, (void)dbias, (void)dout, (void)inp, (void)weight, (void)s, (void)ws;
+    return -ENOTSUP;
+}
+
+void conv3d_dnnl_release(struct conv3d_work *ws)
+{
+    (void)ws;
+}
+
+#else
+
+#include <oneapi/dnnl/dnnl.h>
+
+/* staging regions start on 64-byte boundaries */
+#define ALIGN_FLOATS(n) (((n) + 15) & ~(size_t)15)
+
+/* One tensor argument of a primitive. When the primitive's format differs
+ * from the caller's, the tensor is reordered through a staging region of
+ * ws->buf: before the call for inputs, after it for outputs. */
+struct port {
+    int arg;                  /* DNNL_ARG_* */
+    int out;                  /* 0: an input, 1: an output */
+    dnnl_memory_t user;       /* the caller's tensor (plain layout) */
+    dnnl_memory_t prim;       /* what the primitive reads or writes: user, or a staging region */
+    dnnl_primitive_t reorder; /* NULL: the primitive uses the caller's memory directly */
+    size_t off;               /* staging offset in floats (with reorder) */
+    int shared;               /* 1: an earlier port of the same call staged the same tensor */
+};
+
+struct prim {
+    dnnl_primitive_desc_t pd;
+    dnnl_primitive_t p;
+    struct port port[4];
+    int nports;
+    dnnl_memory_t scratch; /* NULL when the primitive needs none */
+    size_t scratch_off;
+};
+
+struct entry {
+    struct conv3d_shape s;
+    int bias, layout;
+    dnnl_primitive_desc_t hint; /* the forward pd the backward pds are created from */
+    struct prim fwd, bwd_w, bwd_d;
+    int have_bwd_d; /* 0: no backward-data primitive (the reference computes dx) */
+    size_t fwd_floats, bwd_floats;
+    struct entry *next;
+};
+
+struct conv3d_dnnl {
+    dnnl_engine_t eng;
+    dnnl_stream_t stream;
+    struct entry *entries;
+};
+
+int conv3d_dnnl_available(char *why, size_t why_len)
+{
+    const dnnl_version_t *v = dnnl_version();
+    if (v->cpu_runtime != DNNL_RUNTIME_OMP) {
+        if (why)
+            snprintf(why, why_len,
+                     "oneDNN %d.%d.%d uses CPU runtime %u, not OpenMP: its threads would compete with the backend's "
+                     "OpenMP pool; use DFEW_TRAIN_CPU_CONV=ref",
+                     v->major, v->minor, v->patch, v->cpu_runtime);
+        return 0;
+    }
+    return 1;
+}
+
+void conv3d_dnnl_version(char *buf, size_t len)
+{
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, len, "oneDNN %d.%d.%d", v->major, v->minor, v->patch);
+}
+
+static void prim_free(struct prim *p)
+{
+    for (int i = 0; i < p->nports; i++) {
+        if (p->port[i].prim != p->port[i].user)
+            dnnl_memory_destroy(p->port[i].prim);
+        dnnl_memory_destroy(p->port[i].user);
+        if (p->port[i].reorder)
+            dnnl_primitive_destroy(p->port[i].reorder);
+    }
+    if (p->scratch)
+        dnnl_memory_destroy(p->scratch);
+    if (p->p)
+        dnnl_primitive_destroy(p->p);
+    if (p->pd)
+        dnnl_primitive_desc_destroy(p->pd);
+    memset(p, 0, sizeof *p);
+}
+
+static void entry_free(struct entry *e)
+{
+    prim_free(&e->fwd);
+    prim_free(&e->bwd_w);
+    prim_free(&e->bwd_d);
+    if (e->hint)
+        dnnl_primitive_desc_destroy(e->hint);
+    free(e);
+}
+
+void conv3d_dnnl_release(struct conv3d_work *ws)
+{
+    struct conv3d_dnnl *d = ws->dnnl;
+    if (!d)
+        return;
+    for (struct entry *e = d->entries, *n; e; e = n) {
+        n = e->next;
+        entry_free(e);
+    }
+    if (d->stream)
+        dnnl_stream_destroy(d->stream);
+    if (d->eng)
+        dnnl_engine_destroy(d->eng);
+    free(d);
+    ws->dnnl = NULL;
+}
+
+static int same_shape(const struct conv3d_shape *a, const struct conv3d_shape *b)
+{
+    return a->n == b->n && a->c == b->c && a->t == b->t && a->h == b->h && a->w == b->w && a->oc == b->oc &&
+           a->kt == b->kt && a->kh == b->kh && a->kw == b->kw && a->st == b->st && a->sh == b->sh &&
+           a->sw == b->sw && a->pt == b->pt && a->ph == b->ph && a->pw == b->pw;
+}
+
+/* Adds an argument of p whose caller-side layout is user_md: a reorder
+ * through staging at *off (advanced) when the primitive wants another
+ * format. share (may be NULL): a port of an earlier primitive of the same
+ * call holding the same tensor; reused when both want the same format. */
+static dnnl_status_t add_port(struct conv3d_dnnl *d, struct prim *p, int arg, int out, const dnnl_memory_desc_t *user_md,
+                              dnnl_query_t q, int qi, const struct port *share, size_t *off)
+{
+    const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(p->pd, q, qi);
+    struct port *pt = &p->port[p->nports];
+    memset(pt, 0, sizeof *pt);
+    pt->arg = arg;
+    pt->out = out;
+    dnnl_status_t st = dnnl_memory_create(&pt->user, user_md, d->eng, DNNL_MEMORY_NONE);
+    if (st != dnnl_success)
+        return st;
+    p->nports++;
+    if (!pmd || dnnl_memory_desc_equal(pmd, user_md)) {
+        pt->prim = pt->user;
+        return dnnl_success;
+    }
+    if ((st = dnnl_memory_create(&pt->prim, pmd, d->eng, DNNL_MEMORY_NONE)) != dnnl_success) {
+        pt->prim = pt->user;
+        return st;
+    }
+    if (share && share->reorder && !share->out) {
+        const dnnl_memory_desc_t *smd;
+        if (dnnl_memory_get_memory_desc(share->prim, &smd) == dnnl_success && dnnl_memory_desc_equal(smd, pmd)) {
+            pt->off = share->off; /* staged by the earlier primitive of the call */
+            pt->shared = 1;
+            return dnnl_success;
+        }
+    }
+    dnnl_primitive_desc_t rpd;
+    st = out ? dnnl_reorder_primitive_desc_create(&rpd, pmd, d->eng, user_md, d->eng, NULL)
+             : dnnl_reorder_primitive_desc_create(&rpd, user_md, d->eng, pmd, d->eng, NULL);
+    if (st != dnnl_success)
+        return st;
+    st = dnnl_primitive_create(&pt->reorder, rpd);
+    dnnl_primitive_desc_destroy(rpd);
+    if (st != dnnl_success)
+        return st;
+    pt->off = *off;
+    *off += ALIGN_FLOATS(dnnl_memory_desc_get_size(pmd) / sizeof(float));
+    return dnnl_success;
+}
+
+static dnnl_status_t add_scratch(struct conv3d_dnnl *d, struct prim *p, size_t *off)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+    size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+    if (!bytes)
+        return dnnl_success;
+    dnnl_status_t st = dnnl_memory_create(&p->scratch, md, d->eng, DNNL_MEMORY_NONE);
+    if (st != dnnl_success)
+        return st;
+    p->scratch_off = *off;
+    *off += ALIGN_FLOATS(bytes / sizeof(float) + 1);
+    return dnnl_success;
+}
+
+static void shape_dims(const struct conv3d_shape *s, dnnl_dims_t src, dnnl_dims_t wei, dnnl_dims_t dst,
+                       dnnl_dims_t bias, dnnl_dims_t stride, dnnl_dims_t pad_l, dnnl_dims_t pad_r)
+{
+    int64_t v[][5] = {{s->n, s->c, s->t, s->h, s->w},
+                      {s->oc, s->c, s->kt, s->kh, s->kw},
+                      {s->n, s->oc, s->to, s->ho, s->wo}};
+    for (int i = 0; i < 5; i++)
+        src[i] = v[0][i], wei[i] = v[1][i], dst[i] = v[2][i];
+    bias[0] = s->oc;
+    stride[0] = s->st, stride[1] = s->sh, stride[2] = s->sw;
+    pad_l[0] = s->pt, pad_l[1] = s->ph, pad_l[2] = s->pw;
+    /* the right padding that makes oneDNN's output size equal ours: the
+     * last window may stop short of the padded end (floor division) */
+    pad_r[0] = (s->to - 1) * s->st + s->kt - s->t - s->pt;
+    pad_r[1] = (s->ho - 1) * s->sh + s->kh - s->h - s->ph;
+    pad_r[2] = (s->wo - 1) * s->sw + s->kw - s->w - s->pw;
+}
+
+#define TRY(x)                                                                                                         \
+    do {                                                                                                               \
+        st = (x);                                                                                                      \
+        if (st != dnnl_success) {                                                                                      \
+            what = #x;                                                                                                 \
+            goto fail;                                                                                                 \
+        }                                                                                                              \
+    } while (0)
+
+static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_shape *s, int bias, int layout,
+                                  char *why, size_t why_len)
+{
+    struct entry *e = calloc(1, sizeof *e);
+    if (!e) {
+        snprintf(why, why_len, "out of memory");
+        return NULL;
+    }
+    e->s = *s;
+    e->bias = bias;
+    e->layout = layout;
+    dnnl_dims_t sd, wd, dd, bd, stride, pl, pr;
+    shape_dims(s, sd, wd, dd, bd, stride, pl, pr);
+    dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, src_u, wei_u, dst_u;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_status_t st;
+    const char *what = "";
+    size_t off;
+    /* the primitives choose weight formats, and activation formats unless
+     * the caller's are channels-last */
+    dnnl_format_tag_t user_act = layout == LAYOUT_NDHWC ? dnnl_ndhwc : dnnl_ncdhw;
+    dnnl_format_tag_t prim_act = layout == LAYOUT_NDHWC ? dnnl_ndhwc : dnnl_format_tag_any;
+    TRY(dnnl_memory_desc_init_by_tag(&src_any, 5, sd, dnnl_f32, prim_act));
+    TRY(dnnl_memory_desc_init_by_tag(&wei_any, 5, wd, dnnl_f32, dnnl_format_tag_any));
+    TRY(dnnl_memory_desc_init_by_tag(&dst_any, 5, dd, dnnl_f32, prim_act));
+    TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_x));
+    TRY(dnnl_memory_desc_init_by_tag(&src_u, 5, sd, dnnl_f32, user_act));
+    TRY(dnnl_memory_desc_init_by_tag(&wei_u, 5, wd, dnnl_f32, dnnl_oidhw));
+    TRY(dnnl_memory_desc_init_by_tag(&dst_u, 5, dd, dnnl_f32, user_act));
+    TRY(dnnl_primitive_attr_create(&attr));
+    TRY(dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user));
+
+    /* forward: src, weights [, bias] -> dst */
+    TRY(dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &src_any, &wei_any,
+                                           bias ? &bias_md : NULL, &dst_any, stride, pl, pr));
+    TRY(dnnl_primitive_desc_create(&e->hint, &cd, NULL, d->eng, NULL));
+    TRY(dnnl_primitive_desc_create(&e->fwd.pd, &cd, attr, d->eng, NULL));
+    TRY(dnnl_primitive_create(&e->fwd.p, e->fwd.pd));
+    off = 0;
+    TRY(add_port(d, &e->fwd, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, &off));
+    TRY(add_port(d, &e->fwd, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, &off));
+    if (bias)
+        TRY(add_port(d, &e->fwd, DNNL_ARG_BIAS, 0, &bias_md, dnnl_query_weights_md, 1, NULL, &off));
+    TRY(add_port(d, &e->fwd, DNNL_ARG_DST, 1, &dst_u, dnnl_query_dst_md, 0, NULL, &off));
+    TRY(add_scratch(d, &e->fwd, &off));
+    e->fwd_floats = off;
+
+    /* backward weights: src, diff_dst -> diff_weights [, diff_bias] */
+    TRY(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any,
+                                                    bias ? &bias_md : NULL, &dst_any, stride, pl, pr));
+    TRY(dnnl_primitive_desc_create(&e->bwd_w.pd, &cd, attr, d->eng, e->hint));
+    TRY(dnnl_primitive_create(&e->bwd_w.p, e->bwd_w.pd));
+    off = 0;
+    TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, NULL, &off));
+    TRY(add_port(d, &e->bwd_w, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, &off));
+    TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_WEIGHTS, 1, &wei_u, dnnl_query_diff_weights_md, 0, NULL, &off));
+    if (bias)
+        TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_BIAS, 1, &bias_md, dnnl_query_diff_weights_md, 1, NULL, &off));
+    TRY(add_scratch(d, &e->bwd_w, &off));
+    e->bwd_floats = off;
+
+    /* backward data: diff_dst, weights -> diff_src; runs after backward
+     * weights, so its staging reuses everything but the staged diff_dst. A
+     * shape oneDNN cannot do leaves dx to the reference. */
+    const struct port *ddst = &e->bwd_w.port[0];
+    off = ddst->reorder ? ddst->off + ALIGN_FLOATS(dnnl_memory_desc_get_size(
+                                          dnnl_primitive_desc_query_md(e->bwd_w.pd, dnnl_query_diff_dst_md, 0)) /
+                                      sizeof(float))
+                        : 0;
+    if (dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, stride,
+                                                 pl, pr) == dnnl_success &&
+        dnnl_primitive_desc_create(&e->bwd_d.pd, &cd, attr, d->eng, e->hint) == dnnl_success) {
+        TRY(dnnl_primitive_create(&e->bwd_d.p, e->bwd_d.pd));
+        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, &e->bwd_w.port[0], &off));
+        TRY(add_port(d, &e->bwd_d, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, &off));
+        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_SRC, 1, &src_u, dnnl_query_diff_src_md, 0, NULL, &off));
+        TRY(add_scratch(d, &e->bwd_d, &off));
+        e->have_bwd_d = 1;
+        if (off > e->bwd_floats)
+            e->bwd_floats = off;
+    }
+    dnnl_primitive_attr_destroy(attr);
+    return e;
+fail:
+    snprintf(why, why_len, "oneDNN: %s failed (status %d) for conv3d n%d c%d %dx%dx%d -> oc%d k%dx%dx%d s%dx%dx%d %s",
+             what, (int)st, s->n, s->c, s->t, s->h, s->w, s->oc, s->kt, s->kh, s->kw, s->st, s->sh, s->sw,
+             layout == LAYOUT_NDHWC ? "NDHWC" : "NCDHW");
+    if (attr)
+        dnnl_primitive_attr_destroy(attr);
+    entry_free(e);
+    return NULL;
+}
+
+static struct entry *entry_get(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *why,
+                               size_t why_len)
+{
+    struct conv3d_dnnl *d = ws->dnnl;
+    if (!d) {
+        if (!conv3d_dnnl_available(why, why_len))
+            return NULL;
+        d = calloc(1, sizeof *d);
+        if (!d || dnnl_engine_create(&d->eng, dnnl_cpu, 0) != dnnl_success ||
+            dnnl_stream_create(&d->stream, d->eng, dnnl_stream_default_flags) != dnnl_success) {
+            snprintf(why, why_len, "oneDNN: cannot create the CPU engine");
+            if (d && d->eng)
+                dnnl_engine_destroy(d->eng);
+            free(d);
+            return NULL;
+        }
+        ws->dnnl = d;
+    }
+    for (struct entry *e = d->entries; e; e = e->next)
+        if (e->bias == bias && e->layout == ws->layout && same_shape(&e->s, s))
+            return e;
+    struct entry *e = entry_create(d, s, bias, ws->layout, why, why_len);
+    if (e) {
+        e->next = d->entries;
+        d->entries = e;
+    }
+    return e;
+}
+
+int conv3d_dnnl_plan(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, size_t *floats, char *why,
+                     size_t why_len)
+{
+    struct entry *e = entry_get(ws, s, bias, why, why_len);
+    if (!e)
+        return -ENOTSUP;
+    *floats = e->fwd_floats > e->bwd_floats ? e->fwd_floats : e->bwd_floats;
+    return 0;
+}
+
+/* Binds the caller's pointers (ptr[i] for port i) and the staging regions,
+ * reorders the inputs in, runs the primitive, reorders the outputs out. */
+static int prim_run(struct conv3d_dnnl *d, struct prim *p, void *const *ptr, float *buf)
+{
+    dnnl_exec_arg_t args[5];
+    int na = 0;
+    for (int i = 0; i < p->nports; i++) {
+        struct port *pt = &p->port[i];
+        if (dnnl_memory_set_data_handle(pt->user, ptr[i]) != dnnl_success)
+            return -EIO;
+        if (pt->prim != pt->user && dnnl_memory_set_data_handle(pt->prim, buf + pt->off) != dnnl_success)
+            return -EIO;
+        if (pt->reorder && !pt->out) {
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pt->user}, {DNNL_ARG_TO, pt->prim}};
+            if (dnnl_primitive_execute(pt->reorder, d->stream, 2, ra) != dnnl_success)
+                return -EIO;
+        }
+        args[na++] = (dnnl_exec_arg_t){pt->arg, pt->prim};
+    }
+    if (p->scratch) {
+        if (dnnl_memory_set_data_handle(p->scratch, buf + p->scratch_off) != dnnl_success)
+            return -EIO;
+        args[na++] = (dnnl_exec_arg_t){DNNL_ARG_SCRATCHPAD, p->scratch};
+    }
+    if (dnnl_primitive_execute(p->p, d->stream, na, args) != dnnl_success)
+        return -EIO;
+    for (int i = 0; i < p->nports; i++) {
+        struct port *pt = &p->port[i];
+        if (pt->reorder && pt->out) {
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pt->prim}, {DNNL_ARG_TO, pt->user}};
+            if (dnnl_primitive_execute(pt->reorder, d->stream, 2, ra) != dnnl_success)
+                return -EIO;
+        }
+    }
+    return dnnl_stream_wait(d->stream) == dnnl_success ? 0 : -EIO;
+}
+
+int conv3d_dnnl_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    char why[256];
+    struct entry *e = entry_get(ws, s, bias != NULL, why, sizeof why);
+    if (!e || e->fwd_floats > ws->floats) /* conv3d_work_plan makes room */
+        return -ENOTSUP;
+    void *ptr[4] = {(void *)inp, (void *)weight};
+    int i = 2;
+    if (bias)
+        ptr[i++] = (void *)bias;
+    ptr[i] = out;
+    return prim_run(ws->dnnl, &e->fwd, ptr, ws->buf);
+}
+
+int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    char why[256];
+    struct entry *e = entry_get(ws, s, dbias != NULL, why, sizeof why);
+    if (!e || e->bwd_floats > ws->floats || (dinp && !e->have_bwd_d))
+        return -ENOTSUP;
+    void *pw[4] = {(void *)dout, (void *)inp, dweight, dbias};
+    int rc = prim_run(ws->dnnl, &e->bwd_w, pw, ws->buf);
+    if (rc || !dinp)
+        return rc;
+    void *pd[3] = {(void *)dout, (void *)weight, dinp};
+    return prim_run(ws->dnnl, &e->bwd_d, pd, ws->buf);
+}
+
+#endif

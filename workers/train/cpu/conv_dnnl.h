@@ -1,0 +1,38 @@
+/* conv_dnnl.h: conv3d through oneDNN (Debian libdnnl), the fast path behind
+ * conv3d_forward / conv3d_backward of layers.h when a workspace's impl is
+ * CONV3D_DNNL. Internal to the CPU backend: layers.c calls it and runs the
+ * reference (vol2col + sgemm) when it returns an error. Built as stubs that
+ * return -ENOTSUP when meson found no oneDNN. */
+#ifndef DFEW_TRAIN_CPU_CONV_DNNL_H
+#define DFEW_TRAIN_CPU_CONV_DNNL_H
+
+#include <stddef.h>
+
+#include "layers.h"
+
+/* 1 when this build has oneDNN with the OpenMP runtime (the one pool the
+ * backend uses); else 0 and why in why (may be NULL). */
+int conv3d_dnnl_available(char *why, size_t why_len);
+
+/* "oneDNN 2.6.3" (the library loaded), or "no oneDNN". */
+void conv3d_dnnl_version(char *buf, size_t len);
+
+/* Creates (once per shape, batch size and bias) the forward, backward-data
+ * and backward-weights primitives of s and sets *floats to the staging
+ * memory they need in ws->buf (reordered tensors and oneDNN's scratchpad).
+ * 0, or a negative errno code with the reason in why. */
+int conv3d_dnnl_plan(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, size_t *floats, char *why,
+                     size_t why_len);
+
+/* The layers.h functions through oneDNN; 0, or negative when oneDNN could
+ * not run this shape (nothing usable was written; the caller runs the
+ * reference instead). */
+int conv3d_dnnl_forward(float *out, const float *inp, const float *weight, const float *bias,
+                        const struct conv3d_shape *s, struct conv3d_work *ws);
+int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                         const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws);
+
+/* Frees the primitive cache of ws (not ws->buf). */
+void conv3d_dnnl_release(struct conv3d_work *ws);
+
+#endif
