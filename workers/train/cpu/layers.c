@@ -612,56 +612,82 @@ void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float 
     }
 }
 
-/* Channels-last batchnorm: the rows (N*S of them) hold C channels each. A
- * task takes a run of CL_CHUNK channels (one 64-byte line of a row) through
- * all the rows in order, so every channel's sums have a fixed order whatever
- * the thread count. */
-#define CL_CHUNK 16
+/* Channels-last batchnorm: the N*S rows hold C channels each. The per-channel
+ * sums are taken over fixed blocks of BN_ROWS rows (each block's partial sums
+ * in double, blocks in parallel, streaming whole rows), then added block by
+ * block in order: the same order whatever the thread count. */
+#define BN_ROWS 256
+
+/* room for nsums partial sums of c channels per block of rows */
+static double *bn_partials(int64_t rows, int c, int nsums)
+{
+    int64_t blocks = (rows + BN_ROWS - 1) / BN_ROWS;
+    return malloc(sizeof(double) * (size_t)(blocks * nsums * c));
+}
+
+/* out[ch] = sum over blocks of part[b * stride + ch], in block order */
+static void bn_combine(double *out, const double *part, int64_t blocks, int64_t stride, int c)
+{
+    for (int ch = 0; ch < c; ch++)
+        out[ch] = 0;
+    for (int64_t b = 0; b < blocks; b++)
+        for (int ch = 0; ch < c; ch++)
+            out[ch] += part[b * stride + ch];
+}
 
 void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
                                   float *running_var, const float *inp, const float *gamma, const float *beta,
                                   int n, int c, int64_t s, float momentum, float eps)
 {
-    const int64_t rows = (int64_t)n * s;
+    const int64_t rows = (int64_t)n * s, blocks = (rows + BN_ROWS - 1) / BN_ROWS;
     const double m = (double)rows;
-    const int chunks = (c + CL_CHUNK - 1) / CL_CHUNK;
-#pragma omp parallel for schedule(static) if(PAR_WORTH(rows * c))
-    for (int k = 0; k < chunks; k++) {
-        const int c0 = k * CL_CHUNK, nc = c - c0 < CL_CHUNK ? c - c0 : CL_CHUNK;
-        double sum[CL_CHUNK] = {0}, sq[CL_CHUNK] = {0}, mean[CL_CHUNK];
-        float sc[CL_CHUNK], sh[CL_CHUNK];
-        for (int64_t r = 0; r < rows; r++) {
-            const float *x = inp + r * c + c0;
-            for (int j = 0; j < nc; j++)
-                sum[j] += x[j];
-        }
-        for (int j = 0; j < nc; j++)
-            mean[j] = sum[j] / m;
-        for (int64_t r = 0; r < rows; r++) {
-            const float *x = inp + r * c + c0;
-            for (int j = 0; j < nc; j++) {
-                double d = x[j] - mean[j];
-                sq[j] += d * d;
-            }
-        }
-        for (int j = 0; j < nc; j++) {
-            const int ch = c0 + j;
-            double var = sq[j] / m;
-            float rstd = (float)(1.0 / sqrt(var + eps));
-            save_mean[ch] = (float)mean[j];
-            save_rstd[ch] = rstd;
-            running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * (float)mean[j];
-            running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * (float)(m > 1 ? sq[j] / (m - 1) : var);
-            sc[j] = gamma[ch] * rstd;
-            sh[j] = beta[ch] - (float)mean[j] * sc[j];
-        }
-        for (int64_t r = 0; r < rows; r++) {
-            const float *x = inp + r * c + c0;
-            float *y = out + r * c + c0;
-            for (int j = 0; j < nc; j++)
-                y[j] = x[j] * sc[j] + sh[j];
-        }
+    double *part = bn_partials(rows, c, 1), *sum = malloc(sizeof(double) * 2 * (size_t)c), *mean = sum + c;
+    float *sc = malloc(sizeof(float) * 2 * (size_t)c), *sh = sc + c;
+    if (!part || !sum || !sc) { /* a few hundred KB; NaN rather than silently wrong */
+        free(part), free(sum), free(sc);
+        fill_nan(out, rows * c);
+        return;
     }
+    const int par = PAR_WORTH(rows * c);
+#pragma omp parallel for schedule(static) if(par)
+    for (int64_t b = 0; b < blocks; b++) {
+        double *acc = part + b * c;
+        for (int ch = 0; ch < c; ch++)
+            acc[ch] = 0;
+        for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
+            for (int ch = 0; ch < c; ch++)
+                acc[ch] += inp[r * c + ch];
+    }
+    bn_combine(sum, part, blocks, c, c);
+    for (int ch = 0; ch < c; ch++)
+        mean[ch] = sum[ch] / m;
+#pragma omp parallel for schedule(static) if(par)
+    for (int64_t b = 0; b < blocks; b++) {
+        double *acc = part + b * c;
+        for (int ch = 0; ch < c; ch++)
+            acc[ch] = 0;
+        for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
+            for (int ch = 0; ch < c; ch++) {
+                double d = inp[r * c + ch] - mean[ch];
+                acc[ch] += d * d;
+            }
+    }
+    bn_combine(sum, part, blocks, c, c); /* now the squared deviations */
+    for (int ch = 0; ch < c; ch++) {
+        double var = sum[ch] / m;
+        float rstd = (float)(1.0 / sqrt(var + eps));
+        save_mean[ch] = (float)mean[ch];
+        save_rstd[ch] = rstd;
+        running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * (float)mean[ch];
+        running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * (float)(m > 1 ? sum[ch] / (m - 1) : var);
+        sc[ch] = gamma[ch] * rstd;
+        sh[ch] = beta[ch] - (float)mean[ch] * sc[ch];
+    }
+#pragma omp parallel for schedule(static) if(par)
+    for (int64_t r = 0; r < rows; r++)
+        for (int ch = 0; ch < c; ch++)
+            out[r * c + ch] = inp[r * c + ch] * sc[ch] + sh[ch];
+    free(part), free(sum), free(sc);
 }
 
 void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
@@ -687,38 +713,44 @@ void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const flo
                              const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
                              int64_t s)
 {
-    const int64_t rows = (int64_t)n * s;
+    const int64_t rows = (int64_t)n * s, blocks = (rows + BN_ROWS - 1) / BN_ROWS;
     const double m = (double)rows;
-    const int chunks = (c + CL_CHUNK - 1) / CL_CHUNK;
-#pragma omp parallel for schedule(static) if(PAR_WORTH(rows * c))
-    for (int k = 0; k < chunks; k++) {
-        const int c0 = k * CL_CHUNK, nc = c - c0 < CL_CHUNK ? c - c0 : CL_CHUNK;
-        double sg[CL_CHUNK] = {0}, sgx[CL_CHUNK] = {0};
-        float mean[CL_CHUNK], rstd[CL_CHUNK], kk[CL_CHUNK], mg[CL_CHUNK], mgx[CL_CHUNK];
-        for (int j = 0; j < nc; j++)
-            mean[j] = save_mean[c0 + j], rstd[j] = save_rstd[c0 + j];
-        for (int64_t r = 0; r < rows; r++) {
-            const float *x = inp + r * c + c0, *g = dout + r * c + c0;
-            for (int j = 0; j < nc; j++) {
-                sg[j] += g[j];
-                sgx[j] += g[j] * ((x[j] - mean[j]) * rstd[j]);
-            }
-        }
-        for (int j = 0; j < nc; j++) {
-            dbeta[c0 + j] = (float)sg[j];
-            dgamma[c0 + j] = (float)sgx[j];
-            kk[j] = gamma[c0 + j] * rstd[j];
-            mg[j] = (float)(sg[j] / m);
-            mgx[j] = (float)(sgx[j] / m);
-        }
-        /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
-        for (int64_t r = 0; r < rows; r++) {
-            const float *x = inp + r * c + c0, *g = dout + r * c + c0;
-            float *dx = dinp + r * c + c0;
-            for (int j = 0; j < nc; j++)
-                dx[j] = kk[j] * (g[j] - mg[j] - (x[j] - mean[j]) * rstd[j] * mgx[j]);
-        }
+    double *part = bn_partials(rows, c, 2), *sg = malloc(sizeof(double) * 2 * (size_t)c), *sgx = sg + c;
+    float *kk = malloc(sizeof(float) * 3 * (size_t)c), *mg = kk + c, *mgx = mg + c;
+    if (!part || !sg || !kk) {
+        free(part), free(sg), free(kk);
+        fill_nan(dinp, rows * c), fill_nan(dgamma, c), fill_nan(dbeta, c);
+        return;
     }
+    const int par = PAR_WORTH(rows * c);
+#pragma omp parallel for schedule(static) if(par)
+    for (int64_t b = 0; b < blocks; b++) {
+        double *ag = part + b * 2 * c, *agx = ag + c;
+        for (int ch = 0; ch < 2 * c; ch++)
+            ag[ch] = 0;
+        for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
+            for (int ch = 0; ch < c; ch++) {
+                float g = dout[r * c + ch];
+                ag[ch] += g;
+                agx[ch] += g * ((inp[r * c + ch] - save_mean[ch]) * save_rstd[ch]);
+            }
+    }
+    bn_combine(sg, part, blocks, 2 * c, c);
+    bn_combine(sgx, part + c, blocks, 2 * c, c);
+    for (int ch = 0; ch < c; ch++) {
+        dbeta[ch] = (float)sg[ch];
+        dgamma[ch] = (float)sgx[ch];
+        kk[ch] = gamma[ch] * save_rstd[ch];
+        mg[ch] = (float)(sg[ch] / m);
+        mgx[ch] = (float)(sgx[ch] / m);
+    }
+    /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
+#pragma omp parallel for schedule(static) if(par)
+    for (int64_t r = 0; r < rows; r++)
+        for (int ch = 0; ch < c; ch++)
+            dinp[r * c + ch] =
+                kk[ch] * (dout[r * c + ch] - mg[ch] - (inp[r * c + ch] - save_mean[ch]) * save_rstd[ch] * mgx[ch]);
+    free(part), free(sg), free(kk);
 }
 
 /* ---------------------------------------------------------------- relu */
@@ -887,6 +919,10 @@ void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64
             dinp[i * s + p] = g;
     }
 }
+
+/* a task of avgpool_global_forward_cl: one sample's run of CL_CHUNK channels
+ * (a 64-byte line of each row) through its positions in order */
+#define CL_CHUNK 16
 
 void avgpool_global_forward_cl(float *out, const float *inp, int n, int c, int64_t s)
 {
