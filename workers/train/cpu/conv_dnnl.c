@@ -59,6 +59,13 @@ int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float 
     return -ENOTSUP;
 }
 
+int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *buf, size_t len)
+{
+    (void)ws, (void)s, (void)bias;
+    snprintf(buf, len, "no oneDNN");
+    return -ENOTSUP;
+}
+
 void conv3d_dnnl_release(struct conv3d_work *ws)
 {
     (void)ws;
@@ -82,6 +89,8 @@ struct port {
     dnnl_primitive_t reorder; /* NULL: the primitive uses the caller's memory directly */
     size_t off;               /* staging offset in floats (with reorder) */
     int shared;               /* 1: an earlier port of the same call staged the same tensor */
+    dnnl_memory_t view;       /* padded input: the interior of prim, which the reorder fills; else NULL */
+    size_t zero_bytes;        /* padded input: prim's size, zeroed before the reorder */
 };
 
 struct prim {
@@ -99,6 +108,7 @@ struct entry {
     dnnl_primitive_desc_t hint; /* the forward pd the backward pds are created from */
     struct prim fwd, bwd_w, bwd_d;
     int have_bwd_d; /* 0: no backward-data primitive (the reference computes dx) */
+    int bwd_w_pad;  /* 1: the weight gradient reads a zero-padded copy of the input */
     size_t fwd_floats, bwd_floats;
     struct entry *next;
 };
@@ -132,6 +142,8 @@ void conv3d_dnnl_version(char *buf, size_t len)
 static void prim_free(struct prim *p)
 {
     for (int i = 0; i < p->nports; i++) {
+        if (p->port[i].view)
+            dnnl_memory_destroy(p->port[i].view);
         if (p->port[i].prim != p->port[i].user)
             dnnl_memory_destroy(p->port[i].prim);
         dnnl_memory_destroy(p->port[i].user);
@@ -184,9 +196,11 @@ static int same_shape(const struct conv3d_shape *a, const struct conv3d_shape *b
 /* Adds an argument of p whose caller-side layout is user_md: a reorder
  * through staging at *off (advanced) when the primitive wants another
  * format. share (may be NULL): a port of an earlier primitive of the same
- * call holding the same tensor; reused when both want the same format. */
+ * call holding the same tensor; reused when both want the same format.
+ * pad_at (inputs; may be NULL): the primitive reads the caller's tensor
+ * zero-padded, with the caller's element 0 at these coordinates. */
 static dnnl_status_t add_port(struct conv3d_dnnl *d, struct prim *p, int arg, int out, const dnnl_memory_desc_t *user_md,
-                              dnnl_query_t q, int qi, const struct port *share, size_t *off)
+                              dnnl_query_t q, int qi, const struct port *share, const dnnl_dims_t pad_at, size_t *off)
 {
     const dnnl_memory_desc_t *pmd = dnnl_primitive_desc_query_md(p->pd, q, qi);
     struct port *pt = &p->port[p->nports];
@@ -214,8 +228,17 @@ static dnnl_status_t add_port(struct conv3d_dnnl *d, struct prim *p, int arg, in
         }
     }
     dnnl_primitive_desc_t rpd;
+    const dnnl_memory_desc_t *to = pmd;
+    dnnl_memory_desc_t inner;
+    if (pad_at) { /* the reorder writes the interior of the padded tensor */
+        if ((st = dnnl_memory_desc_init_submemory(&inner, pmd, user_md->dims, pad_at)) != dnnl_success ||
+            (st = dnnl_memory_create(&pt->view, &inner, d->eng, DNNL_MEMORY_NONE)) != dnnl_success)
+            return st;
+        to = &inner;
+        pt->zero_bytes = dnnl_memory_desc_get_size(pmd);
+    }
     st = out ? dnnl_reorder_primitive_desc_create(&rpd, pmd, d->eng, user_md, d->eng, NULL)
-             : dnnl_reorder_primitive_desc_create(&rpd, user_md, d->eng, pmd, d->eng, NULL);
+             : dnnl_reorder_primitive_desc_create(&rpd, user_md, d->eng, to, d->eng, NULL);
     if (st != dnnl_success)
         return st;
     st = dnnl_primitive_create(&pt->reorder, rpd);
@@ -257,6 +280,52 @@ static void shape_dims(const struct conv3d_shape *s, dnnl_dims_t src, dnnl_dims_
     pad_r[0] = (s->to - 1) * s->st + s->kt - s->t - s->pt;
     pad_r[1] = (s->ho - 1) * s->sh + s->kh - s->h - s->ph;
     pad_r[2] = (s->wo - 1) * s->sw + s->kw - s->w - s->pw;
+}
+
+/* The weight gradient of a conv whose kernel is deeper than its input (r3d18's
+ * layer4: 2 frames, kernel 3, padding 1) has no direct kernel in oneDNN 2.6,
+ * whose im2col + gemm one then wants 116 MB of scratchpad per thread. The
+ * same gradient from a zero-padded copy of the input with no padding runs on
+ * the direct kernel without scratchpad (and no slower). When the primitive
+ * chosen needs more scratchpad than the weights' size, this tries that and
+ * keeps it if it needs less: replaces e->bwd_w.pd and returns 1; else 0. */
+static int bwd_w_padded(struct conv3d_dnnl *d, struct entry *e, const dnnl_convolution_desc_t *cd,
+                        const_dnnl_primitive_attr_t attr, const dnnl_memory_desc_t *bias_md, const dnnl_memory_desc_t *dst_any, dnnl_format_tag_t act)
+{
+    const struct conv3d_shape *s = &e->s;
+    const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(e->bwd_w.pd, dnnl_query_scratchpad_md, 0);
+    size_t scratch = sp ? dnnl_memory_desc_get_size(sp) : 0;
+    size_t wbytes = sizeof(float) * (size_t)s->oc * s->c * s->kt * s->kh * s->kw;
+    const dnnl_dim_t *pr = cd->padding[1];
+    if (scratch <= wbytes || pr[0] < 0 || pr[1] < 0 || pr[2] < 0)
+        return 0;
+    dnnl_dims_t pd_dims = {s->n, s->c, s->t + s->pt + pr[0], s->h + s->ph + pr[1], s->w + s->pw + pr[2]};
+    dnnl_dims_t zero = {0, 0, 0};
+    dnnl_memory_desc_t src_pad;
+    dnnl_convolution_desc_t fd, bd;
+    dnnl_primitive_desc_t hint = NULL, pd = NULL;
+    int better = 0;
+    if (dnnl_memory_desc_init_by_tag(&src_pad, 5, pd_dims, dnnl_f32, act) == dnnl_success &&
+        dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_pad,
+                                           &cd->diff_weights_desc, bias_md, dst_any, cd->strides, zero, zero) ==
+            dnnl_success &&
+        dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL) == dnnl_success &&
+        dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &src_pad, &cd->diff_weights_desc,
+                                                    bias_md, dst_any, cd->strides, zero, zero) == dnnl_success &&
+        dnnl_primitive_desc_create(&pd, &bd, attr, d->eng, hint) == dnnl_success) {
+        const dnnl_memory_desc_t *sp2 = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        better = (sp2 ? dnnl_memory_desc_get_size(sp2) : 0) < scratch;
+    }
+    if (hint)
+        dnnl_primitive_desc_destroy(hint);
+    if (!better) {
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+        return 0;
+    }
+    dnnl_primitive_desc_destroy(e->bwd_w.pd);
+    e->bwd_w.pd = pd;
+    return 1;
 }
 
 #define TRY(x)                                                                                                         \
@@ -308,11 +377,11 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     TRY(dnnl_primitive_desc_create(&e->fwd.pd, &cd, attr, d->eng, NULL));
     TRY(dnnl_primitive_create(&e->fwd.p, e->fwd.pd));
     off = 0;
-    TRY(add_port(d, &e->fwd, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, &off));
-    TRY(add_port(d, &e->fwd, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, &off));
+    TRY(add_port(d, &e->fwd, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, NULL, &off));
+    TRY(add_port(d, &e->fwd, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, NULL, &off));
     if (bias)
-        TRY(add_port(d, &e->fwd, DNNL_ARG_BIAS, 0, &bias_md, dnnl_query_weights_md, 1, NULL, &off));
-    TRY(add_port(d, &e->fwd, DNNL_ARG_DST, 1, &dst_u, dnnl_query_dst_md, 0, NULL, &off));
+        TRY(add_port(d, &e->fwd, DNNL_ARG_BIAS, 0, &bias_md, dnnl_query_weights_md, 1, NULL, NULL, &off));
+    TRY(add_port(d, &e->fwd, DNNL_ARG_DST, 1, &dst_u, dnnl_query_dst_md, 0, NULL, NULL, &off));
     TRY(add_scratch(d, &e->fwd, &off));
     e->fwd_floats = off;
 
@@ -320,13 +389,15 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     TRY(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any,
                                                     bias ? &bias_md : NULL, &dst_any, stride, pl, pr));
     TRY(dnnl_primitive_desc_create(&e->bwd_w.pd, &cd, attr, d->eng, e->hint));
+    int padded = e->bwd_w_pad = bwd_w_padded(d, e, &cd, attr, bias ? &bias_md : NULL, &dst_any, prim_act);
     TRY(dnnl_primitive_create(&e->bwd_w.p, e->bwd_w.pd));
     off = 0;
-    TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, NULL, &off));
-    TRY(add_port(d, &e->bwd_w, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, &off));
-    TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_WEIGHTS, 1, &wei_u, dnnl_query_diff_weights_md, 0, NULL, &off));
+    dnnl_dims_t pad_at = {0, 0, s->pt, s->ph, s->pw};
+    TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, NULL, NULL, &off));
+    TRY(add_port(d, &e->bwd_w, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, padded ? pad_at : NULL, &off));
+    TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_WEIGHTS, 1, &wei_u, dnnl_query_diff_weights_md, 0, NULL, NULL, &off));
     if (bias)
-        TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_BIAS, 1, &bias_md, dnnl_query_diff_weights_md, 1, NULL, &off));
+        TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_BIAS, 1, &bias_md, dnnl_query_diff_weights_md, 1, NULL, NULL, &off));
     TRY(add_scratch(d, &e->bwd_w, &off));
     e->bwd_floats = off;
 
@@ -342,9 +413,9 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
                                                  pl, pr) == dnnl_success &&
         dnnl_primitive_desc_create(&e->bwd_d.pd, &cd, attr, d->eng, e->hint) == dnnl_success) {
         TRY(dnnl_primitive_create(&e->bwd_d.p, e->bwd_d.pd));
-        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, &e->bwd_w.port[0], &off));
-        TRY(add_port(d, &e->bwd_d, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, &off));
-        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_SRC, 1, &src_u, dnnl_query_diff_src_md, 0, NULL, &off));
+        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, &e->bwd_w.port[0], NULL, &off));
+        TRY(add_port(d, &e->bwd_d, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, NULL, &off));
+        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_SRC, 1, &src_u, dnnl_query_diff_src_md, 0, NULL, NULL, &off));
         TRY(add_scratch(d, &e->bwd_d, &off));
         e->have_bwd_d = 1;
         if (off > e->bwd_floats)
@@ -401,6 +472,27 @@ int conv3d_dnnl_plan(struct conv3d_work *ws, const struct conv3d_shape *s, int b
     return 0;
 }
 
+static const char *impl_name(const struct prim *p)
+{
+    const char *nm = "none";
+    if (p->pd)
+        dnnl_primitive_desc_query(p->pd, dnnl_query_impl_info_str, 0, &nm);
+    return nm;
+}
+
+int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *buf, size_t len)
+{
+    char why[256];
+    struct entry *e = entry_get(ws, s, bias, why, sizeof why);
+    if (!e) {
+        snprintf(buf, len, "%s", why);
+        return -ENOTSUP;
+    }
+    snprintf(buf, len, "fwd %s, bwd_w %s%s, bwd_d %s", impl_name(&e->fwd), impl_name(&e->bwd_w),
+             e->bwd_w_pad ? " (padded input)" : "", e->have_bwd_d ? impl_name(&e->bwd_d) : "reference");
+    return 0;
+}
+
 /* Binds the caller's pointers (ptr[i] for port i) and the staging regions,
  * reorders the inputs in, runs the primitive, reorders the outputs out. */
 static int prim_run(struct conv3d_dnnl *d, struct prim *p, void *const *ptr, float *buf)
@@ -414,7 +506,12 @@ static int prim_run(struct conv3d_dnnl *d, struct prim *p, void *const *ptr, flo
         if (pt->prim != pt->user && dnnl_memory_set_data_handle(pt->prim, buf + pt->off) != dnnl_success)
             return -EIO;
         if (pt->reorder && !pt->out) {
-            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pt->user}, {DNNL_ARG_TO, pt->prim}};
+            dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pt->user}, {DNNL_ARG_TO, pt->view ? pt->view : pt->prim}};
+            if (pt->view) {
+                if (dnnl_memory_set_data_handle(pt->view, buf + pt->off) != dnnl_success)
+                    return -EIO;
+                memset(buf + pt->off, 0, pt->zero_bytes);
+            }
             if (dnnl_primitive_execute(pt->reorder, d->stream, 2, ra) != dnnl_success)
                 return -EIO;
         }

@@ -32,6 +32,11 @@ int conv3d_dnnl_forward(float *out, const float *inp, const float *weight, const
 int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
                          const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws);
 
+/* The implementations oneDNN chose for s (planned first), e.g. "fwd
+ * brgconv:avx512_core, bwd_w jit:avx512_core (padded input), bwd_d
+ * jit:avx512_core", into buf; 0, or negative when s has no primitives. */
+int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *buf, size_t len);
+
 /* Frees the primitive cache of ws (not ws->buf). */
 void conv3d_dnnl_release(struct conv3d_work *ws);
 
