@@ -1,7 +1,9 @@
 /* bench_train_cpu.c: times training steps (forward, backward, SGD) of the
  * CPU backend on the full 3D ResNet-18 (or C3D) at 3 x 16 x 112 x 112 and
  * reports each step's seconds, the median, and the peak resident memory.
- * The comparison with PyTorch is run.sh's job. Not a test.
+ * The comparison with PyTorch is run.sh's job. Not a test. The convolution
+ * implementation and layout follow DFEW_TRAIN_CPU_CONV / DFEW_TRAIN_CPU_LAYOUT
+ * (workers/train/README.md).
  * Usage: bench_train_cpu [--arch r3d18|c3d] [--batch 4] [--steps 5] [--threads 0]
  *                        [--width 1] [--loss ce|ecstfl] */
 #include <stdio.h>
@@ -82,6 +84,7 @@ int main(int argc, char **argv)
            "conv workspace %.1f MB\n",
            info.arch, (long long)info.num_params, batch, cfg.in_t, cfg.in_h, cfg.in_w, info.param_bytes / 1e6,
            info.activation_bytes / 1e6, info.workspace_bytes / 1e6);
+    printf("device: %s\n", info.device); /* says which convolution ran (DFEW_TRAIN_CPU_CONV) */
     for (int i = 0; i < steps; i++) {
         struct timespec a, z;
         struct dfew_train_losses L;
