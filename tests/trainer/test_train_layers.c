@@ -374,6 +374,29 @@ static void test_channels_last_twins(void)
     batchnorm3d_forward_eval_cl(yl, xl, g, b, rm, rv, n, c, s, 1e-5f);
     CHECK(same_after(yl, y, n, c, s));
 
+    /* the fused batchnorm + relu = the two calls, bitwise (channels-last both) */
+    float *y2 = malloc(sizeof(float) * cnt), *dx2 = malloc(sizeof(float) * cnt), *g2 = malloc(sizeof(float) * cnt);
+    float dg2[20], db2[20];
+    memcpy(rm, rml, sizeof rm), memcpy(rv, rvl, sizeof rv);
+    batchnorm3d_forward_train_cl(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f);
+    relu_forward(yl, yl, cnt);
+    batchnorm3d_relu_forward_train_cl(y2, sm, sr, rm, rv, xl, g, b, n, c, s, 0.1f, 1e-5f);
+    CHECK(!memcmp(y2, yl, sizeof(float) * cnt) && !memcmp(sm, sml, sizeof sm) && !memcmp(rv, rvl, sizeof rv));
+    memcpy(g2, rl, sizeof(float) * cnt);
+    relu_backward(g2, g2, yl, cnt);
+    batchnorm3d_backward_cl(dxl, dgl, dbl, g2, xl, g, sml, srl, n, c, s);
+    batchnorm3d_relu_backward_cl(dx2, dg2, db2, rl, yl, xl, g, sml, srl, n, c, s);
+    CHECK(!memcmp(dx2, dxl, sizeof(float) * cnt) && !memcmp(dg2, dgl, sizeof dg2) && !memcmp(db2, dbl, sizeof db2));
+    batchnorm3d_forward_eval_cl(yl, xl, g, b, rm, rv, n, c, s, 1e-5f);
+    relu_forward(yl, yl, cnt);
+    batchnorm3d_relu_forward_eval_cl(y2, xl, g, b, rm, rv, n, c, s, 1e-5f);
+    CHECK(!memcmp(y2, yl, sizeof(float) * cnt));
+    int zeros = 0;
+    for (int64_t i = 0; i < cnt; i++)
+        zeros += y2[i] == 0.f;
+    CHECK(zeros > cnt / 4 && zeros < cnt * 3 / 4); /* the relu did something */
+    free(y2), free(dx2), free(g2);
+
     float gap[60], gapl[60];
     avgpool_global_forward(gap, x, n, c, s);
     avgpool_global_forward_cl(gapl, xl, n, c, s);

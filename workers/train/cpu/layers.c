@@ -635,9 +635,10 @@ static void bn_combine(double *out, const double *part, int64_t blocks, int64_t 
             out[ch] += part[b * stride + ch];
 }
 
-void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
-                                  float *running_var, const float *inp, const float *gamma, const float *beta,
-                                  int n, int c, int64_t s, float momentum, float eps)
+/* out = batchnorm(inp), or relu(batchnorm(inp)) with relu */
+static void bn_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean, float *running_var,
+                        const float *inp, const float *gamma, const float *beta, int n, int c, int64_t s,
+                        float momentum, float eps, int relu)
 {
     const int64_t rows = (int64_t)n * s, blocks = (rows + BN_ROWS - 1) / BN_ROWS;
     const double m = (double)rows;
@@ -685,14 +686,30 @@ void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd
     }
 #pragma omp parallel for schedule(static) if(par)
     for (int64_t r = 0; r < rows; r++)
-        for (int ch = 0; ch < c; ch++)
-            out[r * c + ch] = inp[r * c + ch] * sc[ch] + sh[ch];
+        for (int ch = 0; ch < c; ch++) {
+            float y = inp[r * c + ch] * sc[ch] + sh[ch];
+            out[r * c + ch] = relu && !(y > 0.f) ? 0.f : y;
+        }
     free(part), free(sum), free(sc);
 }
 
-void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
-                                 const float *running_mean, const float *running_var, int n, int c, int64_t s,
-                                 float eps)
+void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                  float *running_var, const float *inp, const float *gamma, const float *beta,
+                                  int n, int c, int64_t s, float momentum, float eps)
+{
+    bn_train_cl(out, save_mean, save_rstd, running_mean, running_var, inp, gamma, beta, n, c, s, momentum, eps, 0);
+}
+
+void batchnorm3d_relu_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                       float *running_var, const float *inp, const float *gamma, const float *beta,
+                                       int n, int c, int64_t s, float momentum, float eps)
+{
+    bn_train_cl(out, save_mean, save_rstd, running_mean, running_var, inp, gamma, beta, n, c, s, momentum, eps, 1);
+}
+
+static void bn_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
+                       const float *running_mean, const float *running_var, int n, int c, int64_t s, float eps,
+                       int relu)
 {
     const int64_t rows = (int64_t)n * s;
 #pragma omp parallel if(PAR_WORTH(rows * c))
@@ -704,14 +721,32 @@ void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamm
         }
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < rows; r++)
-            for (int ch = 0; ch < c; ch++)
-                out[r * c + ch] = inp[r * c + ch] * sc[ch] + sh[ch];
+            for (int ch = 0; ch < c; ch++) {
+                float y = inp[r * c + ch] * sc[ch] + sh[ch];
+                out[r * c + ch] = relu && !(y > 0.f) ? 0.f : y;
+            }
     }
 }
 
-void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
-                             const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
-                             int64_t s)
+void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
+                                 const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                                 float eps)
+{
+    bn_eval_cl(out, inp, gamma, beta, running_mean, running_var, n, c, s, eps, 0);
+}
+
+void batchnorm3d_relu_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                                      float eps)
+{
+    bn_eval_cl(out, inp, gamma, beta, running_mean, running_var, n, c, s, eps, 1);
+}
+
+/* out NULL: batchnorm's backward; else that of relu(batchnorm(.)), out the
+ * forward's output (the gradient passes where out > 0) */
+static void bn_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *out,
+                           const float *inp, const float *gamma, const float *save_mean, const float *save_rstd,
+                           int n, int c, int64_t s)
 {
     const int64_t rows = (int64_t)n * s, blocks = (rows + BN_ROWS - 1) / BN_ROWS;
     const double m = (double)rows;
@@ -730,7 +765,7 @@ void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const flo
             ag[ch] = 0;
         for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
             for (int ch = 0; ch < c; ch++) {
-                float g = dout[r * c + ch];
+                float g = out && !(out[r * c + ch] > 0.f) ? 0.f : dout[r * c + ch];
                 ag[ch] += g;
                 agx[ch] += g * ((inp[r * c + ch] - save_mean[ch]) * save_rstd[ch]);
             }
@@ -747,10 +782,25 @@ void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const flo
     /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
 #pragma omp parallel for schedule(static) if(par)
     for (int64_t r = 0; r < rows; r++)
-        for (int ch = 0; ch < c; ch++)
-            dinp[r * c + ch] =
-                kk[ch] * (dout[r * c + ch] - mg[ch] - (inp[r * c + ch] - save_mean[ch]) * save_rstd[ch] * mgx[ch]);
+        for (int ch = 0; ch < c; ch++) {
+            float g = out && !(out[r * c + ch] > 0.f) ? 0.f : dout[r * c + ch];
+            dinp[r * c + ch] = kk[ch] * (g - mg[ch] - (inp[r * c + ch] - save_mean[ch]) * save_rstd[ch] * mgx[ch]);
+        }
     free(part), free(sg), free(kk);
+}
+
+void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                             const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
+                             int64_t s)
+{
+    bn_backward_cl(dinp, dgamma, dbeta, dout, NULL, inp, gamma, save_mean, save_rstd, n, c, s);
+}
+
+void batchnorm3d_relu_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *out,
+                                  const float *inp, const float *gamma, const float *save_mean,
+                                  const float *save_rstd, int n, int c, int64_t s)
+{
+    bn_backward_cl(dinp, dgamma, dbeta, dout, out, inp, gamma, save_mean, save_rstd, n, c, s);
 }
 
 /* ---------------------------------------------------------------- relu */

@@ -145,6 +145,19 @@ void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamm
 void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                              const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
                              int64_t s);
+/* Fused channels-last batchnorm + ReLU (the conv units that have both): out =
+ * relu(batchnorm(inp)) in one pass over the data; the backward takes dout,
+ * the gradient of out, and out itself for the ReLU's mask. Each equals the
+ * batchnorm3d_*_cl call and relu_forward / relu_backward around it. */
+void batchnorm3d_relu_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                       float *running_var, const float *inp, const float *gamma, const float *beta,
+                                       int n, int c, int64_t s, float momentum, float eps);
+void batchnorm3d_relu_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
+                                      const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                                      float eps);
+void batchnorm3d_relu_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *out,
+                                  const float *inp, const float *gamma, const float *save_mean,
+                                  const float *save_rstd, int n, int c, int64_t s);
 
 /* Max pooling with -inf padding (PyTorch MaxPool3d); s->oc must equal s->c.
  * out N x C x TO x HO x WO; argmax same shape, the index of the winner within

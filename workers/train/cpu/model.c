@@ -444,18 +444,24 @@ static void unit_forward(struct dfew_train_model *m, const struct unit *u, const
     cs.n = n;
     int64_t S = (int64_t)cs.to * cs.ho * cs.wo;
     float *pre = model_act(m, u->pre), *out = model_act(m, u->out);
+    float *g = u->bn ? model_param(m, u->g) : NULL, *b = u->bn ? model_param(m, u->be) : NULL;
+    float *rm = u->bn ? model_param(m, u->rm) : NULL, *rv = u->bn ? model_param(m, u->rv) : NULL;
     conv3d_forward(pre, x, model_param(m, u->w), u->b >= 0 ? model_param(m, u->b) : NULL, &cs, &m->ws);
-    if (u->bn) {
-        int cl = m->ws.layout == LAYOUT_NDHWC;
+    if (u->bn && m->ws.layout == LAYOUT_NDHWC) { /* channels-last: batchnorm and relu in one pass */
         if (train)
-            (cl ? batchnorm3d_forward_train_cl : batchnorm3d_forward_train)(
-                out, model_act(m, u->smean), model_act(m, u->srstd), model_param(m, u->rm), model_param(m, u->rv), pre,
-                model_param(m, u->g), model_param(m, u->be), n, cs.oc, S, BN_MOMENTUM, BN_EPS);
+            (u->relu ? batchnorm3d_relu_forward_train_cl : batchnorm3d_forward_train_cl)(
+                out, model_act(m, u->smean), model_act(m, u->srstd), rm, rv, pre, g, b, n, cs.oc, S, BN_MOMENTUM,
+                BN_EPS);
         else
-            (cl ? batchnorm3d_forward_eval_cl : batchnorm3d_forward_eval)(
-                out, pre, model_param(m, u->g), model_param(m, u->be), model_param(m, u->rm), model_param(m, u->rv), n,
-                cs.oc, S, BN_EPS);
+            (u->relu ? batchnorm3d_relu_forward_eval_cl : batchnorm3d_forward_eval_cl)(out, pre, g, b, rm, rv, n, cs.oc,
+                                                                                       S, BN_EPS);
+        return;
     }
+    if (u->bn && train)
+        batchnorm3d_forward_train(out, model_act(m, u->smean), model_act(m, u->srstd), rm, rv, pre, g, b, n, cs.oc, S,
+                                  BN_MOMENTUM, BN_EPS);
+    else if (u->bn)
+        batchnorm3d_forward_eval(out, pre, g, b, rm, rv, n, cs.oc, S, BN_EPS);
     if (u->relu)
         relu_forward(out, out, (int64_t)n * cs.oc * S);
 }
@@ -536,22 +542,31 @@ void model_forward(struct dfew_train_model *m, int n, int train)
 
 /* ------------------------------------------------------------ loss + backward */
 
-/* dout (modified in place by the relu) -> dx (NULL for the first layer);
- * tmp is scratch of the unit's output size. */
+/* dout (may be modified in place: the relu's mask) -> dx (NULL for the first
+ * layer); tmp is scratch of the unit's output size. */
 static void unit_backward(struct dfew_train_model *m, const struct unit *u, const float *x, float *dout, float *dx,
                           float *tmp, int n)
 {
     struct conv3d_shape cs = u->cs;
     cs.n = n;
     int64_t S = (int64_t)cs.to * cs.ho * cs.wo;
-    if (u->relu)
-        relu_backward(dout, dout, model_act(m, u->out), (int64_t)n * cs.oc * S);
     float *g = dout;
-    if (u->bn) {
-        (m->ws.layout == LAYOUT_NDHWC ? batchnorm3d_backward_cl : batchnorm3d_backward)(
-            tmp, model_grad(m, u->g), model_grad(m, u->be), dout, model_act(m, u->pre), model_param(m, u->g),
-            model_act(m, u->smean), model_act(m, u->srstd), n, cs.oc, S);
+    if (u->bn && m->ws.layout == LAYOUT_NDHWC) { /* the relu's mask read inside batchnorm's backward */
+        float *dg = model_grad(m, u->g), *db = model_grad(m, u->be), *gamma = model_param(m, u->g);
+        float *sm = model_act(m, u->smean), *sr = model_act(m, u->srstd), *pre = model_act(m, u->pre);
+        if (u->relu)
+            batchnorm3d_relu_backward_cl(tmp, dg, db, dout, model_act(m, u->out), pre, gamma, sm, sr, n, cs.oc, S);
+        else
+            batchnorm3d_backward_cl(tmp, dg, db, dout, pre, gamma, sm, sr, n, cs.oc, S);
         g = tmp;
+    } else {
+        if (u->relu)
+            relu_backward(dout, dout, model_act(m, u->out), (int64_t)n * cs.oc * S);
+        if (u->bn) {
+            batchnorm3d_backward(tmp, model_grad(m, u->g), model_grad(m, u->be), dout, model_act(m, u->pre),
+                                 model_param(m, u->g), model_act(m, u->smean), model_act(m, u->srstd), n, cs.oc, S);
+            g = tmp;
+        }
     }
     conv3d_backward(dx, model_grad(m, u->w), u->b >= 0 ? model_grad(m, u->b) : NULL, g, x, model_param(m, u->w),
                     &cs, &m->ws);
