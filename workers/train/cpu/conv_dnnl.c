@@ -87,8 +87,7 @@ struct port {
     dnnl_memory_t user;       /* the caller's tensor (plain layout) */
     dnnl_memory_t prim;       /* what the primitive reads or writes: user, or a staging region */
     dnnl_primitive_t reorder; /* NULL: the primitive uses the caller's memory directly */
-    size_t off;               /* staging offset in floats (with reorder) */
-    int shared;               /* 1: an earlier port of the same call staged the same tensor */
+    size_t off;               /* staging offset in floats (with a reorder, or staged by an earlier port) */
     dnnl_memory_t view;       /* padded input: the interior of prim, which the reorder fills; else NULL */
     size_t zero_bytes;        /* padded input: prim's size, zeroed before the reorder */
 };
@@ -107,7 +106,6 @@ struct entry {
     int bias, layout;
     dnnl_primitive_desc_t hint; /* the forward pd the backward pds are created from */
     struct prim fwd, bwd_w, bwd_d;
-    int have_bwd_d; /* 0: no backward-data primitive (the reference computes dx) */
     int bwd_w_pad;  /* 1: the weight gradient reads a zero-padded copy of the input */
     size_t fwd_floats, bwd_floats;
     struct entry *next;
@@ -223,7 +221,6 @@ static dnnl_status_t add_port(struct conv3d_dnnl *d, struct prim *p, int arg, in
         const dnnl_memory_desc_t *smd;
         if (dnnl_memory_get_memory_desc(share->prim, &smd) == dnnl_success && dnnl_memory_desc_equal(smd, pmd)) {
             pt->off = share->off; /* staged by the earlier primitive of the call */
-            pt->shared = 1;
             return dnnl_success;
         }
     }
@@ -402,25 +399,22 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     e->bwd_floats = off;
 
     /* backward data: diff_dst, weights -> diff_src; runs after backward
-     * weights, so its staging reuses everything but the staged diff_dst. A
-     * shape oneDNN cannot do leaves dx to the reference. */
+     * weights, so its staging reuses everything but the staged diff_dst */
     const struct port *ddst = &e->bwd_w.port[0];
     off = ddst->reorder ? ddst->off + ALIGN_FLOATS(dnnl_memory_desc_get_size(
                                           dnnl_primitive_desc_query_md(e->bwd_w.pd, dnnl_query_diff_dst_md, 0)) /
                                       sizeof(float))
                         : 0;
-    if (dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, stride,
-                                                 pl, pr) == dnnl_success &&
-        dnnl_primitive_desc_create(&e->bwd_d.pd, &cd, attr, d->eng, e->hint) == dnnl_success) {
-        TRY(dnnl_primitive_create(&e->bwd_d.p, e->bwd_d.pd));
-        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, &e->bwd_w.port[0], NULL, &off));
-        TRY(add_port(d, &e->bwd_d, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, NULL, &off));
-        TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_SRC, 1, &src_u, dnnl_query_diff_src_md, 0, NULL, NULL, &off));
-        TRY(add_scratch(d, &e->bwd_d, &off));
-        e->have_bwd_d = 1;
-        if (off > e->bwd_floats)
-            e->bwd_floats = off;
-    }
+    TRY(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, stride,
+                                                 pl, pr));
+    TRY(dnnl_primitive_desc_create(&e->bwd_d.pd, &cd, attr, d->eng, e->hint));
+    TRY(dnnl_primitive_create(&e->bwd_d.p, e->bwd_d.pd));
+    TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, ddst, NULL, &off));
+    TRY(add_port(d, &e->bwd_d, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, NULL, &off));
+    TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_SRC, 1, &src_u, dnnl_query_diff_src_md, 0, NULL, NULL, &off));
+    TRY(add_scratch(d, &e->bwd_d, &off));
+    if (off > e->bwd_floats)
+        e->bwd_floats = off;
     dnnl_primitive_attr_destroy(attr);
     return e;
 fail:
@@ -489,7 +483,7 @@ int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, i
         return -ENOTSUP;
     }
     snprintf(buf, len, "fwd %s, bwd_w %s%s, bwd_d %s", impl_name(&e->fwd), impl_name(&e->bwd_w),
-             e->bwd_w_pad ? " (padded input)" : "", e->have_bwd_d ? impl_name(&e->bwd_d) : "reference");
+             e->bwd_w_pad ? " (padded input)" : "", impl_name(&e->bwd_d));
     return 0;
 }
 
@@ -555,7 +549,7 @@ int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float 
 {
     char why[256];
     struct entry *e = entry_get(ws, s, dbias != NULL, why, sizeof why);
-    if (!e || e->bwd_floats > ws->floats || (dinp && !e->have_bwd_d))
+    if (!e || e->bwd_floats > ws->floats)
         return -ENOTSUP;
     void *pw[4] = {(void *)dout, (void *)inp, dweight, dbias};
     int rc = prim_run(ws->dnnl, &e->bwd_w, pw, ws->buf);
