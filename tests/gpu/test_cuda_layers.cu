@@ -151,10 +151,8 @@ template <typename T> static void conv_case(const char *name, conv3d_shape s, in
     const int64_t xn = s.n * s.c * S, yn = s.n * s.oc * SO, wn = (int64_t)s.oc * s.c * s.kt * s.kh * s.kw;
     float *x = randv(xn, 1.f), *w = randv(wn, 0.3f), *b = bias ? randv(s.oc, 0.5f) : NULL, *dy = randv(yn, 1.f);
     /* CPU */
-    conv3d_work ws;
+    conv3d_work ws = {}; /* the reference convolution (impl and layout zero) */
     ws.threads = 1, ws.max_tile_floats = 1u << 20;
-    ws.floats = conv3d_work_floats(&s, ws.max_tile_floats, ws.threads);
-    ws.buf = (float *)malloc(sizeof(float) * (ws.floats + 16));
     float *y = zeros(yn), *dx = zeros(xn), *dw = zeros(wn), *db = zeros(s.oc);
     conv3d_forward(y, x, w, b, &s, &ws);
     conv3d_backward(dx, dw, bias ? db : NULL, dy, x, w, &s, &ws);
@@ -193,8 +191,9 @@ template <typename T> static void conv_case(const char *name, conv3d_shape s, in
     snprintf(nm, sizeof nm, "conv3d %s backward accumulate", name);
     check(nm, accc, dx, xn, bound);
     free(acc), free(accc), free(rdx), free(rdxc), free(rdw), free(rdwh), free(r), free(rr);
+    conv3d_work_release(&ws);
     cudaFree(gx), cudaFree(gw), cudaFree(gy), cudaFree(gdy), cudaFree(gdx), cudaFree(gb), cudaFree(gdw), cudaFree(gdb);
-    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db), free(ws.buf), free(wd), free(xh), free(dyh);
+    free(x), free(w), free(b), free(dy), free(y), free(dx), free(dw), free(db), free(wd), free(xh), free(dyh);
 }
 
 static conv3d_shape shape(int n, int c, int t, int h, int w, int oc, int k0, int k1, int s0, int s1, int p0, int p1)
