@@ -625,6 +625,29 @@ static double *bn_partials(int64_t rows, int c, int nsums)
     return malloc(sizeof(double) * (size_t)(blocks * nsums * c));
 }
 
+/* part[b][ch] = sum over the rows of block b of x[r][ch] (center NULL), or
+ * of (x[r][ch] - center[ch])^2 */
+static void bn_block_sums(double *part, const float *x, int64_t rows, int c, const double *center)
+{
+    const int64_t blocks = (rows + BN_ROWS - 1) / BN_ROWS;
+#pragma omp parallel for schedule(static) if(PAR_WORTH(rows * c))
+    for (int64_t b = 0; b < blocks; b++) {
+        double *acc = part + b * c;
+        for (int ch = 0; ch < c; ch++)
+            acc[ch] = 0;
+        const int64_t r1 = (b + 1) * BN_ROWS < rows ? (b + 1) * BN_ROWS : rows;
+        for (int64_t r = b * BN_ROWS; r < r1; r++)
+            if (center)
+                for (int ch = 0; ch < c; ch++) {
+                    double d = x[r * c + ch] - center[ch];
+                    acc[ch] += d * d;
+                }
+            else
+                for (int ch = 0; ch < c; ch++)
+                    acc[ch] += x[r * c + ch];
+    }
+}
+
 /* out[ch] = sum over blocks of part[b * stride + ch], in block order */
 static void bn_combine(double *out, const double *part, int64_t blocks, int64_t stride, int c)
 {
@@ -650,29 +673,11 @@ static void bn_train_cl(float *out, float *save_mean, float *save_rstd, float *r
         return;
     }
     const int par = PAR_WORTH(rows * c);
-#pragma omp parallel for schedule(static) if(par)
-    for (int64_t b = 0; b < blocks; b++) {
-        double *acc = part + b * c;
-        for (int ch = 0; ch < c; ch++)
-            acc[ch] = 0;
-        for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
-            for (int ch = 0; ch < c; ch++)
-                acc[ch] += inp[r * c + ch];
-    }
+    bn_block_sums(part, inp, rows, c, NULL);
     bn_combine(sum, part, blocks, c, c);
     for (int ch = 0; ch < c; ch++)
         mean[ch] = sum[ch] / m;
-#pragma omp parallel for schedule(static) if(par)
-    for (int64_t b = 0; b < blocks; b++) {
-        double *acc = part + b * c;
-        for (int ch = 0; ch < c; ch++)
-            acc[ch] = 0;
-        for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
-            for (int ch = 0; ch < c; ch++) {
-                double d = inp[r * c + ch] - mean[ch];
-                acc[ch] += d * d;
-            }
-    }
+    bn_block_sums(part, inp, rows, c, mean);
     bn_combine(sum, part, blocks, c, c); /* now the squared deviations */
     for (int ch = 0; ch < c; ch++) {
         double var = sum[ch] / m;
@@ -1004,33 +1009,29 @@ void avgpool_global_backward_cl(float *dinp, const float *dout, int n, int c, in
 
 /* ---------------------------------------------------------------- layout changes */
 
-/* 16 x 16 tiles of each sample's C x S matrix */
+/* dst = the transpose of each sample's rows x cols matrix src, by 16 x 16 tiles */
+static void transpose_samples(float *dst, const float *src, int n, int64_t rows, int64_t cols)
+{
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * rows * cols))
+    for (int i = 0; i < n; i++)
+        for (int64_t r0 = 0; r0 < rows; r0 += 16) {
+            const float *x = src + (int64_t)i * rows * cols;
+            float *y = dst + (int64_t)i * rows * cols;
+            for (int64_t c0 = 0; c0 < cols; c0 += 16)
+                for (int64_t r = r0; r < r0 + 16 && r < rows; r++)
+                    for (int64_t k = c0; k < c0 + 16 && k < cols; k++)
+                        y[k * rows + r] = x[r * cols + k];
+        }
+}
+
 void layout_ncs_to_nsc(float *dst, const float *src, int n, int c, int64_t s)
 {
-#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
-    for (int i = 0; i < n; i++)
-        for (int64_t p0 = 0; p0 < s; p0 += 16) {
-            const float *x = src + (int64_t)i * c * s;
-            float *y = dst + (int64_t)i * c * s;
-            for (int c0 = 0; c0 < c; c0 += 16)
-                for (int64_t p = p0; p < p0 + 16 && p < s; p++)
-                    for (int ch = c0; ch < c0 + 16 && ch < c; ch++)
-                        y[p * c + ch] = x[(int64_t)ch * s + p];
-        }
+    transpose_samples(dst, src, n, c, s);
 }
 
 void layout_nsc_to_ncs(float *dst, const float *src, int n, int c, int64_t s)
 {
-#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
-    for (int i = 0; i < n; i++)
-        for (int64_t p0 = 0; p0 < s; p0 += 16) {
-            const float *x = src + (int64_t)i * c * s;
-            float *y = dst + (int64_t)i * c * s;
-            for (int c0 = 0; c0 < c; c0 += 16)
-                for (int ch = c0; ch < c0 + 16 && ch < c; ch++)
-                    for (int64_t p = p0; p < p0 + 16 && p < s; p++)
-                        y[(int64_t)ch * s + p] = x[p * c + ch];
-        }
+    transpose_samples(dst, src, n, s, c);
 }
 
 /* ---------------------------------------------------------------- linear */
