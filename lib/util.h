@@ -54,6 +54,10 @@ void format_time_iso(double t, char *buf, size_t len);
 
 /* mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, unsigned mode);
+/* Writes len bytes to path atomically: path.tmp-<pid>, fsync, rename over
+ * path, fsync of the folder. Readers see the old file or the whole new one;
+ * on failure nothing is left behind. 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len);
 /* rm -rf: removes a file or a directory tree (symbolic links are removed,
  * not followed). 0 when path is gone, else -errno. */
 int remove_tree(const char *path);
