@@ -351,7 +351,7 @@ static int write_history(const char *path, const struct epoch_row *rows, int n)
     struct sbuf b = {0};
     sbuf_addf(&b, "%s %d\nepoch\tloss\tce\taux\taccuracy\tlr\tseconds\n", HISTORY_MAGIC, FORMAT_VERSION);
     for (int i = 0; i < n; i++)
-        sbuf_addf(&b, "%d\t%.9g\t%.9g\t%.9g\t%.9g\t%.9g\t%.3f\n", rows[i].epoch, rows[i].loss, rows[i].ce,
+        sbuf_addf(&b, "%d\t%.9g\t%.9g\t%.9g\t%.9g\t%.7g\t%.3f\n", rows[i].epoch, rows[i].loss, rows[i].ce,
                   rows[i].aux, rows[i].accuracy, rows[i].lr, rows[i].seconds);
     int rc = write_file_atomic(path, b.s, b.len);
     sbuf_free(&b);
@@ -748,7 +748,7 @@ int job_train(struct job_ctx *ctx)
     kv_setf(&ctx->result, "steps", "%lld", (long long)pr.step);
     if (nrows)
         kv_setf(&ctx->result, "final_loss", "%.9g", rows[nrows - 1].loss);
-    kv_setf(&ctx->result, "final_lr", "%.9g", pr.lr);
+    kv_setf(&ctx->result, "final_lr", "%.7g", pr.lr);
     kv_setf(&ctx->result, "train_s", "%.3f", train_s);
     kv_setf(&ctx->result, "eval_s", "%.3f", eval_s);
     if (train_s > 0)
