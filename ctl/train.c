@@ -63,18 +63,6 @@ static int bad(const char *opt, const char *want, const char *val)
     return 2;
 }
 
-static int one_of(const char *v, const char *list)
-{
-    size_t n = strlen(v);
-    for (const char *p = list; *p;) {
-        size_t len = strcspn(p, "|");
-        if (len == n && !strncmp(p, v, n))
-            return 1;
-        p += len + (p[len] == '|');
-    }
-    return 0;
-}
-
 /* "all", or a list of folds and ranges ("1,3", "2-4", "1..5") within 1..k. */
 static int parse_folds(const char *s, int k, int *want)
 {
@@ -156,12 +144,12 @@ static int parse_opts(int argc, char **argv, struct ctl *c, struct train_opts *o
         case 's': o->split = optarg; break;
         case 'f': o->folds = optarg; break;
         case 'm':
-            if (!one_of(optarg, "r3d18|c3d"))
+            if (!str_one_of(optarg, "r3d18|c3d"))
                 return bad("--model", "r3d18 or c3d", optarg);
             o->model = optarg;
             break;
         case 'l':
-            if (!one_of(optarg, "ce|ecstfl|ecstfl_l1|center"))
+            if (!str_one_of(optarg, "ce|ecstfl|ecstfl_l1|center"))
                 return bad("--loss", "ce, ecstfl, ecstfl_l1 or center", optarg);
             o->loss = optarg;
             break;
@@ -207,12 +195,12 @@ static int parse_opts(int argc, char **argv, struct ctl *c, struct train_opts *o
                 return bad("--crop", "a size in pixels", optarg);
             break;
         case 'P':
-            if (!one_of(optarg, "fp32|tf32|bf16"))
+            if (!str_one_of(optarg, "fp32|tf32|bf16"))
                 return bad("--precision", "fp32, tf32 or bf16", optarg);
             o->precision = optarg;
             break;
         case 'B':
-            if (!one_of(optarg, "auto|cpu|cuda"))
+            if (!str_one_of(optarg, "auto|cpu|cuda"))
                 return bad("--backend", "auto, cpu or cuda", optarg);
             o->backend = optarg;
             break;

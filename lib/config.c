@@ -102,18 +102,6 @@ static const struct key_desc keys[] = {
 };
 
 
-static int in_choices(const char *choices, const char *val)
-{
-    size_t n = strlen(val);
-    for (const char *p = choices; *p;) {
-        size_t len = strcspn(p, "|");
-        if (len == n && !strncmp(p, val, n))
-            return 1;
-        p += len + (p[len] == '|');
-    }
-    return 0;
-}
-
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val,
                    char *why, size_t whylen)
 {
@@ -161,7 +149,7 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const char *
         return 0;
     }
     case K_CHOICE:
-        if (!k->choices || !in_choices(k->choices, val)) {
+        if (!k->choices || !str_one_of(val, k->choices)) {
             snprintf(why, whylen, "%s is one of %s, not '%s'", k->key, k->choices ? k->choices : "?", val);
             return -EINVAL;
         }

@@ -304,6 +304,18 @@ int mkdir_p(const char *path, unsigned mode)
     return rc;
 }
 
+int str_one_of(const char *s, const char *list)
+{
+    size_t n = strlen(s);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncmp(p, s, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len)
 {
     struct sbuf tmp = {0};

@@ -33,6 +33,8 @@ void sbuf_free(struct sbuf *b);
 /* Strips leading and trailing white space in place; returns the first kept char. */
 char *str_trim(char *s);
 
+/* Whether s is one of the '|'-separated words of list ("a|b|c"). */
+int str_one_of(const char *s, const char *list);
 /* Strict parsing: the whole string must be a number in range. 0 or -EINVAL/-ERANGE. */
 int parse_i64(const char *s, int64_t *out);
 int parse_int(const char *s, int *out);

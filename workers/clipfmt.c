@@ -270,38 +270,46 @@ static int clip_header(FILE *f, const char *path, uint32_t dims[4], char *err, s
     return 0;
 }
 
-int clip_read_header(const char *path, int *frames, int *height, int *width, int *channels, char *err,
-                     size_t errlen)
+/* Opens a clip.u8 and reads its header; NULL with the reason in err. */
+static FILE *clip_open(const char *path, uint32_t dims[4], int *rc, char *err, size_t errlen)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
-        return -e;
+        *rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(-*rc));
+        return NULL;
     }
+    if ((*rc = clip_header(f, path, dims, err, errlen)) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+int clip_read_header(const char *path, int *frames, int *height, int *width, int *channels, char *err,
+                     size_t errlen)
+{
     uint32_t d[4];
-    int rc = clip_header(f, path, d, err, errlen);
+    int rc;
+    FILE *f = clip_open(path, d, &rc, err, errlen);
+    if (!f)
+        return rc;
     fclose(f);
-    if (!rc) {
-        *frames = (int)d[0];
-        *height = (int)d[1];
-        *width = (int)d[2];
-        *channels = (int)d[3];
-    }
-    return rc;
+    *frames = (int)d[0];
+    *height = (int)d[1];
+    *width = (int)d[2];
+    *channels = (int)d[3];
+    return 0;
 }
 
 int clip_read_into(const char *path, int frames, int height, int width, uint8_t *dst, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "%s: %s", path, strerror(e));
-        return -e;
-    }
     uint32_t d[4];
-    int rc = clip_header(f, path, d, err, errlen);
-    if (!rc && (d[0] != (uint32_t)frames || d[1] != (uint32_t)height || d[2] != (uint32_t)width || d[3] != 3)) {
+    int rc;
+    FILE *f = clip_open(path, d, &rc, err, errlen);
+    if (!f)
+        return rc;
+    if (d[0] != (uint32_t)frames || d[1] != (uint32_t)height || d[2] != (uint32_t)width || d[3] != 3) {
         snprintf(err, errlen, "%s: a %ux%ux%ux%u clip, the run expects %dx%dx%dx3 (all clips of a run have one size)",
                  path, d[0], d[1], d[2], d[3], frames, height, width);
         rc = -EINVAL;

@@ -94,15 +94,6 @@ static int bad_arg(struct job_ctx *ctx, const char *what)
     return -EINVAL;
 }
 
-static int get_num(const struct kv *kv, const char *key, double lo, double hi, double *out)
-{
-    double v;
-    if (kv_get_double(kv, key, &v) || !(v >= lo && v <= hi))
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 static int choice(const char *v, const char *const *names, int n)
 {
     for (int i = 0; v && i < n; i++)
@@ -119,15 +110,11 @@ static int parse_args(struct job_ctx *ctx, struct train_args *a)
     static const char *const backends[] = {"auto", "cpu", "cuda"};
     const struct kv *kv = ctx->args;
     struct dfew_train_config *c = &a->cfg;
-    double v;
     memset(a, 0, sizeof *a);
     dfew_train_config_defaults(c);
     c->num_classes = NCLASSES;
     if (kv_get_i64(kv, "run_id", &a->run_id) || a->run_id < 1)
         return bad_arg(ctx, "run_id");
-    if (get_num(kv, "fold", 1, 1000, &v))
-        return bad_arg(ctx, "fold");
-    a->fold = (int)v;
     if (!(a->manifest = kv_get(kv, "manifest")) || !*a->manifest)
         return bad_arg(ctx, "manifest");
     if (!(a->out_dir = kv_get(kv, "out_dir")) || !*a->out_dir)
@@ -144,40 +131,25 @@ static int parse_args(struct job_ctx *ctx, struct train_args *a)
     a->backends_dir = kv_get(kv, "backends");
     if (a->backends_dir && !*a->backends_dir)
         a->backends_dir = NULL;
-    if (get_num(kv, "lambda", 0, 1e6, &v))
-        return bad_arg(ctx, "lambda");
-    c->lambda = (float)v;
-    if (get_num(kv, "epochs", 1, 1e6, &v))
-        return bad_arg(ctx, "epochs");
-    a->epochs = (int)v;
-    if (get_num(kv, "batch", 1, 4096, &v))
-        return bad_arg(ctx, "batch");
-    c->max_batch = (int)v;
-    if (get_num(kv, "lr", 1e-12, 1e3, &v))
-        return bad_arg(ctx, "lr");
-    c->lr = (float)v;
-    if (get_num(kv, "momentum", 0, 1, &v))
-        return bad_arg(ctx, "momentum");
-    c->momentum = (float)v;
-    if (get_num(kv, "weight_decay", 0, 1, &v))
-        return bad_arg(ctx, "weight_decay");
-    c->weight_decay = (float)v;
-    if (get_num(kv, "patience", 0, 1e6, &v))
-        return bad_arg(ctx, "patience");
-    a->patience = (int)v;
+    /* the numbers, each within its range */
+    double fold, lambda, epochs, batch, lr, mom, wd, patience, width, crop, threads;
+    const struct {
+        const char *key;
+        double lo, hi, *v;
+    } nums[] = {{"fold", 1, 1000, &fold},         {"lambda", 0, 1e6, &lambda},     {"epochs", 1, 1e6, &epochs},
+                {"batch", 1, 4096, &batch},       {"lr", 1e-12, 1e3, &lr},         {"momentum", 0, 1, &mom},
+                {"weight_decay", 0, 1, &wd},      {"patience", 0, 1e6, &patience},
+                {"width", 1e-3, 4, &width},       {"crop", 1, 4096, &crop},        {"threads", 0, 4096, &threads}};
+    for (size_t i = 0; i < ARRAY_LEN(nums); i++)
+        if (kv_get_double(kv, nums[i].key, nums[i].v) || !(*nums[i].v >= nums[i].lo && *nums[i].v <= nums[i].hi))
+            return bad_arg(ctx, nums[i].key);
+    a->fold = (int)fold, a->epochs = (int)epochs, a->patience = (int)patience, a->crop = (int)crop;
+    c->lambda = (float)lambda, c->max_batch = (int)batch, c->lr = (float)lr, c->momentum = (float)mom;
+    c->weight_decay = (float)wd, c->width = (float)width, c->threads = (int)threads;
     int64_t seed;
     if (kv_get_i64(kv, "seed", &seed) || seed < 0)
         return bad_arg(ctx, "seed");
     c->seed = (uint64_t)seed;
-    if (get_num(kv, "width", 1e-3, 4, &v))
-        return bad_arg(ctx, "width");
-    c->width = (float)v;
-    if (get_num(kv, "crop", 1, 4096, &v))
-        return bad_arg(ctx, "crop");
-    a->crop = (int)v;
-    if (get_num(kv, "threads", 0, 4096, &v))
-        return bad_arg(ctx, "threads");
-    c->threads = (int)v;
     const char *stall = kv_get(kv, "stall_at");
     if (stall && (sscanf(stall, "%d:%d", &a->stall_epoch, &a->stall_step) != 2 || a->stall_epoch < 1))
         return bad_arg(ctx, "stall_at (EPOCH:STEP)");
