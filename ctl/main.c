@@ -30,6 +30,9 @@ static const struct {
     {"report", cmd_report, "report [table2]      dataset summary; the paper's Table 2 (--csv)"},
     {"export", cmd_export, "export --format dfew|lists DIR   the DFEW release layout, or train/test lists"},
     {"import", cmd_import, "import dfew DIR      read a DFEW-layout release (labels, votes, official folds)"},
+    {"train", cmd_train, "train --split NAME   train a model on every fold of a split (one job per fold)"},
+    {"runs", cmd_runs, "runs                 training runs: state, folds done, pooled UAR / WAR"},
+    {"metrics", cmd_metrics, "metrics [RUN]        per-fold and pooled recall, UAR, WAR (--json, --plot F.png)"},
 };
 
 static void usage(FILE *f)

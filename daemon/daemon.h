@@ -31,6 +31,7 @@ enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_LEASE_LOST, KILL_P
 struct worker {
     struct daemon *d;
     int slot;
+    int trainer; /* a trainer slot: runs train jobs only (see pool_trainer_target) */
     enum worker_state state;
     int pid;
     /* One process incarnation: all four handles are closed before the next. */
@@ -96,7 +97,11 @@ void pool_quit_idle(struct daemon *d);
 int pool_alive(struct daemon *d);           /* workers with a live process or open handles */
 void pool_close(struct daemon *d);          /* at shutdown: close per-slot handles */
 struct worker *pool_find_job(struct daemon *d, int64_t job_id);
-int pool_target_size(const struct daemon *d);
+int pool_target_size(const struct daemon *d);  /* general worker slots */
+/* Trainer slots: [limits] train when > 0 (one per GPU, or one on the CPU).
+ * They run train jobs only, and the general workers then never take one, so
+ * a training run that lasts hours does not hold a preprocessing worker. */
+int pool_trainer_target(const struct daemon *d);
 
 /* sched.c */
 int sched_init(struct daemon *d);    /* timers */

@@ -23,6 +23,12 @@ int pool_target_size(const struct daemon *d)
     return (int)uv_available_parallelism();
 }
 
+int pool_trainer_target(const struct daemon *d)
+{
+    int n = config_limit(&d->cfg, "train");
+    return n > 0 ? n : 0;
+}
+
 static const char *kill_reason_text(enum kill_reason r)
 {
     switch (r) {
@@ -305,11 +311,12 @@ static void spawn(struct worker *w)
     log_info(0, "worker %d started (pid %d)", w->slot, w->pid);
 }
 
-static struct worker *slot_new(struct daemon *d, int slot)
+static struct worker *slot_new(struct daemon *d, int slot, int trainer)
 {
     struct worker *w = xcalloc(1, sizeof *w);
     w->d = d;
     w->slot = slot;
+    w->trainer = trainer;
     w->state = W_WAITING;
     uv_timer_init(&d->loop, &w->respawn_timer);
     uv_timer_init(&d->loop, &w->job_timer);
@@ -323,11 +330,15 @@ int pool_start(struct daemon *d)
     return 0;
 }
 
-void pool_resize(struct daemon *d, int n)
+/* Keeps n live slots of one role (general or trainer): revives retiring
+ * ones, retires the surplus, adds new ones. */
+static void resize_role(struct daemon *d, int trainer, int n)
 {
     int active = 0;
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
+        if (w->trainer != trainer)
+            continue;
         if (active < n) {
             if (w->retiring) {
                 w->retiring = 0;
@@ -342,11 +353,17 @@ void pool_resize(struct daemon *d, int n)
     }
     while (active < n) {
         d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
-        struct worker *w = slot_new(d, d->nworkers);
+        struct worker *w = slot_new(d, d->nworkers, trainer);
         d->workers[d->nworkers++] = w;
         spawn(w);
         active++;
     }
+}
+
+void pool_resize(struct daemon *d, int n)
+{
+    resize_role(d, 0, n);
+    resize_role(d, 1, pool_trainer_target(d));
     pool_quit_idle(d);
 }
 

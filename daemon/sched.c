@@ -13,13 +13,19 @@
 
 static void on_wake(uv_timer_t *t);
 
-/* A JSON array of the kinds that are at their concurrency limit. */
+/* A JSON array of the kinds a general worker must not lease: those at their
+ * concurrency limit, and train when trainer slots run them. */
 static char *excluded_kinds(struct daemon *d)
 {
     struct sbuf b = {0};
     int n = 0;
     for (size_t i = 0; i < d->cfg.limits.n; i++) {
         const char *kind = d->cfg.limits.v[i].key;
+        if (!strcmp(kind, "train") && pool_trainer_target(d) > 0) {
+            sbuf_add(&b, n++ ? "," : "[");
+            sbuf_add_json_str(&b, kind);
+            continue;
+        }
         int limit = config_limit(&d->cfg, kind);
         if (limit <= 0)
             continue;
@@ -61,16 +67,24 @@ void sched_kick(struct daemon *d)
     if (d->draining || d->shutting_down)
         return;
     double retry = 0;
+    int empty[2] = {0, 0}; /* nothing left for general workers, for trainer slots */
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
-        if (w->state != W_IDLE || w->retiring || w->quit_sent)
+        if (w->state != W_IDLE || w->retiring || w->quit_sent || empty[w->trainer])
             continue;
-        char *exclude = excluded_kinds(d);
         struct leased_job job;
-        int rc = queue_lease(d->db, &d->policy, d->owner, exclude, &job);
-        free(exclude);
-        if (rc == -ENOENT)
-            break;
+        int rc;
+        if (w->trainer) {
+            rc = queue_lease_kind(d->db, &d->policy, d->owner, "train", &job);
+        } else {
+            char *exclude = excluded_kinds(d);
+            rc = queue_lease(d->db, &d->policy, d->owner, exclude, &job);
+            free(exclude);
+        }
+        if (rc == -ENOENT) {
+            empty[w->trainer] = 1;
+            continue;
+        }
         if (rc) {
             log_error(0, "cannot lease a job: %s (%s); trying again shortly", strerror(-rc), db_errmsg(d->db));
             retry = 0.5;
@@ -134,7 +148,8 @@ void sched_job_finished(struct worker *w, const char *verb, const struct kv *fie
             rc = queue_complete(d->db, job->id, job->token, result);
             if (!rc && (rc = record_result(d, job, result)) != 0) {
                 char why[512];
-                snprintf(why, sizeof why, "the result could not be recorded: %s", db_errmsg(d->db));
+                snprintf(why, sizeof why, "the result could not be recorded: %s (database: %s; dfewd's log has details)",
+                         strerror(-rc), db_errmsg(d->db));
                 db_rollback(d->db);
                 log_error(job->id, "%s", why);
                 queue_fail(d->db, &d->policy, job->id, job->token, why, 1, NULL);

@@ -28,6 +28,7 @@ void config_defaults(struct dfew_config *c)
     c->fetch_stall_s = 60;
     c->single_label_threshold = 6; /* the DFEW paper's: more than 6 of 10 votes */
     c->annotators_per_clip = 10;
+    kv_set(&c->limits, "train", "1"); /* one trainer slot: one GPU, or the CPU */
     kv_set(&c->timeouts, "probe", "600");
     c->prep_frames = 16;
     c->prep_size = 112;
@@ -50,6 +51,7 @@ void config_free(struct dfew_config *c)
     free(c->prep_image_format);
     free(c->prep_template);
     free(c->prep_landmark_model);
+    free(c->train_backends);
     kv_free(&c->limits);
     kv_free(&c->timeouts);
     memset(c, 0, sizeof *c);
@@ -96,20 +98,9 @@ static const struct key_desc keys[] = {
     {"prep", "upsample", K_INT, OFF(prep_upsample), 0, 2, NULL},
     {"prep", "whole_movie", K_BOOL, OFF(prep_whole_movie), 0, 0, NULL},
     {"prep", "keep_aligned", K_BOOL, OFF(prep_keep_aligned), 0, 0, NULL},
+    {"train", "backends", K_STRING, OFF(train_backends), 0, 0, NULL},
 };
 
-
-static int in_choices(const char *choices, const char *val)
-{
-    size_t n = strlen(val);
-    for (const char *p = choices; *p;) {
-        size_t len = strcspn(p, "|");
-        if (len == n && !strncmp(p, val, n))
-            return 1;
-        p += len + (p[len] == '|');
-    }
-    return 0;
-}
 
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val,
                    char *why, size_t whylen)
@@ -158,7 +149,7 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const char *
         return 0;
     }
     case K_CHOICE:
-        if (!k->choices || !in_choices(k->choices, val)) {
+        if (!k->choices || !str_one_of(val, k->choices)) {
             snprintf(why, whylen, "%s is one of %s, not '%s'", k->key, k->choices ? k->choices : "?", val);
             return -EINVAL;
         }

@@ -23,9 +23,13 @@ struct dfew_config {
     double retry_base_s;      /* backoff after the first failure; doubles */
     double retry_max_s;       /* backoff cap */
     double sweep_s;           /* safety-net check for expired leases */
-    /* [limits] kind = most jobs of that kind running at once (0: no limit) */
+    /* [limits] kind = most jobs of that kind running at once (0: no limit).
+     * train (default 1) is special: dfewd runs that many trainer slots, worker
+     * processes for train jobs only, beside the [daemon] workers, which then
+     * never take train jobs; train = 0 lets every worker take them. */
     struct kv limits;
-    /* [timeouts] kind = seconds one attempt may run before its worker is killed */
+    /* [timeouts] kind = seconds one attempt may run before its worker is killed
+     * (none by default but probe's: a train job runs for hours) */
     struct kv timeouts;
     /* [batch] */
     char *incoming_dir;       /* what `dfewctl submit --batch` scans by default */
@@ -49,6 +53,8 @@ struct dfew_config {
     int prep_upsample;          /* face detector upsampling (0 or 1) */
     int prep_whole_movie;       /* a movie submitted without a clip list is one clip */
     int prep_keep_aligned;      /* also keep every aligned face frame (output_dir/aligned/) */
+    /* [train] */
+    char *train_backends;       /* folder of dfew-train-*.so; NULL: next to dfew-worker, else the installed one */
 };
 
 /* The 112 x 112 five-point template (eyes, nose tip, mouth corners). */

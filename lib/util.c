@@ -9,7 +9,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
 
@@ -298,6 +301,57 @@ int mkdir_p(const char *path, unsigned mode)
             rc = -ENOTDIR;
     }
     free(tmp);
+    return rc;
+}
+
+int str_one_of(const char *s, const char *list)
+{
+    size_t n = strlen(s);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncmp(p, s, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+    struct sbuf tmp = {0};
+    sbuf_addf(&tmp, "%s.tmp-%d", path, (int)getpid());
+    int rc = 0;
+    int fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        sbuf_free(&tmp);
+        return rc;
+    }
+    for (size_t off = 0; off < len && !rc;) {
+        ssize_t n = write(fd, (const char *)data + off, len - off);
+        if (n < 0 && errno != EINTR)
+            rc = -errno;
+        else if (n > 0)
+            off += (size_t)n;
+    }
+    if (!rc && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && !rc)
+        rc = -errno;
+    if (!rc && rename(tmp.s, path) != 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp.s);
+    } else {
+        char *dir = xstrdup(path);
+        int dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd >= 0) {
+            fsync(dfd);
+            close(dfd);
+        }
+        free(dir);
+    }
+    sbuf_free(&tmp);
     return rc;
 }
 

@@ -27,6 +27,7 @@ static const struct {
     {"probe", job_probe},
     {"fetch", job_fetch},
     {"prep", job_prep},
+    {"train", job_train},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)

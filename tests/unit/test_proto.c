@@ -92,11 +92,15 @@ static void test_config(void)
     CHECK(c.lease_s == 60);
     CHECK_EQ_INT(config_limit(&c, "probe"), 0);
     CHECK_EQ_INT(config_limit(&c, "noop"), 0);
+    CHECK_EQ_INT(config_limit(&c, "train"), 1); /* one trainer slot */
+    CHECK(config_timeout(&c, "train") == 0);    /* a train job runs for hours: no default timeout */
+    CHECK(config_timeout(&c, "probe") == 600);
+    CHECK(c.train_backends == NULL);
     config_free(&c);
 
     write_file(path, "# comment\n[daemon]\nworkers = 4\ndrain_seconds = 1.5m\n\n[queue]\nlease_seconds=10s # x\n"
                      "max_attempts = 5\nretry_base_seconds = 250ms\n[limits]\nprobe = 2\n[timeouts]\nnoop = 1h\n"
-                     "[batch]\nincoming = /srv/in\n");
+                     "[batch]\nincoming = /srv/in\n[limits]\ntrain = 2\n[train]\nbackends = /opt/b\n");
     config_defaults(&c);
     CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0);
     CHECK_EQ_INT(c.workers, 4);
@@ -107,6 +111,8 @@ static void test_config(void)
     CHECK_EQ_INT(config_limit(&c, "probe"), 2);
     CHECK(config_timeout(&c, "noop") == 3600);
     CHECK_EQ_STR(c.incoming_dir, "/srv/in");
+    CHECK_EQ_INT(config_limit(&c, "train"), 2);
+    CHECK_EQ_STR(c.train_backends, "/opt/b");
     /* [prep] defaults */
     CHECK_EQ_INT(c.prep_frames, 16);
     CHECK_EQ_INT(c.prep_size, 112);
