@@ -9,9 +9,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static int sbuf_grow(struct sbuf *b, size_t extra)
 {
@@ -298,6 +300,51 @@ int mkdir_p(const char *path, unsigned mode)
             rc = -ENOTDIR;
     }
     free(tmp);
+    return rc;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+    struct sbuf tmp = {0};
+    sbuf_addf(&tmp, "%s.tmp-%d", path, (int)getpid());
+    int rc = 0, fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        sbuf_free(&tmp);
+        return rc;
+    }
+    for (const char *p = data; !rc && len > 0;) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = n < 0 ? -errno : -EIO;
+        else {
+            p += n;
+            len -= (size_t)n;
+        }
+    }
+    if (!rc && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && !rc)
+        rc = -errno;
+    if (!rc && rename(tmp.s, path) != 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp.s);
+    } else {
+        char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+        if (slash) {
+            *(slash == dir ? slash + 1 : slash) = '\0';
+            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                fsync(dfd);
+                close(dfd);
+            }
+        }
+        free(dir);
+    }
+    sbuf_free(&tmp);
     return rc;
 }
 

@@ -57,6 +57,10 @@ int mkdir_p(const char *path, unsigned mode);
 /* rm -rf: removes a file or a directory tree (symbolic links are removed,
  * not followed). 0 when path is gone, else -errno. */
 int remove_tree(const char *path);
+/* Writes len bytes to path atomically: a temporary name beside it
+ * (path.tmp-PID), fsync, rename over path, fsync of the directory. Readers
+ * see the old file or the whole new one. 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len);
 /* Absolute, normalised path of an existing file (realpath); caller frees. */
 int abs_path(const char *path, char **out);
 

@@ -27,6 +27,7 @@ static const struct {
     {"probe", job_probe},
     {"fetch", job_fetch},
     {"prep", job_prep},
+    {"segment", job_segment},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)

@@ -29,5 +29,6 @@ int job_noop(struct job_ctx *ctx);
 int job_probe(struct job_ctx *ctx);
 int job_fetch(struct job_ctx *ctx);
 int job_prep(struct job_ctx *ctx);
+int job_segment(struct job_ctx *ctx);
 
 #endif
