@@ -348,6 +348,42 @@ int write_file_atomic(const char *path, const void *data, size_t len)
     return rc;
 }
 
+int read_small_file(const char *path, size_t max, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct sbuf b = {0};
+    char buf[65536];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (b.len + (size_t)n > max) {
+            rc = -EFBIG;
+            break;
+        }
+        sbuf_addn(&b, buf, (size_t)n);
+    }
+    close(fd);
+    if (rc) {
+        sbuf_free(&b);
+        return rc;
+    }
+    *len = b.len;
+    *out = sbuf_take(&b);
+    return 0;
+}
+
 static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)
 {
     (void)sb;

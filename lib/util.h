@@ -61,6 +61,9 @@ int remove_tree(const char *path);
  * (path.tmp-PID), fsync, rename over path, fsync of the directory. Readers
  * see the old file or the whole new one. 0 or -errno. */
 int write_file_atomic(const char *path, const void *data, size_t len);
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees. -errno, or -EFBIG when it is larger. */
+int read_small_file(const char *path, size_t max, char **out, size_t *len);
 /* Absolute, normalised path of an existing file (realpath); caller frees. */
 int abs_path(const char *path, char **out);
 

@@ -287,10 +287,13 @@ static void note(const struct seg_args *a, const struct pass *ps, const struct s
         sbuf_addf(b, "; %lld damaged packets skipped", (long long)ds->decode_errors);
 }
 
-static void json_times(struct sbuf *b, const double *t, int64_t f0, int64_t f1)
+/* A clip's start is clamped at 0 (clips start at 0 or later): a first
+ * frame a hair before the timeline's 0 (-2e-7 s in movie-hello.mp4) is
+ * still inside [0, end) for the prep job, which allows 1e-6 s. */
+static void json_times(struct sbuf *b, const double *t, int64_t f0, int64_t f1, int clip)
 {
     sbuf_addf(b, "\"start_frame\":%lld,\"end_frame\":%lld,\"start_s\":%.17g,\"end_s\":%.17g", (long long)f0,
-              (long long)f1, t[f0], t[f1]);
+              (long long)f1, clip && t[f0] < 0 ? 0 : t[f0], t[f1]);
 }
 
 /* segments.json: the whole outcome (layout in docs/formats.md). */
@@ -323,7 +326,7 @@ static void write_json(const struct seg_args *a, const struct pass *ps, const st
                 chosen += c->v[j].chosen;
             }
         sbuf_addf(b, "%s{\"index\":%d,", i ? "," : "", i);
-        json_times(b, ps->t, s->f0, s->f1);
+        json_times(b, ps->t, s->f0, s->f1, 0);
         sbuf_addf(b, ",\"cut_score\":");
         if (i == 0)
             sbuf_add(b, "null");
@@ -337,7 +340,7 @@ static void write_json(const struct seg_args *a, const struct pass *ps, const st
         const struct seg_clip *x = &c->v[j];
         double d = ps->t[x->f1] - ps->t[x->f0];
         sbuf_addf(b, "%s{\"shot\":%d,\"track\":%d,", j ? "," : "", x->shot, x->track);
-        json_times(b, ps->t, x->f0, x->f1);
+        json_times(b, ps->t, x->f0, x->f1, 1);
         sbuf_addf(b, ",\"duration_s\":%.6f,\"bucket\":\"%s\",\"face_samples\":%d,\"chosen\":%s}", d, bucket(d),
                   x->samples, x->chosen ? "true" : "false");
     }
