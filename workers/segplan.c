@@ -146,40 +146,56 @@ int seg_shot_clips(const struct seg_params *p, const double *t, int shot, int64_
 
 int seg_choose(const struct seg_params *p, const double *t, struct seg_clip *c, int n)
 {
-    if (n <= p->max_clips) {
-        for (int i = 0; i < n; i++)
-            c[i].chosen = 1;
+    const int k = p->max_clips;
+    for (int i = 0; i < n; i++)
+        c[i].chosen = n <= k;
+    if (n <= k)
         return n;
-    }
-    for (int i = 0; i < n; i++)
-        c[i].chosen = 0;
-    double *dist = malloc(sizeof *dist * (size_t)n);
-    if (!dist)
+    /* targets evenly from the first candidate's midpoint to the last's;
+     * cost[j][i]: the least sum of |midpoint - target| over targets 0..j
+     * with target j taking candidate i (candidates taken in time order) */
+    double *m = malloc(sizeof *m * (size_t)n), *prev = malloc(sizeof *prev * (size_t)n),
+           *cur = malloc(sizeof *cur * (size_t)n);
+    int *from = malloc(sizeof *from * (size_t)n * (size_t)k);
+    if (!m || !prev || !cur || !from) {
+        free(m);
+        free(prev);
+        free(cur);
+        free(from);
         return -ENOMEM;
-    int kept = 0;
-    for (int i = 0; i < n; i++)
-        dist[i] = INFINITY;
-    while (kept < p->max_clips) {
-        int pick = -1;
-        if (kept == 0)
-            pick = 0; /* the earliest, then the latest, then the largest gaps */
-        else if (kept == 1)
-            pick = n - 1;
-        else
-            for (int i = 0; i < n; i++)
-                if (!c[i].chosen && (pick < 0 || dist[i] > dist[pick]))
-                    pick = i;
-        c[pick].chosen = 1;
-        kept++;
-        double m = 0.5 * (t[c[pick].f0] + t[c[pick].f1]);
-        for (int i = 0; i < n; i++) {
-            double d = fabs(0.5 * (t[c[i].f0] + t[c[i].f1]) - m);
-            if (d < dist[i])
-                dist[i] = d;
-        }
     }
-    free(dist);
-    return kept;
+    for (int i = 0; i < n; i++)
+        m[i] = 0.5 * (t[c[i].f0] + t[c[i].f1]);
+    for (int j = 0; j < k; j++) {
+        double target = k > 1 ? m[0] + (m[n - 1] - m[0]) * j / (k - 1) : 0.5 * (m[0] + m[n - 1]);
+        double best = INFINITY;
+        int best_i = -1;
+        /* target j can take candidates j .. n - k + j (the others need the rest) */
+        for (int i = j; i <= n - k + j; i++) {
+            if (j > 0 && (prev[i - 1] < best || best_i < 0)) {
+                best = prev[i - 1];
+                best_i = i - 1;
+            }
+            cur[i] = fabs(m[i] - target) + (j > 0 ? best : 0);
+            from[(size_t)j * n + i] = best_i;
+        }
+        double *x = prev;
+        prev = cur;
+        cur = x;
+    }
+    int last = k - 1;
+    for (int i = k; i <= n - 1; i++)
+        if (prev[i] < prev[last])
+            last = i;
+    for (int j = k - 1; j >= 0; j--) {
+        c[last].chosen = 1;
+        last = from[(size_t)j * n + last];
+    }
+    free(m);
+    free(prev);
+    free(cur);
+    free(from);
+    return k;
 }
 
 void seg_clips_free(struct seg_clips *c)

@@ -13,10 +13,12 @@
  *
  * Tracks shorter than min_s are dropped; longer than max_s are cut into
  * equal parts of min_s..max_s. When a movie has more candidates than
- * max_clips, the kept ones are spread over the movie: farthest-point
- * selection on the clips' midpoints (the first and the last candidate, then
- * always the one farthest from all kept so far; ties go to the earlier), so
- * that no stretch of the movie is left out for want of a budget. */
+ * max_clips, the kept ones are spread over the movie: max_clips target times
+ * evenly from the first candidate's midpoint to the last's, and the
+ * candidates (taken in time order) whose midpoints are closest to them in
+ * sum (dynamic programming, O(candidates x max_clips); ties go to the
+ * earlier candidate). The first and the last candidate are always kept, and
+ * where candidates crowd, fewer are taken than where they are sparse. */
 #ifndef DFEW_SEGPLAN_H
 #define DFEW_SEGPLAN_H
 

@@ -302,6 +302,23 @@ static void test_choice_spreads_over_the_movie(void)
             prev = i;
         }
     CHECK(widest <= 4); /* 29 intervals over 9 gaps: 3.2 on average */
+    /* 28 candidates 5 s apart, 20 kept (the integration test's synthetic
+     * movie): never two left out in a row, and as many in each half */
+    for (int i = 0; i < 28; i++)
+        c[i] = (struct seg_clip){(int64_t)i * 150, (int64_t)i * 150 + 60, i, i, 5, 0};
+    CHECK_EQ_INT(seg_choose(&P, t, c, 28), 20);
+    int first_half = 0;
+    prev = -1;
+    widest = 0;
+    for (int i = 0; i < 28; i++)
+        if (c[i].chosen) {
+            first_half += i < 14;
+            if (prev >= 0 && i - prev > widest)
+                widest = i - prev;
+            prev = i;
+        }
+    CHECK(widest <= 2);
+    CHECK_EQ_INT(first_half, 10);
     free(t);
 }
 
