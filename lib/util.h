@@ -49,6 +49,8 @@ int parse_bytes(const char *s, int64_t *out);
 double now_s(void);
 /* Monotonic milliseconds, for measuring intervals. */
 uint64_t mono_ms(void);
+/* Monotonic seconds with sub-microsecond precision, for timing stages. */
+double mono_s(void);
 /* ISO-8601 UTC with milliseconds, e.g. 2026-11-27T19:50:01.123Z. */
 void format_time_iso(double t, char *buf, size_t len);
 

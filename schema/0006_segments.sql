@@ -73,21 +73,19 @@ LEFT JOIN jobs j ON j.id = (SELECT max(id) FROM jobs WHERE movie_id = m.id AND k
 WHERE j.id IS NOT NULL OR m.segmented_at IS NOT NULL;
 
 CREATE VIEW clip_origin AS
-SELECT c.id                                   AS clip_id,
-       c.movie_id,
-       m.source                               AS movie,
+SELECT s.clip_id,
+       s.movie_id,
+       s.movie,
        c.origin,
        c.shot,
        c.track,
-       c.start_s,
-       c.end_s,
-       round(c.end_s - c.start_s, 3)          AS duration_s,
-       CASE WHEN c.end_s - c.start_s < 2 THEN '0-2s'
-            WHEN c.end_s - c.start_s < 5 THEN '2-5s'
-            ELSE '5s+' END                    AS duration_bucket,
+       s.start_s,
+       s.end_s,
+       s.duration_s,
+       s.duration_bucket,
        c.curator_label,
        e.name                                 AS curator_label_name,
-       c.state
-FROM clips c
-JOIN movies m ON m.id = c.movie_id
+       s.state
+FROM clip_status s
+JOIN clips c ON c.id = s.clip_id
 LEFT JOIN emotions e ON e.id = c.curator_label;

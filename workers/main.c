@@ -40,6 +40,15 @@ static int send_msg(const char *verb, const struct kv *kv)
     return rc;
 }
 
+int job_bad_arg(struct job_ctx *ctx, const char *what)
+{
+    snprintf(ctx->error, sizeof ctx->error,
+             "%s job arguments: %s; was this job queued by another dfew version? (dfewctl show %lld)", ctx->kind, what,
+             (long long)ctx->id);
+    ctx->retryable = 0;
+    return -EINVAL;
+}
+
 void job_progress(struct job_ctx *ctx, double frac, const char *msg)
 {
     struct kv kv = {0};

@@ -18,7 +18,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libavutil/frame.h>
 
@@ -62,22 +61,6 @@ struct pass {
     double decode_s, detect_s, score_s;
 };
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int bad_arg(struct job_ctx *ctx, const char *what)
-{
-    snprintf(ctx->error, sizeof ctx->error,
-             "segment job arguments: %s; was this job queued by another dfew version? (dfewctl show %lld)", what,
-             (long long)ctx->id);
-    ctx->retryable = 0;
-    return -EINVAL;
-}
-
 static int get_num(const struct kv *kv, const char *key, double def, double lo, double hi, double *out)
 {
     double v = def;
@@ -96,11 +79,11 @@ static int parse_args(struct job_ctx *ctx, struct seg_args *a)
     a->path = kv_get(kv, "path");
     a->out_dir = kv_get(kv, "out_dir");
     if (!a->path || !*a->path)
-        return bad_arg(ctx, "no 'path'");
+        return job_bad_arg(ctx, "no 'path'");
     if (!a->out_dir || a->out_dir[0] != '/')
-        return bad_arg(ctx, "'out_dir' must be an absolute path");
+        return job_bad_arg(ctx, "'out_dir' must be an absolute path");
     if (kv_get_i64(kv, "movie_id", &a->movie_id) || a->movie_id <= 0)
-        return bad_arg(ctx, "no 'movie_id'");
+        return job_bad_arg(ctx, "no 'movie_id'");
     double up, max_clips;
     if (get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
         get_num(kv, "detect_interval_s", 0.2, 0, 3600, &a->detect_interval_s) ||
@@ -108,7 +91,7 @@ static int parse_args(struct job_ctx *ctx, struct seg_args *a)
         get_num(kv, "track_gap_s", 0.5, 0, 3600, &a->p.track_gap_s) ||
         get_num(kv, "max_clips", 20, 1, 1e6, &max_clips) || get_num(kv, "upsample", 0, 0, 2, &up) ||
         get_num(kv, "duration_s", 0, 0, 1e9, &a->duration_s) || a->p.max_s < a->p.min_s)
-        return bad_arg(ctx, "cut_threshold, detect_interval_s, min_s, max_s, track_gap_s, max_clips, upsample or "
+        return job_bad_arg(ctx, "cut_threshold, detect_interval_s, min_s, max_s, track_gap_s, max_clips, upsample or "
                             "duration_s out of range");
     a->p.max_clips = (int)max_clips;
     a->upsample = (int)up;
