@@ -249,7 +249,7 @@ static void note(const struct seg_args *a, const struct pass *ps, const struct s
                  int chosen, const struct decoder_stats *ds, struct sbuf *b)
 {
     if (ps->n == 0)
-        sbuf_add(b, "no video frame could be decoded");
+        sbuf_add(b, "no clip: no video frame could be decoded");
     else if (chosen > 0)
         sbuf_addf(b, "%d clip%s (of %d candidates) in %d shot%s", chosen, chosen == 1 ? "" : "s", candidates,
                   ps->nshots, ps->nshots == 1 ? "" : "s");
