@@ -19,7 +19,8 @@ static const struct {
     {"jobs", cmd_jobs, "jobs [--state S]     list jobs (--kind K, --limit N)"},
     {"movies", cmd_movies, "movies               list movies with their probe facts"},
     {"clips", cmd_clips, "clips                list clips with their state"},
-    {"sheet", cmd_sheet, "sheet CLIP -o F.png  contact sheet: sampled frames with faces + the aligned frames"},
+    {"sheet", cmd_sheet, "sheet CLIP -o F.png  contact sheet: sampled frames with faces + the aligned frames\n"
+                         "  sheet movie ID -o F.png   a movie's shots (one thumbnail each) and its chosen clips"},
     {"show", cmd_show, "show [job|movie|clip] ID   one record with its history"},
     {"cancel", cmd_cancel, "cancel ID            cancel a job (stops it if running)"},
     {"retry", cmd_retry, "retry ID             run a dead, failed or cancelled job again"},

@@ -115,8 +115,9 @@ void sched_maybe_finish(struct daemon *d);
 void sched_close(struct daemon *d);
 void sched_apply_config(struct daemon *d);
 
-/* record.c: what a finished job writes into the domain tables */
-int record_result(struct daemon *d, const struct leased_job *job, const char *result_json);
+/* record.c: what a finished job writes into the domain tables; on failure
+ * err says why when the database does not (a result file, ...) */
+int record_result(struct daemon *d, const struct leased_job *job, const char *result_json, char *err, size_t errlen);
 char *result_json_from_fields(const struct kv *fields);
 
 /* ctlsock.c */

@@ -11,6 +11,7 @@
 #include "clips.h"
 #include "daemon.h"
 #include "log.h"
+#include "segments.h"
 
 /* JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int is_json_number(const char *s)
@@ -64,6 +65,19 @@ char *result_json_from_fields(const struct kv *fields)
     return sbuf_take(&b);
 }
 
+static int job_priority(struct daemon *d, int64_t id)
+{
+    int priority = 0;
+    sqlite3_stmt *st = db_prepare(d->db, "SELECT priority FROM jobs WHERE id = ?");
+    if (!st)
+        return 0;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        priority = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return priority;
+}
+
 static int record_probe(struct daemon *d, const struct leased_job *job, const char *result)
 {
     if (job->movie_id <= 0)
@@ -84,18 +98,42 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
     int rc = db_step_done(d->db, st);
     if (rc)
         return rc;
-    /* The movie's clips can be cut now: prep jobs at the probe's priority. */
-    int priority = 0, queued = 0;
-    st = db_prepare(d->db, "SELECT priority FROM jobs WHERE id = ?");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, job->id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        priority = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
-    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, d->cfg.prep_whole_movie, &queued);
+    /* The movie's clips can be cut now (prep jobs at the probe's priority);
+     * a movie without a clip list is segmented, or is one clip, or waits. */
+    int priority = job_priority(d, job->id), queued = 0, segment = 0;
+    enum segment_mode mode = config_segment_mode(&d->cfg);
+    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, mode == SEGMENT_WHOLE, &queued);
+    if (!rc && mode == SEGMENT_SHOTS)
+        rc = segments_queue(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, &segment);
     if (!rc && queued)
         log_info(job->id, "movie %lld: %d clip(s) queued for preprocessing", (long long)job->movie_id, queued);
+    if (!rc && segment)
+        log_info(job->id, "movie %lld: segment job queued (no clip list)", (long long)job->movie_id);
+    return rc;
+}
+
+/* A movie's shots and candidate clips: recorded from its segments.json
+ * (where dfewd expects it, whatever the result says), the chosen clips
+ * queued for preprocessing. */
+static int record_segment(struct daemon *d, const struct leased_job *job, char *err, size_t errlen)
+{
+    if (job->movie_id <= 0)
+        return 0;
+    char *path = segments_path(d->paths.outputs, job->movie_id);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_small_file(path, 256u << 20, &text, &len);
+    int added = 0, queued = 0;
+    if (rc)
+        snprintf(err, errlen, "%s: %s (the job is run again)", path, strerror(-rc));
+    else
+        rc = segments_record(d->db, &d->cfg, d->paths.outputs, job->movie_id, text, job_priority(d, job->id), &added,
+                             &queued, err, errlen);
+    if (!rc)
+        log_info(job->id, "movie %lld: %d clip(s) from segmentation, %d prep job(s) queued", (long long)job->movie_id,
+                 added, queued);
+    free(text);
+    free(path);
     return rc;
 }
 
@@ -367,15 +405,20 @@ out:
     return rc;
 }
 
-int record_result(struct daemon *d, const struct leased_job *job, const char *result_json)
+int record_result(struct daemon *d, const struct leased_job *job, const char *result_json, char *err, size_t errlen)
 {
+    int rc = 0;
     if (!strcmp(job->kind, "train"))
-        return record_train(d, job, result_json);
-    if (!strcmp(job->kind, "probe"))
-        return record_probe(d, job, result_json);
-    if (!strcmp(job->kind, "fetch"))
-        return record_fetch(d, job, result_json);
-    if (!strcmp(job->kind, "prep"))
-        return record_prep(d, job, result_json);
-    return 0;
+        rc = record_train(d, job, result_json);
+    else if (!strcmp(job->kind, "probe"))
+        rc = record_probe(d, job, result_json);
+    else if (!strcmp(job->kind, "fetch"))
+        rc = record_fetch(d, job, result_json);
+    else if (!strcmp(job->kind, "prep"))
+        rc = record_prep(d, job, result_json);
+    else if (!strcmp(job->kind, "segment"))
+        rc = record_segment(d, job, err, errlen);
+    if (rc && errlen && !err[0])
+        snprintf(err, errlen, "%s (dfewd's log has the details)", strerror(-rc));
+    return rc;
 }

@@ -146,10 +146,10 @@ void sched_job_finished(struct worker *w, const char *verb, const struct kv *fie
         int rc = db_begin(d->db);
         if (!rc) {
             rc = queue_complete(d->db, job->id, job->token, result);
-            if (!rc && (rc = record_result(d, job, result)) != 0) {
-                char why[512];
-                snprintf(why, sizeof why, "the result could not be recorded: %s (database: %s; dfewd's log has details)",
-                         strerror(-rc), db_errmsg(d->db));
+            char rerr[512] = "";
+            if (!rc && (rc = record_result(d, job, result, rerr, sizeof rerr)) != 0) {
+                char why[1024];
+                snprintf(why, sizeof why, "the result could not be recorded: %s", rerr[0] ? rerr : db_errmsg(d->db));
                 db_rollback(d->db);
                 log_error(job->id, "%s", why);
                 queue_fail(d->db, &d->policy, job->id, job->token, why, 1, NULL);

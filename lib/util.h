@@ -51,6 +51,8 @@ int parse_bytes(const char *s, int64_t *out);
 double now_s(void);
 /* Monotonic milliseconds, for measuring intervals. */
 uint64_t mono_ms(void);
+/* Monotonic seconds with sub-microsecond precision, for timing stages. */
+double mono_s(void);
 /* ISO-8601 UTC with milliseconds, e.g. 2026-11-27T19:50:01.123Z. */
 void format_time_iso(double t, char *buf, size_t len);
 
@@ -63,6 +65,13 @@ int write_file_atomic(const char *path, const void *data, size_t len);
 /* rm -rf: removes a file or a directory tree (symbolic links are removed,
  * not followed). 0 when path is gone, else -errno. */
 int remove_tree(const char *path);
+/* Writes len bytes to path atomically: a temporary name beside it
+ * (path.tmp-PID), fsync, rename over path, fsync of the directory. Readers
+ * see the old file or the whole new one. 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len);
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees. -errno, or -EFBIG when it is larger. */
+int read_small_file(const char *path, size_t max, char **out, size_t *len);
 /* Absolute, normalised path of an existing file (realpath); caller frees. */
 int abs_path(const char *path, char **out);
 
