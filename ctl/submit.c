@@ -483,8 +483,10 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
                                          {"fail-attempts", required_argument, NULL, 'a'},
                                          {"max-attempts", required_argument, NULL, 'm'},
                                          {"priority", required_argument, NULL, 'p'},
+                                         {"progress", required_argument, NULL, 'P'},
                                          CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
+    int progress = 0;
     int count = 1, sleep_ms = 0, fail_attempts = -1, max_attempts = 0, priority = 0, o;
     const char *fail = NULL;
     optind = 1;
@@ -498,15 +500,18 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
         case 'a': bad = parse_int(optarg, &fail_attempts) || fail_attempts < 0; break;
         case 'm': bad = parse_int(optarg, &max_attempts) || max_attempts < 1; break;
         case 'p': bad = parse_int(optarg, &priority); break;
+        case 'P': bad = parse_int(optarg, &progress) || progress < 0; break;
         case 'f':
             fail = optarg;
             bad = strcmp(fail, "transient") && strcmp(fail, "permanent");
             break;
         case 'h':
             printf("usage: dfewctl noop [--count N] [--sleep-ms MS] [--fail transient|permanent]\n"
-                   "                    [--fail-attempts K] [--max-attempts N] [--priority P]\n\n"
+                   "                    [--fail-attempts K] [--max-attempts N] [--priority P]\n"
+                   "                    [--progress N]\n\n"
                    "Queues no-op jobs: they measure the queue (bench/) and exercise retries.\n"
-                   "--fail makes them fail (only the first K attempts with --fail-attempts).\n");
+                   "--fail makes them fail (only the first K attempts with --fail-attempts);\n"
+                   "--progress N reports N progress steps first, 10 ms apart.\n");
             return 0;
         default: return 2;
         }
@@ -521,6 +526,8 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
         max_attempts = c->cfg.max_attempts;
     struct sbuf args = {0};
     sbuf_addf(&args, "{\"sleep_ms\":%d", sleep_ms);
+    if (progress)
+        sbuf_addf(&args, ",\"progress\":%d", progress);
     if (fail) {
         sbuf_add(&args, ",\"fail\":");
         sbuf_add_json_str(&args, fail);

@@ -50,6 +50,8 @@ struct worker {
     struct leased_job job;
     int has_job;
     double job_started, last_progress_db;
+    double pending_frac;   /* progress not yet written (rate limit); < 0: none */
+    char *pending_msg;
     enum kill_reason kill_reason;
     int consecutive_failures;
     double spawned_at;

@@ -49,6 +49,7 @@ static void slot_maybe_free(struct worker *w)
         sbuf_free(&w->outbuf);
         sbuf_free(&w->errbuf);
         leased_job_free(&w->job);
+        free(w->pending_msg);
         free(w);
     }
 }
@@ -433,6 +434,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->state = W_BUSY;
     w->job_started = now_s();
     w->last_progress_db = 0;
+    w->pending_frac = -1;
     int rc = send_line(w, "job", &kv);
     kv_free(&kv);
     if (rc) {

@@ -12,6 +12,7 @@
 #include "log.h"
 
 static void on_wake(uv_timer_t *t);
+static void flush_progress(struct worker *w);
 
 /* A JSON array of the kinds a general worker must not lease: those at their
  * concurrency limit, and train when trainer slots run them. */
@@ -118,6 +119,7 @@ static void on_renew(uv_timer_t *t)
         struct worker *w = d->workers[i];
         if (w->state != W_BUSY || !w->has_job)
             continue;
+        flush_progress(w);
         int rc = queue_renew(d->db, &d->policy, w->job.id, w->job.token);
         if (rc == -ESTALE) {
             log_warn(w->job.id, "lease on the job is gone (cancelled or expired); stopping worker %d", w->slot);
@@ -130,6 +132,9 @@ static void on_renew(uv_timer_t *t)
 
 static void job_release_slot(struct worker *w)
 {
+    free(w->pending_msg);
+    w->pending_msg = NULL;
+    w->pending_frac = -1;
     leased_job_free(&w->job);
     memset(&w->job, 0, sizeof w->job);
     w->has_job = 0;
@@ -215,16 +220,40 @@ void sched_job_lost(struct worker *w, const char *why, int count_attempt)
     sched_kick(d);
 }
 
+static void write_progress(struct worker *w, double frac, const char *msg)
+{
+    w->last_progress_db = now_s();
+    queue_progress(w->d->db, w->job.id, w->job.token, frac, msg);
+}
+
+/* Progress of a running job: written at most once a second per job; a
+ * report that comes sooner is kept and written by the next report or the
+ * next lease renewal, so the last word of a job that then goes quiet (a
+ * long epoch) is not lost. */
 void sched_progress(struct worker *w, const struct kv *fields)
 {
-    double frac = 0, t = now_s();
+    double frac = 0;
     if (kv_get_double(fields, "frac", &frac))
         return;
-    /* At most one database write per job per second. */
-    if (t - w->last_progress_db < 1.0 && frac < 1.0)
+    const char *msg = kv_get(fields, "msg");
+    free(w->pending_msg);
+    w->pending_msg = NULL;
+    w->pending_frac = -1;
+    if (now_s() - w->last_progress_db < 1.0 && frac < 1.0) {
+        w->pending_frac = frac;
+        w->pending_msg = msg ? xstrdup(msg) : NULL;
         return;
-    w->last_progress_db = t;
-    queue_progress(w->d->db, w->job.id, w->job.token, frac, kv_get(fields, "msg"));
+    }
+    write_progress(w, frac, msg);
+}
+
+static void flush_progress(struct worker *w)
+{
+    if (w->pending_frac >= 0 && w->has_job)
+        write_progress(w, w->pending_frac, w->pending_msg);
+    free(w->pending_msg);
+    w->pending_msg = NULL;
+    w->pending_frac = -1;
 }
 
 static void on_drain_deadline(uv_timer_t *t)

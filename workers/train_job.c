@@ -73,13 +73,6 @@ static struct {
     int open;
 } cache;
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
 static uint64_t mix(uint64_t a, uint64_t b)
 {
     uint64_t s = a ^ (b + 0x632BE59BD9B4E019ull) * 0x9E3779B97F4A7C15ull;
