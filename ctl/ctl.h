@@ -62,6 +62,9 @@ int cmd_report(struct ctl *c, int argc, char **argv);
 int cmd_export(struct ctl *c, int argc, char **argv);
 int cmd_import(struct ctl *c, int argc, char **argv);
 int cmd_sheet(struct ctl *c, int argc, char **argv);
+int cmd_train(struct ctl *c, int argc, char **argv);
+int cmd_runs(struct ctl *c, int argc, char **argv);
+int cmd_metrics(struct ctl *c, int argc, char **argv);
 
 /* Common option handling for commands: --home and --json are accepted
  * anywhere. Returns the getopt result for anything else. */

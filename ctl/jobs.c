@@ -119,9 +119,23 @@ static int show_movie(struct ctl *c, const char *id)
     printf(c->json ? ",\"jobs\":" : "\njobs:\n");
     ctl_print_query(c, "SELECT id, kind, state, attempts, coalesce(error, '') AS error FROM jobs WHERE movie_id = ? ORDER BY id",
                     binds, "  (none)");
+    /* automatic segmentation: its outcome, the shots, and which clips came from it */
+    printf(c->json ? ",\"segmentation\":" : "\nsegmentation:\n");
+    if (ctl_print_record(c, "SELECT segment_state AS state, frames, shots, candidates, clips, clips_0_2s, clips_2_5s, "
+                            "clips_5s_plus, usable_clips, note, segment_error AS error, segmented FROM movie_segments "
+                            "WHERE movie_id = ?",
+                         binds) == -ENOENT)
+        printf(c->json ? "null" : "  (none: a clip list, [segment] mode, or not probed yet)\n");
+    printf(c->json ? ",\"shots\":" : "\nshots:\n");
+    ctl_print_query(c, "SELECT shot, start_frame, end_frame, round(start_s, 3) AS start_s, round(end_s, 3) AS end_s, "
+                       "duration_s, cut_score, sampled, face_samples, face_share, candidates, clips FROM movie_shots "
+                       "WHERE movie_id = ? ORDER BY shot",
+                    binds, "  (none)");
     printf(c->json ? ",\"clips\":" : "\nclips:\n");
-    ctl_print_query(c, "SELECT clip_id, start_s, end_s, state, face_ratio, reason FROM clip_status WHERE movie_id = ? "
-                       "ORDER BY start_s",
+    ctl_print_query(c, "SELECT s.clip_id, round(s.start_s, 3) AS start_s, round(s.end_s, 3) AS end_s, s.duration_s, "
+                       "s.duration_bucket AS bucket, o.origin, o.shot, o.curator_label_name AS label, s.state, "
+                       "s.face_ratio, s.reason FROM clip_status s JOIN clip_origin o USING (clip_id) "
+                       "WHERE s.movie_id = ? ORDER BY s.start_s",
                     binds, "  (none yet)");
     if (c->json)
         printf("}\n");
@@ -153,7 +167,8 @@ int cmd_show(struct ctl *c, int argc, char **argv)
     int rc = ctl_simple_opts(c, argc, argv,
                          "usage: dfewctl show [job|movie|clip] ID [--json]\n\n"
                          "One record with its history: a job with its events, a movie with its probe\n"
-                         "facts, jobs and clips, a clip with its jobs. A bare ID is a job.\n");
+                         "facts, jobs, segmentation (shots) and clips, a clip with its jobs. A bare ID\n"
+                         "is a job.\n");
     if (rc >= 0)
         return rc;
     const char *what = "job", *id = NULL;

@@ -19,7 +19,8 @@ static const struct {
     {"jobs", cmd_jobs, "jobs [--state S]     list jobs (--kind K, --limit N)"},
     {"movies", cmd_movies, "movies               list movies with their probe facts"},
     {"clips", cmd_clips, "clips                list clips with their state"},
-    {"sheet", cmd_sheet, "sheet CLIP -o F.png  contact sheet: sampled frames with faces + the aligned frames"},
+    {"sheet", cmd_sheet, "sheet CLIP -o F.png  contact sheet: sampled frames with faces + the aligned frames\n"
+                         "  sheet movie ID -o F.png   a movie's shots (one thumbnail each) and its chosen clips"},
     {"show", cmd_show, "show [job|movie|clip] ID   one record with its history"},
     {"cancel", cmd_cancel, "cancel ID            cancel a job (stops it if running)"},
     {"retry", cmd_retry, "retry ID             run a dead, failed or cancelled job again"},
@@ -30,6 +31,9 @@ static const struct {
     {"report", cmd_report, "report [table2]      dataset summary; the paper's Table 2 (--csv)"},
     {"export", cmd_export, "export --format dfew|lists DIR   the DFEW release layout, or train/test lists"},
     {"import", cmd_import, "import dfew DIR      read a DFEW-layout release (labels, votes, official folds)"},
+    {"train", cmd_train, "train --split NAME   train a model on every fold of a split (one job per fold)"},
+    {"runs", cmd_runs, "runs                 training runs: state, folds done, pooled UAR / WAR"},
+    {"metrics", cmd_metrics, "metrics [RUN]        per-fold and pooled recall, UAR, WAR (--json, --plot F.png)"},
 };
 
 static void usage(FILE *f)

@@ -1,9 +1,14 @@
-/* dfewctl sheet CLIP -o sheet.png: a contact sheet to look at a clip's
- * preprocessing. Top: original frames sampled evenly over the clip (decoded
- * again from the movie), with the subject's face box and 68 landmarks from
- * faces.bin drawn on them, framed green when the face was found and red
- * when not. Below: the aligned, interpolated frames from clip.u8, eight to a
- * row. Written atomically (temporary name, then rename). Not a viewer. */
+/* dfewctl sheet: contact sheets (PNG) to look at what dfew made of a movie.
+ * `sheet [clip] CLIP -o F.png`, a clip's preprocessing. Top: original frames
+ * sampled evenly over the clip (decoded again from the movie), with the
+ * subject's face box and 68 landmarks from faces.bin drawn on them, framed
+ * green when the face was found and red when not. Below: the aligned,
+ * interpolated frames from clip.u8, eight to a row.
+ * `sheet movie MOVIE -o F.png`, a movie's segmentation. Top: the whole
+ * movie as a timeline, shot cuts as white ticks and the chosen clips as
+ * green spans. Below: one thumbnail per shot (its middle frame), framed
+ * green when a clip was chosen in it, each above its own timeline with the
+ * clips' spans. Written atomically (temporary name, then rename). Not a viewer. */
 #include <errno.h>
 #include <getopt.h>
 #include <math.h>
@@ -86,6 +91,33 @@ static void draw_sample(struct canvas *c, int ox, int oy, int tw, int th, const 
     rect(c, ox, oy, ox + tw - 1, oy + th - 1, 2, rec->found ? green : red);
 }
 
+/* The canvas as a PNG at path, written to a temporary name and renamed. */
+static int write_png(const struct canvas *cv, const char *path)
+{
+    struct img_encoder *enc = NULL;
+    struct sbuf tmp = {0};
+    sbuf_addf(&tmp, "%s.tmp-%d", path, (int)getpid());
+    int rc = img_encoder_new(IMG_PNG, &enc);
+    if (!rc)
+        rc = img_write_file(enc, tmp.s, cv->px, cv->w, cv->h, cv->w * 3);
+    if (!rc && rename(tmp.s, path) != 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp.s);
+        fprintf(stderr, "dfewctl sheet: cannot write %s: %s\n", path, strerror(-rc));
+    }
+    img_encoder_free(enc);
+    sbuf_free(&tmp);
+    return rc;
+}
+
+static void fill(struct canvas *c, int x0, int y0, int x1, int y1, const uint8_t col[3])
+{
+    for (int y = y0; y <= y1; y++)
+        for (int x = x0; x <= x1; x++)
+            put(c, x, y, col);
+}
+
 struct clip_row {
     double start_s, end_s;
     char *movie, *out_dir, *state, *reason;
@@ -124,35 +156,8 @@ static void free_clip(struct clip_row *r)
     free(r->reason);
 }
 
-int cmd_sheet(struct ctl *c, int argc, char **argv)
+static int sheet_clip(struct ctl *c, int64_t id, const char *out)
 {
-    static const struct option opts[] = {{"output", required_argument, NULL, 'o'}, CTL_COMMON_LONGOPTS,
-                                         {NULL, 0, NULL, 0}};
-    const char *out = NULL;
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
-        if (ctl_common_opt(c, o, optarg))
-            continue;
-        switch (o) {
-        case 'o': out = optarg; break;
-        case 'h':
-            printf("usage: dfewctl sheet CLIP -o SHEET.png\n\n"
-                   "Writes a contact sheet of a clip as PNG: %d frames sampled over the clip with the\n"
-                   "face box and the 68 landmarks drawn (green frame: face found, red: not), then\n"
-                   "the aligned, interpolated frames the clip's prep job wrote.\n",
-                   SAMPLES);
-            return 0;
-        default: return 2;
-        }
-    }
-    int64_t id;
-    if (optind + 1 != argc || parse_i64(argv[optind], &id) || id <= 0 || !out) {
-        fprintf(stderr, "dfewctl sheet: give one clip id and -o FILE.png (see --help; 'dfewctl clips' lists ids)\n");
-        return 2;
-    }
-    if (ctl_open(c, 0))
-        return 1;
     struct clip_row clip;
     int rc = load_clip(c, id, &clip);
     if (rc) {
@@ -255,17 +260,7 @@ int cmd_sheet(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "dfewctl sheet: no frame of the clip could be decoded from %s\n", clip.movie);
         status = 1;
     } else {
-        struct img_encoder *enc = NULL;
-        struct sbuf tmp = {0};
-        sbuf_addf(&tmp, "%s.tmp-%d", out, (int)getpid());
-        rc = img_encoder_new(IMG_PNG, &enc);
-        if (!rc)
-            rc = img_write_file(enc, tmp.s, cv.px, cv.w, cv.h, cv.w * 3);
-        if (!rc && rename(tmp.s, out) != 0)
-            rc = -errno;
-        if (rc) {
-            unlink(tmp.s);
-            fprintf(stderr, "dfewctl sheet: cannot write %s: %s\n", out, strerror(-rc));
+        if ((rc = write_png(&cv, out)) != 0) {
             status = 1;
         } else if (c->json) {
             printf("{\"clip_id\":%lld,\"sheet\":", (long long)id);
@@ -278,12 +273,205 @@ int cmd_sheet(struct ctl *c, int argc, char **argv)
             printf("%s: %dx%d, %d sampled frames, %d aligned frames of clip %lld\n", out, cv.w, cv.h, drawn, T,
                    (long long)id);
         }
-        img_encoder_free(enc);
-        sbuf_free(&tmp);
     }
     free(cv.px);
     free(recs);
     free(tensor);
     free_clip(&clip);
     return status;
+}
+
+/* --- the movie sheet --- */
+
+#define MOVIE_COLS 8
+#define MOVIE_THUMB_W 160
+#define BAR_H 8
+#define TIMELINE_H 16
+
+struct shot_row {
+    int shot;
+    double start_s, end_s;
+    int clips;
+};
+
+struct span {
+    double start_s, end_s;
+};
+
+/* A timeline of [t0, t1) at (x0, y0), w x h: grey, the clips' spans green. */
+static void timeline(struct canvas *cv, int x0, int y0, int w, int h, double t0, double t1, const struct span *clips,
+                     int nclips)
+{
+    static const uint8_t grey[3] = {90, 90, 90}, green[3] = {40, 220, 60};
+    fill(cv, x0, y0, x0 + w - 1, y0 + h - 1, grey);
+    double len = t1 - t0;
+    if (!(len > 0))
+        return;
+    for (int i = 0; i < nclips; i++) {
+        if (clips[i].end_s <= t0 || clips[i].start_s >= t1)
+            continue;
+        int a = x0 + (int)floor((fmax(clips[i].start_s, t0) - t0) / len * w);
+        int b = x0 + (int)ceil((fmin(clips[i].end_s, t1) - t0) / len * w) - 1;
+        fill(cv, a, y0, b < a ? a : b, y0 + h - 1, green);
+    }
+}
+
+static int sheet_movie(struct ctl *c, int64_t id, const char *out)
+{
+    char idtxt[32];
+    snprintf(idtxt, sizeof idtxt, "%lld", (long long)id);
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT path, segment_note FROM movies WHERE id = ?");
+    if (!st)
+        return 1;
+    sqlite3_bind_int64(st, 1, id);
+    char *path = NULL, *note = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        path = xstrdup(sqlite3_column_text(st, 0) ? (const char *)sqlite3_column_text(st, 0) : "");
+        note = sqlite3_column_text(st, 1) ? xstrdup((const char *)sqlite3_column_text(st, 1)) : NULL;
+    }
+    sqlite3_reset(st);
+    if (!path) {
+        fprintf(stderr, "dfewctl sheet: no movie %s ('dfewctl movies' lists them)\n", idtxt);
+        return 1;
+    }
+    struct shot_row *shots = NULL;
+    struct span *clips = NULL;
+    int nshots = 0, nclips = 0, status = 1;
+    st = db_prepare(c->db, "SELECT shot, start_s, end_s, clips FROM movie_shots WHERE movie_id = ? ORDER BY shot");
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        shots = xrealloc(shots, sizeof *shots * (size_t)(nshots + 1));
+        shots[nshots++] = (struct shot_row){sqlite3_column_int(st, 0), sqlite3_column_double(st, 1),
+                                            sqlite3_column_double(st, 2), sqlite3_column_int(st, 3)};
+    }
+    sqlite3_reset(st);
+    st = db_prepare(c->db, "SELECT start_s, end_s FROM clips WHERE movie_id = ? AND origin = 'segment' "
+                           "ORDER BY start_s");
+    sqlite3_bind_int64(st, 1, id);
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        clips = xrealloc(clips, sizeof *clips * (size_t)(nclips + 1));
+        clips[nclips++] = (struct span){sqlite3_column_double(st, 0), sqlite3_column_double(st, 1)};
+    }
+    sqlite3_reset(st);
+    struct decoder *dec = NULL;
+    struct canvas cv = {0};
+    char err[1024] = "";
+    if (nshots == 0) {
+        fprintf(stderr, "dfewctl sheet: movie %s has no shots: it was not segmented%s%s%s ('dfewctl show movie %s')\n",
+                idtxt, note ? " (" : "", note ? note : "", note ? ")" : "", idtxt);
+        goto out;
+    }
+    if (decoder_open(path, 0, &dec, err, sizeof err)) {
+        fprintf(stderr, "dfewctl sheet: %s\n", err);
+        goto out;
+    }
+    int W, H;
+    decoder_geometry(dec, &W, &H, NULL, NULL);
+    int tw = MOVIE_THUMB_W, th = (int)lround((double)tw * H / (W > 0 ? W : 1));
+    if (th < 1)
+        th = 1;
+    int cols = nshots < MOVIE_COLS ? nshots : MOVIE_COLS, rows = (nshots + cols - 1) / cols;
+    int cell_h = th + GAP + BAR_H + 2 * GAP;
+    cv.w = cols * tw + (cols + 1) * GAP;
+    cv.h = GAP + TIMELINE_H + 2 * GAP + rows * cell_h;
+    cv.px = xmalloc((size_t)cv.w * cv.h * 3);
+    memset(cv.px, 32, (size_t)cv.w * cv.h * 3);
+    /* the whole movie */
+    static const uint8_t white[3] = {255, 255, 255}, green[3] = {40, 220, 60}, dark[3] = {70, 70, 70};
+    double t0 = shots[0].start_s, t1 = shots[nshots - 1].end_s;
+    int lw = cv.w - 2 * GAP;
+    timeline(&cv, GAP, GAP, lw, TIMELINE_H, t0, t1, clips, nclips);
+    for (int i = 1; i < nshots && t1 > t0; i++) {
+        int x = GAP + (int)lround((shots[i].start_s - t0) / (t1 - t0) * lw);
+        fill(&cv, x, GAP, x, GAP + TIMELINE_H - 1, white);
+    }
+    /* one thumbnail per shot: its middle frame */
+    struct SwsContext *sws = NULL;
+    int drawn = 0;
+    for (int i = 0; i < nshots; i++) {
+        int x = GAP + (i % cols) * (tw + GAP), y = GAP + TIMELINE_H + 2 * GAP + (i / cols) * cell_h;
+        struct decoded_frame f;
+        int rc = decoder_seek(dec, 0.5 * (shots[i].start_s + shots[i].end_s), err, sizeof err);
+        if (!rc)
+            rc = decoder_next(dec, &f, err, sizeof err);
+        if (rc == 1) {
+            draw_sample(&cv, x, y, tw, th, &f, NULL, &sws);
+            drawn++;
+        } else if (rc < 0) {
+            fprintf(stderr, "dfewctl sheet: shot %d: %s\n", shots[i].shot, err);
+        }
+        rect(&cv, x, y, x + tw - 1, y + th - 1, shots[i].clips ? 3 : 1, shots[i].clips ? green : dark);
+        timeline(&cv, x, y + th + GAP, tw, BAR_H, shots[i].start_s, shots[i].end_s, clips, nclips);
+    }
+    sws_freeContext(sws);
+    if (!drawn) {
+        fprintf(stderr, "dfewctl sheet: no frame of movie %s could be decoded from %s\n", idtxt, path);
+        goto out;
+    }
+    if (write_png(&cv, out))
+        goto out;
+    status = 0;
+    if (c->json) {
+        struct sbuf j = {0};
+        sbuf_add_json_str(&j, out);
+        printf("{\"movie_id\":%lld,\"sheet\":%s,\"width\":%d,\"height\":%d,\"shots\":%d,\"thumbnails\":%d,"
+               "\"clips\":%d}\n",
+               (long long)id, j.s, cv.w, cv.h, nshots, drawn, nclips);
+        sbuf_free(&j);
+    } else {
+        printf("%s: %dx%d, %d shot%s (%d thumbnails), %d clip%s of movie %lld\n", out, cv.w, cv.h, nshots,
+               nshots == 1 ? "" : "s", drawn, nclips, nclips == 1 ? "" : "s", (long long)id);
+    }
+out:
+    decoder_close(dec);
+    free(cv.px);
+    free(shots);
+    free(clips);
+    free(path);
+    free(note);
+    return status;
+}
+
+int cmd_sheet(struct ctl *c, int argc, char **argv)
+{
+    static const struct option opts[] = {{"output", required_argument, NULL, 'o'}, CTL_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    const char *out = NULL;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "ho:", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        switch (o) {
+        case 'o': out = optarg; break;
+        case 'h':
+            printf("usage: dfewctl sheet [clip] CLIP -o SHEET.png\n"
+                   "       dfewctl sheet movie MOVIE -o SHEET.png\n\n"
+                   "Writes a contact sheet as PNG. A clip's: %d frames sampled over the clip with\n"
+                   "the face box and the 68 landmarks drawn (green frame: face found, red: not),\n"
+                   "then the aligned, interpolated frames the clip's prep job wrote. A movie's:\n"
+                   "its timeline (white ticks: shot cuts, green: the clips chosen by segmentation)\n"
+                   "and the middle frame of every shot, framed green when a clip lies in the shot,\n"
+                   "each above the shot's own timeline.\n",
+                   SAMPLES);
+            return 0;
+        default: return 2;
+        }
+    }
+    const char *what = "clip", *idarg = optind < argc ? argv[optind] : NULL;
+    if (optind + 2 == argc) {
+        what = argv[optind];
+        idarg = argv[optind + 1];
+    }
+    int64_t id;
+    int movie = !strcmp(what, "movie");
+    if ((!movie && strcmp(what, "clip")) || optind >= argc || optind + 2 < argc || !idarg || parse_i64(idarg, &id) ||
+        id <= 0 || !out) {
+        fprintf(stderr, "dfewctl sheet: give 'movie ID' or a clip id, and -o FILE.png (see --help; 'dfewctl movies' "
+                        "and 'dfewctl clips' list ids)\n");
+        return 2;
+    }
+    if (ctl_open(c, 0))
+        return 1;
+    return movie ? sheet_movie(c, id, out) : sheet_clip(c, id, out);
 }

@@ -79,14 +79,18 @@ static int print_status(struct ctl *c, int tty, long long start)
     }
     if (up) {
         /* A few fields are enough for the headline; the JSON has the rest. */
-        int busy = 0, workers = 0;
+        int busy = 0, workers = 0, tbusy = 0, trainers = 0;
+        char *tr = strstr(reply, "\"trainers\":[");
         for (char *p = reply; (p = strstr(p, "\"state\":\"")); p += 9) {
-            workers++;
-            busy += !strncmp(p + 9, "busy", 4);
+            int t = tr && p > tr;
+            *(t ? &trainers : &workers) += 1;
+            *(t ? &tbusy : &busy) += !strncmp(p + 9, "busy", 4);
         }
         char *pid = strstr(reply, "\"pid\":");
-        printf("dfewd: running (pid %d), %d worker(s), %d busy%s\n", pid ? atoi(pid + 6) : 0, workers, busy,
-               strstr(reply, "\"draining\":true") ? ", draining" : "");
+        printf("dfewd: running (pid %d), %d worker(s), %d busy", pid ? atoi(pid + 6) : 0, workers, busy);
+        if (trainers)
+            printf("; %d trainer slot(s), %d busy", trainers, tbusy);
+        printf("%s\n", strstr(reply, "\"draining\":true") ? ", draining" : "");
     } else if (req == -EACCES || req == -EPERM) {
         printf("dfewd: unknown (its control socket %s is private to the daemon's user; run dfewctl as that user)\n",
                c->paths.sock);

@@ -333,11 +333,12 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
     static const struct option opts[] = {{"batch", no_argument, NULL, 'b'},
                                          {"priority", required_argument, NULL, 'p'},
                                          {"clips", required_argument, NULL, 'c'},
+                                         {"allow-overlap", no_argument, NULL, 'o'},
                                          CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     struct submit_run r = {.c = c};
     const char *clip_list = NULL;
-    int o;
+    int o, clip_flags = 0;
     optind = 1;
     while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         if (ctl_common_opt(c, o, optarg))
@@ -345,6 +346,7 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
         switch (o) {
         case 'b': r.batch = 1; break;
         case 'c': clip_list = optarg; break;
+        case 'o': clip_flags |= CLIPS_ALLOW_OVERLAP; break;
         case 'p':
             if (parse_int(optarg, &r.priority)) {
                 fprintf(stderr, "dfewctl submit: --priority wants a whole number, not '%s'\n", optarg);
@@ -353,7 +355,7 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
             break;
         case 'h':
             printf("usage: dfewctl submit [--batch] [--priority N] PATH|URL...\n"
-                   "       dfewctl submit [--priority N] MOVIE --clips LIST.csv\n\n"
+                   "       dfewctl submit [--priority N] MOVIE --clips LIST.csv [--allow-overlap]\n\n"
                    "Queues each movie file for processing; directories are searched recursively\n"
                    "and files FFmpeg does not recognise as video are skipped. A movie whose\n"
                    "content (SHA-256) is already known is not queued again. http:// and\n"
@@ -363,13 +365,22 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
                    "                (same size and mtime are not hashed again), prints a summary;\n"
                    "                without PATH it scans [batch] incoming from dfew.conf\n"
                    "  --priority N  higher runs first (default 0)\n"
-                   "  --clips LIST  the movie's clips, one 'start,end' row per line in seconds\n"
-                   "                (12.5) or [HH:]MM:SS[.mmm]; each clip becomes one prep job.\n"
-                   "                Without it the whole movie is one clip. A bad row rejects\n"
-                   "                the whole list (nothing is added).\n");
+                   "  --clips LIST  the movie's clips, one 'start,end[,label]' row per line, times\n"
+                   "                in seconds (12.5) or [HH:]MM:SS[.mmm], label an emotion name\n"
+                   "                or 1..7 (kept as the clip's curator_label, not a vote); each\n"
+                   "                clip becomes one prep job. A bad row (end not after start,\n"
+                   "                past the movie's end, overlapping another) rejects the whole\n"
+                   "                list, with its line number; nothing is added.\n"
+                   "                Without --clips a movie is segmented: shots and face tracks\n"
+                   "                give its clips ([segment] in dfew.conf).\n"
+                   "  --allow-overlap  clips of the list may overlap\n");
             return 0;
         default: return 2;
         }
+    }
+    if (clip_flags && !clip_list) {
+        fprintf(stderr, "dfewctl submit: --allow-overlap goes with --clips (see --help)\n");
+        return 2;
     }
     if (clip_list) {
         struct stat csb;
@@ -378,8 +389,22 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
             return 2;
         }
         char err[1024];
-        if (clips_parse_list(clip_list, &r.clips, &r.nclips, err, sizeof err)) {
+        if (clips_parse_list(clip_list, clip_flags, &r.clips, &r.nclips, err, sizeof err)) {
             fprintf(stderr, "dfewctl submit: %s\n", err);
+            return 2;
+        }
+        /* inside the movie: its end is known from its header now, not only after the probe */
+        struct media_info mi;
+        if (media_probe(argv[optind], 0, &mi, NULL, NULL, err, sizeof err) != 0) {
+            fprintf(stderr, "dfewctl submit: %s: %s; a clip list goes with a readable video\n", argv[optind], err);
+            free(r.clips);
+            return 2;
+        }
+        double fps = mi.avg_fps > 0 ? mi.avg_fps : mi.real_fps;
+        if (mi.duration_s > 0 && clips_check_inside(clip_list, r.clips, r.nclips, mi.start_time_s + mi.duration_s,
+                                                    fps > 0 ? 1.0 / fps : 0.05, err, sizeof err)) {
+            fprintf(stderr, "dfewctl submit: %s\n", err);
+            free(r.clips);
             return 2;
         }
     }
@@ -458,8 +483,10 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
                                          {"fail-attempts", required_argument, NULL, 'a'},
                                          {"max-attempts", required_argument, NULL, 'm'},
                                          {"priority", required_argument, NULL, 'p'},
+                                         {"progress", required_argument, NULL, 'P'},
                                          CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
+    int progress = 0;
     int count = 1, sleep_ms = 0, fail_attempts = -1, max_attempts = 0, priority = 0, o;
     const char *fail = NULL;
     optind = 1;
@@ -473,15 +500,18 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
         case 'a': bad = parse_int(optarg, &fail_attempts) || fail_attempts < 0; break;
         case 'm': bad = parse_int(optarg, &max_attempts) || max_attempts < 1; break;
         case 'p': bad = parse_int(optarg, &priority); break;
+        case 'P': bad = parse_int(optarg, &progress) || progress < 0; break;
         case 'f':
             fail = optarg;
             bad = strcmp(fail, "transient") && strcmp(fail, "permanent");
             break;
         case 'h':
             printf("usage: dfewctl noop [--count N] [--sleep-ms MS] [--fail transient|permanent]\n"
-                   "                    [--fail-attempts K] [--max-attempts N] [--priority P]\n\n"
+                   "                    [--fail-attempts K] [--max-attempts N] [--priority P]\n"
+                   "                    [--progress N]\n\n"
                    "Queues no-op jobs: they measure the queue (bench/) and exercise retries.\n"
-                   "--fail makes them fail (only the first K attempts with --fail-attempts).\n");
+                   "--fail makes them fail (only the first K attempts with --fail-attempts);\n"
+                   "--progress N reports N progress steps first, 10 ms apart.\n");
             return 0;
         default: return 2;
         }
@@ -496,6 +526,8 @@ int cmd_noop(struct ctl *c, int argc, char **argv)
         max_attempts = c->cfg.max_attempts;
     struct sbuf args = {0};
     sbuf_addf(&args, "{\"sleep_ms\":%d", sleep_ms);
+    if (progress)
+        sbuf_addf(&args, ",\"progress\":%d", progress);
     if (fail) {
         sbuf_add(&args, ",\"fail\":");
         sbuf_add_json_str(&args, fail);

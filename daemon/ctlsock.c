@@ -66,6 +66,24 @@ static const char *worker_state_name(enum worker_state s)
     return "?";
 }
 
+static void add_slots(struct sbuf *b, struct daemon *d, int trainer, double t)
+{
+    int n = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        struct worker *w = d->workers[i];
+        if (w->trainer != trainer || (w->retiring && w->state == W_WAITING))
+            continue;
+        sbuf_addf(b, "%s{\"slot\":%d,\"pid\":%d,\"state\":\"%s\"", n++ ? "," : "", w->slot, w->pid,
+                  worker_state_name(w->state));
+        if (w->has_job) {
+            sbuf_addf(b, ",\"job\":%lld,\"kind\":", (long long)w->job.id);
+            sbuf_add_json_str(b, w->job.kind);
+            sbuf_addf(b, ",\"attempt\":%d,\"running_s\":%.3f", w->job.attempt, t - w->job_started);
+        }
+        sbuf_addc(b, '}');
+    }
+}
+
 char *daemon_status_json(struct daemon *d)
 {
     struct sbuf b = {0};
@@ -78,20 +96,10 @@ char *daemon_status_json(struct daemon *d)
               t - d->started_at, d->draining ? "true" : "false", (unsigned long long)d->jobs_done,
               (unsigned long long)d->jobs_failed, (unsigned long long)d->jobs_requeued);
     sbuf_addf(&b, ",\"workers_target\":%d,\"workers\":[", pool_target_size(d));
-    int n = 0;
-    for (int i = 0; i < d->nworkers; i++) {
-        struct worker *w = d->workers[i];
-        if (w->retiring && w->state == W_WAITING)
-            continue;
-        sbuf_addf(&b, "%s{\"slot\":%d,\"pid\":%d,\"state\":\"%s\"", n++ ? "," : "", w->slot, w->pid,
-                  worker_state_name(w->state));
-        if (w->has_job) {
-            sbuf_addf(&b, ",\"job\":%lld,\"kind\":", (long long)w->job.id);
-            sbuf_add_json_str(&b, w->job.kind);
-            sbuf_addf(&b, ",\"attempt\":%d,\"running_s\":%.3f", w->job.attempt, t - w->job_started);
-        }
-        sbuf_addc(&b, '}');
-    }
+    add_slots(&b, d, 0, t);
+    /* trainer slots: train jobs only, beside the workers ([limits] train) */
+    sbuf_addf(&b, "],\"trainers_target\":%d,\"trainers\":[", pool_trainer_target(d));
+    add_slots(&b, d, 1, t);
     sbuf_add(&b, "]}");
     return sbuf_take(&b);
 }

@@ -31,6 +31,7 @@ enum kill_reason { KILL_NONE, KILL_TIMEOUT, KILL_CANCEL, KILL_LEASE_LOST, KILL_P
 struct worker {
     struct daemon *d;
     int slot;
+    int trainer; /* a trainer slot: runs train jobs only (see pool_trainer_target) */
     enum worker_state state;
     int pid;
     /* One process incarnation: all four handles are closed before the next. */
@@ -49,6 +50,8 @@ struct worker {
     struct leased_job job;
     int has_job;
     double job_started, last_progress_db;
+    double pending_frac;   /* progress not yet written (rate limit); < 0: none */
+    char *pending_msg;
     enum kill_reason kill_reason;
     int consecutive_failures;
     double spawned_at;
@@ -96,7 +99,11 @@ void pool_quit_idle(struct daemon *d);
 int pool_alive(struct daemon *d);           /* workers with a live process or open handles */
 void pool_close(struct daemon *d);          /* at shutdown: close per-slot handles */
 struct worker *pool_find_job(struct daemon *d, int64_t job_id);
-int pool_target_size(const struct daemon *d);
+int pool_target_size(const struct daemon *d);  /* general worker slots */
+/* Trainer slots: [limits] train when > 0 (one per GPU, or one on the CPU).
+ * They run train jobs only, and the general workers then never take one, so
+ * a training run that lasts hours does not hold a preprocessing worker. */
+int pool_trainer_target(const struct daemon *d);
 
 /* sched.c */
 int sched_init(struct daemon *d);    /* timers */
@@ -110,8 +117,9 @@ void sched_maybe_finish(struct daemon *d);
 void sched_close(struct daemon *d);
 void sched_apply_config(struct daemon *d);
 
-/* record.c: what a finished job writes into the domain tables */
-int record_result(struct daemon *d, const struct leased_job *job, const char *result_json);
+/* record.c: what a finished job writes into the domain tables; on failure
+ * err says why when the database does not (a result file, ...) */
+int record_result(struct daemon *d, const struct leased_job *job, const char *result_json, char *err, size_t errlen);
 char *result_json_from_fields(const struct kv *fields);
 
 /* ctlsock.c */

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "host.h"
 #include "dfew_build.h"
 #include "log.h"
 #include "proto.h"
@@ -294,9 +295,15 @@ int main(int argc, char **argv)
         uv_loop_close(&d.loop);
         goto fail_db_logged;
     }
+    /* Workers load OpenBLAS when they start (dlib links it), before any
+     * trainer code runs: on a CPU model it does not know it would pick its
+     * slow Prescott kernels. The variable is inherited through uv_spawn. */
+    const char *core = train_openblas_coretype_env();
+    if (core)
+        log_info(0, "workers get OPENBLAS_CORETYPE=%s (from this CPU's features)", core);
     pool_start(&d);
-    log_info(0, "ready: home %s, %d worker(s) running %s, database %s, control socket %s", d.paths.home,
-             pool_target_size(&d), d.worker_program, d.paths.db, d.paths.sock);
+    log_info(0, "ready: home %s, %d worker(s) and %d trainer slot(s) running %s, database %s, control socket %s",
+             d.paths.home, pool_target_size(&d), pool_trainer_target(&d), d.worker_program, d.paths.db, d.paths.sock);
     tell_parent(&ready_fd, "ok");
     sched_kick(&d);
 

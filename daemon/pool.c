@@ -23,6 +23,12 @@ int pool_target_size(const struct daemon *d)
     return (int)uv_available_parallelism();
 }
 
+int pool_trainer_target(const struct daemon *d)
+{
+    int n = config_limit(&d->cfg, "train");
+    return n > 0 ? n : 0;
+}
+
 static const char *kill_reason_text(enum kill_reason r)
 {
     switch (r) {
@@ -43,6 +49,7 @@ static void slot_maybe_free(struct worker *w)
         sbuf_free(&w->outbuf);
         sbuf_free(&w->errbuf);
         leased_job_free(&w->job);
+        free(w->pending_msg);
         free(w);
     }
 }
@@ -305,11 +312,12 @@ static void spawn(struct worker *w)
     log_info(0, "worker %d started (pid %d)", w->slot, w->pid);
 }
 
-static struct worker *slot_new(struct daemon *d, int slot)
+static struct worker *slot_new(struct daemon *d, int slot, int trainer)
 {
     struct worker *w = xcalloc(1, sizeof *w);
     w->d = d;
     w->slot = slot;
+    w->trainer = trainer;
     w->state = W_WAITING;
     uv_timer_init(&d->loop, &w->respawn_timer);
     uv_timer_init(&d->loop, &w->job_timer);
@@ -323,11 +331,15 @@ int pool_start(struct daemon *d)
     return 0;
 }
 
-void pool_resize(struct daemon *d, int n)
+/* Keeps n live slots of one role (general or trainer): revives retiring
+ * ones, retires the surplus, adds new ones. */
+static void resize_role(struct daemon *d, int trainer, int n)
 {
     int active = 0;
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
+        if (w->trainer != trainer)
+            continue;
         if (active < n) {
             if (w->retiring) {
                 w->retiring = 0;
@@ -342,11 +354,17 @@ void pool_resize(struct daemon *d, int n)
     }
     while (active < n) {
         d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
-        struct worker *w = slot_new(d, d->nworkers);
+        struct worker *w = slot_new(d, d->nworkers, trainer);
         d->workers[d->nworkers++] = w;
         spawn(w);
         active++;
     }
+}
+
+void pool_resize(struct daemon *d, int n)
+{
+    resize_role(d, 0, n);
+    resize_role(d, 1, pool_trainer_target(d));
     pool_quit_idle(d);
 }
 
@@ -416,6 +434,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->state = W_BUSY;
     w->job_started = now_s();
     w->last_progress_db = 0;
+    w->pending_frac = -1;
     int rc = send_line(w, "job", &kv);
     kv_free(&kv);
     if (rc) {

@@ -2,6 +2,8 @@
  * inside the same transaction that marks the job done. One function per job
  * kind; kinds without domain effects record nothing beyond jobs.result. */
 #include <errno.h>
+#include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -9,6 +11,7 @@
 #include "clips.h"
 #include "daemon.h"
 #include "log.h"
+#include "segments.h"
 
 /* JSON number grammar: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)? */
 static int is_json_number(const char *s)
@@ -62,6 +65,19 @@ char *result_json_from_fields(const struct kv *fields)
     return sbuf_take(&b);
 }
 
+static int job_priority(struct daemon *d, int64_t id)
+{
+    int priority = 0;
+    sqlite3_stmt *st = db_prepare(d->db, "SELECT priority FROM jobs WHERE id = ?");
+    if (!st)
+        return 0;
+    sqlite3_bind_int64(st, 1, id);
+    if (sqlite3_step(st) == SQLITE_ROW)
+        priority = sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    return priority;
+}
+
 static int record_probe(struct daemon *d, const struct leased_job *job, const char *result)
 {
     if (job->movie_id <= 0)
@@ -82,18 +98,42 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
     int rc = db_step_done(d->db, st);
     if (rc)
         return rc;
-    /* The movie's clips can be cut now: prep jobs at the probe's priority. */
-    int priority = 0, queued = 0;
-    st = db_prepare(d->db, "SELECT priority FROM jobs WHERE id = ?");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_int64(st, 1, job->id);
-    if (sqlite3_step(st) == SQLITE_ROW)
-        priority = sqlite3_column_int(st, 0);
-    sqlite3_reset(st);
-    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, d->cfg.prep_whole_movie, &queued);
+    /* The movie's clips can be cut now (prep jobs at the probe's priority);
+     * a movie without a clip list is segmented, or is one clip, or waits. */
+    int priority = job_priority(d, job->id), queued = 0, segment = 0;
+    enum segment_mode mode = config_segment_mode(&d->cfg);
+    rc = clips_schedule(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, mode == SEGMENT_WHOLE, &queued);
+    if (!rc && mode == SEGMENT_SHOTS)
+        rc = segments_queue(d->db, &d->cfg, d->paths.outputs, job->movie_id, priority, &segment);
     if (!rc && queued)
         log_info(job->id, "movie %lld: %d clip(s) queued for preprocessing", (long long)job->movie_id, queued);
+    if (!rc && segment)
+        log_info(job->id, "movie %lld: segment job queued (no clip list)", (long long)job->movie_id);
+    return rc;
+}
+
+/* A movie's shots and candidate clips: recorded from its segments.json
+ * (where dfewd expects it, whatever the result says), the chosen clips
+ * queued for preprocessing. */
+static int record_segment(struct daemon *d, const struct leased_job *job, char *err, size_t errlen)
+{
+    if (job->movie_id <= 0)
+        return 0;
+    char *path = segments_path(d->paths.outputs, job->movie_id);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_small_file(path, 256u << 20, &text, &len);
+    int added = 0, queued = 0;
+    if (rc)
+        snprintf(err, errlen, "%s: %s (the job is run again)", path, strerror(-rc));
+    else
+        rc = segments_record(d->db, &d->cfg, d->paths.outputs, job->movie_id, text, job_priority(d, job->id), &added,
+                             &queued, err, errlen);
+    if (!rc)
+        log_info(job->id, "movie %lld: %d clip(s) from segmentation, %d prep job(s) queued", (long long)job->movie_id,
+                 added, queued);
+    free(text);
+    free(path);
     return rc;
 }
 
@@ -197,13 +237,188 @@ static int record_fetch(struct daemon *d, const struct leased_job *job, const ch
     return rc;
 }
 
-int record_result(struct daemon *d, const struct leased_job *job, const char *result_json)
+/* The lines of a text file the train job wrote: its first line must be
+ * "<magic> 1", its second the column names; calls row() for each further
+ * line split at tabs. Returns the rows, or negative (logged). */
+static int read_rows(int64_t job_id, const char *path, const char *magic, int ncols,
+                     int (*row)(void *arg, char **cols), void *arg)
 {
-    if (!strcmp(job->kind, "probe"))
-        return record_probe(d, job, result_json);
-    if (!strcmp(job->kind, "fetch"))
-        return record_fetch(d, job, result_json);
-    if (!strcmp(job->kind, "prep"))
-        return record_prep(d, job, result_json);
-    return 0;
+    FILE *f = path ? fopen(path, "r") : NULL;
+    if (!f) {
+        log_error(job_id, "train result: cannot read %s: %s", path ? path : "(no file named)", strerror(errno));
+        return -ENOENT;
+    }
+    char *line = NULL, *cols[16];
+    size_t cap = 0;
+    ssize_t len;
+    int lineno = 0, rows = 0, rc = 0;
+    while (!rc && (len = getline(&line, &cap, f)) > 0) {
+        lineno++;
+        if (line[len - 1] == '\n')
+            line[--len] = '\0';
+        if (lineno == 1) {
+            size_t m = strlen(magic);
+            if (strncmp(line, magic, m) || strcmp(line + m, " 1"))
+                rc = -EINVAL;
+            continue;
+        }
+        if (lineno == 2)
+            continue;
+        int n = 0;
+        for (char *save = NULL, *t = strtok_r(line, "\t", &save); t && n < 16; t = strtok_r(NULL, "\t", &save))
+            cols[n++] = t;
+        rc = n == ncols ? row(arg, cols) : -EINVAL;
+        rows++;
+    }
+    free(line);
+    fclose(f);
+    if (rc)
+        log_error(job_id, "train result: %s:%d is not a %s version 1 line%s", path, lineno, magic,
+                  rc == -EINVAL ? "" : " (the database refused it)");
+    return rc ? rc : rows;
+}
+
+struct train_rows {
+    struct daemon *d;
+    int64_t run;
+    int fold;
+};
+
+static int prediction_row(void *arg, char **c)
+{
+    struct train_rows *t = arg;
+    sqlite3_stmt *st = db_prepare(t->d->db, "INSERT INTO predictions (run_id, fold, clip_id, label, pred, p_happy, "
+                                            "p_sad, p_neutral, p_angry, p_surprise, p_disgust, p_fear) "
+                                            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, t->run);
+    sqlite3_bind_int(st, 2, t->fold);
+    for (int i = 0; i < 10; i++) {
+        double v;
+        if (parse_double(c[i], &v) || (i < 3 && v != floor(v))) {
+            sqlite3_reset(st);
+            return -EINVAL;
+        }
+        if (i < 3)
+            sqlite3_bind_int64(st, 3 + i, (int64_t)v);
+        else
+            sqlite3_bind_double(st, 3 + i, v);
+    }
+    return db_step_done(t->d->db, st);
+}
+
+static int epoch_row(void *arg, char **c)
+{
+    struct train_rows *t = arg;
+    sqlite3_stmt *st = db_prepare(t->d->db, "INSERT INTO train_epochs (run_id, fold, epoch, loss, ce, aux, accuracy, "
+                                            "lr, seconds) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, t->run);
+    sqlite3_bind_int(st, 2, t->fold);
+    for (int i = 0; i < 7; i++) {
+        double v;
+        if (parse_double(c[i], &v)) {
+            sqlite3_reset(st);
+            return -EINVAL;
+        }
+        sqlite3_bind_double(st, 3 + i, v);
+    }
+    return db_step_done(t->d->db, st);
+}
+
+/* A fold of a training run finished: what ran it (backend, device), how the
+ * training went, its epochs, and every test clip's prediction, read from the
+ * files the job wrote. The run and fold come from the job's own arguments. */
+static int record_train(struct daemon *d, const struct leased_job *job, const char *result)
+{
+    sqlite3_stmt *st = db_prepare(d->db, "SELECT json_extract(?1, '$.run_id'), json_extract(?1, '$.fold'), "
+                                         "json_extract(?2, '$.predictions'), json_extract(?2, '$.history'), "
+                                         "(SELECT test_clips FROM run_folds WHERE run_id = json_extract(?1, '$.run_id') "
+                                         "AND fold = json_extract(?1, '$.fold'))");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, job->args_json, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 2, result, -1, SQLITE_STATIC);
+    struct train_rows t = {d, 0, 0};
+    char *pred = NULL, *hist = NULL;
+    int test_clips = -1;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        t.run = sqlite3_column_int64(st, 0);
+        t.fold = sqlite3_column_int(st, 1);
+        if (sqlite3_column_text(st, 2))
+            pred = xstrdup((const char *)sqlite3_column_text(st, 2));
+        if (sqlite3_column_text(st, 3))
+            hist = xstrdup((const char *)sqlite3_column_text(st, 3));
+        if (sqlite3_column_type(st, 4) != SQLITE_NULL)
+            test_clips = sqlite3_column_int(st, 4);
+    }
+    sqlite3_reset(st);
+    int rc = 0;
+    if (test_clips < 0) {
+        log_warn(job->id, "train job for run %lld fold %d finished, but the run is gone; nothing recorded",
+                 (long long)t.run, t.fold);
+        goto out;
+    }
+    st = db_prepare(d->db,
+                    "UPDATE run_folds SET backend = json_extract(?1, '$.backend'), device = json_extract(?1, '$.device'),"
+                    " blas_core = json_extract(?1, '$.blas_core'), resumed_from = json_extract(?1, '$.resumed_from'),"
+                    " epochs_done = json_extract(?1, '$.epochs_done'), final_loss = json_extract(?1, '$.final_loss'),"
+                    " final_lr = json_extract(?1, '$.final_lr'), train_s = json_extract(?1, '$.train_s'),"
+                    " eval_s = json_extract(?1, '$.eval_s'), clips_per_s = json_extract(?1, '$.clips_per_s'),"
+                    " predictions = json_extract(?1, '$.predictions'), finished_at = ?2 WHERE run_id = ?3 AND fold = ?4");
+    if (!st) {
+        rc = -EIO;
+        goto out;
+    }
+    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now_s());
+    sqlite3_bind_int64(st, 3, t.run);
+    sqlite3_bind_int(st, 4, t.fold);
+    if ((rc = db_step_done(d->db, st)) != 0)
+        goto out;
+    st = db_prepare(d->db, "DELETE FROM predictions WHERE run_id = ? AND fold = ?");
+    sqlite3_bind_int64(st, 1, t.run);
+    sqlite3_bind_int(st, 2, t.fold);
+    if ((rc = db_step_done(d->db, st)) != 0)
+        goto out;
+    st = db_prepare(d->db, "DELETE FROM train_epochs WHERE run_id = ? AND fold = ?");
+    sqlite3_bind_int64(st, 1, t.run);
+    sqlite3_bind_int(st, 2, t.fold);
+    if ((rc = db_step_done(d->db, st)) != 0)
+        goto out;
+    int n = read_rows(job->id, pred, "dfew-predictions", 10, prediction_row, &t);
+    if (n >= 0 && n != test_clips) {
+        log_error(job->id, "train result: %s holds %d predictions, fold %d has %d test clips", pred, n, t.fold,
+                  test_clips);
+        n = -EINVAL;
+    }
+    rc = n < 0 ? n : 0;
+    if (!rc && hist && (n = read_rows(job->id, hist, "dfew-train-history", 7, epoch_row, &t)) < 0)
+        rc = n;
+    if (!rc)
+        log_info(job->id, "run %lld fold %d: %d predictions recorded", (long long)t.run, t.fold, test_clips);
+out:
+    free(pred);
+    free(hist);
+    return rc;
+}
+
+int record_result(struct daemon *d, const struct leased_job *job, const char *result_json, char *err, size_t errlen)
+{
+    int rc = 0;
+    if (!strcmp(job->kind, "train"))
+        rc = record_train(d, job, result_json);
+    else if (!strcmp(job->kind, "probe"))
+        rc = record_probe(d, job, result_json);
+    else if (!strcmp(job->kind, "fetch"))
+        rc = record_fetch(d, job, result_json);
+    else if (!strcmp(job->kind, "prep"))
+        rc = record_prep(d, job, result_json);
+    else if (!strcmp(job->kind, "segment"))
+        rc = record_segment(d, job, err, errlen);
+    if (rc && errlen && !err[0])
+        snprintf(err, errlen, "%s (dfewd's log has the details)", strerror(-rc));
+    return rc;
 }

@@ -12,14 +12,21 @@
 #include "log.h"
 
 static void on_wake(uv_timer_t *t);
+static void flush_progress(struct worker *w);
 
-/* A JSON array of the kinds that are at their concurrency limit. */
+/* A JSON array of the kinds a general worker must not lease: those at their
+ * concurrency limit, and train when trainer slots run them. */
 static char *excluded_kinds(struct daemon *d)
 {
     struct sbuf b = {0};
     int n = 0;
     for (size_t i = 0; i < d->cfg.limits.n; i++) {
         const char *kind = d->cfg.limits.v[i].key;
+        if (!strcmp(kind, "train") && pool_trainer_target(d) > 0) {
+            sbuf_add(&b, n++ ? "," : "[");
+            sbuf_add_json_str(&b, kind);
+            continue;
+        }
         int limit = config_limit(&d->cfg, kind);
         if (limit <= 0)
             continue;
@@ -61,16 +68,24 @@ void sched_kick(struct daemon *d)
     if (d->draining || d->shutting_down)
         return;
     double retry = 0;
+    int empty[2] = {0, 0}; /* nothing left for general workers, for trainer slots */
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
-        if (w->state != W_IDLE || w->retiring || w->quit_sent)
+        if (w->state != W_IDLE || w->retiring || w->quit_sent || empty[w->trainer])
             continue;
-        char *exclude = excluded_kinds(d);
         struct leased_job job;
-        int rc = queue_lease(d->db, &d->policy, d->owner, exclude, &job);
-        free(exclude);
-        if (rc == -ENOENT)
-            break;
+        int rc;
+        if (w->trainer) {
+            rc = queue_lease_kind(d->db, &d->policy, d->owner, "train", &job);
+        } else {
+            char *exclude = excluded_kinds(d);
+            rc = queue_lease(d->db, &d->policy, d->owner, exclude, &job);
+            free(exclude);
+        }
+        if (rc == -ENOENT) {
+            empty[w->trainer] = 1;
+            continue;
+        }
         if (rc) {
             log_error(0, "cannot lease a job: %s (%s); trying again shortly", strerror(-rc), db_errmsg(d->db));
             retry = 0.5;
@@ -104,6 +119,7 @@ static void on_renew(uv_timer_t *t)
         struct worker *w = d->workers[i];
         if (w->state != W_BUSY || !w->has_job)
             continue;
+        flush_progress(w);
         int rc = queue_renew(d->db, &d->policy, w->job.id, w->job.token);
         if (rc == -ESTALE) {
             log_warn(w->job.id, "lease on the job is gone (cancelled or expired); stopping worker %d", w->slot);
@@ -116,6 +132,9 @@ static void on_renew(uv_timer_t *t)
 
 static void job_release_slot(struct worker *w)
 {
+    free(w->pending_msg);
+    w->pending_msg = NULL;
+    w->pending_frac = -1;
     leased_job_free(&w->job);
     memset(&w->job, 0, sizeof w->job);
     w->has_job = 0;
@@ -132,9 +151,10 @@ void sched_job_finished(struct worker *w, const char *verb, const struct kv *fie
         int rc = db_begin(d->db);
         if (!rc) {
             rc = queue_complete(d->db, job->id, job->token, result);
-            if (!rc && (rc = record_result(d, job, result)) != 0) {
-                char why[512];
-                snprintf(why, sizeof why, "the result could not be recorded: %s", db_errmsg(d->db));
+            char rerr[512] = "";
+            if (!rc && (rc = record_result(d, job, result, rerr, sizeof rerr)) != 0) {
+                char why[1024];
+                snprintf(why, sizeof why, "the result could not be recorded: %s", rerr[0] ? rerr : db_errmsg(d->db));
                 db_rollback(d->db);
                 log_error(job->id, "%s", why);
                 queue_fail(d->db, &d->policy, job->id, job->token, why, 1, NULL);
@@ -200,16 +220,40 @@ void sched_job_lost(struct worker *w, const char *why, int count_attempt)
     sched_kick(d);
 }
 
+static void write_progress(struct worker *w, double frac, const char *msg)
+{
+    w->last_progress_db = now_s();
+    queue_progress(w->d->db, w->job.id, w->job.token, frac, msg);
+}
+
+/* Progress of a running job: written at most once a second per job; a
+ * report that comes sooner is kept and written by the next report or the
+ * next lease renewal, so the last word of a job that then goes quiet (a
+ * long epoch) is not lost. */
 void sched_progress(struct worker *w, const struct kv *fields)
 {
-    double frac = 0, t = now_s();
+    double frac = 0;
     if (kv_get_double(fields, "frac", &frac))
         return;
-    /* At most one database write per job per second. */
-    if (t - w->last_progress_db < 1.0 && frac < 1.0)
+    const char *msg = kv_get(fields, "msg");
+    free(w->pending_msg);
+    w->pending_msg = NULL;
+    w->pending_frac = -1;
+    if (now_s() - w->last_progress_db < 1.0 && frac < 1.0) {
+        w->pending_frac = frac;
+        w->pending_msg = msg ? xstrdup(msg) : NULL;
         return;
-    w->last_progress_db = t;
-    queue_progress(w->d->db, w->job.id, w->job.token, frac, kv_get(fields, "msg"));
+    }
+    write_progress(w, frac, msg);
+}
+
+static void flush_progress(struct worker *w)
+{
+    if (w->pending_frac >= 0 && w->has_job)
+        write_progress(w, w->pending_frac, w->pending_msg);
+    free(w->pending_msg);
+    w->pending_msg = NULL;
+    w->pending_frac = -1;
 }
 
 static void on_drain_deadline(uv_timer_t *t)

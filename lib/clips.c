@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "labels.h"
 #include "queue.h"
 #include "util.h"
 
@@ -56,7 +57,7 @@ static int cmp_range(const void *a, const void *b)
     return x->line - y->line;
 }
 
-int clips_parse_list(const char *path, struct clip_range **out, int *n, char *err, size_t errlen)
+int clips_parse_list(const char *path, int flags, struct clip_range **out, int *n, char *err, size_t errlen)
 {
     *out = NULL;
     *n = 0;
@@ -77,22 +78,27 @@ int clips_parse_list(const char *path, struct clip_range **out, int *n, char *er
         char *s = str_trim(line);
         if (!*s)
             continue;
-        char *comma = strchr(s, ',');
+        /* start,end[,label] */
+        char *field[4] = {s};
+        int nf = 1;
+        for (char *c = s; *c && nf < 4; c++)
+            if (*c == ',') {
+                *c = '\0';
+                field[nf++] = c + 1;
+            }
+        for (int i = 0; i < nf; i++)
+            field[i] = str_trim(field[i]);
         double a = 0, b = 0;
-        int ok = comma != NULL;
-        if (ok) {
-            *comma = '\0';
-            ok = parse_time(str_trim(s), &a) == 0 && parse_time(str_trim(comma + 1), &b) == 0;
-        }
+        int ok = (nf == 2 || nf == 3) && parse_time(field[0], &a) == 0 && parse_time(field[1], &b) == 0;
         if (!ok) {
-            /* one header line ("start,end") before the first row is fine */
-            if (!seen_row && comma && !strchr(s, ':') && isalpha((unsigned char)*str_trim(s))) {
+            /* one header line ("start,end[,label]") before the first row is fine */
+            if (!seen_row && nf >= 2 && !strchr(field[0], ':') && isalpha((unsigned char)*field[0])) {
                 seen_row = 1;
                 continue;
             }
             snprintf(err, errlen,
-                     "%s:%d: expected 'start,end' in seconds (12.5) or [HH:]MM:SS[.mmm] (00:01:02.500); the whole "
-                     "list was rejected, nothing was added",
+                     "%s:%d: expected 'start,end' or 'start,end,label' with times in seconds (12.5) or "
+                     "[HH:]MM:SS[.mmm] (00:01:02.500); the whole list was rejected, nothing was added",
                      path, lineno);
             rc = -EINVAL;
             break;
@@ -104,11 +110,18 @@ int clips_parse_list(const char *path, struct clip_range **out, int *n, char *er
             rc = -EINVAL;
             break;
         }
+        int label = 0;
+        if (nf == 3 && *field[2] && (label = emotion_parse(field[2])) < 0) {
+            snprintf(err, errlen, "%s:%d: unknown label '%s' (one of %s, or empty); the whole list was rejected",
+                     path, lineno, field[2], EMOTION_NAMES_HELP);
+            rc = -EINVAL;
+            break;
+        }
         if (count == cap) {
             cap = cap ? cap * 2 : 16;
             r = xrealloc(r, sizeof *r * (size_t)cap);
         }
-        r[count++] = (struct clip_range){a, b, lineno};
+        r[count++] = (struct clip_range){a, b, lineno, label};
     }
     if (!rc && ferror(f)) {
         snprintf(err, errlen, "%s: read error", path);
@@ -123,12 +136,23 @@ int clips_parse_list(const char *path, struct clip_range **out, int *n, char *er
         struct clip_range *sorted = xmalloc(sizeof *sorted * (size_t)count);
         memcpy(sorted, r, sizeof *r * (size_t)count);
         qsort(sorted, (size_t)count, sizeof *sorted, cmp_range);
-        for (int i = 1; i < count && !rc; i++)
-            if (sorted[i].start_s == sorted[i - 1].start_s && sorted[i].end_s == sorted[i - 1].end_s) {
+        int reach = 0; /* the row reaching furthest so far */
+        for (int i = 1; i < count && !rc; i++) {
+            const struct clip_range *x = &sorted[i], *p = &sorted[i - 1], *q = &sorted[reach];
+            if (x->start_s == p->start_s && x->end_s == p->end_s) {
                 snprintf(err, errlen, "%s:%d: the same clip as line %d (%g to %g s); the whole list was rejected",
-                         path, sorted[i].line, sorted[i - 1].line, sorted[i].start_s, sorted[i].end_s);
+                         path, x->line, p->line, x->start_s, x->end_s);
+                rc = -EINVAL;
+            } else if (!(flags & CLIPS_ALLOW_OVERLAP) && x->start_s < q->end_s) {
+                snprintf(err, errlen,
+                         "%s:%d: the clip %g to %g s overlaps line %d (%g to %g s); the whole list was rejected "
+                         "(--allow-overlap accepts overlapping clips)",
+                         path, x->line, x->start_s, x->end_s, q->line, q->start_s, q->end_s);
                 rc = -EINVAL;
             }
+            if (x->end_s > q->end_s)
+                reach = i;
+        }
         free(sorted);
     }
     if (rc) {
@@ -140,11 +164,26 @@ int clips_parse_list(const char *path, struct clip_range **out, int *n, char *er
     return 0;
 }
 
+int clips_check_inside(const char *path, const struct clip_range *r, int n, double movie_end, double slack,
+                       char *err, size_t errlen)
+{
+    for (int i = 0; i < n; i++)
+        if (r[i].end_s > movie_end + slack) {
+            snprintf(err, errlen,
+                     "%s:%d: the clip %g to %g s ends after the movie (%.3f s); the whole list was rejected, nothing "
+                     "was added",
+                     path, r[i].line, r[i].start_s, r[i].end_s, movie_end);
+            return -EINVAL;
+        }
+    return 0;
+}
+
 int clips_add(struct db *db, int64_t movie_id, const struct clip_range *r, int n, int *added)
 {
     *added = 0;
-    static const char sql[] = "INSERT INTO clips (movie_id, start_s, end_s, created_at, updated_at) "
-                              "VALUES (?, ?, ?, ?, ?) ON CONFLICT (movie_id, start_s, end_s) DO NOTHING";
+    static const char sql[] = "INSERT INTO clips (movie_id, start_s, end_s, created_at, updated_at, origin, "
+                              "curator_label) VALUES (?, ?, ?, ?, ?, 'list', ?) "
+                              "ON CONFLICT (movie_id, start_s, end_s) DO NOTHING";
     for (int i = 0; i < n; i++) {
         sqlite3_stmt *st = db_prepare(db, sql);
         if (!st)
@@ -155,6 +194,10 @@ int clips_add(struct db *db, int64_t movie_id, const struct clip_range *r, int n
         sqlite3_bind_double(st, 3, r[i].end_s);
         sqlite3_bind_double(st, 4, t);
         sqlite3_bind_double(st, 5, t);
+        if (r[i].label > 0)
+            sqlite3_bind_int(st, 6, r[i].label);
+        else
+            sqlite3_bind_null(st, 6);
         int rc = db_step_done(db, st);
         if (rc)
             return rc;
@@ -229,8 +272,8 @@ int clips_schedule(struct db *db, const struct dfew_config *cfg, const char *out
     rc = db_step_done(db, st);
 
     if (!rc && whole_movie) {
-        st = db_prepare(db, "INSERT INTO clips (movie_id, start_s, end_s, created_at, updated_at) "
-                            "SELECT ?1, 0, ?2, ?3, ?3 WHERE NOT EXISTS (SELECT 1 FROM clips WHERE movie_id = ?1)");
+        st = db_prepare(db, "INSERT INTO clips (movie_id, start_s, end_s, created_at, updated_at, origin) "
+                            "SELECT ?1, 0, ?2, ?3, ?3, 'whole' WHERE NOT EXISTS (SELECT 1 FROM clips WHERE movie_id = ?1)");
         if (!st) {
             rc = -EIO;
         } else {

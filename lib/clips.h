@@ -14,14 +14,26 @@
 
 struct clip_range {
     double start_s, end_s;
-    int line; /* in the clip list file */
+    int line;  /* in the clip list file */
+    int label; /* the list's label column: emotion 1..7, 0 when none */
 };
 
-/* Reads a clip list: one `start,end` row per line, seconds ("12.5") or
- * [HH:]MM:SS[.mmm]; blank lines, '#' comments and one header line are
- * allowed. Any bad row (unreadable, end <= start, negative, a duplicate)
- * rejects the whole file: -EINVAL with "FILE:LINE: what" in err. */
-int clips_parse_list(const char *path, struct clip_range **out, int *n, char *err, size_t errlen);
+enum clips_parse_flags {
+    CLIPS_ALLOW_OVERLAP = 1, /* rows may overlap (identical rows are still refused) */
+};
+
+/* Reads a clip list: one `start,end[,label]` row per line, times in
+ * seconds ("12.5") or [HH:]MM:SS[.mmm], label an emotion name or 1..7
+ * (labels.h; stored as the clip's curator_label, not as a vote); blank
+ * lines, '#' comments and one header line are allowed. Any bad row
+ * (unreadable, end <= start, negative, an unknown label, a duplicate, one
+ * that overlaps another unless CLIPS_ALLOW_OVERLAP) rejects the whole file:
+ * -EINVAL with "FILE:LINE: what" in err. */
+int clips_parse_list(const char *path, int flags, struct clip_range **out, int *n, char *err, size_t errlen);
+/* Rows that end after movie_end + slack (seconds on the movie's timeline)
+ * reject the whole list, like a bad row: -EINVAL with "FILE:LINE: what". */
+int clips_check_inside(const char *path, const struct clip_range *r, int n, double movie_end, double slack,
+                       char *err, size_t errlen);
 
 /* Adds clips (state pending) to a movie; rows it already has are skipped.
  * *added counts the new ones. Call inside a transaction. */

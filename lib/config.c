@@ -28,6 +28,7 @@ void config_defaults(struct dfew_config *c)
     c->fetch_stall_s = 60;
     c->single_label_threshold = 6; /* the DFEW paper's: more than 6 of 10 votes */
     c->annotators_per_clip = 10;
+    kv_set(&c->limits, "train", "1"); /* one trainer slot: one GPU, or the CPU */
     kv_set(&c->timeouts, "probe", "600");
     c->prep_frames = 16;
     c->prep_size = 112;
@@ -38,8 +39,23 @@ void config_defaults(struct dfew_config *c)
     c->prep_template_size = 112;
     c->prep_landmark_model = xstrdup(DFEW_LANDMARK_MODEL);
     c->prep_upsample = 0;
-    c->prep_whole_movie = 1;
+    c->prep_whole_movie = -1;
     c->prep_keep_aligned = 1;
+    c->segment_cut_threshold = 0.15;
+    c->segment_detect_interval_s = 0.2;
+    c->segment_min_s = 1;
+    c->segment_max_s = 10;
+    c->segment_track_gap_s = 0.5;
+    c->segment_max_clips = 20; /* the DFEW paper: at most 20 clips per movie */
+}
+
+enum segment_mode config_segment_mode(const struct dfew_config *c)
+{
+    if (c->segment_mode && !strcmp(c->segment_mode, "whole"))
+        return SEGMENT_WHOLE;
+    if (c->segment_mode && !strcmp(c->segment_mode, "off"))
+        return SEGMENT_OFF;
+    return SEGMENT_SHOTS;
 }
 
 void config_free(struct dfew_config *c)
@@ -50,6 +66,8 @@ void config_free(struct dfew_config *c)
     free(c->prep_image_format);
     free(c->prep_template);
     free(c->prep_landmark_model);
+    free(c->train_backends);
+    free(c->segment_mode);
     kv_free(&c->limits);
     kv_free(&c->timeouts);
     memset(c, 0, sizeof *c);
@@ -96,20 +114,16 @@ static const struct key_desc keys[] = {
     {"prep", "upsample", K_INT, OFF(prep_upsample), 0, 2, NULL},
     {"prep", "whole_movie", K_BOOL, OFF(prep_whole_movie), 0, 0, NULL},
     {"prep", "keep_aligned", K_BOOL, OFF(prep_keep_aligned), 0, 0, NULL},
+    {"train", "backends", K_STRING, OFF(train_backends), 0, 0, NULL},
+    {"segment", "mode", K_CHOICE, OFF(segment_mode), 0, 0, "shots|whole|off"},
+    {"segment", "cut_threshold", K_DOUBLE, OFF(segment_cut_threshold), 0, 1, NULL},
+    {"segment", "detect_interval", K_SECONDS, OFF(segment_detect_interval_s), 0, 0, NULL},
+    {"segment", "min_seconds", K_SECONDS, OFF(segment_min_s), 0.04, 0, NULL},
+    {"segment", "max_seconds", K_SECONDS, OFF(segment_max_s), 0.04, 0, NULL},
+    {"segment", "track_gap", K_SECONDS, OFF(segment_track_gap_s), 0, 0, NULL},
+    {"segment", "max_clips", K_INT, OFF(segment_max_clips), 1, 0, NULL},
 };
 
-
-static int in_choices(const char *choices, const char *val)
-{
-    size_t n = strlen(val);
-    for (const char *p = choices; *p;) {
-        size_t len = strcspn(p, "|");
-        if (len == n && !strncmp(p, val, n))
-            return 1;
-        p += len + (p[len] == '|');
-    }
-    return 0;
-}
 
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val,
                    char *why, size_t whylen)
@@ -158,7 +172,7 @@ static int set_key(struct dfew_config *c, const struct key_desc *k, const char *
         return 0;
     }
     case K_CHOICE:
-        if (!k->choices || !in_choices(k->choices, val)) {
+        if (!k->choices || !str_one_of(val, k->choices)) {
             snprintf(why, whylen, "%s is one of %s, not '%s'", k->key, k->choices ? k->choices : "?", val);
             return -EINVAL;
         }
@@ -300,6 +314,23 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
                  "votes and a clip has at most annotators_per_clip = %d; lower the threshold (the paper's is 6 of 10)",
                  path, c->single_label_threshold, c->single_label_threshold, c->annotators_per_clip);
         rc = -EINVAL;
+    }
+    if (!rc && c->segment_min_s > c->segment_max_s) {
+        snprintf(err, errlen, "%s: [segment] min_seconds = %g is more than max_seconds = %g; a clip cannot be both",
+                 path, c->segment_min_s, c->segment_max_s);
+        rc = -EINVAL;
+    }
+    if (!rc && c->prep_whole_movie >= 0) {
+        /* the older key says what [segment] mode says now */
+        if (c->segment_mode) {
+            snprintf(err, errlen,
+                     "%s: [prep] whole_movie and [segment] mode both say what happens to a movie without a clip "
+                     "list; keep only [segment] mode (whole_movie = yes is mode = whole, no is mode = off)",
+                     path);
+            rc = -EINVAL;
+        } else {
+            c->segment_mode = xstrdup(c->prep_whole_movie ? "whole" : "off");
+        }
     }
     return rc;
 }

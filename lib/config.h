@@ -23,9 +23,13 @@ struct dfew_config {
     double retry_base_s;      /* backoff after the first failure; doubles */
     double retry_max_s;       /* backoff cap */
     double sweep_s;           /* safety-net check for expired leases */
-    /* [limits] kind = most jobs of that kind running at once (0: no limit) */
+    /* [limits] kind = most jobs of that kind running at once (0: no limit).
+     * train (default 1) is special: dfewd runs that many trainer slots, worker
+     * processes for train jobs only, beside the [daemon] workers, which then
+     * never take train jobs; train = 0 lets every worker take them. */
     struct kv limits;
-    /* [timeouts] kind = seconds one attempt may run before its worker is killed */
+    /* [timeouts] kind = seconds one attempt may run before its worker is killed
+     * (none by default but probe's: a train job runs for hours) */
     struct kv timeouts;
     /* [batch] */
     char *incoming_dir;       /* what `dfewctl submit --batch` scans by default */
@@ -47,9 +51,25 @@ struct dfew_config {
     int prep_template_size;
     char *prep_landmark_model;  /* dlib 68-point shape predictor */
     int prep_upsample;          /* face detector upsampling (0 or 1) */
-    int prep_whole_movie;       /* a movie submitted without a clip list is one clip */
+    int prep_whole_movie;       /* older key: yes = [segment] mode whole, no = off; -1 when not given */
     int prep_keep_aligned;      /* also keep every aligned face frame (output_dir/aligned/) */
+    /* [train] */
+    char *train_backends;       /* folder of dfew-train-*.so; NULL: next to dfew-worker, else the installed one */
+    /* [segment] movies submitted without a clip list (copied into each segment job) */
+    char *segment_mode;                /* "shots", "whole" or "off"; NULL: shots (config_segment_mode) */
+    double segment_cut_threshold;      /* FFmpeg scene score above which a frame starts a shot */
+    double segment_detect_interval_s;  /* face detection on a frame at least this often */
+    double segment_min_s, segment_max_s; /* clip durations */
+    double segment_track_gap_s;        /* longest detector miss inside a face track */
+    int segment_max_clips;             /* per movie (the DFEW paper's 20) */
 };
+
+enum segment_mode {
+    SEGMENT_SHOTS, /* a segment job finds shots and face tracks: candidate clips */
+    SEGMENT_WHOLE, /* the whole movie is one clip */
+    SEGMENT_OFF,   /* the movie is only probed */
+};
+enum segment_mode config_segment_mode(const struct dfew_config *c);
 
 /* The 112 x 112 five-point template (eyes, nose tip, mouth corners). */
 #define DFEW_PREP_TEMPLATE "38.2946,51.6963 73.5318,51.5014 56.0252,71.7366 41.5493,92.3655 70.7299,92.2041"

@@ -30,7 +30,7 @@ static const unsigned allowed[JOB_STATE_COUNT] = {
     [JOB_DONE] = 0,
 };
 
-static const char *const job_kinds[] = {"noop", "probe", "fetch", "prep"};
+static const char *const job_kinds[] = {"noop", "probe", "fetch", "prep", "segment", "train"};
 
 const char *job_state_name(enum job_state s) { return s < JOB_STATE_COUNT ? state_names[s] : "?"; }
 
@@ -242,8 +242,9 @@ static void new_token(char out[33])
         snprintf(out + 2 * i, 3, "%02x", r[i]);
 }
 
-int queue_lease(struct db *db, const struct queue_policy *p, const char *owner, const char *exclude_json,
-                struct leased_job *out)
+/* Leases one job: any kind but those in exclude_json, or (kind set) only that kind. */
+static int lease(struct db *db, const struct queue_policy *p, const char *owner, const char *exclude_json,
+                 const char *kind, struct leased_job *out)
 {
     memset(out, 0, sizeof *out);
     int rc = db_begin(db);
@@ -257,11 +258,18 @@ int queue_lease(struct db *db, const struct queue_policy *p, const char *owner, 
         "WHERE state = 'queued' AND run_after <= ?1 "
         "AND (?2 IS NULL OR kind NOT IN (SELECT value FROM json_each(?2))) "
         "ORDER BY priority DESC, id LIMIT 1";
-    sqlite3_stmt *st = db_prepare(db, pick);
+    /* One kind: its few queued jobs through jobs_state, not a walk over
+     * every queued job of the other kinds. */
+    static const char pick_kind[] =
+        "SELECT id, kind, attempts, max_attempts, movie_id, clip_id, args FROM jobs INDEXED BY jobs_state "
+        "WHERE state = 'queued' AND kind = ?2 AND run_after <= ?1 ORDER BY priority DESC, id LIMIT 1";
+    sqlite3_stmt *st = db_prepare(db, kind ? pick_kind : pick);
     if (!st)
         return finish(db, -EIO);
     sqlite3_bind_double(st, 1, t);
-    if (exclude_json)
+    if (kind)
+        sqlite3_bind_text(st, 2, kind, -1, SQLITE_TRANSIENT);
+    else if (exclude_json)
         sqlite3_bind_text(st, 2, exclude_json, -1, SQLITE_TRANSIENT);
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
@@ -291,6 +299,18 @@ int queue_lease(struct db *db, const struct queue_policy *p, const char *owner, 
     if (rc)
         leased_job_free(out);
     return rc;
+}
+
+int queue_lease(struct db *db, const struct queue_policy *p, const char *owner, const char *exclude_json,
+                struct leased_job *out)
+{
+    return lease(db, p, owner, exclude_json, NULL, out);
+}
+
+int queue_lease_kind(struct db *db, const struct queue_policy *p, const char *owner, const char *kind,
+                     struct leased_job *out)
+{
+    return lease(db, p, owner, NULL, kind, out);
 }
 
 /* Loads a job and checks that its lease is the caller's. */

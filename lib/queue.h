@@ -29,7 +29,7 @@ int job_state_parse(const char *s, enum job_state *out);
 int job_state_final(enum job_state s);
 
 /* Job kinds this build knows. */
-#define JOB_KINDS_HELP "noop, probe, fetch, prep"
+#define JOB_KINDS_HELP "noop, probe, fetch, prep, segment, train"
 int job_kind_known(const char *kind);
 
 struct queue_policy {
@@ -68,6 +68,10 @@ void leased_job_free(struct leased_job *j);
  * exclude_json (a JSON array of kind names, or NULL). -ENOENT when none. */
 int queue_lease(struct db *db, const struct queue_policy *p, const char *owner, const char *exclude_json,
                 struct leased_job *out);
+/* The same for a slot that runs one kind only (dfewd's trainer slots): the
+ * highest-priority, oldest ready job of that kind. -ENOENT when none. */
+int queue_lease_kind(struct db *db, const struct queue_policy *p, const char *owner, const char *kind,
+                     struct leased_job *out);
 /* Pushes the lease's expiry out by lease_s. -ESTALE when the lease is no longer ours. */
 int queue_renew(struct db *db, const struct queue_policy *p, int64_t id, const char *token);
 /* leased -> done with the result (a JSON object). -ESTALE when the lease is

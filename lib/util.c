@@ -9,9 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <ftw.h>
+#include <libgen.h>
+#include <unistd.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 static int sbuf_grow(struct sbuf *b, size_t extra)
 {
@@ -258,6 +262,13 @@ uint64_t mono_ms(void)
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
 }
 
+double mono_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
 void format_time_iso(double t, char *buf, size_t len)
 {
     time_t sec = (time_t)t;
@@ -299,6 +310,99 @@ int mkdir_p(const char *path, unsigned mode)
     }
     free(tmp);
     return rc;
+}
+
+int str_one_of(const char *s, const char *list)
+{
+    size_t n = strlen(s);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncmp(p, s, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
+}
+
+int write_file_atomic(const char *path, const void *data, size_t len)
+{
+    struct sbuf tmp = {0};
+    sbuf_addf(&tmp, "%s.tmp-%d", path, (int)getpid());
+    int rc = 0, fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        rc = -errno;
+        sbuf_free(&tmp);
+        return rc;
+    }
+    for (const char *p = data; !rc && len > 0;) {
+        ssize_t n = write(fd, p, len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            rc = n < 0 ? -errno : -EIO;
+        else {
+            p += n;
+            len -= (size_t)n;
+        }
+    }
+    if (!rc && fsync(fd) != 0)
+        rc = -errno;
+    if (close(fd) != 0 && !rc)
+        rc = -errno;
+    if (!rc && rename(tmp.s, path) != 0)
+        rc = -errno;
+    if (rc) {
+        unlink(tmp.s);
+    } else {
+        char *dir = xstrdup(path), *slash = strrchr(dir, '/');
+        if (slash) {
+            *(slash == dir ? slash + 1 : slash) = '\0';
+            int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+            if (dfd >= 0) {
+                fsync(dfd);
+                close(dfd);
+            }
+        }
+        free(dir);
+    }
+    sbuf_free(&tmp);
+    return rc;
+}
+
+int read_small_file(const char *path, size_t max, char **out, size_t *len)
+{
+    *out = NULL;
+    *len = 0;
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    struct sbuf b = {0};
+    char buf[65536];
+    int rc = 0;
+    for (;;) {
+        ssize_t n = read(fd, buf, sizeof buf);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            rc = -errno;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (b.len + (size_t)n > max) {
+            rc = -EFBIG;
+            break;
+        }
+        sbuf_addn(&b, buf, (size_t)n);
+    }
+    close(fd);
+    if (rc) {
+        sbuf_free(&b);
+        return rc;
+    }
+    *len = b.len;
+    *out = sbuf_take(&b);
+    return 0;
 }
 
 static int remove_entry(const char *p, const struct stat *sb, int flag, struct FTW *ftw)

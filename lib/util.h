@@ -33,6 +33,8 @@ void sbuf_free(struct sbuf *b);
 /* Strips leading and trailing white space in place; returns the first kept char. */
 char *str_trim(char *s);
 
+/* Whether s is one of the '|'-separated words of list ("a|b|c"). */
+int str_one_of(const char *s, const char *list);
 /* Strict parsing: the whole string must be a number in range. 0 or -EINVAL/-ERANGE. */
 int parse_i64(const char *s, int64_t *out);
 int parse_int(const char *s, int *out);
@@ -49,14 +51,27 @@ int parse_bytes(const char *s, int64_t *out);
 double now_s(void);
 /* Monotonic milliseconds, for measuring intervals. */
 uint64_t mono_ms(void);
+/* Monotonic seconds with sub-microsecond precision, for timing stages. */
+double mono_s(void);
 /* ISO-8601 UTC with milliseconds, e.g. 2026-11-27T19:50:01.123Z. */
 void format_time_iso(double t, char *buf, size_t len);
 
 /* mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, unsigned mode);
+/* Writes len bytes to path atomically: path.tmp-<pid>, fsync, rename over
+ * path, fsync of the folder. Readers see the old file or the whole new one;
+ * on failure nothing is left behind. 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len);
 /* rm -rf: removes a file or a directory tree (symbolic links are removed,
  * not followed). 0 when path is gone, else -errno. */
 int remove_tree(const char *path);
+/* Writes len bytes to path atomically: a temporary name beside it
+ * (path.tmp-PID), fsync, rename over path, fsync of the directory. Readers
+ * see the old file or the whole new one. 0 or -errno. */
+int write_file_atomic(const char *path, const void *data, size_t len);
+/* Reads a whole file of at most max bytes into a NUL-terminated buffer the
+ * caller frees. -errno, or -EFBIG when it is larger. */
+int read_small_file(const char *path, size_t max, char **out, size_t *len);
 /* Absolute, normalised path of an existing file (realpath); caller frees. */
 int abs_path(const char *path, char **out);
 

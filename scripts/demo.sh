@@ -44,12 +44,22 @@ echo
 echo "== result"
 build/dfewctl --home "$home" movies
 echo
+build/dfewctl --home "$home" clips
+echo
 build/dfewctl --home "$home" status --once
+build/dfewctl --home "$home" sheet movie 1 -o "$home/sheet-movie-1.png" >/dev/null 2>&1 || true
+first_clip=$(sqlite3 "$home/dfew.db" "SELECT min(clip_id) FROM clip_status WHERE state = 'usable'" 2>/dev/null || true)
+if [ -n "$first_clip" ]; then
+  build/dfewctl --home "$home" sheet "$first_clip" -o "$home/sheet-clip-$first_clip.png" >/dev/null 2>&1 || true
+fi
 cat <<EOF2
 
 == where things are
-database:  $home/dfew.db     e.g.  sqlite3 $home/dfew.db 'SELECT * FROM movie_status'
-outputs:   $home/outputs     (per-clip frames and tensors of later pipeline stages)
+database:  $home/dfew.db     e.g.  sqlite3 $home/dfew.db 'SELECT * FROM clip_status'
+outputs:   $home/outputs/clips/<clip id>/   (01.png..16.png aligned frames after TIM, aligned/ every
+           aligned face frame, faces.bin boxes + 68 landmarks, clip.u8 the tensor for training;
+           docs/formats.md)
+sheets:    $home/sheet-movie-1.png (shots and chosen clips)${first_clip:+, $home/sheet-clip-$first_clip.png (frames, landmarks, aligned faces)}
 log:       $home/dfewd.log
 more:      build/dfewctl --home $home show movie 1     (build/dfewctl --help lists the commands)
 restart:   build/dfewd --home $home                     (this demo stops its daemon on exit)

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 static void put_u32(uint8_t *p, uint32_t v)
 {
@@ -240,4 +241,84 @@ int clip_read(const char *path, int *frames, int *height, int *width, int *chann
     *channels = (int)c;
     *data = b;
     return 0;
+}
+
+/* Reads the header from an open clip.u8 and checks it against the file size. */
+static int clip_header(FILE *f, const char *path, uint32_t dims[4], char *err, size_t errlen)
+{
+    uint8_t b[CLIP_HEADER_SIZE];
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) {
+        int e = errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(e));
+        return -e;
+    }
+    if (fread(b, 1, sizeof b, f) != sizeof b || memcmp(b, CLIP_MAGIC, 8) || get_u32(b + 8) != CLIP_VERSION ||
+        get_u32(b + 12) != CLIP_HEADER_SIZE) {
+        snprintf(err, errlen, "%s: not a dfew clip tensor (version %d); run the clip's prep again", path,
+                 CLIP_VERSION);
+        return -EINVAL;
+    }
+    uint64_t need = 1;
+    for (int i = 0; i < 4; i++)
+        need *= (dims[i] = get_u32(b + 16 + 4 * i));
+    if (!need || (uint64_t)st.st_size != CLIP_HEADER_SIZE + need) {
+        snprintf(err, errlen, "%s: truncated or damaged (%lld bytes for %ux%ux%ux%u)", path, (long long)st.st_size,
+                 dims[0], dims[1], dims[2], dims[3]);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+/* Opens a clip.u8 and reads its header; NULL with the reason in err. */
+static FILE *clip_open(const char *path, uint32_t dims[4], int *rc, char *err, size_t errlen)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        *rc = -errno;
+        snprintf(err, errlen, "%s: %s", path, strerror(-*rc));
+        return NULL;
+    }
+    if ((*rc = clip_header(f, path, dims, err, errlen)) != 0) {
+        fclose(f);
+        return NULL;
+    }
+    return f;
+}
+
+int clip_read_header(const char *path, int *frames, int *height, int *width, int *channels, char *err,
+                     size_t errlen)
+{
+    uint32_t d[4];
+    int rc;
+    FILE *f = clip_open(path, d, &rc, err, errlen);
+    if (!f)
+        return rc;
+    fclose(f);
+    *frames = (int)d[0];
+    *height = (int)d[1];
+    *width = (int)d[2];
+    *channels = (int)d[3];
+    return 0;
+}
+
+int clip_read_into(const char *path, int frames, int height, int width, uint8_t *dst, char *err, size_t errlen)
+{
+    uint32_t d[4];
+    int rc;
+    FILE *f = clip_open(path, d, &rc, err, errlen);
+    if (!f)
+        return rc;
+    if (d[0] != (uint32_t)frames || d[1] != (uint32_t)height || d[2] != (uint32_t)width || d[3] != 3) {
+        snprintf(err, errlen, "%s: a %ux%ux%ux%u clip, the run expects %dx%dx%dx3 (all clips of a run have one size)",
+                 path, d[0], d[1], d[2], d[3], frames, height, width);
+        rc = -EINVAL;
+    }
+    size_t n = (size_t)frames * height * width * 3;
+    if (!rc && fread(dst, 1, n, f) != n) {
+        snprintf(err, errlen, "%s: read error", path);
+        rc = -EIO;
+    }
+    fclose(f);
+    return rc;
 }

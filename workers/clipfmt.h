@@ -75,4 +75,13 @@ int clip_write_header(FILE *f, int frames, int height, int width, int channels);
 int clip_read(const char *path, int *frames, int *height, int *width, int *channels, uint8_t **data, char *err,
               size_t errlen);
 
+/* Reads and checks only the header of a clip.u8 (and that the file size
+ * matches it): for checking many clips without reading their pixels. */
+int clip_read_header(const char *path, int *frames, int *height, int *width, int *channels, char *err,
+                     size_t errlen);
+/* Reads a clip.u8 that must be frames x height x width x 3 into dst (that
+ * many bytes): the trainer's per-clip read, without an allocation.
+ * -EINVAL with the reason in err when the file is not such a clip. */
+int clip_read_into(const char *path, int frames, int height, int width, uint8_t *dst, char *err, size_t errlen);
+
 #endif

@@ -195,6 +195,7 @@ static int seek_to(struct decoder *d, double target)
 
 int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen)
 {
+    av_frame_unref(d->frame);
     d->skip_before = t0 - T_EPS;
     d->index = 0;
     d->have_last_t = 0;
@@ -256,20 +257,22 @@ static int convert(struct decoder *d, const AVFrame *fr, char *err, size_t errle
 {
     int w = fr->width, h = fr->height;
     int cs = fr->colorspace, range = fr->color_range;
+    const int want_rgb = !(d->flags & DECODE_NO_RGB) || !(d->flags & DECODE_GRAY);
     if (w != d->conv_w || h != d->conv_h || fr->format != d->conv_fmt || cs != d->conv_cs || range != d->conv_range) {
         /* Bicubic, the frame's own matrix and range: what `ffmpeg -i X out.png` does. */
-        d->sws_rgb = sws_getCachedContext(d->sws_rgb, w, h, fr->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL,
-                                          NULL, NULL);
+        if (want_rgb)
+            d->sws_rgb = sws_getCachedContext(d->sws_rgb, w, h, fr->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC,
+                                              NULL, NULL, NULL);
         if (d->flags & DECODE_GRAY)
             d->sws_gray = sws_getCachedContext(d->sws_gray, w, h, fr->format, w, h, AV_PIX_FMT_GRAY8, SWS_BICUBIC,
                                                NULL, NULL, NULL);
-        if (!d->sws_rgb || ((d->flags & DECODE_GRAY) && !d->sws_gray)) {
+        if ((want_rgb && !d->sws_rgb) || ((d->flags & DECODE_GRAY) && !d->sws_gray)) {
             snprintf(err, errlen, "cannot convert %s %dx%d pictures to RGB", av_get_pix_fmt_name(fr->format), w, h);
             return -EINVAL;
         }
         int src_cs = cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RGB ? SWS_CS_DEFAULT : cs;
         int full = range == AVCOL_RANGE_JPEG;
-        struct SwsContext *ctxs[2] = {d->sws_rgb, d->sws_gray};
+        struct SwsContext *ctxs[2] = {want_rgb ? d->sws_rgb : NULL, d->sws_gray};
         for (int i = 0; i < 2; i++) {
             int *inv, *tab, srcr, dstr, bri, con, sat;
             if (ctxs[i] && sws_getColorspaceDetails(ctxs[i], &inv, &srcr, &tab, &dstr, &bri, &con, &sat) >= 0)
@@ -282,14 +285,16 @@ static int convert(struct decoder *d, const AVFrame *fr, char *err, size_t errle
         d->conv_cs = cs;
         d->conv_range = range;
     }
-    if (ensure_plane(&d->rgb, w, h, 3, d->rotation) ||
+    if ((want_rgb && ensure_plane(&d->rgb, w, h, 3, d->rotation)) ||
         ((d->flags & DECODE_GRAY) && ensure_plane(&d->gray, w, h, 1, d->rotation)))
         return -ENOMEM;
     uint8_t *dst[4] = {d->rgb.buf};
     int dst_stride[4] = {d->rgb.stride};
-    sws_scale(d->sws_rgb, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
-    if (d->rotation)
-        rotate_plane(&d->rgb, w, h, d->rotation);
+    if (want_rgb) {
+        sws_scale(d->sws_rgb, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
+        if (d->rotation)
+            rotate_plane(&d->rgb, w, h, d->rotation);
+    }
     if (d->flags & DECODE_GRAY) {
         dst[0] = d->gray.buf;
         dst_stride[0] = d->gray.stride;
@@ -297,6 +302,28 @@ static int convert(struct decoder *d, const AVFrame *fr, char *err, size_t errle
         if (d->rotation)
             rotate_plane(&d->gray, w, h, d->rotation);
     }
+    return 0;
+}
+
+/* Points f at the converted planes of a w x h (coded) picture. */
+static void fill_pixels(struct decoder *d, int w, int h, struct decoded_frame *f)
+{
+    int swap = d->rotation == 90 || d->rotation == 270;
+    f->width = swap ? h : w;
+    f->height = swap ? w : h;
+    int rgb = !(d->flags & DECODE_NO_RGB) || !(d->flags & DECODE_GRAY);
+    f->rgb = rgb ? d->rgb.up : NULL;
+    f->rgb_stride = rgb ? d->rgb.up_stride : 0;
+    f->gray = (d->flags & DECODE_GRAY) ? d->gray.up : NULL;
+    f->gray_stride = d->gray.up_stride;
+}
+
+int decoder_convert(struct decoder *d, const AVFrame *av, struct decoded_frame *f, char *err, size_t errlen)
+{
+    int rc = convert(d, av, err, errlen);
+    if (rc)
+        return rc;
+    fill_pixels(d, av->width, av->height, f);
     return 0;
 }
 
@@ -374,6 +401,7 @@ static int next_raw(struct decoder *d)
 
 int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t errlen)
 {
+    av_frame_unref(d->frame); /* the DECODE_RAW picture returned last time */
     for (;;) {
         int got = next_raw(d);
         if (got <= 0)
@@ -400,18 +428,23 @@ int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t e
             av_frame_unref(d->frame);
             continue;
         }
-        int rc = convert(d, d->frame, err, errlen);
         int w = d->frame->width, h = d->frame->height;
-        av_frame_unref(d->frame);
-        if (rc)
-            return rc;
-        int swap = d->rotation == 90 || d->rotation == 270;
-        f->width = swap ? h : w;
-        f->height = swap ? w : h;
-        f->rgb = d->rgb.up;
-        f->rgb_stride = d->rgb.up_stride;
-        f->gray = (d->flags & DECODE_GRAY) ? d->gray.up : NULL;
-        f->gray_stride = d->gray.up_stride;
+        if (d->flags & DECODE_RAW) {
+            /* kept until the next call; no pixels converted */
+            int swap = d->rotation == 90 || d->rotation == 270;
+            f->width = swap ? h : w;
+            f->height = swap ? w : h;
+            f->rgb = f->gray = NULL;
+            f->rgb_stride = f->gray_stride = 0;
+            f->av = d->frame;
+        } else {
+            int rc = convert(d, d->frame, err, errlen);
+            av_frame_unref(d->frame);
+            if (rc)
+                return rc;
+            fill_pixels(d, w, h, f);
+            f->av = NULL;
+        }
         f->t = t;
         f->index = d->index++;
         return 1;

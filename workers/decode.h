@@ -16,8 +16,16 @@
 struct decoder;
 
 enum decode_flags {
-    DECODE_GRAY = 1, /* also produce an 8-bit grey (luma) plane */
+    DECODE_GRAY = 1,   /* also produce an 8-bit grey (luma) plane */
+    DECODE_RAW = 2,    /* decoder_next converts nothing: f->av is the decoded
+                          picture as the codec gave it (coded orientation, its
+                          own pixel format); decoder_convert() converts a
+                          picture when it is wanted (the segment job converts
+                          only the frames it runs the face detector on) */
+    DECODE_NO_RGB = 4, /* convert to grey only (with DECODE_GRAY): f->rgb is NULL */
 };
+
+struct AVFrame;
 
 /* One decoded frame; the pixels belong to the decoder and stay valid until
  * the next decoder_next, decoder_seek or decoder_close. */
@@ -29,6 +37,8 @@ struct decoded_frame {
     int width, height; /* upright size */
     double t;          /* seconds on the movie timeline */
     int64_t index;     /* 0-based count of frames returned since open or the last seek */
+    const struct AVFrame *av; /* with DECODE_RAW: the decoded picture, valid as the pixels are
+                                 (av_frame_clone keeps it longer) */
 };
 
 struct decoder_stats {
@@ -48,6 +58,12 @@ void decoder_close(struct decoder *d);
 int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen);
 /* 1 and a frame, 0 at the end of the stream, or a negative errno with err. */
 int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t errlen);
+/* Converts a picture this decoder returned (f->av of a DECODE_RAW frame, or a
+ * clone of an earlier one) into f's rgb/gray planes, upright, as decoder_next
+ * does without DECODE_RAW; f's t and index are left as they are. The pixels
+ * stay valid until the next decoder_next, decoder_convert, decoder_seek or
+ * decoder_close. 0 or a negative errno with err. */
+int decoder_convert(struct decoder *d, const struct AVFrame *av, struct decoded_frame *f, char *err, size_t errlen);
 const struct decoder_stats *decoder_stats(const struct decoder *d);
 /* Upright picture size, rotation (degrees clockwise) and nominal frame rate. */
 void decoder_geometry(const struct decoder *d, int *width, int *height, int *rotation, double *fps);

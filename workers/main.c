@@ -27,6 +27,8 @@ static const struct {
     {"probe", job_probe},
     {"fetch", job_fetch},
     {"prep", job_prep},
+    {"train", job_train},
+    {"segment", job_segment},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)
@@ -37,6 +39,15 @@ static int send_msg(const char *verb, const struct kv *kv)
     int rc = (n == b.len && fflush(stdout) == 0) ? 0 : -EPIPE;
     sbuf_free(&b);
     return rc;
+}
+
+int job_bad_arg(struct job_ctx *ctx, const char *what)
+{
+    snprintf(ctx->error, sizeof ctx->error,
+             "%s job arguments: %s; was this job queued by another dfew version? (dfewctl show %lld)", ctx->kind, what,
+             (long long)ctx->id);
+    ctx->retryable = 0;
+    return -EINVAL;
 }
 
 void job_progress(struct job_ctx *ctx, double frac, const char *msg)

@@ -17,7 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "align.h"
@@ -55,22 +54,6 @@ struct prep_times {
     double decode, detect, align, write;
 };
 
-static double mono_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int bad_arg(struct job_ctx *ctx, const char *what)
-{
-    snprintf(ctx->error, sizeof ctx->error,
-             "prep job arguments: %s; was this job queued by another dfew version? (dfewctl show %lld)", what,
-             (long long)ctx->id);
-    ctx->retryable = 0;
-    return -EINVAL;
-}
-
 static int get_int(const struct kv *kv, const char *key, int def, int lo, int hi, int *out)
 {
     int64_t v = def;
@@ -92,36 +75,36 @@ static int parse_args(struct job_ctx *ctx, struct prep_args *a)
     if (!a->model || !*a->model)
         a->model = DFEW_LANDMARK_MODEL;
     if (!a->path || !*a->path)
-        return bad_arg(ctx, "no 'path'");
+        return job_bad_arg(ctx, "no 'path'");
     if (!a->out_dir || a->out_dir[0] != '/')
-        return bad_arg(ctx, "'out_dir' must be an absolute path");
+        return job_bad_arg(ctx, "'out_dir' must be an absolute path");
     if (kv_get_i64(kv, "clip_id", &a->clip_id) || a->clip_id <= 0)
-        return bad_arg(ctx, "no 'clip_id'");
+        return job_bad_arg(ctx, "no 'clip_id'");
     /* The job replaces and removes out_dir: it must be .../clips/<clip id>. */
     char tail[64];
     snprintf(tail, sizeof tail, "/clips/%lld", (long long)a->clip_id);
     size_t len = strlen(a->out_dir), tl = strlen(tail);
     if (len <= tl || strcmp(a->out_dir + len - tl, tail))
-        return bad_arg(ctx, "'out_dir' must end in /clips/<clip_id>");
+        return job_bad_arg(ctx, "'out_dir' must end in /clips/<clip_id>");
     if (kv_get_double(kv, "start_s", &a->start_s) || kv_get_double(kv, "end_s", &a->end_s) || a->start_s < 0 ||
         !(a->end_s > a->start_s))
-        return bad_arg(ctx, "'start_s' and 'end_s' must be seconds with 0 <= start < end");
+        return job_bad_arg(ctx, "'start_s' and 'end_s' must be seconds with 0 <= start < end");
     if (get_int(kv, "frames", 16, 1, 1000, &a->frames) || get_int(kv, "size", 112, 16, 2048, &a->size) ||
         get_int(kv, "template_size", 112, 1, 100000, &a->template_size) ||
         get_int(kv, "upsample", 0, 0, 2, &a->upsample) || get_int(kv, "keep_aligned", 0, 0, 1, &a->keep_aligned))
-        return bad_arg(ctx, "frames, size, template_size, upsample or keep_aligned out of range");
+        return job_bad_arg(ctx, "frames, size, template_size, upsample or keep_aligned out of range");
     a->min_face_ratio = 0.5;
     if (kv_get(kv, "min_face_ratio") &&
         (kv_get_double(kv, "min_face_ratio", &a->min_face_ratio) || a->min_face_ratio < 0 || a->min_face_ratio > 1))
-        return bad_arg(ctx, "'min_face_ratio' must be from 0 to 1");
+        return job_bad_arg(ctx, "'min_face_ratio' must be from 0 to 1");
     const char *interp = kv_get(kv, "interp"), *fmt = kv_get(kv, "image_format");
     if (tim_mode_parse(interp ? interp : "tim", &a->interp))
-        return bad_arg(ctx, "'interp' must be tim or linear");
+        return job_bad_arg(ctx, "'interp' must be tim or linear");
     if (img_format_parse(fmt ? fmt : "png", &a->format))
-        return bad_arg(ctx, "'image_format' must be png or jpg");
+        return job_bad_arg(ctx, "'image_format' must be png or jpg");
     const char *tpl = kv_get(kv, "template");
     if (parse_points(tpl ? tpl : DFEW_PREP_TEMPLATE, a->tpl, 5))
-        return bad_arg(ctx, "'template' must be 5 points 'x,y'");
+        return job_bad_arg(ctx, "'template' must be 5 points 'x,y'");
     for (int i = 0; i < 10; i++)
         a->tpl[i] *= (double)a->size / a->template_size;
     return 0;

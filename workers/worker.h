@@ -19,6 +19,10 @@ struct job_ctx {
     int retryable;         /* failure: 1 = transient (retry), 0 = permanent */
 };
 
+/* Fails the job because its arguments are wrong (permanently): "<kind>
+ * job arguments: <what>; was this job queued by another dfew version?". */
+int job_bad_arg(struct job_ctx *ctx, const char *what);
+
 /* Reports progress to the daemon (frac in 0..1; msg may be NULL). */
 void job_progress(struct job_ctx *ctx, double frac, const char *msg);
 
@@ -29,5 +33,7 @@ int job_noop(struct job_ctx *ctx);
 int job_probe(struct job_ctx *ctx);
 int job_fetch(struct job_ctx *ctx);
 int job_prep(struct job_ctx *ctx);
+int job_train(struct job_ctx *ctx);
+int job_segment(struct job_ctx *ctx);
 
 #endif

@@ -9,6 +9,8 @@
 #
 # Steps: the CPU backend against the PyTorch reference files (proves the
 # carried build runs there), the CUDA backend against the same files (fp32),
+# dfew-worker's train job (--backend auto picks CUDA; resume from a CUDA
+# checkpoint; close to the CPU backend's loss),
 # every CUDA layer against the CPU layer (again with every convolution forced
 # through the channels-first fallback), the CUDA backend against the CPU
 # backend (gradients, ten SGD steps, checkpoints, TF32/bf16, a learning run),
@@ -18,6 +20,8 @@
 # Writes check.log (everything), summary.txt (PASS/FAIL per step, worst
 # errors, the benchmark table) and results.json into $OUT when set, else into
 # gpu-report/. Exit status: 0 when every step passed, 1 otherwise.
+# DFEW_GPU_STEPS=name,name runs only those steps (e.g. train_job: dfew-worker's
+# train job on CUDA, for a short GPU session).
 set -u -o pipefail
 cd "$(dirname "$0")/../.." || exit 1
 ROOT=$PWD
@@ -123,6 +127,9 @@ SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanit
 run_step() {
   local name=$1 max=$2 reserve=$3
   shift 3
+  if [ -n "${DFEW_GPU_STEPS:-}" ] && [[ ",$DFEW_GPU_STEPS," != *",$name,"* ]]; then
+    return
+  fi
   local left=$(( BUDGET - $(elapsed) - reserve ))
   local t=$(( max < left ? max : left ))
   if [ "$t" -lt 15 ]; then
@@ -152,6 +159,8 @@ run_step() {
 REFDIR=$ROOT/tests/trainer
 run_step cpu_ref 90 "$((BENCH_RESERVE + 180))" "$BIN/test_train_ref" "$REFDIR"
 run_step cuda_ref 120 "$((BENCH_RESERVE + 140))" "$BIN/test_train_ref" "$REFDIR" "$BIN/dfew-train-cuda.so"
+# dfew-worker's train job: --backend auto picks CUDA, a fold resumes from its CUDA checkpoint
+run_step train_job 90 "$((BENCH_RESERVE + 120))" "$BIN/test_train_job" "$BIN" "$WORK"
 run_step cuda_layers 90 "$((BENCH_RESERVE + 120))" "$BIN/test_cuda_layers"
 run_step cuda_layers_ncdhw 60 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_NCDHW=1 "$BIN/test_cuda_layers"
 # PyTorch's own TF32 / bf16 gradient drift from fp32: the yardstick for ours

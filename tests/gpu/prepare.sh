@@ -26,7 +26,7 @@ else
   meson configure "$BUILD" -Dbuildtype=release -Dcuda=enabled -Donednn=disabled >/dev/null
 fi
 targets=(workers/train/dfew-train-cpu.so workers/train/cuda/dfew-train-cuda.so tests/trainer/test_train_ref
-         tests/gpu/test_cuda_layers tests/gpu/test_cuda_train bench/bench_cuda_train)
+         tests/gpu/test_cuda_layers tests/gpu/test_cuda_train tests/gpu/test_train_job bench/bench_cuda_train)
 ninja -C "$BUILD" "${targets[@]}"
 
 rm -rf "$STAGE" "$CARRY"

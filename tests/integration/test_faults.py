@@ -239,6 +239,25 @@ class LeaseTest(HomeTest):
         self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', job), 'done')
 
 
+class ProgressTest(HomeTest):
+    config = '[queue]\nlease_seconds = 1\n'  # renewals (and progress flushes) every 1/3 s
+    workers = 1
+
+    def test_last_progress_report_reaches_the_database(self):
+        # Five reports within 50 ms: the database takes one a second, so the
+        # rest wait; the last must show while the job then stays quiet.
+        self.home.start()
+        job = self.home.ctl_json('noop', '--progress', '5', '--sleep-ms', '4000')['first_id']
+
+        def last_step_shown():
+            rows = self.home.query('SELECT progress_msg FROM jobs WHERE id = ?', job)
+            return rows[0]['progress_msg'] == 'step 5 of 5'
+
+        self.home.wait_for(last_step_shown, 3, 'the last progress report in the database')
+        self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', job), 'leased')
+        self.home.ctl('wait', '--timeout', '30', job)
+
+
 class ReloadTest(HomeTest):
     workers = 0  # from the config
 

@@ -2,14 +2,15 @@
 and Debian's dlib model. Each video is processed once per home (dlib costs
 16-65 ms a frame), and several tests look at the result:
 
+- [segment] mode = whole: each movie is one clip;
 - single_face.mp4: 72 decoded frames, 72 face frames, usable, 16 aligned
   frames (PNG == clip.u8), faces.bin with every frame;
 - no_face.mp4: unusable, face ratio 0, no output directory;
 - short_hamilton_clip.mp4: 275 decoded frames, 150..165 face frames, usable;
 - the aligned frames, detected and landmarked again, put the eye centres on
   the template's (every test video);
-- --clips: exact frame counts per clip, a clip past the movie's end fails with
-  its reason, bad lists are refused whole; JPEG, 224 px, linear, 8 frames;
+- --clips: exact frame counts per clip, bad lists (a clip past the movie's
+  end too) are refused whole; JPEG, 224 px, linear, 8 frames;
 - a worker killed mid-clip leaves no partial output; the retry writes the
   same bytes as an undisturbed run;
 - dfewctl sheet writes a PNG contact sheet."""
@@ -25,6 +26,7 @@ import unittest
 from dfewtest import BUILD, SLOW, Home, main, video
 
 FACES_PNG = os.path.join(BUILD, 'bench', 'dfew-faces-png')
+WHOLE = '[segment]\nmode = whole\n'
 TEMPLATE = [(38.2946, 51.6963), (73.5318, 51.5014), (56.0252, 71.7366), (41.5493, 92.3655), (70.7299, 92.2041)]
 
 
@@ -92,7 +94,8 @@ class PrepPipelineTest(unittest.TestCase):
 
     @classmethod
     def setUpClass(cls):
-        cls.home = Home(workers=2, prep=True)
+        # each movie one whole clip (segmentation has its own test, test_segment.py)
+        cls.home = Home(config=WHOLE, workers=2, prep=True)
         cls.videos = {}
         try:
             names = ['single_face.mp4', 'no_face.mp4', 'short_hamilton_clip.mp4']
@@ -249,7 +252,7 @@ class PrepPipelineTest(unittest.TestCase):
 
     def test_kill_mid_clip_then_retry_writes_the_same_files(self):
         ref = self.clip('single_face.mp4')['output_dir']
-        h = Home(workers=1, prep=True)
+        h = Home(config=WHOLE, workers=1, prep=True)
         try:
             h.start()
             h.ctl('submit', video('single_face.mp4'))
@@ -325,20 +328,19 @@ class ClipListTest(unittest.TestCase):
 
     def test_clips_exact_frames_jpeg_224_linear(self):
         sf = video('single_face.mp4')
-        cuts = self.write('cuts.csv', 'start,end\n0,0.5   # the first half second\n00:00:01.000,00:00:01.500\n\n'
-                                      '2.2,3.5\n')
+        r = self.home.ctl('submit', sf, '--clips', self.write('past.csv', '0,0.5\n2.2,3.5\n'), check=False)
+        self.assertEqual(r.returncode, 2)
+        self.assertIn(':2: the clip 2.2 to 3.5 s ends after the movie (2.400 s)', r.stderr)
+        cuts = self.write('cuts.csv', 'start,end\n0,0.5   # the first half second\n00:00:01.000,00:00:01.500\n\n')
         out = self.home.ctl_json('submit', sf, '--clips', cuts)
-        self.assertEqual((out['clips_added'], out['prep_jobs_queued']), (3, 0), 'prep jobs wait for the probe')
+        self.assertEqual((out['clips_added'], out['prep_jobs_queued']), (2, 0), 'prep jobs wait for the probe')
         self.home.start()
         self.home.ctl('wait', '--timeout', str(300 * SLOW))
         rows = self.home.query('SELECT * FROM clip_status ORDER BY start_s')
-        self.assertEqual([(r['start_s'], r['end_s']) for r in rows], [(0, 0.5), (1, 1.5), (2.2, 3.5)])
+        self.assertEqual([(r['start_s'], r['end_s']) for r in rows], [(0, 0.5), (1, 1.5)])
         # 30 fps from t = 0: [0, 0.5) and [1, 1.5) hold exactly 15 frames each
-        self.assertEqual([(r['state'], r['frames_total'], r['frames_face']) for r in rows[:2]],
+        self.assertEqual([(r['state'], r['frames_total'], r['frames_face']) for r in rows],
                          [('usable', 15, 15), ('usable', 15, 15)])
-        self.assertEqual(rows[2]['state'], 'failed')
-        self.assertIn('reaches past the end of the movie', rows[2]['reason'])
-        self.assertIsNone(rows[2]['job_id'], 'no prep job for a clip past the end')
         self.assertEqual(self.home.scalar("SELECT count(*) FROM jobs WHERE kind = 'prep'"), 2)
         d = rows[1]['output_dir']
         jpgs = sorted(glob.glob(os.path.join(d, '*.jpg')))

@@ -12,6 +12,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libavutil/frame.h>
+
 #include "check.h"
 #include "decode.h"
 
@@ -244,6 +246,64 @@ static void test_damaged_truncated_hevc_odd(void)
     CHECK(strstr(err, "notes.txt") != NULL);
 }
 
+static uint64_t gray_hash(const struct decoded_frame *f)
+{
+    uint64_t h = 14695981039346656037ull;
+    for (int y = 0; y < f->height; y++)
+        h = fnv(f->gray + (size_t)y * f->gray_stride, (size_t)f->width, h);
+    return h;
+}
+
+/* DECODE_RAW converts nothing until asked; decoder_convert then gives the
+ * pixels a plain decode gives, also for a picture kept from an earlier
+ * frame (the segment job looks back one frame at a cut); with DECODE_NO_RGB
+ * only grey. */
+static void test_raw_and_convert(void)
+{
+    const char *path = vid("short_hamilton_clip.mp4");
+    char err[512];
+    struct decoder *plain, *raw, *grey;
+    if (decoder_open(path, DECODE_GRAY, &plain, err, sizeof err) ||
+        decoder_open(path, DECODE_RAW | DECODE_GRAY, &raw, err, sizeof err) ||
+        decoder_open(path, DECODE_RAW | DECODE_GRAY | DECODE_NO_RGB, &grey, err, sizeof err)) {
+        CHECK(!"the video opens three times");
+        return;
+    }
+    struct decoded_frame a, b, c;
+    AVFrame *kept = NULL;
+    uint64_t kept_rgb = 0, kept_gray = 0;
+    int n = 0, same = 0;
+    while (decoder_next(plain, &a, err, sizeof err) == 1) {
+        CHECK(decoder_next(raw, &b, err, sizeof err) == 1);
+        CHECK(decoder_next(grey, &c, err, sizeof err) == 1);
+        CHECK(b.rgb == NULL && b.gray == NULL && b.av != NULL && a.av == NULL);
+        CHECK(b.t == a.t && b.index == a.index && b.width == a.width && b.height == a.height);
+        if (n % 50 == 1 && kept) {
+            /* the picture of the frame before, converted now */
+            struct decoded_frame k = b;
+            CHECK(decoder_convert(raw, kept, &k, err, sizeof err) == 0);
+            CHECK(frame_hash(&k) == kept_rgb && gray_hash(&k) == kept_gray);
+        }
+        uint64_t ha = frame_hash(&a), ga = gray_hash(&a);
+        CHECK(decoder_convert(raw, b.av, &b, err, sizeof err) == 0);
+        CHECK(decoder_convert(grey, c.av, &c, err, sizeof err) == 0);
+        CHECK(c.rgb == NULL && c.gray != NULL);
+        same += frame_hash(&b) == ha && gray_hash(&b) == ga && gray_hash(&c) == ga;
+        av_frame_free(&kept);
+        kept = av_frame_clone(b.av);
+        kept_rgb = ha;
+        kept_gray = ga;
+        n++;
+    }
+    CHECK(decoder_next(raw, &b, err, sizeof err) == 0);
+    CHECK_EQ_INT(n, 275);
+    CHECK_EQ_INT(same, 275);
+    av_frame_free(&kept);
+    decoder_close(plain);
+    decoder_close(raw);
+    decoder_close(grey);
+}
+
 int main(void)
 {
     const char *td = getenv("DFEW_TESTDATA");
@@ -261,6 +321,7 @@ int main(void)
     RUN(test_ranges_by_seeking);
     RUN(test_rotation);
     RUN(test_damaged_truncated_hevc_odd);
+    RUN(test_raw_and_convert);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     sh(cmd);

@@ -92,11 +92,15 @@ static void test_config(void)
     CHECK(c.lease_s == 60);
     CHECK_EQ_INT(config_limit(&c, "probe"), 0);
     CHECK_EQ_INT(config_limit(&c, "noop"), 0);
+    CHECK_EQ_INT(config_limit(&c, "train"), 1); /* one trainer slot */
+    CHECK(config_timeout(&c, "train") == 0);    /* a train job runs for hours: no default timeout */
+    CHECK(config_timeout(&c, "probe") == 600);
+    CHECK(c.train_backends == NULL);
     config_free(&c);
 
     write_file(path, "# comment\n[daemon]\nworkers = 4\ndrain_seconds = 1.5m\n\n[queue]\nlease_seconds=10s # x\n"
                      "max_attempts = 5\nretry_base_seconds = 250ms\n[limits]\nprobe = 2\n[timeouts]\nnoop = 1h\n"
-                     "[batch]\nincoming = /srv/in\n");
+                     "[batch]\nincoming = /srv/in\n[limits]\ntrain = 2\n[train]\nbackends = /opt/b\n");
     config_defaults(&c);
     CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0);
     CHECK_EQ_INT(c.workers, 4);
@@ -107,6 +111,8 @@ static void test_config(void)
     CHECK_EQ_INT(config_limit(&c, "probe"), 2);
     CHECK(config_timeout(&c, "noop") == 3600);
     CHECK_EQ_STR(c.incoming_dir, "/srv/in");
+    CHECK_EQ_INT(config_limit(&c, "train"), 2);
+    CHECK_EQ_STR(c.train_backends, "/opt/b");
     /* [prep] defaults */
     CHECK_EQ_INT(c.prep_frames, 16);
     CHECK_EQ_INT(c.prep_size, 112);
@@ -115,7 +121,12 @@ static void test_config(void)
     CHECK_EQ_STR(c.prep_image_format, "png");
     CHECK_EQ_STR(c.prep_template, DFEW_PREP_TEMPLATE);
     CHECK_EQ_STR(c.prep_landmark_model, DFEW_LANDMARK_MODEL);
-    CHECK_EQ_INT(c.prep_whole_movie, 1);
+    CHECK_EQ_INT(c.prep_whole_movie, -1);
+    /* [segment] defaults: shots, the paper's 20 clips of 1-10 s */
+    CHECK_EQ_INT(config_segment_mode(&c), SEGMENT_SHOTS);
+    CHECK(c.segment_cut_threshold == 0.15 && c.segment_detect_interval_s == 0.2 && c.segment_track_gap_s == 0.5);
+    CHECK(c.segment_min_s == 1 && c.segment_max_s == 10);
+    CHECK_EQ_INT(c.segment_max_clips, 20);
     config_free(&c);
 
     write_file(path, "[prep]\nframes = 8\nsize = 224\nmin_face_ratio = 0.75\ninterp = linear\nimage_format = jpg\n"
@@ -133,6 +144,17 @@ static void test_config(void)
     CHECK_EQ_STR(c.prep_landmark_model, "/m.dat");
     CHECK_EQ_INT(c.prep_upsample, 1);
     CHECK_EQ_INT(c.prep_whole_movie, 0);
+    CHECK_EQ_INT(config_segment_mode(&c), SEGMENT_OFF); /* the older key, as [segment] mode = off */
+    config_free(&c);
+
+    write_file(path, "[segment]\nmode = whole\ncut_threshold = 0.3\ndetect_interval = 250ms\nmin_seconds = 2\n"
+                     "max_seconds = 5\ntrack_gap = 1s\nmax_clips = 7\n");
+    config_defaults(&c);
+    CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0);
+    CHECK_EQ_INT(config_segment_mode(&c), SEGMENT_WHOLE);
+    CHECK(c.segment_cut_threshold == 0.3 && c.segment_detect_interval_s == 0.25 && c.segment_track_gap_s == 1);
+    CHECK(c.segment_min_s == 2 && c.segment_max_s == 5);
+    CHECK_EQ_INT(c.segment_max_clips, 7);
     config_free(&c);
 
     const struct {
@@ -151,6 +173,11 @@ static void test_config(void)
         {"[prep]\ntemplate = 1,2 3,4\n", ":2: template wants 5 points"},
         {"[prep]\nimage_format = gif\n", ":2: image_format is one of png|jpg"},
         {"[prep]\nwhole_movie = maybe\n", ":2: whole_movie is yes or no"},
+        {"[segment]\nmode = auto\n", ":2: mode is one of shots|whole|off"},
+        {"[segment]\ncut_threshold = 2\n", ":2: cut_threshold wants a number from 0 to 1"},
+        {"[segment]\nmax_clips = 0\n", ":2: max_clips wants a whole number >= 1"},
+        {"[segment]\nmin_seconds = 5\nmax_seconds = 2\n", "min_seconds = 5 is more than max_seconds = 2"},
+        {"[prep]\nwhole_movie = yes\n[segment]\nmode = shots\n", "keep only [segment] mode"},
     };
     for (size_t i = 0; i < ARRAY_LEN(bad); i++) {
         write_file(path, bad[i].text);

@@ -345,6 +345,31 @@ static void test_kind_exclusion(void)
     db_close(db);
 }
 
+/* A trainer slot leases its kind only: by priority, then age; not before
+ * its backoff ends; never another kind. */
+static void test_lease_one_kind(void)
+{
+    struct db *db = fresh_db();
+    int64_t p = add(db, "prep", 9, NULL), t1 = add(db, "train", 0, NULL), t2 = add(db, "train", 5, NULL);
+    struct leased_job j;
+    CHECK_EQ_INT(queue_lease_kind(db, &pol, "t", "train", &j), 0);
+    CHECK_EQ_INT(j.id, t2);
+    CHECK_EQ_STR(j.kind, "train");
+    CHECK_EQ_INT(queue_fail(db, &pol, j.id, j.token, "x", 1, NULL), 0); /* backoff: not ready */
+    leased_job_free(&j);
+    CHECK_EQ_INT(queue_lease_kind(db, &pol, "t", "train", &j), 0);
+    CHECK_EQ_INT(j.id, t1);
+    leased_job_free(&j);
+    CHECK_EQ_INT(queue_lease_kind(db, &pol, "t", "train", &j), -ENOENT);
+    CHECK_EQ_INT(queue_lease_kind(db, &pol, "t", "noop", &j), -ENOENT);
+    CHECK_EQ_INT(state(db, p), JOB_QUEUED);
+    CHECK_EQ_INT(queue_lease(db, &pol, "t", "[\"train\"]", &j), 0);
+    CHECK_EQ_INT(j.id, p);
+    leased_job_free(&j);
+    CHECK(job_kind_known("train"));
+    db_close(db);
+}
+
 static void test_names(void)
 {
     enum job_state s;
@@ -376,6 +401,7 @@ int main(void)
     RUN(test_done_is_final);
     RUN(test_priority_order_dedup);
     RUN(test_kind_exclusion);
+    RUN(test_lease_one_kind);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbdir);
     if (system(cmd) != 0)
