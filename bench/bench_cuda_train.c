@@ -105,11 +105,17 @@ static int run(const struct dfew_train_backend *be, const char *prec_name, int p
             prec_name, info.device, med, rounds, steps, rate[0], rate[rounds - 1], L.total, own / 1073741824.0,
             info.param_bytes / 1073741824.0, info.activation_bytes / 1073741824.0,
             info.workspace_bytes / 1073741824.0, used / 1073741824.0, t_create, t_warm);
-    printf("{\"impl\": \"dfew-cuda\", \"precision\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"clips_per_s\": %.2f, "
+    /* the convolution policy the environment chose (layers.cu reads the same variables) */
+    const char *api = getenv("DFEW_CUDA_CONV_API"), *fc = getenv("DFEW_CUDA_FP32_CONV");
+    const char *cf = getenv("DFEW_CUDA_CONV_NCDHW");
+    char variant[64];
+    snprintf(variant, sizeof variant, "%s%s%s", api && *api ? api : "legacy", fc && !strcmp(fc, "fast") ? "+fast" : "",
+             cf && !strcmp(cf, "1") ? "+ncdhw" : "");
+    printf("{\"impl\": \"dfew-cuda\", \"variant\": \"%s\", \"precision\": \"%s\", \"device\": \"%s\", \"batch\": %d, \"clips_per_s\": %.2f, "
            "\"clips_per_s_min\": %.2f, \"clips_per_s_max\": %.2f, \"rounds\": %d, \"steps\": %d, \"loss\": %.5f, "
            "\"mem_own_bytes\": %.0f, \"mem_used_delta_bytes\": %.0f, \"param_bytes\": %lld, \"activation_bytes\": %lld, "
            "\"workspace_bytes\": %lld, \"create_s\": %.2f, \"warmup_s\": %.2f}\n",
-           prec_name, info.device, batch, med, rate[0], rate[rounds - 1], rounds, steps, L.total, own, used,
+           variant, prec_name, info.device, batch, med, rate[0], rate[rounds - 1], rounds, steps, L.total, own, used,
            (long long)info.param_bytes, (long long)info.activation_bytes, (long long)info.workspace_bytes, t_create,
            t_warm);
     fflush(stdout);

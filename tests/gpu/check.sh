@@ -14,8 +14,11 @@
 # every CUDA layer against the CPU layer (again with every convolution forced
 # through the channels-first fallback), the CUDA backend against the CPU
 # backend (gradients, ten SGD steps, checkpoints, TF32/bf16, a learning run),
+# the layer, reference-file and CPU-parity tests again with convolutions
+# through cuDNN's graph API (DFEW_CUDA_CONV_API=graph, steps *_graph),
 # compute-sanitizer memcheck over the layer test when time allows, then the
-# benchmark: bench_cuda_train and bench_torch_r3d18.py on the same GPU.
+# benchmark: bench_cuda_train (legacy and graph API) and bench_torch_r3d18.py
+# on the same GPU.
 #
 # Writes check.log (everything), summary.txt (PASS/FAIL per step, worst
 # errors, the benchmark table) and results.json into $OUT when set, else into
@@ -163,6 +166,11 @@ run_step cuda_ref 120 "$((BENCH_RESERVE + 140))" "$BIN/test_train_ref" "$REFDIR"
 run_step train_job 90 "$((BENCH_RESERVE + 120))" "$BIN/test_train_job" "$BIN" "$WORK"
 run_step cuda_layers 90 "$((BENCH_RESERVE + 120))" "$BIN/test_cuda_layers"
 run_step cuda_layers_ncdhw 60 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_NCDHW=1 "$BIN/test_cuda_layers"
+# convolutions through cuDNN's graph API (DFEW_CUDA_CONV_API=graph, not yet the
+# default): every layer, the reference files, then the CPU-parity tests
+run_step cuda_layers_graph 90 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_API=graph "$BIN/test_cuda_layers"
+run_step cuda_ref_graph 90 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_API=graph "$BIN/test_train_ref" "$REFDIR" \
+  "$BIN/dfew-train-cuda.so"
 # PyTorch's own TF32 / bf16 gradient drift from fp32: the yardstick for ours
 if run_step torch_precision 90 "$BENCH_RESERVE" python3 "$ROOT/tests/gpu/torch_grad_precision.py"; then :; fi
 TP=$(grep -h '^{' "$WORK/torch_precision.out" 2>/dev/null | tail -1)
@@ -170,6 +178,8 @@ TORCH_TF32=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sy
 TORCH_BF16=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bf16"])' 2>/dev/null)
 run_step cuda_train 240 "$BENCH_RESERVE" env DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" \
   DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
+run_step cuda_train_graph 240 "$((BENCH_RESERVE + 60))" env DFEW_CUDA_CONV_API=graph \
+  DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
 if [ -n "$SANITIZER" ]; then
   # heuristic algorithm choice: cudnnFind's timing runs are slow under the sanitizer
   run_step sanitizer_layers 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_FIND=0 "$SANITIZER" --tool memcheck \
@@ -182,6 +192,9 @@ fi
 BENCH_ARGS=(--batch 24 --frames 16 --size 112 --warmup 3 --steps 6 --rounds 3)
 run_step bench_cuda 150 80 env DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
 grep -h '^{' "$WORK/bench_cuda.out" >> "$BENCH_JSON" 2>/dev/null
+run_step bench_cuda_graph 150 80 env DFEW_CUDA_CONV_API=graph DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 \
+  "$BIN/bench_cuda_train" --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
+grep -h '^{' "$WORK/bench_cuda_graph.out" >> "$BENCH_JSON" 2>/dev/null
 if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ]; then
   # fp32 convolution policies side by side (their numbers stay in the log)
   # (channels-last fp32 has no transform kernels in cuDNN's legacy API: "fast"
@@ -190,6 +203,11 @@ if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ]; then
     "$BIN/test_cuda_layers"
   run_step explore_bench_fp32_fast_ncdhw 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 DFEW_CUDA_VERBOSE=1 \
     DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
+  grep -h '^{' "$WORK/explore_bench_fp32_fast_ncdhw.out" >> "$BENCH_JSON" 2>/dev/null
+  # the graph API with fp32 FFT / Winograd engines allowed
+  run_step explore_bench_fp32_graph_fast 90 80 env DFEW_CUDA_CONV_API=graph DFEW_CUDA_FP32_CONV=fast \
+    DFEW_CUDA_VERBOSE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
+  grep -h '^{' "$WORK/explore_bench_fp32_graph_fast.out" >> "$BENCH_JSON" 2>/dev/null
 fi
 run_step bench_torch 200 0 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/bench_torch_r3d18.py" \
   --precisions fp32,tf32,bf16 --formats "${DFEW_GPU_TORCH_FORMATS:-channels_last_3d,contiguous}" "${BENCH_ARGS[@]}"
@@ -219,7 +237,9 @@ for s in steps:
     out.append("%-18s %-8s %6s  %s" % (s["step"], s["status"], s["seconds"], s["key"][:160]))
 out.append("")
 gib = 2.0 ** 30
-ours = {b["precision"]: b for b in bench if b.get("impl") == "dfew-cuda" and "error" not in b}
+# the main table: the default convolution policy; the others are listed below it
+ours = {b["precision"]: b for b in bench
+        if b.get("impl") == "dfew-cuda" and "error" not in b and b.get("variant", "legacy") == "legacy"}
 torch_best = {}
 for b in bench:
     if b.get("impl") == "pytorch" and "error" not in b:
@@ -246,6 +266,13 @@ for b in bench:
         out.append("  pytorch %-5s %-16s %.1f clips/s" % (b["precision"], b["memory_format"], b["clips_per_s"]))
     if "error" in b:
         out.append("  %s %s: ERROR %s" % (b.get("impl"), b.get("precision"), b["error"]))
+for b in bench:
+    v = b.get("variant", "legacy")
+    if b.get("impl") == "dfew-cuda" and "error" not in b and v != "legacy":
+        t = torch_best.get(b["precision"])
+        out.append("  dfew-cuda %-5s %-16s %.1f clips/s, ratio %s, device +%.2f GiB" % (
+            b["precision"], v, b["clips_per_s"], "%.2f" % (b["clips_per_s"] / t["clips_per_s"]) if t else "-",
+            b["mem_used_delta_bytes"] / gib))
 for p, o in ours.items():
     out.append("  dfew-cuda %-5s own allocations %.2f GiB (params %.2f, activations %.2f, workspace %.2f)" % (
         p, o["mem_own_bytes"] / gib, o["param_bytes"] / gib, o["activation_bytes"] / gib,

@@ -31,6 +31,7 @@ struct ctx {
     int sm_count;
     int find;              /* 1: time the cuDNN algorithms (cudnnFind*Ex), 0: cuDNN's heuristics */
     int fp32_transforms;   /* 1: fp32 convolutions may use FFT / Winograd (DFEW_CUDA_FP32_CONV=fast) */
+    int graph_api;         /* 1: convolutions through cuDNN's graph API (DFEW_CUDA_CONV_API=graph) */
     size_t ws_limit;       /* the most workspace one convolution algorithm may use */
     void *ws;              /* cuDNN workspace (the largest the chosen algorithms need) */
     size_t ws_bytes;

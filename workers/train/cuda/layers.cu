@@ -20,6 +20,7 @@
 #include <type_traits>
 
 #include "../dfew_train.h"
+#include "conv_graph.cuh"
 #include "layers.cuh"
 
 namespace cu {
@@ -101,6 +102,12 @@ int ctx_init(ctx *cx, int device, int precision)
      * included (PyTorch's fp32 with allow_tf32 off does that). */
     const char *fc = getenv("DFEW_CUDA_FP32_CONV");
     cx->fp32_transforms = fc && !strcmp(fc, "fast");
+    /* convolutions: cuDNN's legacy API (cudnnFind*, the default) or its graph
+     * API (engine heuristics and fallback list, timed; conv_graph.cu) */
+    const char *api = getenv("DFEW_CUDA_CONV_API");
+    if (api && *api && strcmp(api, "legacy") && strcmp(api, "graph"))
+        return fail(cx, -EINVAL, "DFEW_CUDA_CONV_API=%s: use legacy or graph", api);
+    cx->graph_api = api && !strcmp(api, "graph");
     const char *wl = getenv("DFEW_CUDA_WORKSPACE_MB");
     cx->ws_limit = (size_t)(wl && atol(wl) >= 0 ? atol(wl) : 4096) << 20;
     return 0;
@@ -192,8 +199,6 @@ struct conv_key {
     int dtype, tensor_ops;
 };
 
-enum { DIR_FWD = 0, DIR_BWD_DATA = 1, DIR_BWD_FILTER = 2 };
-
 struct conv_plan {
     conv_key key;
     cudnnTensorDescriptor_t xd, yd;
@@ -203,6 +208,10 @@ struct conv_plan {
     int algo[3];
     size_t ws[3];
     int ncdhw; /* cuDNN runs this shape channels-first: the data are transposed around it */
+    /* graph API plans (always channels-last) per direction, [3] backward-data
+     * adding to its output; NULL after a try: that direction runs legacy */
+    conv_graph *g[4];
+    int gtried[4];
 };
 
 /* Process-wide: a plan depends on the shape, data type and math mode only, so
@@ -225,6 +234,8 @@ static void plan_free(conv_plan *p)
     for (int i = 0; i < 3; i++)
         if (p->cd[i])
             cudnnDestroyConvolutionDescriptor(p->cd[i]);
+    for (int i = 0; i < 4; i++)
+        conv_graph_free(p->g[i]);
     free(p);
 }
 
@@ -509,25 +520,60 @@ static int64_t conv_in_count(const conv3d_shape *s) { return (int64_t)s->n * s->
 static int64_t conv_out_count(const conv3d_shape *s) { return (int64_t)s->n * s->oc * s->to * s->ho * s->wo; }
 static int64_t conv_w_count(const conv3d_shape *s) { return (int64_t)s->oc * s->c * s->kt * s->kh * s->kw; }
 
-/* Looks up (or makes) the plan and its algorithm for one direction. */
-static int conv_prepare(ctx *cx, const conv3d_shape *s, cudnnDataType_t dt, size_t esz, int dir, const void *a,
-                        const void *b, conv_plan **out)
+/* Times the graph API's engines for one direction of p (acc: backward-data
+ * adding to its output) on scratch outputs; p->g[gi] stays NULL when none fits. */
+static int graph_choose(ctx *cx, conv_plan *p, int dir, int acc, const void *a, const void *b, size_t out_bytes)
 {
+    const conv_key *k = &p->key;
+    conv_graph_desc d = {k->n, k->c, k->t, k->h, k->w, k->oc, k->kt, k->kh, k->kw, k->st, k->sh, k->sw,
+                         k->pt, k->ph, k->pw, (cudnnDataType_t)k->dtype, k->tensor_ops, cx->fp32_transforms,
+                         dir, acc ? 1.f : 0.f};
+    void *buf, *out, *ws;
+    size_t wsb;
+    TRY(find_buffers(cx, out_bytes, &buf, &out, &ws, &wsb));
+    int rc = 0;
+    if (acc) /* beta = 1 reads the scratch output: start it at zero */
+        rc = cudaMemsetAsync(out, 0, out_bytes, cx->stream) == cudaSuccess ? 0 : fail(cx, -EIO, "cudaMemsetAsync");
+    if (!rc)
+        rc = conv_graph_make(cx, &d, a, b, out, ws, wsb, &p->g[dir == DIR_BWD_DATA && acc ? 3 : dir]);
+    int rc2 = find_done(cx, buf);
+    return rc ? rc : rc2;
+}
+
+/* Looks up (or makes) the plan and its algorithm for one direction: a graph
+ * API plan in *g when DFEW_CUDA_CONV_API=graph found one (acc: a backward-data
+ * plan that adds to its output), else *g = NULL and the legacy algorithm. */
+static int conv_prepare(ctx *cx, const conv3d_shape *s, cudnnDataType_t dt, size_t esz, int dir, int acc,
+                        const void *a, const void *b, conv_plan **out, conv_graph **g)
+{
+    const size_t out_bytes = (size_t)(dir == DIR_FWD ? conv_out_count(s)
+                                      : dir == DIR_BWD_DATA ? conv_in_count(s)
+                                                            : conv_w_count(s)) *
+                             esz;
+    const int gi = dir == DIR_BWD_DATA && acc ? 3 : dir;
     pthread_mutex_lock(&g_plan_lock);
     conv_plan *p = NULL;
     int rc = plan_get(cx, s, dt, &p);
-    if (!rc && !p->have[dir]) {
+    *g = NULL;
+    if (!rc && cx->graph_api) {
+        if (!p->gtried[gi]) {
+            rc = graph_choose(cx, p, dir, acc, a, b, out_bytes);
+            p->gtried[gi] = 1;
+        }
+        *g = p->g[gi];
+    }
+    if (!rc && !*g && !p->have[dir]) {
         if (dir == DIR_FWD)
-            rc = choose<DIR_FWD>(cx, p, a, b, (size_t)conv_out_count(s) * esz);
+            rc = choose<DIR_FWD>(cx, p, a, b, out_bytes);
         else if (dir == DIR_BWD_DATA)
-            rc = choose<DIR_BWD_DATA>(cx, p, a, b, (size_t)conv_in_count(s) * esz);
+            rc = choose<DIR_BWD_DATA>(cx, p, a, b, out_bytes);
         else
-            rc = choose<DIR_BWD_FILTER>(cx, p, a, b, (size_t)conv_w_count(s) * esz);
+            rc = choose<DIR_BWD_FILTER>(cx, p, a, b, out_bytes);
     }
     pthread_mutex_unlock(&g_plan_lock);
     if (rc)
         return rc;
-    TRY(ctx_workspace(cx, p->ws[dir]));
+    TRY(ctx_workspace(cx, *g ? conv_graph_workspace(*g) : p->ws[dir]));
     *out = p;
     return 0;
 }
@@ -541,10 +587,13 @@ template <typename T>
 int conv3d_forward(T *out, const T *inp, const T *weight, const float *bias, const conv3d_shape *s, ctx *cx)
 {
     conv_plan *p;
-    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_FWD, inp, weight, &p));
+    conv_graph *g;
+    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_FWD, 0, inp, weight, &p, &g));
     const float one = 1.f, zero = 0.f;
     const int64_t S = (int64_t)s->t * s->h * s->w, SO = (int64_t)s->to * s->ho * s->wo, KV = (int64_t)s->kt * s->kh * s->kw;
-    if (!p->ncdhw) {
+    if (g) {
+        TRY(conv_graph_run(cx, g, inp, weight, out));
+    } else if (!p->ncdhw) {
         DNN_TRY(cx, cudnnConvolutionForward(cx->dnn, &one, p->xd, inp, p->wd, weight, p->cd[0],
                                             (cudnnConvolutionFwdAlgo_t)p->algo[0], cx->ws, p->ws[0], &zero, p->yd,
                                             out));
@@ -573,32 +622,40 @@ int conv3d_backward(T *dinp, float *dweight, float *dbias, const T *dout, const 
     if (dbias)
         TRY(channel_sum(dbias, dout, (int64_t)s->n * SO, s->oc, cx));
     conv_plan *p;
+    conv_graph *g;
     /* weight gradient: bf16 convolutions produce a bf16 gradient, widened into the fp32 one */
     const int64_t wn = conv_w_count(s);
-    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_FILTER, inp, dout, &p));
+    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_FILTER, 0, inp, dout, &p, &g));
     const void *x = inp, *dy = dout, *w = weight;
     void *dw = dweight;
-    if (p->ncdhw || sizeof(T) != sizeof(float))
+    const int filter_cf = !g && p->ncdhw; /* the filter gradient runs channels-first */
+    if (filter_cf || sizeof(T) != sizeof(float))
         TRY(ctx_scratch(cx, SCR_DW16, (size_t)wn * sizeof(T), &dw));
-    if (p->ncdhw) {
-        void *tx, *ty;
-        TRY(ctx_scratch(cx, SCR_TX, sizeof(T) * (size_t)conv_in_count(s), &tx));
-        TRY(ctx_scratch(cx, SCR_TY, sizeof(T) * (size_t)conv_out_count(s), &ty));
-        TRY((relayout<T, T>((T *)tx, inp, s->n, s->c, S, 1, 0, cx)));
-        TRY((relayout<T, T>((T *)ty, dout, s->n, s->oc, SO, 1, 0, cx)));
-        x = tx, dy = ty;
+    if (g) {
+        TRY(conv_graph_run(cx, g, inp, dout, dw));
+    } else {
+        if (filter_cf) {
+            void *tx, *ty;
+            TRY(ctx_scratch(cx, SCR_TX, sizeof(T) * (size_t)conv_in_count(s), &tx));
+            TRY(ctx_scratch(cx, SCR_TY, sizeof(T) * (size_t)conv_out_count(s), &ty));
+            TRY((relayout<T, T>((T *)tx, inp, s->n, s->c, S, 1, 0, cx)));
+            TRY((relayout<T, T>((T *)ty, dout, s->n, s->oc, SO, 1, 0, cx)));
+            x = tx, dy = ty;
+        }
+        DNN_TRY(cx, cudnnConvolutionBackwardFilter(cx->dnn, &one, p->xd, x, p->yd, dy, p->cd[2],
+                                                   (cudnnConvolutionBwdFilterAlgo_t)p->algo[2], cx->ws, p->ws[2],
+                                                   &zero, p->wd, dw));
     }
-    DNN_TRY(cx, cudnnConvolutionBackwardFilter(cx->dnn, &one, p->xd, x, p->yd, dy, p->cd[2],
-                                               (cudnnConvolutionBwdFilterAlgo_t)p->algo[2], cx->ws, p->ws[2], &zero,
-                                               p->wd, dw));
-    if (p->ncdhw) /* OC x C x kT x kH x kW -> OC x kT x kH x kW x C, widened */
+    if (filter_cf) /* OC x C x kT x kH x kW -> OC x kT x kH x kW x C, widened */
         TRY((relayout<T, float>(dweight, (const T *)dw, s->oc, s->c, KV, 0, 0, cx)));
     else if (sizeof(T) != sizeof(float))
         TRY(cast_bf16_to_f32(dweight, (const bf16 *)dw, wn, cx));
     if (!dinp)
         return 0;
     conv_plan *q; /* the same plan; choosing its data algorithm may have moved it to channels-first */
-    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_DATA, weight, dout, &q));
+    TRY(conv_prepare(cx, s, dnn_type<T>(), sizeof(T), DIR_BWD_DATA, accumulate, weight, dout, &q, &g));
+    if (g)
+        return conv_graph_run(cx, g, weight, dout, dinp);
     if (!q->ncdhw) {
         DNN_TRY(cx, cudnnConvolutionBackwardData(cx->dnn, &one, q->wd, weight, q->yd, dout, q->cd[1],
                                                  (cudnnConvolutionBwdDataAlgo_t)q->algo[1], cx->ws, q->ws[1],
