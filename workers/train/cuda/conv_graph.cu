@@ -84,20 +84,26 @@ static cudnnBackendDescriptor_t tensor(chain *b, int64_t uid, cudnnDataType_t dt
     return d;
 }
 
+static void conv_graph_free_parts(conv_graph *g)
+{
+    cudnnBackendDescriptor_t all[] = {g->plan, g->cfg, g->graph, g->op, g->conv, g->x, g->w, g->y};
+    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+        destroy(all[i]);
+}
+
 void conv_graph_free(conv_graph *g)
 {
     if (!g)
         return;
-    cudnnBackendDescriptor_t all[] = {g->plan, g->cfg, g->graph, g->op, g->conv, g->x, g->w, g->y};
-    for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-        destroy(all[i]);
+    conv_graph_free_parts(g);
     free(g);
 }
 
 size_t conv_graph_workspace(const conv_graph *g) { return (size_t)g->ws; }
 
-/* The operation graph of one direction, into g's descriptors. */
-static void build_graph(chain *b, ctx *cx, const conv_graph_desc *d, conv_graph *g)
+/* The tensors, convolution and operation of one direction, into g's
+ * descriptors (no device needed). */
+static void build_op(chain *b, const conv_graph_desc *d, conv_graph *g)
 {
     const int64_t to = (d->t + 2 * d->pt - d->kt) / d->st + 1, ho = (d->h + 2 * d->ph - d->kh) / d->sh + 1;
     const int64_t wo = (d->w + 2 * d->pw - d->kw) / d->sw + 1;
@@ -145,7 +151,12 @@ static void build_graph(chain *b, ctx *cx, const conv_graph_desc *d, conv_graph 
         set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
     }
     G(b, cudnnBackendFinalize(g->op));
+}
 
+/* The operation graph of one direction, into g's descriptors. */
+static void build_graph(chain *b, ctx *cx, const conv_graph_desc *d, conv_graph *g)
+{
+    build_op(b, d, g);
     g->graph = create(b, CUDNN_BACKEND_OPERATIONGRAPH_DESCRIPTOR);
     set(b, g->graph, CUDNN_ATTR_OPERATIONGRAPH_OPS, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g->op);
     set(b, g->graph, CUDNN_ATTR_OPERATIONGRAPH_HANDLE, CUDNN_TYPE_HANDLE, 1, &cx->dnn);
@@ -267,6 +278,21 @@ static float time_run(ctx *cx, cudnnBackendDescriptor_t plan, void *x, void *w, 
     float ms = -1.f;
     cudaEventElapsedTime(&ms, e0, e1);
     return ms;
+}
+
+int conv_graph_check(const conv_graph_desc *d, char *err, size_t err_len)
+{
+    conv_graph g = {};
+    chain b = {};
+    build_op(&b, d, &g);
+    conv_graph_free_parts(&g);
+    if (b.st == CUDNN_STATUS_SUCCESS)
+        return 0;
+    snprintf(err, err_len, "cuDNN refuses the %s conv n%d c%d %dx%dx%d -> oc%d k%dx%dx%d s%dx%dx%d p%dx%dx%d: %s in %s",
+             d->dir == DIR_FWD ? "forward" : d->dir == DIR_BWD_DATA ? "backward-data" : "backward-filter", d->n, d->c,
+             d->t, d->h, d->w, d->oc, d->kt, d->kh, d->kw, d->st, d->sh, d->sw, d->pt, d->ph, d->pw,
+             cudnnGetErrorString(b.st), b.what);
+    return -EINVAL;
 }
 
 int conv_graph_make(ctx *cx, const conv_graph_desc *d, const void *a, const void *b, void *out, void *ws,

@@ -28,6 +28,12 @@ struct conv_graph_desc {
 
 struct conv_graph;
 
+/* Describes d's tensors, convolution and operation and has cuDNN finalize
+ * them: what conv_graph_make does first, and all of it that needs no device
+ * (tests run it on machines without a GPU). 0, or -EINVAL with what cuDNN
+ * refused in err. */
+int conv_graph_check(const conv_graph_desc *d, char *err, size_t err_len);
+
 /* Builds the operation graph of d, times every engine configuration that
  * finalizes, fits in ws_bytes and whose numerical notes the precision
  * allows, on a (x / w), b (w / dy) and the scratch output out (never the
