@@ -6,7 +6,9 @@
  * DFEW name; frames are used where they are, not copied), the votes (anonymous
  * counts from the annotation file) and the split (test set k = fold k).
  * Any inconsistency rejects the whole release with file and line. Importing
- * the same release again changes nothing. */
+ * the same release again changes nothing. Clips with interpolated frames get
+ * a tensor job each (in the same transaction) that builds the trainer's
+ * clip.u8 from them, unless --no-tensors. */
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +22,7 @@
 #include "dataset.h"
 #include "hash.h"
 #include "media.h"
+#include "queue.h"
 
 struct irun {
     struct ctl *c;
@@ -37,6 +40,8 @@ struct irun {
     int split_made, split_same;
     int warn_rule, warn_split;
     char first_warn_rule[256], first_warn_split[256];
+    int tensors;                 /* queue tensor jobs (not --no-tensors) */
+    int tensor_jobs, tensors_have; /* queued now; clips that have one or have a job for one */
 };
 
 static int is_dir(const char *p)
@@ -592,10 +597,56 @@ static void import_split(struct irun *r)
     sqlite3_reset(st);
 }
 
+/* A tensor job for each usable clip of the release with interpolated frames
+ * and no tensor yet: clip.u8 at [prep] size in HOME/outputs/clips/<id>/. A
+ * clip whose job exists already (same size) is not queued again. */
+static void queue_tensors(struct irun *r, int64_t movie)
+{
+    struct ctl *c = r->c;
+    struct db *db = c->db;
+    sqlite3_stmt *q;
+    if (sqlite3_prepare_v2(db->h, "SELECT id, output_dir, tensor_path IS NOT NULL FROM clips WHERE movie_id = ? "
+                                  "AND state = 'usable' AND output_dir IS NOT NULL ORDER BY id", -1, &q, NULL) != SQLITE_OK) {
+        ds_error(&r->err, r->dir, 0, "cannot list the clips for tensor jobs: %s", db_errmsg(db));
+        return;
+    }
+    sqlite3_bind_int64(q, 1, movie);
+    while (sqlite3_step(q) == SQLITE_ROW && !r->err.n) {
+        int64_t clip = sqlite3_column_int64(q, 0);
+        if (sqlite3_column_int(q, 2)) {
+            r->tensors_have++;
+            continue;
+        }
+        struct sbuf args = {0}, key = {0}, out = {0};
+        sbuf_addf(&out, "%s/clips/%lld", c->paths.outputs, (long long)clip);
+        sbuf_addf(&args, "{\"clip_id\":%lld,\"frames_dir\":", (long long)clip);
+        sbuf_add_json_str(&args, (const char *)sqlite3_column_text(q, 1));
+        sbuf_add(&args, ",\"out_dir\":");
+        sbuf_add_json_str(&args, out.s);
+        sbuf_addf(&args, ",\"size\":%d}", c->cfg.prep_size);
+        sbuf_addf(&key, "tensor:%lld:%d", (long long)clip, c->cfg.prep_size);
+        struct job_spec spec = {.kind = "tensor", .movie_id = movie, .clip_id = clip, .args_json = args.s,
+                                .dedup_key = key.s};
+        int64_t id;
+        int rc = queue_enqueue(db, &spec, "dfewctl import: the clip's tensor from its DFEW frames", &id);
+        if (rc < 0)
+            ds_error(&r->err, r->dir, 0, "cannot queue the tensor job of clip %lld: %s", (long long)clip,
+                     db_errmsg(db));
+        else if (rc == 1)
+            r->tensor_jobs++;
+        else
+            r->tensors_have++;
+        sbuf_free(&args);
+        sbuf_free(&key);
+        sbuf_free(&out);
+    }
+    sqlite3_finalize(q);
+}
+
 static void print_result(struct irun *r)
 {
     struct ctl *c = r->c;
-    int changed = r->clips_new + r->clips_updated + r->votes_added + r->split_made;
+    int changed = r->clips_new + r->clips_updated + r->votes_added + r->split_made + r->tensor_jobs;
     if (c->json) {
         struct sbuf b = {0};
         sbuf_add(&b, "{\"dir\":");
@@ -610,8 +661,9 @@ static void print_result(struct irun *r)
         } else {
             sbuf_add(&b, "null");
         }
-        sbuf_addf(&b, ",\"changed\":%s,\"rule_mismatches\":%d,\"split_label_mismatches\":%d}",
-                  changed ? "true" : "false", r->warn_rule, r->warn_split);
+        sbuf_addf(&b, ",\"changed\":%s,\"rule_mismatches\":%d,\"split_label_mismatches\":%d,"
+                      "\"tensor_jobs_queued\":%d,\"tensors_done_or_queued\":%d}",
+                  changed ? "true" : "false", r->warn_rule, r->warn_split, r->tensor_jobs, r->tensors_have);
         printf("%s\n", sbuf_str(&b));
         sbuf_free(&b);
     } else {
@@ -626,6 +678,9 @@ static void print_result(struct irun *r)
         else
             printf("; no EmoLabel_DataSplit, so no split");
         printf("%s\n", changed ? "" : "; nothing changed");
+        if (r->tensor_jobs)
+            printf("queued %d tensor jobs: dfewd builds each clip's training tensor from its frames (dfewctl wait; "
+                   "then dfewctl train --split %s)\n", r->tensor_jobs, r->split_name);
     }
     if (r->warn_rule)
         fprintf(stderr,
@@ -644,10 +699,11 @@ static void print_result(struct irun *r)
 
 int cmd_import(struct ctl *c, int argc, char **argv)
 {
-    static const struct option opts[] = {{"split", required_argument, NULL, 's'}, CTL_COMMON_LONGOPTS,
+    static const struct option opts[] = {{"split", required_argument, NULL, 's'},
+                                         {"no-tensors", no_argument, NULL, 'T'}, CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     static const char usage_text[] =
-        "usage: dfewctl import dfew [--split NAME] DIR\n\n"
+        "usage: dfewctl import dfew [--split NAME] [--no-tensors] DIR\n\n"
         "Reads a dataset in the DFEW release layout: Annotation/annotation.csv (7 vote\n"
         "counts, clip_name, annotation per line; save the release's annotation.xlsx as\n"
         "CSV first), EmoLabel_DataSplit/{test,train}(single-labeled)/set_<k>.csv, and the\n"
@@ -656,8 +712,11 @@ int cmd_import(struct ctl *c, int argc, char **argv)
         "It adds one movie standing for the release, a clip per annotated video named by\n"
         "its DFEW name, the votes (anonymous), and the split NAME (default 'dfew'; test\n"
         "set k = fold k). All in one transaction: any inconsistency rejects the release.\n"
-        "Importing the same release again changes nothing.\n";
-    struct irun r = {.c = c, .split_name = "dfew"};
+        "Importing the same release again changes nothing.\n"
+        "Each clip with Clip/clip_<S>x<S>_16f frames gets a tensor job: dfewd scales its\n"
+        "frames to [prep] size and writes the trainer's clip.u8 into HOME/outputs/clips/<id>/\n"
+        "(--no-tensors: reports and exports only, no training).\n";
+    struct irun r = {.c = c, .split_name = "dfew", .tensors = 1};
     if (argc < 2 || strcmp(argv[1], "dfew")) {
         if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
             printf("%s", usage_text);
@@ -675,6 +734,8 @@ int cmd_import(struct ctl *c, int argc, char **argv)
             continue;
         if (o == 's' && *optarg)
             r.split_name = optarg;
+        else if (o == 'T')
+            r.tensors = 0;
         else if (o == 'h') {
             printf("%s", usage_text);
             return 0;
@@ -713,13 +774,16 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     }
     if (!r.err.n)
         check_split(&r);
+    int64_t movie = 0;
     if (!r.err.n) {
-        int64_t movie = release_movie(&r);
+        movie = release_movie(&r);
         if (movie)
             import_clips(&r, movie);
     }
     if (!r.err.n && r.test_dir)
         import_split(&r);
+    if (!r.err.n && movie && r.tensors)
+        queue_tensors(&r, movie);
     if (r.err.n) {
         db_rollback(c->db);
         char what[1200];
@@ -733,6 +797,9 @@ int cmd_import(struct ctl *c, int argc, char **argv)
         goto out;
     }
     rc = 0;
+    if (r.tensor_jobs && ctl_wake(c) == 0)
+        fprintf(stderr, "dfewctl import: note: dfewd is not running on %s; the tensor jobs wait until it starts\n",
+                c->paths.home);
     print_result(&r);
 out:
     if (c->db)

@@ -237,13 +237,15 @@ static void free_members(struct member *m, size_t n)
     free(m);
 }
 
-/* Every clip of the split with its tensor: each must have a clip.u8 of one
- * common size. Prints what is wrong (and what to do) and returns -EINVAL. */
+/* Every clip of the split with its tensor (clip.u8 in its output_dir, or the
+ * one a tensor job built: clips.tensor_path), all of one size. Prints what is
+ * wrong (and what to do) and returns -EINVAL. */
 static int load_members(struct ctl *c, int64_t split, const char *split_name, struct member **out, size_t *count,
                         int dims[3])
 {
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT f.clip_id, f.fold, f.label, c.output_dir, c.state FROM fold_members f "
-                                         "JOIN clips c ON c.id = f.clip_id WHERE f.split_id = ? ORDER BY f.fold, f.clip_id");
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT f.clip_id, f.fold, f.label, coalesce(c.tensor_path, c.output_dir || "
+                                         "'/clip.u8'), c.state FROM fold_members f JOIN clips c ON c.id = f.clip_id "
+                                         "WHERE f.split_id = ? ORDER BY f.fold, f.clip_id");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, split);
@@ -252,18 +254,18 @@ static int load_members(struct ctl *c, int64_t split, const char *split_name, st
     struct sbuf examples = {0}, odd_ex = {0};
     int rc;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        const char *dir = (const char *)sqlite3_column_text(st, 3);
+        const char *tensor = (const char *)sqlite3_column_text(st, 3);
         const char *state = (const char *)sqlite3_column_text(st, 4);
         int64_t clip = sqlite3_column_int64(st, 0);
         struct sbuf path = {0};
         char err[1024];
         int t = 0, h = 0, w = 0, ch = 0;
-        if (dir)
-            sbuf_addf(&path, "%s/clip.u8", dir);
-        if (!dir || clip_read_header(path.s, &t, &h, &w, &ch, err, sizeof err) != 0) {
+        if (tensor)
+            sbuf_add(&path, tensor);
+        if (!tensor || clip_read_header(path.s, &t, &h, &w, &ch, err, sizeof err) != 0) {
             if (missing++ < 3)
                 sbuf_addf(&examples, "\n  clip %lld (%s): %s", (long long)clip, state ? state : "?",
-                          dir ? err : "no output directory");
+                          tensor ? err : "no output directory");
             sbuf_free(&path);
             continue;
         }
@@ -295,9 +297,10 @@ static int load_members(struct ctl *c, int64_t split, const char *split_name, st
     } else if (missing) {
         fprintf(stderr,
                 "dfewctl train: %zu of the %zu clips of split '%s' have no clip tensor (clip.u8), for example:%s\n"
-                "Clips get one from their prep job (dfewctl submit; clips imported from a DFEW release have\n"
-                "only JPEG frames). Prepare them, or make a split of prepared clips (dfewctl folds make). Nothing "
-                "was queued.\n",
+                "Clips get one from their prep job (dfewctl submit), clips imported from a DFEW release from\n"
+                "their tensor job (dfewctl import dfew DIR queues them; dfewctl wait). Let those jobs finish\n"
+                "(dfewctl status), or make a split of clips that have one (dfewctl folds make). Nothing was "
+                "queued.\n",
                 missing, missing + n + odd, split_name, examples.s);
         ret = -EINVAL;
     } else if (odd) {

@@ -160,6 +160,21 @@ static int record_prep(struct daemon *d, const struct leased_job *job, const cha
     return db_step_done(d->db, st);
 }
 
+/* A clip's tensor was built from its frames (tensor job): the trainer reads it. */
+static int record_tensor(struct daemon *d, const struct leased_job *job, const char *result)
+{
+    if (job->clip_id <= 0)
+        return 0;
+    sqlite3_stmt *st = db_prepare(d->db, "UPDATE clips SET tensor_path = json_extract(?1, '$.path'), updated_at = ?2 "
+                                         "WHERE id = ?3");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
+    sqlite3_bind_double(st, 2, now_s());
+    sqlite3_bind_int64(st, 3, job->clip_id);
+    return db_step_done(d->db, st);
+}
+
 /* A download finished: it becomes a movie (unless its content is known) and
  * continues like a submitted file, with a probe job. */
 static int record_fetch(struct daemon *d, const struct leased_job *job, const char *result)
@@ -416,6 +431,8 @@ int record_result(struct daemon *d, const struct leased_job *job, const char *re
         rc = record_fetch(d, job, result_json);
     else if (!strcmp(job->kind, "prep"))
         rc = record_prep(d, job, result_json);
+    else if (!strcmp(job->kind, "tensor"))
+        rc = record_tensor(d, job, result_json);
     else if (!strcmp(job->kind, "segment"))
         rc = record_segment(d, job, err, errlen);
     if (rc && errlen && !err[0])

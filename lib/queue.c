@@ -30,7 +30,7 @@ static const unsigned allowed[JOB_STATE_COUNT] = {
     [JOB_DONE] = 0,
 };
 
-static const char *const job_kinds[] = {"noop", "probe", "fetch", "prep", "segment", "train"};
+static const char *const job_kinds[] = {"noop", "probe", "fetch", "prep", "segment", "tensor", "train"};
 
 const char *job_state_name(enum job_state s) { return s < JOB_STATE_COUNT ? state_names[s] : "?"; }
 

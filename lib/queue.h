@@ -29,7 +29,7 @@ int job_state_parse(const char *s, enum job_state *out);
 int job_state_final(enum job_state s);
 
 /* Job kinds this build knows. */
-#define JOB_KINDS_HELP "noop, probe, fetch, prep, segment, train"
+#define JOB_KINDS_HELP "noop, probe, fetch, prep, segment, tensor, train"
 int job_kind_known(const char *kind);
 
 struct queue_policy {

@@ -29,6 +29,7 @@ static const struct {
     {"prep", job_prep},
     {"train", job_train},
     {"segment", job_segment},
+    {"tensor", job_tensor},
 };
 
 static int send_msg(const char *verb, const struct kv *kv)

@@ -35,5 +35,6 @@ int job_fetch(struct job_ctx *ctx);
 int job_prep(struct job_ctx *ctx);
 int job_train(struct job_ctx *ctx);
 int job_segment(struct job_ctx *ctx);
+int job_tensor(struct job_ctx *ctx);
 
 #endif

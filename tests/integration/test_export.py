@@ -10,6 +10,7 @@ import glob
 import os
 import random
 import shutil
+import struct
 import subprocess
 
 from dfewtest import Home, HomeTest, main, video
@@ -317,6 +318,94 @@ class ExportTest(HomeTest):
         self.assertEqual(t, {'0-2s': [0, 1, 0, 0, 0, 0, 0], '2-5s': [1, 0, 0, 0, 0, 0, 0],
                              '5s+': [0, 0, 0, 1, 0, 0, 0], 'unknown': [0, 0, 0, 0, 1, 0, 0]})
         self.assertIn('unknown: clips imported without their original video', self.home.ctl('report', 'table2').stdout)
+
+    def test_import_builds_tensors_and_trains(self):
+        """Import queues a tensor job per clip with frames; dfewd builds each
+        clip.u8 from the release's JPEGs, scaled to [prep] size, and the
+        imported split trains."""
+        ids, specs = self.make_dataset(self.home, n=12, k=2)
+        out = os.path.join(self.home.dir, 'release')
+        self.home.ctl('export', '--format', 'dfew', out)
+        usable = [i for i, s in zip(ids, specs) if s['state'] == 'usable']
+        other = Home(config='[prep]\nsize = 56\n')
+        try:
+            r = other.ctl_json('import', 'dfew', out)
+            self.assertEqual(r['tensor_jobs_queued'], len(usable))
+            t = other.ctl('train', '--split', 'dfew', check=False)  # before the jobs ran
+            self.assertEqual(t.returncode, 1)
+            self.assertIn('tensor job', t.stderr)
+            other.start()
+            jobs = [row['id'] for row in other.query("SELECT id FROM jobs WHERE kind = 'tensor'")]
+            self.assertEqual(len(jobs), len(usable))
+            self.assertEqual(other.ctl('wait', '--timeout', '120', *jobs).returncode, 0)
+            rows = other.query('SELECT id, name, output_dir, tensor_path FROM clips WHERE tensor_path IS NOT NULL '
+                               'ORDER BY id')
+            self.assertEqual([row['name'] for row in rows], ['%05d' % i for i in usable])
+            mads = []
+            for row in rows[:3]:
+                self.assertEqual(row['tensor_path'], os.path.join(other.dir, 'outputs', 'clips', str(row['id']),
+                                                                  'clip.u8'))
+                with open(row['tensor_path'], 'rb') as f:
+                    data = f.read()
+                self.assertEqual(data[:8], b'DFEWCLIP')
+                self.assertEqual(struct.unpack_from('<IIIIII', data, 8), (1, 32, 16, 56, 56, 3))
+                self.assertEqual(len(data), 32 + 16 * 56 * 56 * 3)
+                # frame 5 against the ffmpeg command line's area scaling of 5.jpg
+                jpg = os.path.join(row['output_dir'], '5.jpg')
+                ref = subprocess.run(['ffmpeg', '-nostdin', '-v', 'error', '-i', jpg, '-vf', 'scale=56:56:flags=area',
+                                      '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'], check=True,
+                                     capture_output=True).stdout
+                frame = data[32 + 4 * 56 * 56 * 3:32 + 5 * 56 * 56 * 3]
+                mads.append((sum(abs(x - y) for x, y in zip(frame, ref)) / len(ref),
+                             sum(abs(x - y) for x, y in zip(data[32:32 + len(ref)], ref)) / len(ref)))
+            print('tensor frame 5 vs ffmpeg area-scaled 5.jpg: mean abs difference %s (vs frame 1: %s)' % (
+                ', '.join('%.2f' % m for m, _ in mads), ', '.join('%.2f' % o for _, o in mads)))
+            for mad, _ in mads:
+                self.assertLess(mad, 3.0)
+            self.assertTrue(any(o > 3 * m + 1 for m, o in mads))  # frames differ: the right one was compared
+            # importing again queues nothing
+            again = other.ctl_json('import', 'dfew', out)
+            self.assertEqual((again['tensor_jobs_queued'], again['tensors_done_or_queued']), (0, len(usable)))
+            # the imported official folds train
+            run = other.ctl_json('train', '--split', 'dfew', '--folds', '1', '--backend', 'cpu', '--width', '0.125',
+                                 '--epochs', '1', '--batch', '4', '--crop', '28', '--threads', '1', '--loss', 'ce')
+            self.assertEqual(run['input'], [16, 28, 28])
+            self.assertEqual(other.ctl('wait', '--timeout', '300', *run['jobs']).returncode, 0)
+            test1 = other.scalar("SELECT count(*) FROM fold_clips WHERE split = 'dfew' AND fold = 1")
+            self.assertEqual(other.scalar('SELECT count(*) FROM predictions WHERE run_id = ?', run['run_id']), test1)
+            self.assertEqual(other.scalar("SELECT count(*) FROM fold_clips WHERE split = 'dfew' AND tensor = "
+                                          "(SELECT tensor_path FROM clips WHERE id = fold_clips.clip_id)"),
+                             other.scalar("SELECT count(*) FROM fold_clips WHERE split = 'dfew'"))
+        finally:
+            other.cleanup()
+
+    def test_tensor_job_bad_frame(self):
+        """A frame FFmpeg cannot decode fails its clip's tensor job for good,
+        naming the file; the other clips get their tensors and dfewd serves on."""
+        ids, specs = self.make_dataset(self.home, n=6, k=2)
+        out = os.path.join(self.home.dir, 'release')
+        self.home.ctl('export', '--format', 'dfew', out)
+        bad = os.path.join(out, 'Clip/clip_112x112_16f/%05d/7.jpg' % ids[0])
+        with open(bad, 'wb') as f:
+            f.write(b'not a JPEG at all')
+        other = Home()
+        try:
+            other.start()
+            r = other.ctl_json('import', 'dfew', out)
+            self.assertEqual(r['tensor_jobs_queued'], 5)
+            self.assertEqual(other.ctl('wait', '--timeout', '120', check=False).returncode, 1)  # one job is dead
+            rows = other.query("SELECT j.state, j.error, c.name, c.tensor_path FROM jobs j JOIN clips c "
+                               "ON c.id = j.clip_id WHERE j.kind = 'tensor' ORDER BY c.name")
+            self.assertEqual([(x['name'], x['state']) for x in rows],
+                             [('%05d' % ids[0], 'dead')] + [('%05d' % i, 'done') for i in ids[1:5]])
+            print('the dead tensor job says: %s' % rows[0]['error'])
+            self.assertIn(bad, rows[0]['error'])
+            self.assertIn('frame 7', rows[0]['error'])
+            self.assertIsNone(rows[0]['tensor_path'])
+            self.assertTrue(all(x['tensor_path'] for x in rows[1:]))
+            self.assertTrue(other.ping())
+        finally:
+            other.cleanup()
 
     def test_while_dfewd_runs(self):
         self.home.start()
