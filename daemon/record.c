@@ -137,20 +137,12 @@ static int record_segment(struct daemon *d, const struct leased_job *job, char *
     return rc;
 }
 
-/* A clip's preprocessing outcome: usable or unusable, counts, where the
- * outputs are, and how long each stage took. */
-static int record_prep(struct daemon *d, const struct leased_job *job, const char *result)
+/* Runs sql, an UPDATE of the job's clip with ?1 = the result JSON, ?2 = now
+ * and ?3 = the clip's id; nothing for a job without a clip. */
+static int update_clip(struct daemon *d, const struct leased_job *job, const char *result, const char *sql)
 {
     if (job->clip_id <= 0)
         return 0;
-    static const char sql[] =
-        "UPDATE clips SET state = json_extract(?1, '$.state'), reason = json_extract(?1, '$.reason'),"
-        " frames_total = json_extract(?1, '$.frames_total'), frames_face = json_extract(?1, '$.frames_face'),"
-        " face_ratio = json_extract(?1, '$.face_ratio'), output_dir = json_extract(?1, '$.out_dir'),"
-        " out_frames = json_extract(?1, '$.out_frames'), out_size = json_extract(?1, '$.out_size'),"
-        " decode_s = json_extract(?1, '$.decode_s'), detect_s = json_extract(?1, '$.detect_s'),"
-        " align_s = json_extract(?1, '$.align_s'), write_s = json_extract(?1, '$.write_s'),"
-        " prep_s = json_extract(?1, '$.total_s'), prepped_at = ?2, updated_at = ?2 WHERE id = ?3";
     sqlite3_stmt *st = db_prepare(d->db, sql);
     if (!st)
         return -EIO;
@@ -160,19 +152,26 @@ static int record_prep(struct daemon *d, const struct leased_job *job, const cha
     return db_step_done(d->db, st);
 }
 
+/* A clip's preprocessing outcome: usable or unusable, counts, where the
+ * outputs are, and how long each stage took. */
+static int record_prep(struct daemon *d, const struct leased_job *job, const char *result)
+{
+    return update_clip(
+        d, job, result,
+        "UPDATE clips SET state = json_extract(?1, '$.state'), reason = json_extract(?1, '$.reason'),"
+        " frames_total = json_extract(?1, '$.frames_total'), frames_face = json_extract(?1, '$.frames_face'),"
+        " face_ratio = json_extract(?1, '$.face_ratio'), output_dir = json_extract(?1, '$.out_dir'),"
+        " out_frames = json_extract(?1, '$.out_frames'), out_size = json_extract(?1, '$.out_size'),"
+        " decode_s = json_extract(?1, '$.decode_s'), detect_s = json_extract(?1, '$.detect_s'),"
+        " align_s = json_extract(?1, '$.align_s'), write_s = json_extract(?1, '$.write_s'),"
+        " prep_s = json_extract(?1, '$.total_s'), prepped_at = ?2, updated_at = ?2 WHERE id = ?3");
+}
+
 /* A clip's tensor was built from its frames (tensor job): the trainer reads it. */
 static int record_tensor(struct daemon *d, const struct leased_job *job, const char *result)
 {
-    if (job->clip_id <= 0)
-        return 0;
-    sqlite3_stmt *st = db_prepare(d->db, "UPDATE clips SET tensor_path = json_extract(?1, '$.path'), updated_at = ?2 "
-                                         "WHERE id = ?3");
-    if (!st)
-        return -EIO;
-    sqlite3_bind_text(st, 1, result, -1, SQLITE_STATIC);
-    sqlite3_bind_double(st, 2, now_s());
-    sqlite3_bind_int64(st, 3, job->clip_id);
-    return db_step_done(d->db, st);
+    return update_clip(d, job, result,
+                       "UPDATE clips SET tensor_path = json_extract(?1, '$.path'), updated_at = ?2 WHERE id = ?3");
 }
 
 /* A download finished: it becomes a movie (unless its content is known) and

@@ -65,10 +65,6 @@ int write_file_atomic(const char *path, const void *data, size_t len);
 /* rm -rf: removes a file or a directory tree (symbolic links are removed,
  * not followed). 0 when path is gone, else -errno. */
 int remove_tree(const char *path);
-/* Writes len bytes to path atomically: a temporary name beside it
- * (path.tmp-PID), fsync, rename over path, fsync of the directory. Readers
- * see the old file or the whole new one. 0 or -errno. */
-int write_file_atomic(const char *path, const void *data, size_t len);
 /* Reads a whole file of at most max bytes into a NUL-terminated buffer the
  * caller frees. -errno, or -EFBIG when it is larger. */
 int read_small_file(const char *path, size_t max, char **out, size_t *len);
