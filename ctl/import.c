@@ -23,12 +23,14 @@
 #include "hash.h"
 #include "media.h"
 #include "queue.h"
+#include "xlsx.h"
 
 struct irun {
     struct ctl *c;
     const char *dir;
     char *absdir;
-    char *ann;                   /* Annotation/annotation.csv */
+    char *ann;                   /* Annotation/annotation.csv, else Annotation/annotation.xlsx */
+    int ann_xlsx;                /* ann is the spreadsheet */
     char *test_dir, *train_dir;  /* EmoLabel_DataSplit/{test,train}(single-labeled) */
     char *dir16, *diral, *dirorig; /* Clip/clip_<S>x<S>_16f, Clip/clip_<S>x<S>, Clip/original */
     const char *split_name;
@@ -95,21 +97,24 @@ static int locate(struct irun *r)
     r->ann = join(annd, "annotation.csv");
     if (!is_file(r->ann)) {
         char *xlsx = join(annd, "annotation.xlsx"), *zip = join(annd, "annotation.zip");
-        if (is_file(xlsx))
-            fprintf(stderr,
-                    "dfewctl import: %s holds the annotation as a spreadsheet; save it as CSV next to it first, "
-                    "e.g. libreoffice --headless --convert-to csv --outdir %s %s\n",
-                    annd, annd, xlsx);
-        else if (is_file(zip))
-            fprintf(stderr, "dfewctl import: unpack %s first (unzip it inside %s), then save annotation.xlsx as "
-                            "annotation.csv\n", zip, annd);
-        else
-            fprintf(stderr, "dfewctl import: %s is missing: the release's annotation (7 vote counts, the clip "
-                            "name and its label per line) is needed\n", r->ann);
+        if (is_file(xlsx)) { /* the release's own format: read as it is */
+            free(r->ann);
+            r->ann = xlsx;
+            r->ann_xlsx = 1;
+            xlsx = NULL;
+        } else if (is_file(zip)) {
+            fprintf(stderr, "dfewctl import: unpack %s first (unzip it inside %s: it holds annotation.xlsx)\n",
+                    zip, annd);
+        } else {
+            fprintf(stderr, "dfewctl import: %s is missing (or annotation.xlsx): the release's annotation (7 vote "
+                            "counts, the clip name and its label per line) is needed\n", r->ann);
+        }
         free(xlsx);
         free(zip);
-        free(annd);
-        return -ENOENT;
+        if (!r->ann_xlsx) {
+            free(annd);
+            return -ENOENT;
+        }
     }
     free(annd);
     static const char *const tests[] = {"test(single-labeled)", "test(single_labeled)"};
@@ -194,13 +199,43 @@ static void make_temp_tables(struct irun *r)
                       "DELETE FROM temp.rel_ann; DELETE FROM temp.rel_split;");
 }
 
+/* Opens the annotation for reading as CSV: the file itself, or the first
+ * worksheet of annotation.xlsx converted in memory (line N = row N). */
+static int open_annotation(struct irun *r, struct csv_reader *in, char **buf)
+{
+    *buf = NULL;
+    if (!r->ann_xlsx) {
+        int rc = csv_open(in, r->ann);
+        if (rc)
+            ds_error(&r->err, r->ann, 0, "cannot read: %s", strerror(-rc));
+        return rc;
+    }
+    size_t len = 0;
+    char err[1024] = "";
+    FILE *mem = open_memstream(buf, &len);
+    int rc = mem ? xlsx_to_csv(r->ann, mem, err, sizeof err) : -ENOMEM;
+    if (mem && fclose(mem) && !rc)
+        rc = -ENOMEM;
+    FILE *f = rc ? NULL : fmemopen(*buf, len ? len : 1, "r");
+    if (!rc && !f)
+        rc = -errno;
+    if (rc) {
+        ds_error(&r->err, r->ann, 0, "cannot read the spreadsheet: %s%s", err[0] ? err : strerror(-rc),
+                 rc == -EINVAL ? " (save it as annotation.csv next to it, or replace it with the release's own)" : "");
+        free(*buf);
+        *buf = NULL;
+        return rc;
+    }
+    csv_open_stream(in, f);
+    return 0;
+}
+
 static void read_annotation(struct irun *r)
 {
     struct csv_reader in;
-    if (csv_open(&in, r->ann)) {
-        ds_error(&r->err, r->ann, 0, "cannot read: %s", strerror(errno));
+    char *xlsx_csv;
+    if (open_annotation(r, &in, &xlsx_csv))
         return;
-    }
     int got, rows = 0;
     int max = r->c->cfg.annotators_per_clip;
     while ((got = csv_next(&in)) > 0) {
@@ -269,6 +304,7 @@ static void read_annotation(struct irun *r)
     if (!rows && !r->err.n)
         ds_error(&r->err, r->ann, 0, "no clips: the file is empty");
     csv_close(&in);
+    free(xlsx_csv);
 }
 
 static void read_split_file(struct irun *r, const char *dir, int fold, int test)
@@ -704,9 +740,9 @@ int cmd_import(struct ctl *c, int argc, char **argv)
                                          {NULL, 0, NULL, 0}};
     static const char usage_text[] =
         "usage: dfewctl import dfew [--split NAME] [--no-tensors] DIR\n\n"
-        "Reads a dataset in the DFEW release layout: Annotation/annotation.csv (7 vote\n"
-        "counts, clip_name, annotation per line; save the release's annotation.xlsx as\n"
-        "CSV first), EmoLabel_DataSplit/{test,train}(single-labeled)/set_<k>.csv, and the\n"
+        "Reads a dataset in the DFEW release layout: Annotation/annotation.csv or the\n"
+        "release's annotation.xlsx (first sheet; 7 vote counts, clip_name, annotation per\n"
+        "row), EmoLabel_DataSplit/{test,train}(single-labeled)/set_<k>.csv, and the\n"
         "frame folders Clip/clip_<S>x<S>_16f/<name>/ and Clip/clip_<S>x<S>/<name>/ when\n"
         "present (used in place, not copied; Clip/original/<name>.mp4 gives durations).\n"
         "It adds one movie standing for the release, a clip per annotated video named by\n"

@@ -15,6 +15,12 @@ int csv_open(struct csv_reader *r, const char *path)
     return r->f ? 0 : -errno;
 }
 
+void csv_open_stream(struct csv_reader *r, FILE *f)
+{
+    memset(r, 0, sizeof *r);
+    r->f = f;
+}
+
 void csv_close(struct csv_reader *r)
 {
     if (r->f)

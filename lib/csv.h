@@ -20,6 +20,8 @@ struct csv_reader {
 
 /* -errno when the file cannot be opened. */
 int csv_open(struct csv_reader *r, const char *path);
+/* Reads from an open stream instead (csv_close closes it). */
+void csv_open_stream(struct csv_reader *r, FILE *f);
 /* Reads the next record, skipping blank lines (a UTF-8 byte-order mark and
  * CR line ends are accepted). 1: a record; 0: end of file; -EINVAL: a bad
  * line (r->err says why, r->line where); -EIO: a read error. */

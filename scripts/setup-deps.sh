@@ -10,12 +10,16 @@ PKGS=(
   libavformat-dev libavcodec-dev libavutil-dev libswscale-dev
   libuv1-dev libsqlite3-dev libcurl4-openssl-dev
   libdlib-dev libdlib-data libopenblas-dev
+  # dfewctl import reads the DFEW release's annotation.xlsx (a zip of XML)
+  libzip-dev libexpat1-dev
   # the CPU trainer's convolutions (optional at build time: meson -Donednn)
   libdnnl-dev
   # tools and real data used by the demo and the tests
   sqlite3 ffmpeg forensics-samples-files python3 python3-numpy procps
   # a second Fleiss' kappa to check ours against (tests/integration/test_labels.py)
   python3-statsmodels
+  # an independent .xlsx writer for the annotation.xlsx import test
+  python3-openpyxl
 )
 
 missing=()

@@ -12,6 +12,7 @@ import random
 import shutil
 import struct
 import subprocess
+import zipfile
 
 from dfewtest import Home, HomeTest, main, video
 from labeltest import (EMOTIONS, add_clips, add_movies, cleanup_frames, copy_frames, dump, frames_of, init_db,
@@ -29,6 +30,51 @@ def tree(root):
     for d, _, files in os.walk(root):
         out += [os.path.relpath(os.path.join(d, f), root) for f in files]
     return sorted(out)
+
+
+def write_xlsx(path, rows):
+    """A minimal .xlsx by hand: the first sheet lives in xl/worksheets/data.xml
+    (found through the workbook's relationships). rows: (row number, cells);
+    a cell is None (left out), ('n', number text), ('s', shared string),
+    ('rich', shared string in two runs with a phonetic hint), ('inline', text)
+    or ('str', a formula's cached text)."""
+    shared, sheet = [], []
+    for rn, cells in rows:
+        xml = []
+        for ci, cell in enumerate(cells):
+            if cell is None:
+                continue
+            ref = '%s%d' % ('ABCDEFGHIJ'[ci], rn)
+            kind, text = cell
+            if kind == 'n':
+                xml.append('<c r="%s"><v>%s</v></c>' % (ref, text))
+            elif kind in ('s', 'rich'):
+                if kind == 's':
+                    shared.append('<si><t>%s</t></si>' % text)
+                else:
+                    shared.append('<si><r><t>%s</t></r><r><rPr><b/></rPr><t>%s</t></r><rPh sb="0" eb="1"><t>X</t>'
+                                  '</rPh></si>' % (text[:3], text[3:]))
+                xml.append('<c r="%s" t="s"><v>%d</v></c>' % (ref, len(shared) - 1))
+            elif kind == 'inline':
+                xml.append('<c r="%s" t="inlineStr"><is><t>%s</t></is></c>' % (ref, text))
+            else:
+                xml.append('<c r="%s" t="str"><f>TEXT(4,"0")</f><v>%s</v></c>' % (ref, text))
+        sheet.append('<row r="%d">%s</row>' % (rn, ''.join(xml)))
+    ns = 'http://schemas.openxmlformats.org/spreadsheetml/2006/main'
+    rel = 'http://schemas.openxmlformats.org/officeDocument/2006/relationships'
+    with zipfile.ZipFile(path, 'w', zipfile.ZIP_DEFLATED) as z:
+        z.writestr('[Content_Types].xml', '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/'
+                   'package/2006/content-types"/>')
+        z.writestr('xl/workbook.xml', '<?xml version="1.0"?><workbook xmlns="%s" xmlns:r="%s"><sheets>'
+                   '<sheet name="annotation" sheetId="1" r:id="rId7"/></sheets></workbook>' % (ns, rel))
+        z.writestr('xl/_rels/workbook.xml.rels', '<?xml version="1.0"?><Relationships xmlns="http://schemas.'
+                   'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="x" '
+                   'Target="styles.xml"/><Relationship Id="rId7" Type="y" Target="worksheets/data.xml"/>'
+                   '</Relationships>')
+        z.writestr('xl/sharedStrings.xml', '<?xml version="1.0"?><sst xmlns="%s" count="%d">%s</sst>' % (
+            ns, len(shared), ''.join(shared)))
+        z.writestr('xl/worksheets/data.xml', '<?xml version="1.0"?><worksheet xmlns="%s"><sheetData>%s</sheetData>'
+                   '</worksheet>' % (ns, ''.join(sheet)))
 
 
 class ExportTest(HomeTest):
@@ -265,13 +311,14 @@ class ExportTest(HomeTest):
                 self.assertEqual(r.returncode, 1, r.stdout)
                 self.assertIn(reason, r.stderr)
                 self.assertEqual(dump(self.home), before)
-        # the spreadsheet of the real release: a hint to save it as CSV
+        # a spreadsheet that is not one: said so, nothing stored
         root = os.path.join(self.home.dir, 'xlsx')
         os.makedirs(os.path.join(root, 'Annotation'))
         write_text(os.path.join(root, 'Annotation/annotation.xlsx'), 'PK')
         r = self.home.ctl('import', 'dfew', root, check=False)
         self.assertEqual(r.returncode, 1)
-        self.assertIn('libreoffice --headless --convert-to csv', r.stderr)
+        self.assertIn('annotation.xlsx is not an .xlsx spreadsheet', r.stderr)
+        self.assertEqual(dump(self.home), before)
         self.assertEqual(self.home.ctl('import', 'dfew', os.path.join(self.home.dir, 'none'), check=False).returncode, 1)
         # the good one, with frames for some clips and the numbers of a spreadsheet ("1" for "00001")
         root = os.path.join(self.home.dir, 'good')
@@ -294,6 +341,87 @@ class ExportTest(HomeTest):
         self.assertEqual(r.returncode, 1)
         self.assertIn('a clip named 00001 exists already', r.stderr)
         self.assertEqual(dump(self.home), before)
+
+    def test_import_xlsx(self):
+        """The release's Annotation/annotation.xlsx is read as it is: one
+        written by openpyxl gives what its CSV gives; a hand-made one with
+        shared, rich-text and inline strings, a skipped row, whole numbers
+        stored as 9.0 and the sheet under another name; errors name the row."""
+        init_db(self.home)
+        tests = ['video_name,label\n00001,1\n', 'video_name,label\n00002,4\n00003,2\n']
+        trains = ['video_name,label\n00002,4\n00003,2\n', 'video_name,label\n00001,1\n']
+        header = ['vote_happy', 'vote_sad', 'vote_neutral', 'vote_angry', 'vote_surprise', 'vote_disgust', 'vote_fear',
+                  'clip_name', 'annotation']
+        rows = [[8, 1, 1, 0, 0, 0, 0, 1, 1], [0, 0, 0, 9, 1, 0, 0, 2, 4], [0, 7, 3, 0, 0, 0, 0, '00003', 2],
+                [5, 5, 0, 0, 0, 0, 0, 4, 0]]
+        csv_text = ','.join(header) + '\n' + ''.join(','.join(str(v) for v in row) + '\n' for row in rows)
+        want = Home()
+        try:
+            ref = os.path.join(self.home.dir, 'ref')
+            self.release(ref, csv_text, tests, trains)
+            want.ctl('import', 'dfew', ref)
+            expect = self.labels_by_name(want)
+            self.assertEqual(len(expect), 4)
+
+            def import_xlsx(name, write):
+                root = os.path.join(self.home.dir, name)
+                self.release(root, csv_text, tests, trains)
+                os.unlink(os.path.join(root, 'Annotation/annotation.csv'))
+                write(os.path.join(root, 'Annotation/annotation.xlsx'))
+                home = Home()
+                try:
+                    r = home.ctl('import', 'dfew', root, check=False)
+                    return r, (self.labels_by_name(home) if r.returncode == 0 else None)
+                finally:
+                    home.cleanup()
+
+            # written by openpyxl (Debian's python3-openpyxl), as a spreadsheet program would
+            try:
+                import openpyxl
+            except ImportError:
+                print('SKIP the openpyxl part: python3-openpyxl is not installed (scripts/setup-deps.sh)')
+                openpyxl = None
+            if openpyxl:
+                def by_openpyxl(path):
+                    wb = openpyxl.Workbook()
+                    ws = wb.active
+                    ws.title = 'annotation'
+                    ws.append(header)
+                    for row in rows:
+                        ws.append(row)
+                    wb.save(path)
+                r, got = import_xlsx('openpyxl', by_openpyxl)
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(got, expect)
+            # by hand, with the parts other writers use
+            def handmade(missing=False):
+                return [
+                    (1, [('s', h) for h in header]),
+                    (2, [('n', '8'), ('n', '1'), ('n', '1.0'), ('n', '0'), ('n', '0'), ('n', '0'), ('n', '0'),
+                         ('n', '1'), ('n', '1')]),
+                    (4, [('n', '0'), ('n', '0'), ('n', '0'), ('n', '9.0'), ('n', '1'), ('n', '0'), ('n', '0'),
+                         ('inline', '00002'), ('n', '4')]),  # row 3 left out
+                    (5, [('n', '0'), ('n', '7'), ('n', '3'), None if missing else ('n', '0'), ('n', '0'), ('n', '0'),
+                         ('n', '0'), ('rich', '00003'), ('n', '2')]),  # '000' + '03', a hint 'X' left out
+                    (6, [('n', '5'), ('n', '5'), ('n', '0'), ('n', '0'), ('n', '0'), ('n', '0'), ('n', '0'),
+                         ('str', '4'), ('n', '0')]),
+                ]
+            r, got = import_xlsx('handmade', lambda path: write_xlsx(path, handmade()))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertEqual(got, expect)
+            # an empty vote cell is an error that names the spreadsheet row (5: row 3 is missing)
+            r, got = import_xlsx('handmade-bad', lambda path: write_xlsx(path, handmade(missing=True)))
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('annotation.xlsx:5: the first 7 fields must be vote counts', r.stderr)
+            # a zip that is no spreadsheet
+            def not_a_sheet(path):
+                with zipfile.ZipFile(path, 'w') as z:
+                    z.writestr('hello.txt', 'hi')
+            r, got = import_xlsx('zip', not_a_sheet)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('no worksheet xl/worksheets/sheet1.xml', r.stderr)
+        finally:
+            want.cleanup()
 
     def test_import_durations_from_originals(self):
         init_db(self.home)
