@@ -124,32 +124,34 @@ static void build_op(chain *b, const conv_graph_desc *d, conv_graph *g)
     set(b, g->conv, CUDNN_ATTR_CONVOLUTION_POST_PADDINGS, CUDNN_TYPE_INT64, 3, pad);
     G(b, cudnnBackendFinalize(g->conv));
 
+    /* per direction: the operation and its attributes for x (or dx), w (or
+     * dw), y (or dy), the convolution, alpha and beta */
+    static const struct {
+        cudnnBackendDescriptorType_t type;
+        cudnnBackendAttributeName_t x, w, y, conv, alpha, beta;
+    } ops[3] = {
+        {CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA},
+        {CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA},
+        {CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA,
+         CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA},
+    };
     const float alpha = 1.f, beta = d->dir == DIR_BWD_DATA ? d->beta : 0.f;
-    if (d->dir == DIR_FWD) {
-        g->op = create(b, CUDNN_BACKEND_OPERATION_CONVOLUTION_FORWARD_DESCRIPTOR);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_X, g->x);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_W, g->w);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_Y, g->y);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_CONV_DESC, g->conv);
-        set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-        set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_FORWARD_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-    } else if (d->dir == DIR_BWD_DATA) {
-        g->op = create(b, CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_DATA_DESCRIPTOR);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DX, g->x);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_W, g->w);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_DY, g->y);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_CONV_DESC, g->conv);
-        set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-        set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_DATA_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-    } else {
-        g->op = create(b, CUDNN_BACKEND_OPERATION_CONVOLUTION_BACKWARD_FILTER_DESCRIPTOR);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_X, g->x);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DW, g->w);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_DY, g->y);
-        set_desc(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_CONV_DESC, g->conv);
-        set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_ALPHA, CUDNN_TYPE_FLOAT, 1, &alpha);
-        set(b, g->op, CUDNN_ATTR_OPERATION_CONVOLUTION_BWD_FILTER_BETA, CUDNN_TYPE_FLOAT, 1, &beta);
-    }
+    const int k = d->dir;
+    g->op = create(b, ops[k].type);
+    set_desc(b, g->op, ops[k].x, g->x);
+    set_desc(b, g->op, ops[k].w, g->w);
+    set_desc(b, g->op, ops[k].y, g->y);
+    set_desc(b, g->op, ops[k].conv, g->conv);
+    set(b, g->op, ops[k].alpha, CUDNN_TYPE_FLOAT, 1, &alpha);
+    set(b, g->op, ops[k].beta, CUDNN_TYPE_FLOAT, 1, &beta);
     G(b, cudnnBackendFinalize(g->op));
 }
 
