@@ -9,6 +9,7 @@
  * the same release again changes nothing. Clips with interpolated frames get
  * a tensor job each (in the same transaction) that builds the trainer's
  * clip.u8 from them, unless --no-tensors. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -230,6 +231,73 @@ static int open_annotation(struct irun *r, struct csv_reader *in, char **buf)
     return 0;
 }
 
+/* Where the annotation's fields are: 7 vote counts (happy .. fear), the clip
+ * name and the annotation, in that order, unless a header line names them
+ * (in any order, other columns ignored): "vote_happy" or "1happy" ..
+ * "fear", a column with "clip", "video" or "name", one with "annotation" or
+ * "label". */
+struct ann_cols {
+    int vote[EMOTION_COUNT], name, label;
+    int need;   /* fields a line must have */
+    int mapped; /* from a header */
+    char vote_name[EMOTION_COUNT][40]; /* the header's names of the vote columns */
+};
+
+static void ann_cols_default(struct ann_cols *m)
+{
+    for (int k = 0; k < EMOTION_COUNT; k++)
+        m->vote[k] = k;
+    m->name = EMOTION_COUNT;
+    m->label = EMOTION_COUNT + 1;
+    m->need = EMOTION_COUNT + 2;
+    m->mapped = 0;
+}
+
+/* The emotion (1..7) a header field names, 0 for none. */
+static int header_emotion(const char *f)
+{
+    static const char *const stems[EMOTION_COUNT][2] = {{"happ", NULL}, {"sad", NULL}, {"neutr", NULL},
+                                                       {"angr", "anger"}, {"surpris", NULL}, {"disgust", NULL},
+                                                       {"fear", NULL}};
+    for (int k = 0; k < EMOTION_COUNT; k++)
+        for (int j = 0; j < 2; j++)
+            if (stems[k][j] && strstr(f, stems[k][j]))
+                return k + 1;
+    return 0;
+}
+
+/* Takes the columns a header names when it names all nine. */
+static void ann_cols_from_header(struct ann_cols *m, const struct csv_reader *in)
+{
+    struct ann_cols h = {.name = -1, .label = -1};
+    for (int k = 0; k < EMOTION_COUNT; k++)
+        h.vote[k] = -1;
+    for (int i = 0; i < in->nfield; i++) {
+        char f[128];
+        snprintf(f, sizeof f, "%s", in->field[i]);
+        for (char *p = f; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        int e = header_emotion(f);
+        if (e && h.vote[e - 1] < 0) {
+            h.vote[e - 1] = i;
+            snprintf(h.vote_name[e - 1], sizeof h.vote_name[e - 1], "%s", in->field[i]);
+        }
+        else if (!e && h.name < 0 && (strstr(f, "clip") || strstr(f, "video") || strstr(f, "name")))
+            h.name = i;
+        else if (!e && h.label < 0 && (strstr(f, "annotation") || strstr(f, "label")))
+            h.label = i;
+    }
+    int last = h.name > h.label ? h.name : h.label;
+    for (int k = 0; k < EMOTION_COUNT; k++) {
+        if (h.vote[k] < 0 || h.name < 0 || h.label < 0)
+            return;
+        last = h.vote[k] > last ? h.vote[k] : last;
+    }
+    h.need = last + 1;
+    h.mapped = 1;
+    *m = h;
+}
+
 static void read_annotation(struct irun *r)
 {
     struct csv_reader in;
@@ -238,46 +306,61 @@ static void read_annotation(struct irun *r)
         return;
     int got, rows = 0;
     int max = r->c->cfg.annotators_per_clip;
+    struct ann_cols m;
+    ann_cols_default(&m);
+    int first = 1;
     while ((got = csv_next(&in)) > 0) {
         int counts[EMOTION_COUNT], total = 0, label, bad = 0;
-        if (in.nfield < 9) {
-            ds_error(&r->err, r->ann, in.line, "expected 9 fields (7 vote counts, clip_name, annotation), found %d",
-                     in.nfield);
+        if (first && in.line == 1 && in.nfield >= EMOTION_COUNT) { /* a header holds no counts */
+            for (int k = 0; k < EMOTION_COUNT && !bad; k++)
+                bad = parse_int(in.field[k], &counts[k]) || counts[k] < 0;
+            first = 0;
+            if (bad) {
+                ann_cols_from_header(&m, &in);
+                continue;
+            }
+            bad = 0;
+        }
+        first = 0;
+        if (in.nfield < m.need) {
+            ds_error(&r->err, r->ann, in.line, "expected %d fields (7 vote counts, clip_name, annotation%s), found %d",
+                     m.need, m.mapped ? ", in the header's columns" : "", in.nfield);
             continue;
         }
-        for (int k = 0; k < EMOTION_COUNT && !bad; k++)
-            bad = parse_int(in.field[k], &counts[k]) || counts[k] < 0;
-        if (bad && !rows && in.line == 1)
-            continue; /* a header line */
+        int k = 0;
+        for (; k < EMOTION_COUNT; k++)
+            if ((bad = parse_int(in.field[m.vote[k]], &counts[k]) || counts[k] < 0))
+                break;
         rows++;
         if (bad) {
-            ds_error(&r->err, r->ann, in.line, "the first 7 fields must be vote counts (whole numbers >= 0)");
+            ds_error(&r->err, r->ann, in.line, "field %d%s%s%s ('%s') must be a vote count (a whole number >= 0)",
+                     m.vote[k] + 1, m.mapped ? " (" : "", m.mapped ? m.vote_name[k] : "", m.mapped ? ")" : "",
+                     in.field[m.vote[k]]);
             continue;
         }
-        for (int k = 0; k < EMOTION_COUNT; k++)
+        for (k = 0; k < EMOTION_COUNT; k++)
             total += counts[k];
-        if (!*in.field[7]) {
-            ds_error(&r->err, r->ann, in.line, "the clip name (8th field) is empty");
+        const char *clip = in.field[m.name], *ann = in.field[m.label];
+        if (!*clip) {
+            ds_error(&r->err, r->ann, in.line, "the clip name (field %d) is empty", m.name + 1);
             continue;
         }
-        if (parse_int(in.field[8], &label) || label < 0 || label > EMOTION_COUNT) {
-            ds_error(&r->err, r->ann, in.line, "the annotation '%s' is not 0 (not single-labelled) or 1..7",
-                     in.field[8]);
+        if (parse_int(ann, &label) || label < 0 || label > EMOTION_COUNT) {
+            ds_error(&r->err, r->ann, in.line, "the annotation '%s' is not 0 (not single-labelled) or 1..7", ann);
             continue;
         }
         if (total == 0 || total > max) {
             ds_error(&r->err, r->ann, in.line, "clip %s has %d votes; expected 1 to annotators_per_clip = %d "
-                     "([labels] in dfew.conf)", in.field[7], total, max);
+                     "([labels] in dfew.conf)", clip, total, max);
             continue;
         }
-        if (!name_ok(in.field[7])) {
+        if (!name_ok(clip)) {
             ds_error(&r->err, r->ann, in.line,
-                     "the clip name '%s' may hold letters, digits, '_', '-' and '.' only (it names folders)",
-                     in.field[7]);
+                     "the clip name '%s' may hold letters, digits, '_', '-' and '.' only (it names folders)", clip);
             continue;
         }
         char name[256];
-        norm_name(in.field[7], name, sizeof name);
+        norm_name(clip, name, sizeof name);
         sqlite3_stmt *st = db_prepare(r->c->db, "SELECT line FROM temp.rel_ann WHERE name = ?");
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
         int prev = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
@@ -289,7 +372,7 @@ static void read_annotation(struct irun *r)
         st = db_prepare(r->c->db, "INSERT INTO temp.rel_ann VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)");
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 2, in.line);
-        for (int k = 0; k < EMOTION_COUNT; k++)
+        for (k = 0; k < EMOTION_COUNT; k++)
             sqlite3_bind_int(st, 3 + k, counts[k]);
         sqlite3_bind_int(st, 10, label);
         db_step_done(r->c->db, st);
@@ -742,7 +825,8 @@ int cmd_import(struct ctl *c, int argc, char **argv)
         "usage: dfewctl import dfew [--split NAME] [--no-tensors] DIR\n\n"
         "Reads a dataset in the DFEW release layout: Annotation/annotation.csv or the\n"
         "release's annotation.xlsx (first sheet; 7 vote counts, clip_name, annotation per\n"
-        "row), EmoLabel_DataSplit/{test,train}(single-labeled)/set_<k>.csv, and the\n"
+        "row, or the columns a header names: happy .. fear, clip/video/name, annotation/label),\n"
+        "EmoLabel_DataSplit/{test,train}(single-labeled)/set_<k>.csv, and the\n"
         "frame folders Clip/clip_<S>x<S>_16f/<name>/ and Clip/clip_<S>x<S>/<name>/ when\n"
         "present (used in place, not copied; Clip/original/<name>.mp4 gives durations).\n"
         "It adds one movie standing for the release, a clip per annotated video named by\n"

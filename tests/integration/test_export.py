@@ -294,7 +294,7 @@ class ExportTest(HomeTest):
              'train(single-labeled)/set_2.csv:3: video 00002 is in the train and the test set of fold 2'),
             ('bad label', ann, ['video_name,label\n00001,9\n', good_tests[1]], None, "the label '9' is not 1..7"),
             ('bad votes', ann.replace('8,1,1', '8,x,1'), good_tests, None,
-             'annotation.csv:2: the first 7 fields must be vote counts'),
+             "annotation.csv:2: field 2 (vote_sad) ('x') must be a vote count"),
             ('too many votes', ann.replace('8,1,1', '9,9,1'), good_tests, None, 'clip 1 has 19 votes'),
             ('clip twice', ann + '1,1,1,1,1,1,1,00002,0\n', good_tests, None, 'clip 00002 appears twice (also on line 3)'),
             ('short line', ann + '1,2,3\n', good_tests, None, 'annotation.csv:6: expected 9 fields'),
@@ -375,6 +375,19 @@ class ExportTest(HomeTest):
                 finally:
                     home.cleanup()
 
+            # columns in another order, named by the header, with one more: the same labels
+            order = ['order', 'clip_name', '1happy', '2sad', '3neutral', '4angry', '5surprise', '6disgust', '7fear',
+                     'label']
+            moved = ','.join(order) + '\n' + ''.join(
+                '%d,%s,%s,%s\n' % (i, row[7], ','.join(str(v) for v in row[:7]), row[8]) for i, row in enumerate(rows))
+            root = os.path.join(self.home.dir, 'moved')
+            self.release(root, moved, tests, trains)
+            home = Home()
+            try:
+                home.ctl('import', 'dfew', root)
+                self.assertEqual(self.labels_by_name(home), expect)
+            finally:
+                home.cleanup()
             # written by openpyxl (Debian's python3-openpyxl), as a spreadsheet program would
             try:
                 import openpyxl
@@ -412,7 +425,7 @@ class ExportTest(HomeTest):
             # an empty vote cell is an error that names the spreadsheet row (5: row 3 is missing)
             r, got = import_xlsx('handmade-bad', lambda path: write_xlsx(path, handmade(missing=True)))
             self.assertEqual(r.returncode, 1)
-            self.assertIn('annotation.xlsx:5: the first 7 fields must be vote counts', r.stderr)
+            self.assertIn("annotation.xlsx:5: field 4 (vote_angry) ('') must be a vote count", r.stderr)
             # a zip that is no spreadsheet
             def not_a_sheet(path):
                 with zipfile.ZipFile(path, 'w') as z:
