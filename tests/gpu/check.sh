@@ -184,6 +184,9 @@ if [ -n "$SANITIZER" ]; then
   # heuristic algorithm choice: cudnnFind's timing runs are slow under the sanitizer
   run_step sanitizer_layers 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_FIND=0 "$SANITIZER" --tool memcheck \
     --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
+  # the graph API's plans (first usable engine in heuristic order, not timed)
+  run_step sanitizer_layers_graph 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_API=graph DFEW_CUDA_CONV_FIND=0 \
+    "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
 else
   printf 'sanitizer_layers\tNOT RUN\t-\t0\tno compute-sanitizer\n' >> "$STEPS"
 fi

@@ -39,7 +39,7 @@ static void check_model(const char *name, int arch, float width, int t, int hw, 
             for (int dir = 0; dir < 4; dir++) { /* 3: backward-data with beta 1 */
                 cu::conv_graph_desc d = {batch, s->c, s->t, s->h, s->w, s->oc, s->kt, s->kh, s->kw, s->st, s->sh,
                                          s->sw, s->pt, s->ph, s->pw, types[ty], ty == 1, 0,
-                                         dir == 3 ? (int)cu::DIR_BWD_DATA : dir, dir == 3 ? 1.f : 0.f};
+                                         dir == 3 ? (int)cu::DIR_BWD_DATA : dir, dir == 3 ? 1.f : 0.f, 0};
                 g_checks++, n++;
                 if (cu::conv_graph_check(&d, err, sizeof err)) {
                     printf("FAIL %s unit %d: %s\n", name, u, err);
@@ -58,7 +58,7 @@ int main(void)
     check_model("r3d18 width 0.25, 8x32x32", DFEW_ARCH_R3D18, 0.25f, 8, 32, 4);
 
     /* the check can fail: a 3 x 7 x 7 kernel over a 2 x 4 x 4 input without padding */
-    cu::conv_graph_desc bad = {2, 8, 2, 4, 4, 16, 3, 7, 7, 1, 1, 1, 0, 0, 0, CUDNN_DATA_FLOAT, 0, 0, cu::DIR_FWD, 0.f};
+    cu::conv_graph_desc bad = {2, 8, 2, 4, 4, 16, 3, 7, 7, 1, 1, 1, 0, 0, 0, CUDNN_DATA_FLOAT, 0, 0, cu::DIR_FWD, 0.f, 0};
     char err[512] = "";
     g_checks++;
     if (!cu::conv_graph_check(&bad, err, sizeof err)) {

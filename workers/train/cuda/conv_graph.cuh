@@ -24,6 +24,7 @@ struct conv_graph_desc {
     int fp32_transforms; /* fp32 only: FFT / Winograd engines allowed */
     int dir;
     float beta;
+    int untimed; /* take the first usable engine in cuDNN's heuristic order (DFEW_CUDA_CONV_FIND=0) */
 };
 
 struct conv_graph;
@@ -37,7 +38,8 @@ int conv_graph_check(const conv_graph_desc *d, char *err, size_t err_len);
 /* Builds the operation graph of d, times every engine configuration that
  * finalizes, fits in ws_bytes and whose numerical notes the precision
  * allows, on a (x / w), b (w / dy) and the scratch output out (never the
- * caller's real output), with ws as workspace, and keeps the fastest in *g.
+ * caller's real output), with ws as workspace, and keeps the fastest in *g
+ * (d->untimed: the first such configuration, not run).
  * *g = NULL (and 0 returned) when no engine qualifies: the caller uses the
  * legacy path. Negative with cx->err on errors of CUDA itself. */
 int conv_graph_make(ctx *cx, const conv_graph_desc *d, const void *a, const void *b, void *out, void *ws,

@@ -527,7 +527,7 @@ static int graph_choose(ctx *cx, conv_plan *p, int dir, int acc, const void *a, 
     const conv_key *k = &p->key;
     conv_graph_desc d = {k->n, k->c, k->t, k->h, k->w, k->oc, k->kt, k->kh, k->kw, k->st, k->sh, k->sw,
                          k->pt, k->ph, k->pw, (cudnnDataType_t)k->dtype, k->tensor_ops, cx->fp32_transforms,
-                         dir, acc ? 1.f : 0.f};
+                         dir, acc ? 1.f : 0.f, !cx->find};
     void *buf, *out, *ws;
     size_t wsb;
     TRY(find_buffers(cx, out_bytes, &buf, &out, &ws, &wsb));
