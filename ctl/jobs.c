@@ -193,21 +193,145 @@ int cmd_show(struct ctl *c, int argc, char **argv)
     return 2;
 }
 
+/* The options of cancel and retry: one JOB_ID, or --run RUN for every job
+ * of a training run's folds. Returns -1 to go on, else the exit status. */
+static int job_or_run(struct ctl *c, int argc, char **argv, const char *cmd, const char *usage_text, int64_t *id,
+                      int64_t *run)
+{
+    static const struct option opts[] = {{"run", required_argument, NULL, 'r'}, CTL_COMMON_LONGOPTS,
+                                         {NULL, 0, NULL, 0}};
+    const char *run_arg = NULL;
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        if (o == 'r') {
+            run_arg = optarg;
+        } else if (o == 'h') {
+            printf("%s", usage_text);
+            return 0;
+        } else {
+            return 2;
+        }
+    }
+    *id = *run = 0;
+    if (run_arg && optind < argc) {
+        fprintf(stderr, "dfewctl %s: give a JOB_ID or --run RUN, not both\n", cmd);
+        return 2;
+    }
+    if (run_arg) {
+        if (parse_i64(run_arg, run) || *run < 1) {
+            fprintf(stderr, "dfewctl %s: --run '%s' is not a run id (dfewctl runs lists them)\n", cmd, run_arg);
+            return 2;
+        }
+        return -1;
+    }
+    int rc = parse_id_arg(cmd, optind < argc ? argv[optind] : NULL, id);
+    return rc ? rc : -1;
+}
+
+/* The jobs of a run's folds, in fold order; -ENOENT when there is no such run. */
+static int run_jobs(struct ctl *c, int64_t run, int64_t **ids, size_t *n)
+{
+    *ids = NULL;
+    *n = 0;
+    sqlite3_stmt *st = db_prepare(c->db, "SELECT (SELECT count(*) FROM runs WHERE id = ?1), f.job_id FROM "
+                                         "(SELECT 1) LEFT JOIN run_folds f ON f.run_id = ?1 AND f.job_id IS NOT NULL "
+                                         "ORDER BY f.fold");
+    if (!st)
+        return -EIO;
+    sqlite3_bind_int64(st, 1, run);
+    int exists = 0, rc;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        exists = sqlite3_column_int(st, 0);
+        if (sqlite3_column_type(st, 1) == SQLITE_NULL)
+            continue;
+        *ids = xrealloc(*ids, (*n + 1) * sizeof **ids);
+        (*ids)[(*n)++] = sqlite3_column_int64(st, 1);
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    return exists ? 0 : -ENOENT;
+}
+
+/* Cancels one job; a running one's worker is asked to stop (*stopped). */
+static int cancel_one(struct ctl *c, int64_t id, enum job_state *prev, int *stopped)
+{
+    *prev = JOB_QUEUED;
+    *stopped = 0;
+    int rc = queue_cancel(c->db, id, "cancelled by dfewctl", prev);
+    if (rc == 0 && *prev == JOB_LEASED) {
+        char req[64], reply[128];
+        snprintf(req, sizeof req, "cancel %lld", (long long)id);
+        *stopped = ctl_request(c, req, reply, sizeof reply) == 0 && !strcmp(reply, "ok stopped");
+    }
+    return rc;
+}
+
+/* cancel or retry every job of a run: what happened to each, then a total */
+static int for_run(struct ctl *c, const char *cmd, int64_t run)
+{
+    int64_t *ids;
+    size_t n;
+    int rc = run_jobs(c, run, &ids, &n);
+    if (rc) {
+        fprintf(stderr, "dfewctl %s: %s\n", cmd,
+                rc == -ENOENT ? "no such run (dfewctl runs lists them)" : db_errmsg(c->db));
+        return 1;
+    }
+    const int cancel = !strcmp(cmd, "cancel");
+    int changed = 0, stopped = 0, failed = 0;
+    struct sbuf json = {0};
+    for (size_t i = 0; i < n; i++) {
+        enum job_state prev = JOB_QUEUED;
+        int st = 0;
+        rc = cancel ? cancel_one(c, ids[i], &prev, &st)
+                    : queue_retry(c->db, ids[i], "retry of its run requested with dfewctl");
+        const char *what = rc == 0 ? (cancel ? "cancelled" : "queued") : rc == -EALREADY || rc == -EBUSY ? "unchanged"
+                                                                                                           : "error";
+        if (rc == 0)
+            changed++, stopped += st;
+        else if (what[0] == 'e')
+            failed++;
+        sbuf_addf(&json, "%s{\"id\":%lld,\"result\":\"%s\"}", i ? "," : "", (long long)ids[i], what);
+        if (!c->json)
+            printf("job %lld: %s%s\n", (long long)ids[i],
+                   rc == 0 ? what : rc == -EALREADY ? (cancel ? "already ended" : "done, nothing to retry")
+                                  : rc == -EBUSY ? "still queued or running" : db_errmsg(c->db),
+                   st ? " (its worker was stopped)" : "");
+    }
+    int up = !cancel && changed ? ctl_wake(c) : -1;
+    if (c->json)
+        printf("{\"run\":%lld,\"jobs\":[%s],\"%s\":%d,\"workers_stopped\":%d}\n", (long long)run, sbuf_str(&json),
+               cancel ? "cancelled" : "queued", changed, stopped);
+    else
+        printf("run %lld: %d of %zu fold jobs %s%s\n", (long long)run, changed, n,
+               cancel ? "cancelled" : "queued again", up == 0 ? " (dfewd is not running; they wait for it)" : "");
+    sbuf_free(&json);
+    free(ids);
+    return failed ? 1 : 0;
+}
+
 int cmd_cancel(struct ctl *c, int argc, char **argv)
 {
-    int rc = ctl_simple_opts(c, argc, argv,
-                         "usage: dfewctl cancel JOB_ID\n\n"
-                         "Cancels a queued, running or failed job. A running job's worker is stopped.\n"
-                         "'dfewctl retry JOB_ID' queues it again.\n");
+    int64_t id, run;
+    int rc = job_or_run(c, argc, argv, "cancel", "usage: dfewctl cancel JOB_ID | --run RUN\n\n"
+                                                 "Cancels a queued, running or failed job (--run: every job of a\n"
+                                                 "training run's folds). A running job's worker is stopped.\n"
+                                                 "'dfewctl retry' queues it again; a train job resumes from its\n"
+                                                 "last checkpoint.\n",
+                        &id, &run);
     if (rc >= 0)
-        return rc;
-    int64_t id;
-    if ((rc = parse_id_arg("cancel", optind < argc ? argv[optind] : NULL, &id)) != 0)
         return rc;
     if (ctl_open(c, 0))
         return 1;
-    enum job_state prev = JOB_QUEUED;
-    rc = queue_cancel(c->db, id, "cancelled by dfewctl", &prev);
+    if (run)
+        return for_run(c, "cancel", run);
+    enum job_state prev;
+    int stopped;
+    rc = cancel_one(c, id, &prev, &stopped);
     if (rc == -ENOENT) {
         fprintf(stderr, "dfewctl cancel: no job %lld\n", (long long)id);
         return 1;
@@ -221,12 +345,6 @@ int cmd_cancel(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "dfewctl cancel: %s\n", db_errmsg(c->db));
         return 1;
     }
-    int stopped = 0;
-    if (prev == JOB_LEASED) {
-        char req[64], reply[128];
-        snprintf(req, sizeof req, "cancel %lld", (long long)id);
-        stopped = ctl_request(c, req, reply, sizeof reply) == 0 && !strcmp(reply, "ok stopped");
-    }
     if (c->json)
         printf("{\"id\":%lld,\"was\":\"%s\",\"state\":\"cancelled\",\"worker_stopped\":%s}\n", (long long)id,
                job_state_name(prev), stopped ? "true" : "false");
@@ -238,16 +356,17 @@ int cmd_cancel(struct ctl *c, int argc, char **argv)
 
 int cmd_retry(struct ctl *c, int argc, char **argv)
 {
-    int rc = ctl_simple_opts(c, argc, argv,
-                         "usage: dfewctl retry JOB_ID\n\n"
-                         "Queues a dead, failed or cancelled job again, with its attempts reset.\n");
+    int64_t id, run;
+    int rc = job_or_run(c, argc, argv, "retry", "usage: dfewctl retry JOB_ID | --run RUN\n\n"
+                                               "Queues a dead, failed or cancelled job again, with its attempts reset\n"
+                                               "(--run: every such job of a training run's folds).\n",
+                        &id, &run);
     if (rc >= 0)
-        return rc;
-    int64_t id;
-    if ((rc = parse_id_arg("retry", optind < argc ? argv[optind] : NULL, &id)) != 0)
         return rc;
     if (ctl_open(c, 0))
         return 1;
+    if (run)
+        return for_run(c, "retry", run);
     rc = queue_retry(c->db, id, "retry requested with dfewctl");
     if (rc == -ENOENT) {
         fprintf(stderr, "dfewctl retry: no job %lld\n", (long long)id);

@@ -22,8 +22,8 @@ static const struct {
     {"sheet", cmd_sheet, "sheet CLIP -o F.png  contact sheet: sampled frames with faces + the aligned frames\n"
                          "  sheet movie ID -o F.png   a movie's shots (one thumbnail each) and its chosen clips"},
     {"show", cmd_show, "show [job|movie|clip] ID   one record with its history"},
-    {"cancel", cmd_cancel, "cancel ID            cancel a job (stops it if running)"},
-    {"retry", cmd_retry, "retry ID             run a dead, failed or cancelled job again"},
+    {"cancel", cmd_cancel, "cancel ID | --run R  cancel a job, or a training run's jobs (stops running ones)"},
+    {"retry", cmd_retry, "retry ID | --run R   run a dead, failed or cancelled job (or a run's) again"},
     {"wait", cmd_wait, "wait [--timeout S] [ID...]  block until jobs end; exit 0 if all done"},
     {"noop", cmd_noop, "noop [--count N]     queue no-op jobs (benchmarks, diagnostics)"},
     {"labels", cmd_labels, "labels import FILE   store annotators' votes (also: labels show, labels kappa)"},

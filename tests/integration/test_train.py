@@ -367,6 +367,31 @@ class TrainTest(unittest.TestCase):
         self.assertEqual(out[0].split()[:4], ['run', 'split', 'model', 'loss'])
         self.assertEqual(len(out), 4)
 
+    # ---- cancel and retry a whole run ----
+
+    def test_cancel_and_retry_a_run(self):
+        h = self.home
+        run = h.ctl_json('train', '--split', 'mead5', '--folds', '1-2', '--epochs', '1', '--width', '0.125',
+                         '--batch', '8', '--crop', '16', '--threads', '1', '--loss', 'ce', '--backend', 'cpu')
+        c = h.ctl_json('cancel', '--run', run['run_id'])  # one may be running already: its worker stops
+        self.assertEqual((c['run'], c['cancelled']), (run['run_id'], 2))
+        self.assertEqual([j['id'] for j in c['jobs']], run['jobs'])
+        self.assertEqual([h.scalar('SELECT state FROM jobs WHERE id = ?', j) for j in run['jobs']],
+                         ['cancelled', 'cancelled'])
+        again = h.ctl('cancel', '--run', run['run_id'])
+        self.assertIn('run %d: 0 of 2 fold jobs cancelled' % run['run_id'], again.stdout)
+        r = h.ctl_json('retry', '--run', run['run_id'])
+        self.assertEqual(r['queued'], 2)
+        self.assertEqual(h.ctl('wait', '--timeout', str(120 * SLOW), *run['jobs'], timeout=200).returncode, 0)
+        self.assertEqual(h.scalar('SELECT count(*) FROM run_folds WHERE run_id = ? AND finished_at IS NOT NULL',
+                                  run['run_id']), 2)
+        self.assertEqual(h.ctl_json('retry', '--run', run['run_id'])['queued'], 0)  # done: nothing to retry
+        for args, msg in ((['--run', '999'], 'no such run'), (['--run', 'x'], "--run 'x' is not a run id"),
+                          (['1', '--run', '1'], 'not both')):
+            bad = h.ctl('cancel', *args, check=False)
+            self.assertNotEqual(bad.returncode, 0, args)
+            self.assertIn(msg, bad.stderr, args)
+
     # ---- bad arguments ----
 
     def test_bad_arguments_queue_nothing(self):
