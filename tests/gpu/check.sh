@@ -14,8 +14,9 @@
 # every CUDA layer against the CPU layer (again with every convolution forced
 # through the channels-first fallback), the CUDA backend against the CPU
 # backend (gradients, ten SGD steps, checkpoints, TF32/bf16, a learning run),
-# the layer, reference-file and CPU-parity tests again with convolutions
-# through cuDNN's graph API (DFEW_CUDA_CONV_API=graph, steps *_graph),
+# the layer and reference-file tests again with convolutions through cuDNN's
+# graph API (DFEW_CUDA_CONV_API=graph, steps *_graph; with DFEW_GPU_EXPLORE=1
+# also the CPU-parity tests and memcheck),
 # compute-sanitizer memcheck over the layer test when time allows, then the
 # benchmark: bench_cuda_train (legacy and graph API) and bench_torch_r3d18.py
 # on the same GPU.
@@ -167,7 +168,9 @@ run_step train_job 90 "$((BENCH_RESERVE + 120))" "$BIN/test_train_job" "$BIN" "$
 run_step cuda_layers 90 "$((BENCH_RESERVE + 120))" "$BIN/test_cuda_layers"
 run_step cuda_layers_ncdhw 60 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_NCDHW=1 "$BIN/test_cuda_layers"
 # convolutions through cuDNN's graph API (DFEW_CUDA_CONV_API=graph, not yet the
-# default): every layer, the reference files, then the CPU-parity tests
+# default): every layer and the reference files (the CPU-parity tests and a
+# sanitizer run with it too under DFEW_GPU_EXPLORE=1, or by name in
+# DFEW_GPU_STEPS: cuda_train_graph, sanitizer_layers_graph)
 run_step cuda_layers_graph 90 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_API=graph "$BIN/test_cuda_layers"
 run_step cuda_ref_graph 90 "$((BENCH_RESERVE + 100))" env DFEW_CUDA_CONV_API=graph "$BIN/test_train_ref" "$REFDIR" \
   "$BIN/dfew-train-cuda.so"
@@ -178,15 +181,20 @@ TORCH_TF32=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sy
 TORCH_BF16=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bf16"])' 2>/dev/null)
 run_step cuda_train 240 "$BENCH_RESERVE" env DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" \
   DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
-run_step cuda_train_graph 240 "$((BENCH_RESERVE + 60))" env DFEW_CUDA_CONV_API=graph \
-  DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
+if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ] || [[ ",${DFEW_GPU_STEPS:-}," == *",cuda_train_graph,"* ]]; then
+  # the CPU-parity tests with graph-API convolutions (about as long as cuda_train)
+  run_step cuda_train_graph 240 "$((BENCH_RESERVE + 60))" env DFEW_CUDA_CONV_API=graph \
+    DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
+fi
 if [ -n "$SANITIZER" ]; then
   # heuristic algorithm choice: cudnnFind's timing runs are slow under the sanitizer
   run_step sanitizer_layers 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_FIND=0 "$SANITIZER" --tool memcheck \
     --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
-  # the graph API's plans (first usable engine in heuristic order, not timed)
-  run_step sanitizer_layers_graph 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_API=graph DFEW_CUDA_CONV_FIND=0 \
-    "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
+  if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ] || [[ ",${DFEW_GPU_STEPS:-}," == *",sanitizer_layers_graph,"* ]]; then
+    # the graph API's plans (first usable engine in heuristic order, not timed)
+    run_step sanitizer_layers_graph 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_API=graph DFEW_CUDA_CONV_FIND=0 \
+      "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
+  fi
 else
   printf 'sanitizer_layers\tNOT RUN\t-\t0\tno compute-sanitizer\n' >> "$STEPS"
 fi
