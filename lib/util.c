@@ -193,14 +193,21 @@ int parse_points(const char *s, double *out, int n)
     return *p ? -EINVAL : 0;
 }
 
-int parse_seconds(const char *s, double *out)
+/* A finite number >= 0 at the start of s (strtod); *end after it. */
+static int parse_leading_nonneg(const char *s, double *v, char **end)
 {
     if (!s || !*s)
         return -EINVAL;
-    char *end;
     errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !isfinite(v) || v < 0)
+    *v = strtod(s, end);
+    return errno || *end == s || !isfinite(*v) || *v < 0 ? -EINVAL : 0;
+}
+
+int parse_seconds(const char *s, double *out)
+{
+    char *end;
+    double v;
+    if (parse_leading_nonneg(s, &v, &end))
         return -EINVAL;
     double mul;
     if (!*end || !strcmp(end, "s"))
@@ -219,12 +226,9 @@ int parse_seconds(const char *s, double *out)
 
 int parse_bytes(const char *s, int64_t *out)
 {
-    if (!s || !*s)
-        return -EINVAL;
     char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || !isfinite(v) || v < 0)
+    double v;
+    if (parse_leading_nonneg(s, &v, &end))
         return -EINVAL;
     double mul = 1;
     if (*end) {
