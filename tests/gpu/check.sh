@@ -128,12 +128,14 @@ SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanit
 # run_step NAME TIMEOUT RESERVE CMD...: runs CMD with min(TIMEOUT, what the
 # budget leaves after RESERVE seconds kept for later steps); output to the
 # log and to $WORK/NAME.out; one row in $STEPS.
+# selected NAME: does DFEW_GPU_STEPS (when set) name the step?
+selected() {
+  [ -z "${DFEW_GPU_STEPS:-}" ] || [[ ",$DFEW_GPU_STEPS," == *",$1,"* ]]
+}
 run_step() {
   local name=$1 max=$2 reserve=$3
   shift 3
-  if [ -n "${DFEW_GPU_STEPS:-}" ] && [[ ",$DFEW_GPU_STEPS," != *",$name,"* ]]; then
-    return
-  fi
+  selected "$name" || return
   local left=$(( BUDGET - $(elapsed) - reserve ))
   local t=$(( max < left ? max : left ))
   if [ "$t" -lt 15 ]; then
@@ -160,6 +162,11 @@ run_step() {
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$status" "$rc" "$secs" "$key" >> "$STEPS"
 }
 
+# wanted NAME: is an optional step to run (DFEW_GPU_EXPLORE=1, or NAME in DFEW_GPU_STEPS)?
+wanted() {
+  [ "${DFEW_GPU_EXPLORE:-0}" = 1 ] || [[ ",${DFEW_GPU_STEPS:-}," == *",$1,"* ]]
+}
+
 REFDIR=$ROOT/tests/trainer
 run_step cpu_ref 90 "$((BENCH_RESERVE + 180))" "$BIN/test_train_ref" "$REFDIR"
 run_step cuda_ref 120 "$((BENCH_RESERVE + 140))" "$BIN/test_train_ref" "$REFDIR" "$BIN/dfew-train-cuda.so"
@@ -181,7 +188,7 @@ TORCH_TF32=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sy
 TORCH_BF16=$(printf '%s' "$TP" | python3 -c 'import json,sys; print(json.load(sys.stdin)["bf16"])' 2>/dev/null)
 run_step cuda_train 240 "$BENCH_RESERVE" env DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" \
   DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
-if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ] || [[ ",${DFEW_GPU_STEPS:-}," == *",cuda_train_graph,"* ]]; then
+if wanted cuda_train_graph; then
   # the CPU-parity tests with graph-API convolutions (about as long as cuda_train)
   run_step cuda_train_graph 240 "$((BENCH_RESERVE + 60))" env DFEW_CUDA_CONV_API=graph \
     DFEW_TORCH_GRAD_NMSE_TF32="$TORCH_TF32" DFEW_TORCH_GRAD_NMSE_BF16="$TORCH_BF16" "$BIN/test_cuda_train" "$WORK"
@@ -190,12 +197,12 @@ if [ -n "$SANITIZER" ]; then
   # heuristic algorithm choice: cudnnFind's timing runs are slow under the sanitizer
   run_step sanitizer_layers 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_FIND=0 "$SANITIZER" --tool memcheck \
     --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
-  if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ] || [[ ",${DFEW_GPU_STEPS:-}," == *",sanitizer_layers_graph,"* ]]; then
+  if wanted sanitizer_layers_graph; then
     # the graph API's plans (first usable engine in heuristic order, not timed)
     run_step sanitizer_layers_graph 120 "$BENCH_RESERVE" env DFEW_CUDA_CONV_API=graph DFEW_CUDA_CONV_FIND=0 \
       "$SANITIZER" --tool memcheck --leak-check no --error-exitcode 9 "$BIN/test_cuda_layers"
   fi
-else
+elif selected sanitizer_layers; then
   printf 'sanitizer_layers\tNOT RUN\t-\t0\tno compute-sanitizer\n' >> "$STEPS"
 fi
 
@@ -206,18 +213,28 @@ grep -h '^{' "$WORK/bench_cuda.out" >> "$BENCH_JSON" 2>/dev/null
 run_step bench_cuda_graph 150 80 env DFEW_CUDA_CONV_API=graph DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 \
   "$BIN/bench_cuda_train" --precisions fp32,tf32,bf16 "${BENCH_ARGS[@]}"
 grep -h '^{' "$WORK/bench_cuda_graph.out" >> "$BENCH_JSON" 2>/dev/null
-if [ "${DFEW_GPU_EXPLORE:-0}" = 1 ]; then
-  # fp32 convolution policies side by side (their numbers stay in the log)
-  # (channels-last fp32 has no transform kernels in cuDNN's legacy API: "fast"
-  # alone changed nothing on an H200; channels-first with transforms did)
+# fp32 convolution policies side by side (their numbers stay in the log)
+# (channels-last fp32 has no transform kernels in cuDNN's legacy API: "fast"
+# alone changed nothing on an H200; channels-first with transforms did)
+if wanted explore_layers_fp32_fast_ncdhw; then
   run_step explore_layers_fp32_fast_ncdhw 60 120 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 \
     "$BIN/test_cuda_layers"
+fi
+if wanted explore_bench_fp32_fast_ncdhw; then
   run_step explore_bench_fp32_fast_ncdhw 60 80 env DFEW_CUDA_FP32_CONV=fast DFEW_CUDA_CONV_NCDHW=1 DFEW_CUDA_VERBOSE=1 \
     DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
   grep -h '^{' "$WORK/explore_bench_fp32_fast_ncdhw.out" >> "$BENCH_JSON" 2>/dev/null
-  # the graph API with fp32 FFT / Winograd engines allowed
+fi
+# the graph API with PyTorch's fp32 engine set (FFT / Winograd allowed, tensor
+# cores not): the like-for-like fp32 comparison with bench_torch; its layer
+# test first (the same fp32 bounds)
+if wanted explore_layers_fp32_graph_fast; then
+  run_step explore_layers_fp32_graph_fast 60 120 env DFEW_CUDA_CONV_API=graph DFEW_CUDA_FP32_CONV=fast \
+    "$BIN/test_cuda_layers"
+fi
+if wanted explore_bench_fp32_graph_fast; then
   run_step explore_bench_fp32_graph_fast 90 80 env DFEW_CUDA_CONV_API=graph DFEW_CUDA_FP32_CONV=fast \
-    DFEW_CUDA_VERBOSE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
+    DFEW_CUDA_VERBOSE=1 DFEW_CUDA_PROFILE=1 "$BIN/bench_cuda_train" --precisions fp32 "${BENCH_ARGS[@]}"
   grep -h '^{' "$WORK/explore_bench_fp32_graph_fast.out" >> "$BENCH_JSON" 2>/dev/null
 fi
 run_step bench_torch 200 0 env PYTHONUNBUFFERED=1 python3 "$ROOT/bench/bench_torch_r3d18.py" \
@@ -243,9 +260,9 @@ out = []
 out.append("dfew GPU check: %s in %s s" % ("ALL PASSED" if steps and all(s["status"] == "PASS" for s in steps) else
                                           "SOME STEPS DID NOT PASS", elapsed))
 out.append("")
-out.append("%-18s %-8s %6s  %s" % ("step", "status", "secs", "last lines (worst errors)"))
+out.append("%-30s %-8s %6s  %s" % ("step", "status", "secs", "last lines (worst errors)"))
 for s in steps:
-    out.append("%-18s %-8s %6s  %s" % (s["step"], s["status"], s["seconds"], s["key"][:160]))
+    out.append("%-30s %-8s %6s  %s" % (s["step"], s["status"], s["seconds"], s["key"][:160]))
 out.append("")
 gib = 2.0 ** 30
 # the main table: the default convolution policy; the others are listed below it

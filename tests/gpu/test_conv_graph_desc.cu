@@ -4,7 +4,9 @@
  * a small r3d18), in fp32 and bf16, each direction (backward-data also adding
  * to its output) is described as cuDNN tensors, a convolution and an
  * operation, and cuDNN must finalize all of them; a convolution whose kernel
- * is larger than its padded input must be refused. Engine choice and
+ * is larger than its padded input must be refused; and the engine filter by
+ * numerical notes must keep and drop what each precision allows (table
+ * below). Engine choice and
  * execution need a device: tests/gpu/check.sh runs those (steps *_graph).
  * Host code only, compiled by nvcc to reach the C++ API. */
 #include <stdio.h>
@@ -51,8 +53,47 @@ static void check_model(const char *name, int arch, float width, int t, int hw, 
     model_free(&m);
 }
 
+/* The engine filter: one row per precision policy and set of notes. */
+static void check_notes(void)
+{
+    enum { FP32, FP32_FAST, TENSOR }; /* fp32 accurate, fp32 with PyTorch's engine set, tf32 / bf16 */
+    static const struct {
+        const char *what;
+        cudnnBackendNumericalNote_t notes[2];
+        int count;
+        int allowed[3];
+    } rows[] = {
+        {"no notes", {}, 0, {1, 1, 1}},
+        {"nondeterministic", {CUDNN_NUMERICAL_NOTE_NONDETERMINISTIC}, 1, {1, 1, 1}},
+        {"tensor core", {CUDNN_NUMERICAL_NOTE_TENSOR_CORE}, 1, {0, 0, 1}},
+        {"down-converted inputs", {CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS}, 1, {0, 0, 0}},
+        {"tensor core, down-converted", {CUDNN_NUMERICAL_NOTE_TENSOR_CORE, CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS},
+         2, {0, 0, 0}},
+        {"FFT", {CUDNN_NUMERICAL_NOTE_FFT}, 1, {0, 1, 1}},
+        {"Winograd 4x4", {CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4}, 1, {0, 1, 1}},
+        {"reduced-precision reduction", {CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION}, 1, {0, 1, 1}},
+        {"FFT on tensor cores", {CUDNN_NUMERICAL_NOTE_FFT, CUDNN_NUMERICAL_NOTE_TENSOR_CORE}, 2, {0, 0, 1}},
+    };
+    static const char *policy[3] = {"fp32", "fp32 fast", "tf32/bf16"};
+    for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++)
+        for (int k = 0; k < 3; k++) {
+            cu::conv_graph_desc d = {};
+            d.dtype = k == TENSOR ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_FLOAT;
+            d.tensor_ops = k == TENSOR, d.fp32_transforms = k == FP32_FAST;
+            const int got = cu::conv_graph_notes_allowed(&d, rows[r].notes, rows[r].count);
+            g_checks++;
+            if (got != rows[r].allowed[k]) {
+                printf("FAIL engine filter: %s engine %s under %s (expected %s)\n", rows[r].what,
+                       got ? "allowed" : "dropped", policy[k], rows[r].allowed[k] ? "allowed" : "dropped");
+                g_fail++;
+            }
+        }
+    printf("engine filter: %zu note sets x 3 precisions checked\n", sizeof rows / sizeof rows[0]);
+}
+
 int main(void)
 {
+    check_notes();
     check_model("r3d18 16x112x112", DFEW_ARCH_R3D18, 1.f, 16, 112, 24);
     check_model("c3d 16x112x112", DFEW_ARCH_C3D, 1.f, 16, 112, 24);
     check_model("r3d18 width 0.25, 8x32x32", DFEW_ARCH_R3D18, 0.25f, 8, 32, 4);

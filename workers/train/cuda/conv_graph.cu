@@ -201,6 +201,32 @@ static int heuristics(cudnnBackendDescriptor_t graph, cudnnBackendHeurMode_t mod
     return (int)got;
 }
 
+int conv_graph_notes_allowed(const conv_graph_desc *d, const cudnnBackendNumericalNote_t *notes, int count)
+{
+    for (int i = 0; i < count; i++) {
+        switch (notes[i]) {
+        case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS: /* inputs narrowed below the precision asked for */
+            return 0;
+        case CUDNN_NUMERICAL_NOTE_TENSOR_CORE: /* TF32 for float data */
+            if (!d->tensor_ops)
+                return 0;
+            break;
+        case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION:
+        case CUDNN_NUMERICAL_NOTE_FFT:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_6x6:
+        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_13x13:
+            if (!d->tensor_ops && !d->fp32_transforms)
+                return 0;
+            break;
+        default:
+            break;
+        }
+    }
+    return 1;
+}
+
 /* Does the precision allow the engine of cfg? *index receives its global index. */
 static int allowed(const conv_graph_desc *d, cudnnBackendDescriptor_t cfg, int64_t *index)
 {
@@ -215,30 +241,7 @@ static int allowed(const conv_graph_desc *d, cudnnBackendDescriptor_t cfg, int64
     *index = -1;
     G(&b, cudnnBackendGetAttribute(eng, CUDNN_ATTR_ENGINE_GLOBAL_INDEX, CUDNN_TYPE_INT64, 1, &n, index));
     destroy(eng);
-    if (b.st != CUDNN_STATUS_SUCCESS)
-        return 0;
-    for (int64_t i = 0; i < nn; i++) {
-        switch (notes[i]) {
-        case CUDNN_NUMERICAL_NOTE_DOWN_CONVERT_INPUTS: /* inputs narrowed below the precision asked for */
-            return 0;
-        case CUDNN_NUMERICAL_NOTE_TENSOR_CORE: /* TF32 for float data */
-        case CUDNN_NUMERICAL_NOTE_REDUCED_PRECISION_REDUCTION:
-            if (!d->tensor_ops)
-                return 0;
-            break;
-        case CUDNN_NUMERICAL_NOTE_FFT:
-        case CUDNN_NUMERICAL_NOTE_WINOGRAD:
-        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_4x4:
-        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_6x6:
-        case CUDNN_NUMERICAL_NOTE_WINOGRAD_TILE_13x13:
-            if (!d->tensor_ops && !d->fp32_transforms)
-                return 0;
-            break;
-        default:
-            break;
-        }
-    }
-    return 1;
+    return b.st == CUDNN_STATUS_SUCCESS && conv_graph_notes_allowed(d, notes, (int)nn);
 }
 
 /* One execution of plan on the given pointers; a cuDNN status. */

@@ -21,7 +21,8 @@ struct conv_graph_desc {
     int n, c, t, h, w, oc, kt, kh, kw, st, sh, sw, pt, ph, pw;
     cudnnDataType_t dtype;
     int tensor_ops;
-    int fp32_transforms; /* fp32 only: FFT / Winograd engines allowed */
+    int fp32_transforms; /* fp32 only: PyTorch's engine set with TF32 off (FFT, Winograd, reduced-precision
+                          * reductions allowed; DFEW_CUDA_FP32_CONV=fast) */
     int dir;
     float beta;
     int untimed; /* take the first usable engine in cuDNN's heuristic order (DFEW_CUDA_CONV_FIND=0) */
@@ -34,6 +35,14 @@ struct conv_graph;
  * (tests run it on machines without a GPU). 0, or -EINVAL with what cuDNN
  * refused in err. */
 int conv_graph_check(const conv_graph_desc *d, char *err, size_t err_len);
+
+/* Does the precision of d allow an engine with these numerical notes?
+ * Never one that down-converts its inputs; in fp32 never tensor cores (TF32)
+ * and, unless d->fp32_transforms, no FFT, Winograd or reduced-precision
+ * reduction either (the accurate default, for the parity tests); tf32 and
+ * bf16 allow the rest. d->fp32_transforms is the filter PyTorch applies to
+ * cuDNN's engines in fp32 with TF32 off. */
+int conv_graph_notes_allowed(const conv_graph_desc *d, const cudnnBackendNumericalNote_t *notes, int count);
 
 /* Builds the operation graph of d, times every engine configuration that
  * finalizes, fits in ws_bytes and whose numerical notes the precision
