@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 namespace cu {
 
@@ -16,6 +17,18 @@ enum { UID_X = 1, UID_W = 2, UID_Y = 3 };
 #define MAX_HEUR 24     /* configurations taken from heuristics mode A, best ranked first */
 #define MAX_FALLBACK 8  /* and from the fallback list */
 #define TIMED_RUNS 2
+/* Once one plan is usable, configurations still untried after this many
+ * seconds of search for one direction are skipped (heuristics rank the likely
+ * fastest first; a plan of an engine compiled at run time can take seconds to
+ * finalize). DFEW_CUDA_GRAPH_SEARCH_S overrides it. */
+#define SEARCH_S_DEFAULT 2.0
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
 
 struct conv_graph {
     int dir;
@@ -335,11 +348,19 @@ int conv_graph_make(ctx *cx, const conv_graph_desc *d, const void *a, const void
 
     void *x, *w, *y;
     operands(d->dir, a, b, out, &x, &w, &y);
-    int tried = 0;
+    const char *limit_env = getenv("DFEW_CUDA_GRAPH_SEARCH_S");
+    const double limit = limit_env && *limit_env ? atof(limit_env) : SEARCH_S_DEFAULT, t_start = now_s();
+    int tried = 0, skipped = 0;
     for (int i = 0; i < ncfg; i++) {
         int64_t index = -1, wsz = 0;
         cudnnBackendDescriptor_t cfg = cfgs[i], plan = NULL;
         cfgs[i] = NULL;
+        if (g->plan && now_s() - t_start > limit) { /* out of search time: keep the best so far */
+            destroy(cfg);
+            skipped++;
+            continue;
+        }
+        const double t_cfg = now_s();
         chain pb = {};
         if (allowed(d, cfg, &index)) {
             plan = create(&pb, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
@@ -376,9 +397,11 @@ int conv_graph_make(ctx *cx, const conv_graph_desc *d, const void *a, const void
             return fail_cuda(cx, ce, "timing a cuDNN graph engine", __FILE__, __LINE__);
         }
         if (verbose && pb.st == CUDNN_STATUS_SUCCESS)
-            fprintf(stderr, "dfew cuda: graph %s c%d -> oc%d %dx%dx%d k%dx%dx%d: engine %lld, workspace %lld, %.3f ms\n",
+            fprintf(stderr,
+                    "dfew cuda: graph %s c%d -> oc%d %dx%dx%d k%dx%dx%d: engine %lld, workspace %lld, %.3f ms "
+                    "(planned and timed in %.2f s)\n",
                     what[d->dir], d->c, d->oc, d->t, d->h, d->w, d->kt, d->kh, d->kw, (long long)index,
-                    (long long)wsz, (double)ms);
+                    (long long)wsz, (double)ms, now_s() - t_cfg);
         if (ms >= 0 && (!g->plan || ms < g->ms)) {
             destroy(g->plan);
             destroy(g->cfg);
@@ -405,8 +428,11 @@ int conv_graph_make(ctx *cx, const conv_graph_desc *d, const void *a, const void
         return 0;
     }
     if (verbose)
-        fprintf(stderr, "dfew cuda: graph %s c%d -> oc%d %dx%dx%d: engine %lld chosen, %.3f ms\n", what[d->dir], d->c,
-                d->oc, d->t, d->h, d->w, (long long)g->engine, (double)g->ms);
+        fprintf(stderr,
+                "dfew cuda: graph %s c%d -> oc%d %dx%dx%d: engine %lld chosen, %.3f ms (%d of %d configs ran, %d left "
+                "untried after %.1f s of search)\n",
+                what[d->dir], d->c, d->oc, d->t, d->h, d->w, (long long)g->engine, (double)g->ms, tried, ncfg, skipped,
+                now_s() - t_start);
     *gout = g;
     return 0;
 }
