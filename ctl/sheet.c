@@ -3,7 +3,10 @@
  * sampled evenly over the clip (decoded again from the movie), with the
  * subject's face box and 68 landmarks from faces.bin drawn on them, framed
  * green when the face was found and red when not. Below: the aligned,
- * interpolated frames from clip.u8, eight to a row.
+ * interpolated frames from clip.u8, eight to a row. A clip imported from a
+ * DFEW release has no movie to decode and no faces.bin: its sheet samples the
+ * release's aligned face frames on top, and shows below its tensor (or, before
+ * its tensor job ran, the release's interpolated JPEGs at the tensor size).
  * `sheet movie MOVIE -o F.png`, a movie's segmentation. Top: the whole
  * movie as a timeline, shot cuts as white ticks and the chosen clips as
  * green spans. Below: one thumbnail per shot (its middle frame), framed
@@ -14,13 +17,16 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <libswscale/swscale.h>
 
+#include "clipfiles.h"
 #include "clipfmt.h"
 #include "ctl.h"
 #include "decode.h"
+#include "image.h"
 #include "imgenc.h"
 
 #define SAMPLES 8
@@ -60,20 +66,26 @@ static void blit(struct canvas *c, int ox, int oy, const uint8_t *src, int w, in
         memcpy(c->px + ((size_t)(oy + y) * c->w + ox) * 3, src + (size_t)y * stride, (size_t)w * 3);
 }
 
+/* An RGB image of w x h (stride bytes a row), scaled (area) to tw x th at (ox, oy). */
+static void draw_scaled(struct canvas *c, int ox, int oy, int tw, int th, const uint8_t *rgb, int w, int h, int stride,
+                        struct SwsContext **sws)
+{
+    *sws = sws_getCachedContext(*sws, w, h, AV_PIX_FMT_RGB24, tw, th, AV_PIX_FMT_RGB24, SWS_AREA, NULL, NULL, NULL);
+    if (!*sws)
+        return;
+    uint8_t *dst[4] = {c->px + ((size_t)oy * c->w + ox) * 3};
+    int dst_stride[4] = {c->w * 3};
+    const uint8_t *src[4] = {rgb};
+    int src_stride[4] = {stride};
+    sws_scale(*sws, src, src_stride, 0, h, dst, dst_stride);
+}
+
 /* One sampled frame, scaled to tw x th at (ox, oy), with its face overlay. */
 static void draw_sample(struct canvas *c, int ox, int oy, int tw, int th, const struct decoded_frame *f,
                         const struct face_record *rec, struct SwsContext **sws)
 {
     static const uint8_t green[3] = {40, 220, 60}, red[3] = {230, 40, 40}, yellow[3] = {255, 230, 0};
-    *sws = sws_getCachedContext(*sws, f->width, f->height, AV_PIX_FMT_RGB24, tw, th, AV_PIX_FMT_RGB24, SWS_AREA, NULL,
-                                NULL, NULL);
-    if (!*sws)
-        return;
-    uint8_t *dst[4] = {c->px + ((size_t)oy * c->w + ox) * 3};
-    int dst_stride[4] = {c->w * 3};
-    const uint8_t *src[4] = {f->rgb};
-    int src_stride[4] = {f->rgb_stride};
-    sws_scale(*sws, src, src_stride, 0, f->height, dst, dst_stride);
+    draw_scaled(c, ox, oy, tw, th, f->rgb, f->width, f->height, f->rgb_stride, sws);
     if (!rec)
         return;
     double sx = (double)tw / f->width, sy = (double)th / f->height;
@@ -120,7 +132,7 @@ static void fill(struct canvas *c, int x0, int y0, int x1, int y1, const uint8_t
 
 struct clip_row {
     double start_s, end_s;
-    char *movie, *out_dir, *state, *reason;
+    char *movie, *out_dir, *state, *reason, *aligned_dir, *tensor_path;
     int64_t frames_total;
 };
 
@@ -128,7 +140,8 @@ static int load_clip(struct ctl *c, int64_t id, struct clip_row *r)
 {
     memset(r, 0, sizeof *r);
     sqlite3_stmt *st = db_prepare(c->db, "SELECT c.start_s, c.end_s, m.path, c.output_dir, c.state, c.reason, "
-                                         "c.frames_total FROM clips c JOIN movies m ON m.id = c.movie_id WHERE c.id = ?");
+                                         "c.frames_total, c.aligned_dir, c.tensor_path FROM clips c JOIN movies m ON m.id = "
+                                         "c.movie_id WHERE c.id = ?");
     if (!st)
         return -EIO;
     sqlite3_bind_int64(st, 1, id);
@@ -142,6 +155,8 @@ static int load_clip(struct ctl *c, int64_t id, struct clip_row *r)
         r->state = TXT(4);
         r->reason = TXT(5);
         r->frames_total = sqlite3_column_type(st, 6) == SQLITE_NULL ? -1 : sqlite3_column_int64(st, 6);
+        r->aligned_dir = TXT(7);
+        r->tensor_path = TXT(8);
 #undef TXT
     }
     sqlite3_reset(st);
@@ -154,6 +169,113 @@ static void free_clip(struct clip_row *r)
     free(r->out_dir);
     free(r->state);
     free(r->reason);
+    free(r->aligned_dir);
+    free(r->tensor_path);
+}
+
+/* The canvas as a PNG at out, and the line (or JSON) that says what it holds;
+ * 0, or 1 when it cannot be written. */
+static int finish_clip_sheet(struct ctl *c, int64_t id, const struct canvas *cv, const char *out, int sampled,
+                             int aligned)
+{
+    if (write_png(cv, out) != 0)
+        return 1;
+    if (c->json) {
+        printf("{\"clip_id\":%lld,\"sheet\":", (long long)id);
+        struct sbuf j = {0};
+        sbuf_add_json_str(&j, out);
+        printf("%s,\"width\":%d,\"height\":%d,\"sampled_frames\":%d,\"aligned_frames\":%d}\n", j.s, cv->w, cv->h,
+               sampled, aligned);
+        sbuf_free(&j);
+    } else {
+        printf("%s: %dx%d, %d sampled frames, %d aligned frames of clip %lld\n", out, cv->w, cv->h, sampled, aligned,
+               (long long)id);
+    }
+    return 0;
+}
+
+/* A clip imported from a DFEW release (its movie is the release's folder):
+ * SAMPLES of the release's aligned face frames (clip_<S>x<S>/<name>/) on top;
+ * below, the interpolated frames of its tensor when its tensor job built one,
+ * else the release's 16f JPEGs scaled to [prep] size as the tensor job would. */
+static int sheet_release_clip(struct ctl *c, int64_t id, const struct clip_row *clip, const char *out)
+{
+    char err[1024] = "";
+    struct frame_list al = {0}, tim = {0};
+    uint8_t *tensor = NULL;
+    int T = 0, S = c->cfg.prep_size > 0 ? c->cfg.prep_size : 112, tw, tc, rc = 0;
+    if (clip->tensor_path && access(clip->tensor_path, F_OK) == 0) {
+        rc = clip_read(clip->tensor_path, &T, &S, &tw, &tc, &tensor, err, sizeof err);
+        if (!rc && (tw != S || tc != 3)) {
+            snprintf(err, sizeof err, "%s is %dx%dx%d, not square RGB", clip->tensor_path, S, tw, tc);
+            rc = -EINVAL;
+        }
+    } else if (clip->out_dir && (rc = clip_tim_frames(clip->out_dir, &tim)) != 0) {
+        snprintf(err, sizeof err, "cannot read the clip's frames in %s: %s", clip->out_dir, strerror(-rc));
+    }
+    if (!rc && (rc = clip_aligned_frames(clip->out_dir, clip->aligned_dir, &al)) != 0)
+        snprintf(err, sizeof err, "cannot read the clip's aligned frames in %s: %s",
+                 clip->aligned_dir ? clip->aligned_dir : clip->out_dir, strerror(-rc));
+    if (!rc && !tensor && !tim.n && !al.n) {
+        snprintf(err, sizeof err, "clip %lld (imported from %s) has no frames on disk: neither %s nor its tensor",
+                 (long long)id, clip->movie, clip->out_dir ? clip->out_dir : "an output folder");
+        rc = -ENOENT;
+    }
+    if (rc) {
+        fprintf(stderr, "dfewctl sheet: %s\n", err);
+        frame_list_free(&al);
+        frame_list_free(&tim);
+        free(tensor);
+        return 1;
+    }
+    if (!tensor)
+        T = (int)tim.n;
+    const int nsamples = al.n < SAMPLES ? (int)al.n : SAMPLES, thumb = 2 * S;
+    struct canvas cv;
+    cv.w = ALIGNED_COLS * S + (ALIGNED_COLS - 1) * GAP;
+    const int thumb_rows = (nsamples + THUMB_COLS - 1) / THUMB_COLS, rows = (T + ALIGNED_COLS - 1) / ALIGNED_COLS;
+    cv.h = thumb_rows * (thumb + GAP) + (rows ? GAP + rows * (S + GAP) : 0);
+    cv.px = xmalloc((size_t)cv.w * cv.h * 3);
+    memset(cv.px, 32, (size_t)cv.w * cv.h * 3);
+    struct SwsContext *sws = NULL;
+    const int gap_x = (cv.w - THUMB_COLS * thumb) / (THUMB_COLS > 1 ? THUMB_COLS - 1 : 1);
+    int status = 0;
+    for (int k = 0; k < nsamples && !status; k++) { /* evenly over the clip, first and last included */
+        size_t i = nsamples > 1 ? (size_t)llround((double)k * (double)(al.n - 1) / (nsamples - 1)) : 0;
+        struct image img = {0};
+        if ((rc = image_load_rgb(al.path[i], &img, err, sizeof err)) != 0) {
+            fprintf(stderr, "dfewctl sheet: %s: %s\n", al.path[i], rc == -EINVAL ? err : strerror(-rc));
+            status = 1;
+            break;
+        }
+        draw_scaled(&cv, (k % THUMB_COLS) * (thumb + gap_x), (k / THUMB_COLS) * (thumb + GAP), thumb, thumb, img.rgb,
+                    img.w, img.h, img.w * 3, &sws);
+        image_free(&img);
+    }
+    const int y0 = thumb_rows * (thumb + GAP) + GAP;
+    for (int j = 0; j < T && !status; j++) {
+        const int x = (j % ALIGNED_COLS) * (S + GAP), y = y0 + (j / ALIGNED_COLS) * (S + GAP);
+        if (tensor) {
+            blit(&cv, x, y, tensor + (size_t)j * S * S * 3, S, S, S * 3);
+            continue;
+        }
+        struct image img = {0};
+        if ((rc = image_load_rgb(tim.path[j], &img, err, sizeof err)) != 0) {
+            fprintf(stderr, "dfewctl sheet: %s: %s\n", tim.path[j], rc == -EINVAL ? err : strerror(-rc));
+            status = 1;
+            break;
+        }
+        draw_scaled(&cv, x, y, S, S, img.rgb, img.w, img.h, img.w * 3, &sws);
+        image_free(&img);
+    }
+    sws_freeContext(sws);
+    if (!status)
+        status = finish_clip_sheet(c, id, &cv, out, nsamples, T);
+    free(cv.px);
+    frame_list_free(&al);
+    frame_list_free(&tim);
+    free(tensor);
+    return status;
 }
 
 static int sheet_clip(struct ctl *c, int64_t id, const char *out)
@@ -164,6 +286,12 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
         fprintf(stderr, "dfewctl sheet: %s\n", rc == -ENOENT ? "no such clip ('dfewctl clips' lists them)"
                                                              : db_errmsg(c->db));
         return 1;
+    }
+    struct stat sb;
+    if (clip.movie && stat(clip.movie, &sb) == 0 && S_ISDIR(sb.st_mode)) { /* imported from a release */
+        rc = sheet_release_clip(c, id, &clip, out);
+        free_clip(&clip);
+        return rc;
     }
     char err[1024] = "";
     struct faces_header fh = {0};
@@ -260,19 +388,7 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
         fprintf(stderr, "dfewctl sheet: no frame of the clip could be decoded from %s\n", clip.movie);
         status = 1;
     } else {
-        if ((rc = write_png(&cv, out)) != 0) {
-            status = 1;
-        } else if (c->json) {
-            printf("{\"clip_id\":%lld,\"sheet\":", (long long)id);
-            struct sbuf j = {0};
-            sbuf_add_json_str(&j, out);
-            printf("%s,\"width\":%d,\"height\":%d,\"sampled_frames\":%d,\"aligned_frames\":%d}\n", j.s, cv.w, cv.h,
-                   drawn, T);
-            sbuf_free(&j);
-        } else {
-            printf("%s: %dx%d, %d sampled frames, %d aligned frames of clip %lld\n", out, cv.w, cv.h, drawn, T,
-                   (long long)id);
-        }
+        status = finish_clip_sheet(c, id, &cv, out, drawn, T);
     }
     free(cv.px);
     free(recs);
@@ -449,7 +565,9 @@ int cmd_sheet(struct ctl *c, int argc, char **argv)
                    "       dfewctl sheet movie MOVIE -o SHEET.png\n\n"
                    "Writes a contact sheet as PNG. A clip's: %d frames sampled over the clip with\n"
                    "the face box and the 68 landmarks drawn (green frame: face found, red: not),\n"
-                   "then the aligned, interpolated frames the clip's prep job wrote. A movie's:\n"
+                   "then the aligned, interpolated frames the clip's prep job wrote (a clip\n"
+                   "imported from a DFEW release: its aligned face frames, then its 16 frames).\n"
+                   "A movie's:\n"
                    "its timeline (white ticks: shot cuts, green: the clips chosen by segmentation)\n"
                    "and the middle frame of every shot, framed green when a clip lies in the shot,\n"
                    "each above the shot's own timeline.\n",

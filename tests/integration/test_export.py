@@ -460,6 +460,14 @@ class ExportTest(HomeTest):
                              '5s+': [0, 0, 0, 1, 0, 0, 0], 'unknown': [0, 0, 0, 0, 1, 0, 0]})
         self.assertIn('unknown: clips imported without their original video', self.home.ctl('report', 'table2').stdout)
 
+    @staticmethod
+    def png_rgb(path, w, h):
+        """A PNG's pixels as rgb24 bytes, decoded by the ffmpeg command line."""
+        px = subprocess.run(['ffmpeg', '-nostdin', '-v', 'error', '-i', path, '-f', 'rawvideo', '-pix_fmt', 'rgb24',
+                             '-'], check=True, capture_output=True).stdout
+        assert len(px) == w * h * 3, (len(px), w, h)
+        return px
+
     def test_import_builds_tensors_and_trains(self):
         """Import queues a tensor job per clip with frames; dfewd builds each
         clip.u8 from the release's JPEGs, scaled to [prep] size, and the
@@ -475,6 +483,13 @@ class ExportTest(HomeTest):
             t = other.ctl('train', '--split', 'dfew', check=False)  # before the jobs ran
             self.assertEqual(t.returncode, 1)
             self.assertIn('tensor job', t.stderr)
+            # an imported clip's sheet before its tensor exists: the release's 16f JPEGs at [prep] size
+            first = other.scalar('SELECT id FROM clips WHERE name = ?', '%05d' % usable[0])
+            sheet_png = os.path.join(other.dir, 'sheet.png')
+            before = other.ctl_json('sheet', str(first), '-o', sheet_png)
+            self.assertEqual((before['width'], before['aligned_frames']), (8 * 56 + 7 * 4, 16))
+            self.assertGreater(before['sampled_frames'], 0)  # the release's aligned face frames, on top
+            before_px = self.png_rgb(sheet_png, before['width'], before['height'])
             other.start()
             jobs = [row['id'] for row in other.query("SELECT id FROM jobs WHERE kind = 'tensor'")]
             self.assertEqual(len(jobs), len(usable))
@@ -504,6 +519,19 @@ class ExportTest(HomeTest):
             for mad, _ in mads:
                 self.assertLess(mad, 3.0)
             self.assertTrue(any(o > 3 * m + 1 for m, o in mads))  # frames differ: the right one was compared
+            # the sheet again, now from the tensor: its first frame exactly, and close to the JPEG-drawn one
+            after = other.ctl_json('sheet', str(first), '-o', sheet_png)
+            self.assertEqual((after['width'], after['height']), (before['width'], before['height']))
+            after_px = self.png_rgb(sheet_png, after['width'], after['height'])
+            y0 = (after['sampled_frames'] + 3) // 4 * (112 + 4) + 4
+            region = lambda px: b''.join(px[((y0 + y) * after['width']) * 3:((y0 + y) * after['width'] + 56) * 3]
+                                         for y in range(56))
+            with open(other.scalar('SELECT tensor_path FROM clips WHERE id = ?', first), 'rb') as f:
+                self.assertEqual(region(after_px), f.read()[32:32 + 56 * 56 * 3])
+            sheet_mad = sum(abs(x - y) for x, y in zip(region(before_px), region(after_px))) / (56 * 56 * 3)
+            print('sheet of an imported clip: JPEG-drawn frame 1 vs its tensor: mean abs difference %.2f' % sheet_mad)
+            self.assertLess(sheet_mad, 3.0)
+            self.assertNotEqual(region(after_px), b'\x20' * (56 * 56 * 3))  # not the background
             # importing again queues nothing
             again = other.ctl_json('import', 'dfew', out)
             self.assertEqual((again['tensor_jobs_queued'], again['tensors_done_or_queued']), (0, len(usable)))
