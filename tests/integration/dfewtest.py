@@ -203,6 +203,27 @@ class HomeTest(unittest.TestCase):
         self.home.cleanup()
 
 
+class SharedHomeTest(unittest.TestCase):
+    """A test case whose tests share one home, cls.home, made by the subclass's
+    setUpClass; its daemon is stopped and the home removed after the last test."""
+    home = None
+
+    @classmethod
+    def submit_and_wait(cls, *paths):
+        """Submits paths to cls.home's running daemon and waits until all its work is done; submit's JSON."""
+        out = cls.home.ctl_json('submit', *paths)
+        cls.home.ctl('wait', '--timeout', str(600 * SLOW), timeout=700)
+        return out
+
+    @classmethod
+    def tearDownClass(cls):
+        if cls.home is None:
+            return
+        if cls.home.proc is not None:
+            cls.home.stop()
+        cls.home.cleanup()
+
+
 def main():
     r = unittest.main(exit=False, verbosity=2).result
     if not r.wasSuccessful():

@@ -23,7 +23,7 @@ import subprocess
 import time
 import unittest
 
-from dfewtest import BUILD, SLOW, Home, main, video
+from dfewtest import BUILD, SLOW, Home, SharedHomeTest, main, video
 
 FACES_PNG = os.path.join(BUILD, 'bench', 'dfew-faces-png')
 WHOLE = '[segment]\nmode = whole\n'
@@ -89,7 +89,7 @@ def eye_errors(images, size):
     return errs
 
 
-class PrepPipelineTest(unittest.TestCase):
+class PrepPipelineTest(SharedHomeTest):
     """One home, three videos, each prepared once (setUpClass)."""
 
     @classmethod
@@ -102,20 +102,13 @@ class PrepPipelineTest(unittest.TestCase):
             paths = [video(n) for n in names]
             cls.home.start()
             t0 = time.time()
-            out = cls.home.ctl_json('submit', *paths)
-            cls.home.ctl('wait', '--timeout', str(600 * SLOW), timeout=700)
+            out = cls.submit_and_wait(*paths)
             cls.elapsed = time.time() - t0
             for f in out['files']:
                 cls.videos[os.path.basename(f['path'])] = f['movie_id']
         except Exception:
             cls.home.cleanup()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.home.proc is not None:
-            cls.home.stop()
-        cls.home.cleanup()
 
     def clip(self, name):
         rows = self.home.query('SELECT * FROM clip_status s JOIN clip_prep p USING (clip_id) WHERE s.movie_id = ?',

@@ -29,7 +29,7 @@ import subprocess
 import time
 import unittest
 
-from dfewtest import DEBIAN_DOG, DEBIAN_HELLO, SLOW, TESTDATA, Home, main, need_file, video
+from dfewtest import DEBIAN_DOG, DEBIAN_HELLO, SLOW, TESTDATA, Home, SharedHomeTest, main, need_file, video
 
 MEAD = ['happy.mp4', 'fear.mp4', 'disgusted.mp4', 'surprised.mp4']
 MEAD_FRAMES = {'happy.mp4': 141, 'fear.mp4': 218, 'disgusted.mp4': 203, 'surprised.mp4': 310}
@@ -85,7 +85,7 @@ def synthetic_movie(path):
     return faces
 
 
-class SegmentTest(unittest.TestCase):
+class SegmentTest(SharedHomeTest):
     """One home, five movies, each segmented once and its clips prepared."""
 
     @classmethod
@@ -102,19 +102,12 @@ class SegmentTest(unittest.TestCase):
             cls.home.start()
             t0 = time.time()
             names = list(cls.paths)
-            out = cls.home.ctl_json('submit', *[cls.paths[n] for n in names])
-            cls.home.ctl('wait', '--timeout', str(600 * SLOW), timeout=700)
+            out = cls.submit_and_wait(*[cls.paths[n] for n in names])
             cls.elapsed = time.time() - t0
             cls.movie = {n: f['movie_id'] for n, f in zip(names, out['files'])}
         except Exception:
             cls.home.cleanup()
             raise
-
-    @classmethod
-    def tearDownClass(cls):
-        if cls.home.proc is not None:
-            cls.home.stop()
-        cls.home.cleanup()
 
     def shots(self, name):
         return self.home.query('SELECT * FROM movie_shots WHERE movie_id = ? ORDER BY shot', self.movie[name])

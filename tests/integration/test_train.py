@@ -27,10 +27,9 @@ import signal
 import struct
 import subprocess
 import time
-import unittest
 import zlib
 
-from dfewtest import BUILD, SLOW, Home, main, video
+from dfewtest import BUILD, SLOW, Home, SharedHomeTest, main, video
 from labeltest import EMOTIONS, write_wide
 
 VIDEOS = {'happy.mp4': 'happy', 'fear.mp4': 'fear', 'disgusted.mp4': 'disgust', 'surprised.mp4': 'surprise'}
@@ -88,7 +87,7 @@ def read_png(path):
     return w, h, rows
 
 
-class TrainTest(unittest.TestCase):
+class TrainTest(SharedHomeTest):
     @classmethod
     def setUpClass(cls):
         paths = {name: video('mead_eamm/' + name) for name in VIDEOS}
@@ -163,9 +162,7 @@ class TrainTest(unittest.TestCase):
 
     @classmethod
     def tearDownClass(cls):
-        if cls.home.proc is not None:
-            cls.home.stop()
-        cls.home.cleanup()
+        super().tearDownClass()
         print('\n  prepared 20 clips in %.1f s; three runs (11 folds) trained in %.1f s; whole test %.1f s'
               % (cls.prep_s, cls.train_s, time.time() - cls.t0))
 
