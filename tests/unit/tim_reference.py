@@ -3,7 +3,7 @@
 random regulariser): remove the mean, take the SVD of the frames, embed them
 on the path graph's Laplacian eigenvectors, fit the linear map from the
 embedding to the frames, and resample the curve sin(pi k t + pi (N - k)/(2N))
-at t = linspace(1/N, 1, M). dfew's C code (workers/tim.c) uses the per-pixel
+at t = linspace(1/N, 1, M). dfew's C code (media/tim.c) uses the per-pixel
 cosine form instead; both must agree to 1e-4 on random frames.
 
 usage: python3 tim_reference.py PATH/TO/test_tim   (needs python3-numpy)"""
