@@ -3,6 +3,18 @@
 // reads the caller's pixels in place (no copy) through dlib's generic image
 // interface, and turns every exception into a negative errno. Built with -O3
 // whatever the build type: dlib's templates are about 60x slower at -O0.
+//
+// Two fast paths give dlib's own answers at a fraction of the cost (both are
+// checked against dlib's code in tests/unit/test_dlibc.c):
+//   - the shape predictor runs from a flat copy of the model (splits and
+//     leaves in contiguous arrays, the box transform computed once per face
+//     instead of once per cascade); the arithmetic is dlib's, so the points
+//     are the same;
+//   - face detection near a box or above a size computes only the image
+//     pyramid levels and windows that can hold such a face, sampled exactly
+//     as dlib's pyramid_down<6> samples the whole frame, and runs dlib's
+//     scanner on them; where the window covers the face, the boxes and scores
+//     are those of a detection on the whole frame.
 #include "dlibc.h"
 
 #include <algorithm>
@@ -12,6 +24,7 @@
 #include <cstring>
 #include <exception>
 #include <fstream>
+#include <malloc.h>
 #include <new>
 #include <vector>
 
@@ -19,6 +32,7 @@
 #include <dlib/image_processing/frontal_face_detector.h>
 #include <dlib/image_transforms.h>
 #include <dlib/revision.h>
+#include <dlib/simd.h>
 
 namespace {
 
@@ -44,12 +58,138 @@ template <typename P> struct image_traits<ext_image<P>> {
 };
 } // namespace dlib
 
+namespace {
+
+typedef dlib::frontal_face_detector::image_scanner_type scanner_t;
+
+// How one pyramid level samples the level below it: dlib's pyramid_down<6>
+// is resize_image() with bilinear weights, whose grey path walks the columns
+// four at a time in single precision (the x positions accumulate in floats)
+// and finishes the row in double precision. These tables hold, per output
+// column and row, the source pixels and weights that code uses, so that any
+// window of a level can be computed alone with the same result.
+struct col_tab {
+    int left, right;
+    float lr, inv_lr; // the vector path's weights
+    bool vec;         // computed by the four-column path
+};
+struct row_tab {
+    int top, bottom;
+    double tb;
+};
+struct level_geo {
+    long w, h; // this level's size
+    std::vector<col_tab> cols;
+    std::vector<row_tab> rows;
+};
+
+void sample_tables(long in_w, long in_h, level_geo &g)
+{
+    g.cols.resize(g.w);
+    g.rows.resize(g.h);
+    const double x_scale = (in_w - 1) / (double)std::max<long>(g.w - 1, 1);
+    const double y_scale = (in_h - 1) / (double)std::max<long>(g.h - 1, 1);
+    double y = -y_scale;
+    for (long r = 0; r < g.h; r++) {
+        y += y_scale;
+        row_tab &t = g.rows[r];
+        t.top = (int)std::floor(y);
+        t.bottom = (int)std::min<long>(t.top + 1, in_h - 1);
+        t.tb = y - t.top;
+    }
+    // the four-column path, as long as a group's last right neighbour is inside
+    double x = -4 * x_scale;
+    const dlib::simd4f step = 4 * x_scale;
+    dlib::simd4f sx(x, x + x_scale, x + 2 * x_scale, x + 3 * x_scale);
+    long c = 0;
+    for (;; c += 4) {
+        sx += step;
+        dlib::simd4i left = dlib::simd4i(sx);
+        dlib::simd4f lr = sx - left;
+        dlib::simd4f inv = 1 - lr;
+        dlib::simd4i right = left + 1;
+        dlib::int32 fl[4], fr[4];
+        float flr[4], finv[4];
+        left.store(fl);
+        right.store(fr);
+        lr.store(flr);
+        inv.store(finv);
+        if (fr[3] >= in_w)
+            break;
+        for (int k = 0; k < 4; k++)
+            if (c + k < g.w)
+                g.cols[c + k] = col_tab{fl[k], fr[k], flr[k], finv[k], true};
+    }
+    x = -x_scale + c * x_scale;
+    for (; c < g.w; ++c) {
+        x += x_scale;
+        col_tab &t = g.cols[c];
+        t.left = (int)std::floor(x);
+        t.right = (int)std::min<long>(t.left + 1, in_w - 1);
+        t.lr = (float)(x - t.left);
+        t.inv_lr = 0;
+        t.vec = false;
+    }
+}
+
+// One pixel of a level from the level below, as resize_image computes it.
+inline unsigned char sample(const col_tab &ct, const row_tab &rt, float tl, float tr, float bl, float br)
+{
+    if (ct.vec) {
+        const float tbf = (float)rt.tb, itbf = (float)(1 - rt.tb);
+        const float tlf = itbf * ct.inv_lr, trf = itbf * ct.lr, blf = tbf * ct.inv_lr, brf = tbf * ct.lr;
+        float v = tlf * tl;
+        v = v + trf * tr;
+        v = v + blf * bl;
+        v = v + brf * br;
+        return static_cast<unsigned char>(v + 0.5);
+    }
+    const float lr = ct.lr;
+    const float temp = (1 - rt.tb) * ((1 - lr) * tl + lr * tr) + rt.tb * ((1 - lr) * bl + lr * br);
+    unsigned char out;
+    dlib::assign_pixel(out, temp);
+    return out;
+}
+
+// A rectangle of a level, [x0, x1) x [y0, y1), with its pixels.
+struct window {
+    long x0, y0, x1, y1;
+    const unsigned char *px; // pixel (x0, y0)
+    long stride;
+};
+
+} // namespace
+
 struct dlibc_detector {
     dlib::frontal_face_detector det;
+    // the near/min detection paths
+    scanner_t one_level; // dlib's scanner limited to one pyramid level
+    std::vector<scanner_t::fhog_filterbank> fb;
+    std::vector<double> thresh;
+    dlib::test_box_overlap overlap;
+    long cell, padding, min_w, min_h, max_levels;
+    // the pyramid of the last image size seen
+    long geo_w = -1, geo_h = -1;
+    std::vector<level_geo> levels; // levels[0] is the image itself
+    std::vector<double> box_size;  // a detection's box side at each level, image pixels
+    std::vector<std::vector<unsigned char>> bufs;
 };
 
 struct dlibc_predictor {
-    dlib::shape_predictor sp;
+    dlib::shape_predictor sp; // DLIBC_PREDICTOR_STOCK only
+    bool stock = false;
+    // the flat model
+    dlib::matrix<float, 0, 1> initial_shape;
+    unsigned long cascades = 0, trees = 0, depth_splits = 0, leaves = 0, dims = 0;
+    std::vector<unsigned long> nfeat; // feature pixels per cascade
+    std::vector<std::vector<unsigned long>> anchor;
+    std::vector<std::vector<dlib::vector<float, 2>>> deltas;
+    struct split {
+        unsigned int i1, i2;
+        float thresh;
+    };
+    std::vector<split> splits; // [cascade][tree][split]
+    std::vector<float> leaf;   // [cascade][tree][leaf][dims]
 };
 
 static int valid(const dlibc_image *img)
@@ -95,12 +235,42 @@ static std::vector<dlib::rect_detection> detect_in(dlib::frontal_face_detector &
     return dets;
 }
 
+static int put_boxes(std::vector<dlib::rect_detection> &dets, dlibc_box *boxes, int max)
+{
+    std::stable_sort(dets.begin(), dets.end(), [](const dlib::rect_detection &a, const dlib::rect_detection &b) {
+        return a.detection_confidence > b.detection_confidence;
+    });
+    for (size_t i = 0; i < dets.size() && (int)i < max; i++) {
+        const dlib::rectangle &r = dets[i].rect;
+        boxes[i].x0 = (double)r.left();
+        boxes[i].y0 = (double)r.top();
+        boxes[i].x1 = (double)r.right() + 1;
+        boxes[i].y1 = (double)r.bottom() + 1;
+        boxes[i].score = dets[i].detection_confidence;
+    }
+    return (int)std::min<size_t>(dets.size(), 1 << 20);
+}
+
 extern "C" int dlibc_detector_new(dlibc_detector **out, char *err, size_t errlen)
 {
     *out = nullptr;
     try {
         dlibc_detector *d = new dlibc_detector;
         d->det = dlib::get_frontal_face_detector();
+        const scanner_t &sc = d->det.get_scanner();
+        d->one_level.copy_configuration(sc);
+        d->one_level.set_max_pyramid_levels(1);
+        for (unsigned long i = 0; i < d->det.num_detectors(); i++) {
+            const auto &w = d->det.get_w(i);
+            d->fb.push_back(sc.build_fhog_filterbank(w));
+            d->thresh.push_back(w(sc.get_num_dimensions()));
+        }
+        d->overlap = d->det.get_overlap_tester();
+        d->cell = (long)sc.get_cell_size();
+        d->padding = (long)sc.get_padding();
+        d->min_w = (long)sc.get_min_pyramid_layer_width();
+        d->min_h = (long)sc.get_min_pyramid_layer_height();
+        d->max_levels = (long)sc.get_max_pyramid_levels();
         *out = d;
         return 0;
     } catch (const std::bad_alloc &) {
@@ -122,18 +292,7 @@ extern "C" int dlibc_detect(dlibc_detector *d, const dlibc_image *img, int upsam
         std::vector<dlib::rect_detection> dets =
             img->format == DLIBC_GRAY8 ? detect_in(d->det, view<unsigned char>(img), upsample)
                                        : detect_in(d->det, view<dlib::rgb_pixel>(img), upsample);
-        std::stable_sort(dets.begin(), dets.end(), [](const dlib::rect_detection &a, const dlib::rect_detection &b) {
-            return a.detection_confidence > b.detection_confidence;
-        });
-        for (size_t i = 0; i < dets.size() && (int)i < max; i++) {
-            const dlib::rectangle &r = dets[i].rect;
-            boxes[i].x0 = (double)r.left();
-            boxes[i].y0 = (double)r.top();
-            boxes[i].x1 = (double)r.right() + 1;
-            boxes[i].y1 = (double)r.bottom() + 1;
-            boxes[i].score = dets[i].detection_confidence;
-        }
-        return (int)std::min<size_t>(dets.size(), 1 << 20);
+        return put_boxes(dets, boxes, max);
     } catch (const std::bad_alloc &) {
         return -ENOMEM;
     } catch (...) {
@@ -141,7 +300,361 @@ extern "C" int dlibc_detect(dlibc_detector *d, const dlibc_image *img, int upsam
     }
 }
 
-extern "C" int dlibc_predictor_load(const char *path, dlibc_predictor **out, char *err, size_t errlen)
+// ---------------------------------------------------------------------------
+// Detection on part of the pyramid.
+
+// The pyramid of a w x h image as dlib's scanner builds it: level sizes,
+// sampling tables and the box side a detection has at each level.
+static void ensure_geometry(dlibc_detector *d, long w, long h)
+{
+    if (d->geo_w == w && d->geo_h == h)
+        return;
+    d->levels.clear();
+    d->box_size.clear();
+    // the number of levels, as create_fhog_pyramid counts them
+    dlib::pyramid_down<6> pyr;
+    dlib::rectangle rect(w, h);
+    long n = 0;
+    do {
+        rect = pyr.rect_down(rect);
+        ++n;
+    } while (rect.width() >= d->min_w && rect.height() >= d->min_h && n < d->max_levels);
+    d->levels.resize(n);
+    d->levels[0].w = w;
+    d->levels[0].h = h;
+    for (long l = 1; l < n; l++) {
+        level_geo &g = d->levels[l];
+        const level_geo &p = d->levels[l - 1];
+        // pyramid_down<N>: ((N-1)*size)/N + 0.5, truncated
+        g.w = (long)((5 * p.w) / 6 + 0.5);
+        g.h = (long)((5 * p.h) / 6 + 0.5);
+        sample_tables(p.w, p.h, g);
+    }
+    // a detection's box: the window less its padding, mapped to the image
+    // (away from the origin: fhog_to_image rounds negative corners the other way)
+    unsigned long fw, fh;
+    fw = d->det.get_scanner().get_fhog_window_width();
+    fh = d->det.get_scanner().get_fhog_window_height();
+    dlib::default_fhog_feature_extractor fe;
+    dlib::rectangle fbox = fe.feats_to_image(dlib::centered_rect(dlib::point(1000, 1000), fw - 2 * d->padding,
+                                                                 fh - 2 * d->padding),
+                                             (int)d->cell, (int)fh, (int)fw);
+    for (long l = 0; l < n; l++) {
+        dlib::drectangle r = pyr.rect_up(dlib::drectangle(fbox), (unsigned)l);
+        d->box_size.push_back(std::sqrt(r.width() * r.height()));
+    }
+    d->bufs.assign(n, std::vector<unsigned char>());
+    d->geo_w = w;
+    d->geo_h = h;
+}
+
+// The pixels of `want` (in level l's coordinates) for every level up to top,
+// computed from level 0 through the windows each level needs of the one
+// below. want[l] may be empty (x1 <= x0) for levels only passed through.
+static void build_windows(dlibc_detector *d, const ext_image<unsigned char> &img, std::vector<window> &want, long top)
+{
+    // what each level needs of the one below, from the top down
+    for (long l = top; l >= 1; l--) {
+        window &w = want[l];
+        if (w.x1 <= w.x0)
+            continue;
+        const level_geo &g = d->levels[l];
+        window need{d->levels[l - 1].w, d->levels[l - 1].h, 0, 0, nullptr, 0};
+        for (long c = w.x0; c < w.x1; c++) {
+            need.x0 = std::min<long>(need.x0, g.cols[c].left);
+            need.x1 = std::max<long>(need.x1, g.cols[c].right + 1);
+        }
+        for (long r = w.y0; r < w.y1; r++) {
+            need.y0 = std::min<long>(need.y0, g.rows[r].top);
+            need.y1 = std::max<long>(need.y1, g.rows[r].bottom + 1);
+        }
+        window &b = want[l - 1];
+        if (b.x1 <= b.x0) {
+            b = need;
+        } else {
+            b.x0 = std::min(b.x0, need.x0);
+            b.y0 = std::min(b.y0, need.y0);
+            b.x1 = std::max(b.x1, need.x1);
+            b.y1 = std::max(b.y1, need.y1);
+        }
+    }
+    // level 0 is the caller's image
+    if (want[0].x1 > want[0].x0) {
+        want[0].px = img.data + want[0].y0 * img.stride + want[0].x0;
+        want[0].stride = img.stride;
+    }
+    for (long l = 1; l <= top; l++) {
+        window &w = want[l];
+        if (w.x1 <= w.x0)
+            continue;
+        const window &s = want[l - 1];
+        const level_geo &g = d->levels[l];
+        std::vector<unsigned char> &buf = d->bufs[l];
+        long ww = w.x1 - w.x0, wh = w.y1 - w.y0;
+        buf.resize((size_t)ww * wh);
+        for (long r = w.y0; r < w.y1; r++) {
+            const row_tab &rt = g.rows[r];
+            const unsigned char *top_row = s.px + (rt.top - s.y0) * s.stride - s.x0;
+            const unsigned char *bot_row = s.px + (rt.bottom - s.y0) * s.stride - s.x0;
+            unsigned char *o = buf.data() + (r - w.y0) * ww - w.x0;
+            for (long c = w.x0; c < w.x1; c++) {
+                const col_tab &ct = g.cols[c];
+                o[c] = sample(ct, rt, top_row[ct.left], top_row[ct.right], bot_row[ct.left], bot_row[ct.right]);
+            }
+        }
+        w.px = buf.data();
+        w.stride = ww;
+    }
+}
+
+struct candidate {
+    dlib::rect_detection det;
+};
+
+// dlib's scanner on one window of level l; detections whose filter reads
+// only cells that the whole frame's pyramid would compute the same way are
+// kept, in image coordinates.
+static void scan_window(dlibc_detector *d, const window &w, long l, std::vector<dlib::rect_detection> &out)
+{
+    const level_geo &g = d->levels[l];
+    ext_image<unsigned char> v{w.px, w.y1 - w.y0, w.x1 - w.x0, w.stride};
+    d->one_level.load(v);
+    // cells near a window edge that is not the level's edge see other
+    // pixels than in the whole frame: keep the filter off them
+    const long guard = 3 * d->cell + 2;
+    const long lo_x = w.x0 == 0 ? -1000000 : w.x0 + guard, lo_y = w.y0 == 0 ? -1000000 : w.y0 + guard;
+    const long hi_x = w.x1 == g.w ? 1000000 : w.x1 - guard, hi_y = w.y1 == g.h ? 1000000 : w.y1 - guard;
+    dlib::pyramid_down<6> pyr;
+    std::vector<std::pair<double, dlib::rectangle>> dets;
+    for (size_t i = 0; i < d->fb.size(); i++) {
+        d->one_level.detect(d->fb[i], dets, d->thresh[i]);
+        for (auto &p : dets) {
+            dlib::rectangle r = dlib::translate_rect(p.second, dlib::point(w.x0, w.y0));
+            // the filter's cells: the box grown by the padding
+            dlib::rectangle f = dlib::grow_rect(r, d->padding * d->cell);
+            if (f.left() < lo_x || f.top() < lo_y || f.right() >= hi_x || f.bottom() >= hi_y)
+                continue;
+            dlib::rect_detection rd;
+            rd.detection_confidence = p.first - d->thresh[i];
+            rd.weight_index = i;
+            rd.rect = pyr.rect_up(r, (unsigned)l);
+            out.push_back(rd);
+        }
+    }
+}
+
+// Non-maximum suppression as object_detector does it: best first, a box is
+// dropped when it overlaps one already kept (whatever sub-detector found it).
+static void suppress(const dlibc_detector *d, std::vector<dlib::rect_detection> &all,
+                     std::vector<dlib::rect_detection> &kept)
+{
+    std::sort(all.rbegin(), all.rend());
+    for (const auto &c : all) {
+        bool over = false;
+        for (const auto &k : kept)
+            if (d->overlap(k.rect, c.rect)) {
+                over = true;
+                break;
+            }
+        if (!over)
+            kept.push_back(c);
+    }
+}
+
+// The first level whose boxes are at least `size` image pixels (levels.size()
+// when none).
+static long level_for(const dlibc_detector *d, double size)
+{
+    long n = (long)d->box_size.size();
+    for (long l = 0; l < n; l++)
+        if (d->box_size[l] >= size)
+            return l;
+    return n;
+}
+
+extern "C" int dlibc_detect_min(dlibc_detector *d, const dlibc_image *img, double min_size, dlibc_box *boxes,
+                                int max)
+{
+    if (!d || !valid(img) || img->format != DLIBC_GRAY8 || max < 0 || !(min_size >= 0))
+        return -EINVAL;
+    try {
+        ext_image<unsigned char> in = view<unsigned char>(img);
+        ensure_geometry(d, img->width, img->height);
+        // a face of min_size can score best one level below its own size
+        long l0 = level_for(d, min_size / 1.3);
+        long n = (long)d->levels.size();
+        if (l0 > 0)
+            l0--;
+        std::vector<dlib::rect_detection> dets;
+        if (l0 == 0) {
+            d->det(in, dets, 0.0);
+            return put_boxes(dets, boxes, max);
+        }
+        if (l0 >= n)
+            return 0;
+        // the levels of the whole frame with dlib's own pyramid, scanned one
+        // by one from l0 up: what the full scan computes for those levels
+        dlib::pyramid_down<6> pyr;
+        dlib::array2d<unsigned char> a, b;
+        pyr(in, a);
+        for (long l = 2; l <= l0; l++) {
+            pyr(a, b);
+            dlib::swap(a, b);
+        }
+        std::vector<dlib::rect_detection> all;
+        for (long l = l0; l < n; l++) {
+            if (l > l0) {
+                pyr(a, b);
+                dlib::swap(a, b);
+            }
+            if (a.nc() != d->levels[l].w || a.nr() != d->levels[l].h)
+                return -EIO; /* our geometry is not dlib's: a dlib we were not built for */
+            window w{0, 0, (long)a.nc(), (long)a.nr(), (const unsigned char *)dlib::image_data(a),
+                     (long)dlib::width_step(a)};
+            scan_window(d, w, l, all);
+        }
+        suppress(d, all, dets);
+        return put_boxes(dets, boxes, max);
+    } catch (const std::bad_alloc &) {
+        return -ENOMEM;
+    } catch (...) {
+        return -EIO;
+    }
+}
+
+extern "C" int dlibc_detect_near(dlibc_detector *d, const dlibc_image *img, const dlibc_box *near, double margin,
+                                 double size_range, dlibc_box *boxes, int max)
+{
+    if (!d || !valid(img) || img->format != DLIBC_GRAY8 || !near || !(near->x1 > near->x0) ||
+        !(near->y1 > near->y0) || !(margin >= 0) || !(size_range >= 1) || max < 0)
+        return -EINVAL;
+    try {
+        ext_image<unsigned char> in = view<unsigned char>(img);
+        ensure_geometry(d, img->width, img->height);
+        const long n = (long)d->levels.size();
+        const double size = std::sqrt((near->x1 - near->x0) * (near->y1 - near->y0));
+        long lo = level_for(d, size / size_range), hi = level_for(d, size * size_range + 1e-9);
+        if (hi >= n || d->box_size[hi] > size * size_range)
+            hi--;
+        if (lo > hi)
+            return 0;
+        // the search area at each level: the box and its margin, the
+        // filter's padding and the guard cells, aligned to the cell grid
+        std::vector<window> want(n, window{0, 0, 0, 0, nullptr, 0});
+        dlib::pyramid_down<6> pyr;
+        const double mx = margin * (near->x1 - near->x0), my = margin * (near->y1 - near->y0);
+        dlib::drectangle area(near->x0 - mx, near->y0 - my, near->x1 - 1 + mx, near->y1 - 1 + my);
+        const long pad = (d->padding + 3) * d->cell + 2;
+        for (long l = lo; l <= hi; l++) {
+            dlib::drectangle r = pyr.rect_down(area, (unsigned)l);
+            const level_geo &g = d->levels[l];
+            long x0 = std::max<long>(0, (long)std::floor(r.left()) - pad);
+            long y0 = std::max<long>(0, (long)std::floor(r.top()) - pad);
+            x0 -= x0 % d->cell;
+            y0 -= y0 % d->cell;
+            long x1 = std::min<long>(g.w, (long)std::ceil(r.right()) + 1 + pad);
+            long y1 = std::min<long>(g.h, (long)std::ceil(r.bottom()) + 1 + pad);
+            if (x1 - x0 < 8 || y1 - y0 < 8)
+                continue;
+            want[l] = window{x0, y0, x1, y1, nullptr, 0};
+        }
+        std::vector<window> scan = want;
+        build_windows(d, in, want, hi);
+        std::vector<dlib::rect_detection> all, dets;
+        for (long l = lo; l <= hi; l++) {
+            if (scan[l].x1 <= scan[l].x0)
+                continue;
+            // the window built for level l may be larger (lower levels pass
+            // through it); scan only the part asked for
+            window w = want[l];
+            window s = scan[l];
+            s.px = w.px + (s.y0 - w.y0) * w.stride + (s.x0 - w.x0);
+            s.stride = w.stride;
+            scan_window(d, s, l, all);
+        }
+        suppress(d, all, dets);
+        return put_boxes(dets, boxes, max);
+    } catch (const std::bad_alloc &) {
+        return -ENOMEM;
+    } catch (...) {
+        return -EIO;
+    }
+}
+
+extern "C" int dlibc_detector_levels(dlibc_detector *d, int width, int height, double *box_sizes, int max)
+{
+    if (!d || width <= 0 || height <= 0 || max < 0)
+        return -EINVAL;
+    try {
+        ensure_geometry(d, width, height);
+        int n = (int)d->box_size.size();
+        for (int i = 0; i < n && i < max; i++)
+            box_sizes[i] = d->box_size[i];
+        return n;
+    } catch (const std::bad_alloc &) {
+        return -ENOMEM;
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The shape predictor.
+
+// Reads a shape_predictor file member by member (dlib's own deserialisers,
+// in the order dlib::shape_predictor writes them) into the flat layout.
+static void load_flat(const char *path, dlibc_predictor *p)
+{
+    std::ifstream in(path, std::ios::binary);
+    if (!in)
+        throw dlib::serialization_error("cannot open the file");
+    int version = 0;
+    dlib::deserialize(version, in);
+    if (version != 1)
+        throw dlib::serialization_error("unexpected shape_predictor version");
+    std::vector<std::vector<dlib::impl::regression_tree>> forests;
+    dlib::deserialize(p->initial_shape, in);
+    dlib::deserialize(forests, in);
+    dlib::deserialize(p->anchor, in);
+    dlib::deserialize(p->deltas, in);
+    p->dims = p->initial_shape.size();
+    p->cascades = forests.size();
+    if (!p->cascades || forests[0].empty() || p->anchor.size() != p->cascades || p->deltas.size() != p->cascades)
+        throw dlib::serialization_error("an empty or inconsistent model");
+    p->trees = forests[0].size();
+    p->depth_splits = forests[0][0].splits.size();
+    p->leaves = forests[0][0].leaf_values.size();
+    if (p->leaves != p->depth_splits + 1)
+        throw dlib::serialization_error("trees that are not complete");
+    p->splits.reserve(p->cascades * p->trees * p->depth_splits);
+    p->leaf.reserve(p->cascades * p->trees * p->leaves * p->dims);
+    for (unsigned long c = 0; c < p->cascades; c++) {
+        if (forests[c].size() != p->trees || p->anchor[c].size() != p->deltas[c].size())
+            throw dlib::serialization_error("cascades of different sizes");
+        p->nfeat.push_back(p->anchor[c].size());
+        for (unsigned long i = 0; i < p->anchor[c].size(); i++)
+            if (p->anchor[c][i] >= p->dims / 2)
+                throw dlib::serialization_error("a feature anchored to no landmark");
+        for (const auto &t : forests[c]) {
+            if (t.splits.size() != p->depth_splits || t.leaf_values.size() != p->leaves)
+                throw dlib::serialization_error("trees of different depths");
+            for (const auto &s : t.splits) {
+                if (s.idx1 >= p->nfeat[c] || s.idx2 >= p->nfeat[c])
+                    throw dlib::serialization_error("a split on a feature that does not exist");
+                p->splits.push_back(dlibc_predictor::split{(unsigned)s.idx1, (unsigned)s.idx2, s.thresh});
+            }
+            for (const auto &v : t.leaf_values) {
+                if ((unsigned long)v.size() != p->dims)
+                    throw dlib::serialization_error("a leaf of another size than the shape");
+                p->leaf.insert(p->leaf.end(), &v(0), &v(0) + p->dims);
+            }
+        }
+    }
+    forests.clear();
+    forests.shrink_to_fit();
+    malloc_trim(0); // the per-leaf allocations are gone: give their pages back
+}
+
+extern "C" int dlibc_predictor_open(const char *path, unsigned flags, dlibc_predictor **out, char *err,
+                                    size_t errlen)
 {
     *out = nullptr;
     std::ifstream probe(path, std::ios::binary);
@@ -154,14 +667,20 @@ extern "C" int dlibc_predictor_load(const char *path, dlibc_predictor **out, cha
     try {
         dlibc_predictor *p = new dlibc_predictor;
         try {
-            dlib::deserialize(path) >> p->sp;
+            if (flags & DLIBC_PREDICTOR_STOCK) {
+                dlib::deserialize(path) >> p->sp;
+                p->stock = true;
+                p->dims = p->sp.num_parts() * 2;
+            } else {
+                load_flat(path, p);
+            }
         } catch (...) {
             delete p;
             throw;
         }
-        if (p->sp.num_parts() != DLIBC_LANDMARKS) {
+        if (p->dims != 2 * DLIBC_LANDMARKS) {
             char n[32];
-            std::snprintf(n, sizeof n, "%lu", (unsigned long)p->sp.num_parts());
+            std::snprintf(n, sizeof n, "%lu", (unsigned long)p->dims / 2);
             set_err(err, errlen, "%s: a shape predictor with %s landmarks, not 68; use shape_predictor_68_face_landmarks.dat",
                     path, n);
             delete p;
@@ -178,7 +697,73 @@ extern "C" int dlibc_predictor_load(const char *path, dlibc_predictor **out, cha
     }
 }
 
+extern "C" int dlibc_predictor_load(const char *path, dlibc_predictor **out, char *err, size_t errlen)
+{
+    return dlibc_predictor_open(path, 0, out, err, errlen);
+}
+
 extern "C" void dlibc_predictor_free(dlibc_predictor *p) { delete p; }
+
+// dlib's shape_predictor::operator() over the flat model: per cascade, the
+// feature pixels placed by the similarity transform from the mean shape to
+// the current one, then each tree's leaf added. The same dlib functions do
+// the geometry, in the same order, so the sums are the same.
+template <typename image_t>
+static void predict_flat(const dlibc_predictor *p, const image_t &img, const dlib::rectangle &rect, float *xy)
+{
+    using namespace dlib::impl;
+    dlib::matrix<float, 0, 1> cur = p->initial_shape;
+    const dlib::point_transform_affine to_img = unnormalizing_tform(rect);
+    const dlib::rectangle area = dlib::get_rect(img);
+    dlib::const_image_view<image_t> v(img);
+    std::vector<float> fpv;
+    std::vector<const float *> leafp;
+    const dlibc_predictor::split *sp = p->splits.data();
+    const float *lf = p->leaf.data();
+    const unsigned long dims = p->dims, ns = p->depth_splits;
+    float *cs = &cur(0);
+    for (unsigned long c = 0; c < p->cascades; c++) {
+        const dlib::matrix<float, 2, 2> tform =
+            dlib::matrix_cast<float>(find_tform_between_shapes(p->initial_shape, cur).get_m());
+        const std::vector<unsigned long> &anchor = p->anchor[c];
+        const std::vector<dlib::vector<float, 2>> &delta = p->deltas[c];
+        fpv.resize(anchor.size());
+        for (unsigned long i = 0; i < anchor.size(); i++) {
+            dlib::point q = to_img(tform * delta[i] + location(cur, anchor[i]));
+            fpv[i] = area.contains(q) ? dlib::get_pixel_intensity(v[q.y()][q.x()]) : 0;
+        }
+        // every tree's leaf first (the splits read only the feature
+        // pixels), then the sums in tree order with the leaves fetched ahead:
+        // the leaves are 65 MB, and waiting for each in turn was most of the time
+        leafp.resize(p->trees);
+        for (unsigned long t = 0; t < p->trees; t++) {
+            const dlibc_predictor::split *s = sp + t * ns;
+            unsigned long i = 0;
+            while (i < ns)
+                i = (float)fpv[s[i].i1] - (float)fpv[s[i].i2] > s[i].thresh ? 2 * i + 1 : 2 * i + 2;
+            leafp[t] = lf + (t * p->leaves + (i - ns)) * dims;
+        }
+        const unsigned long ahead = 6, bytes = dims * sizeof(float);
+        for (unsigned long t = 0; t < ahead && t < p->trees; t++)
+            for (unsigned long b = 0; b < bytes; b += 64)
+                __builtin_prefetch((const char *)leafp[t] + b);
+        for (unsigned long t = 0; t < p->trees; t++) {
+            if (t + ahead < p->trees)
+                for (unsigned long b = 0; b < bytes; b += 64)
+                    __builtin_prefetch((const char *)leafp[t + ahead] + b);
+            const float *leaf = leafp[t];
+            for (unsigned long k = 0; k < dims; k++)
+                cs[k] += leaf[k];
+        }
+        sp += p->trees * ns;
+        lf += p->trees * p->leaves * dims;
+    }
+    for (unsigned long i = 0; i < dims / 2; i++) {
+        dlib::point q = to_img(location(cur, i));
+        xy[2 * i] = (float)q.x();
+        xy[2 * i + 1] = (float)q.y();
+    }
+}
 
 extern "C" int dlibc_predict(dlibc_predictor *p, const dlibc_image *img, const dlibc_box *box,
                              float xy[2 * DLIBC_LANDMARKS])
@@ -188,6 +773,13 @@ extern "C" int dlibc_predict(dlibc_predictor *p, const dlibc_image *img, const d
     try {
         dlib::rectangle r(std::lround(box->x0), std::lround(box->y0), std::lround(box->x1) - 1,
                           std::lround(box->y1) - 1);
+        if (!p->stock) {
+            if (img->format == DLIBC_GRAY8)
+                predict_flat(p, view<unsigned char>(img), r, xy);
+            else
+                predict_flat(p, view<dlib::rgb_pixel>(img), r, xy);
+            return 0;
+        }
         dlib::full_object_detection s = img->format == DLIBC_GRAY8 ? p->sp(view<unsigned char>(img), r)
                                                                    : p->sp(view<dlib::rgb_pixel>(img), r);
         if (s.num_parts() != DLIBC_LANDMARKS)

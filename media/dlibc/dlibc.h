@@ -48,10 +48,43 @@ void dlibc_detector_free(struct dlibc_detector *d);
 int dlibc_detect(struct dlibc_detector *d, const struct dlibc_image *img, int upsample, struct dlibc_box *boxes,
                  int max);
 
+/* Detection restricted to part of the pyramid, with dlib's own answers
+ * there (grey images, no upsampling). The image pyramid is dlib's: each
+ * level 5/6 the size of the one below, a detection's box about 73 px on the
+ * image at level 0 and 1.2 times larger per level.
+ *
+ * dlibc_detect_near: the faces dlibc_detect(img, 0) finds whose boxes lie
+ * within `margin` box sides of `near` and whose size is within a factor of
+ * size_range of its size; only those pyramid levels, and only a window of
+ * each around `near`, are computed, so it costs a small fraction of a whole
+ * frame. Where the window covers the face the boxes and scores are exactly
+ * those of the whole-frame detection (tested).
+ *
+ * dlibc_detect_min: the faces of at least about min_size px (a face a little
+ * smaller may be found too): the levels below are skipped, which is what
+ * detecting on a downscaled frame saves, and the result is dlibc_detect's
+ * for those faces. min_size <= 73 is dlibc_detect(img, 0).
+ *
+ * Both return the count found (may exceed max) or a negative errno. They
+ * keep scratch buffers in the detector: one detector per thread. */
+int dlibc_detect_near(struct dlibc_detector *d, const struct dlibc_image *img, const struct dlibc_box *near,
+                      double margin, double size_range, struct dlibc_box *boxes, int max);
+int dlibc_detect_min(struct dlibc_detector *d, const struct dlibc_image *img, double min_size,
+                     struct dlibc_box *boxes, int max);
+/* The box side (image pixels) of a detection at each pyramid level of a
+ * width x height image; returns the number of levels (may exceed max). */
+int dlibc_detector_levels(struct dlibc_detector *d, int width, int height, double *box_sizes, int max);
+
+#define DLIBC_PREDICTOR_STOCK 1u /* dlib::shape_predictor itself (the naive baseline, the tests' reference) */
+
 /* Loads a shape predictor model (shape_predictor_68_face_landmarks.dat: about
  * 100 MB, about a second). -ENOENT/-EACCES for the path, -EINVAL when the
  * file is not a 68-point dlib shape predictor; err says which. */
 int dlibc_predictor_load(const char *path, struct dlibc_predictor **out, char *err, size_t errlen);
+/* The same with flags: 0 is the flat copy dlibc_predictor_load makes (the
+ * same points as dlib's own code, several times faster; about 70 MB);
+ * DLIBC_PREDICTOR_STOCK keeps dlib::shape_predictor and runs its code. */
+int dlibc_predictor_open(const char *path, unsigned flags, struct dlibc_predictor **out, char *err, size_t errlen);
 void dlibc_predictor_free(struct dlibc_predictor *p);
 /* 68 landmarks for the face in box: xy[2*i], xy[2*i+1] = point i (0-based
  * iBUG 300-W order), image pixels. 0 or a negative errno. */
