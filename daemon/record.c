@@ -164,7 +164,9 @@ static int record_prep(struct daemon *d, const struct leased_job *job, const cha
         " out_frames = json_extract(?1, '$.out_frames'), out_size = json_extract(?1, '$.out_size'),"
         " decode_s = json_extract(?1, '$.decode_s'), detect_s = json_extract(?1, '$.detect_s'),"
         " align_s = json_extract(?1, '$.align_s'), write_s = json_extract(?1, '$.write_s'),"
-        " prep_s = json_extract(?1, '$.total_s'), prepped_at = ?2, updated_at = ?2 WHERE id = ?3");
+        " prep_s = json_extract(?1, '$.total_s'), faces_tracked = json_extract(?1, '$.tracks'),"
+        " detect_mode = json_extract(?1, '$.detect'), searches = json_extract(?1, '$.searches'),"
+        " prepped_at = ?2, updated_at = ?2 WHERE id = ?3");
 }
 
 /* A clip's tensor was built from its frames (tensor job): the trainer reads it. */

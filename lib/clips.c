@@ -207,7 +207,7 @@ int clips_add(struct db *db, int64_t movie_id, const struct clip_range *r, int n
 }
 
 static char *prep_args(const struct dfew_config *cfg, const char *outputs_dir, const char *path, int64_t clip,
-                       double start, double end)
+                       double start, double end, const char *subject_box)
 {
     struct sbuf b = {0};
     sbuf_add(&b, "{\"path\":");
@@ -227,6 +227,16 @@ static char *prep_args(const struct dfew_config *cfg, const char *outputs_dir, c
     sbuf_addf(&b, ",\"template_size\":%d,\"upsample\":%d,\"keep_aligned\":%d,\"landmark_model\":",
               cfg->prep_template_size, cfg->prep_upsample, cfg->prep_keep_aligned);
     sbuf_add_json_str(&b, cfg->prep_landmark_model ? cfg->prep_landmark_model : DFEW_LANDMARK_MODEL);
+    sbuf_add(&b, ",\"detect\":");
+    sbuf_add_json_str(&b, cfg->prep_detect ? cfg->prep_detect : "fast");
+    sbuf_add(&b, ",\"subject\":");
+    sbuf_add_json_str(&b, cfg->prep_subject ? cfg->prep_subject : "longest");
+    sbuf_addf(&b, ",\"min_face_px\":%.17g,\"detect_interval_s\":%.17g,\"track_gap_s\":%.17g,\"cut_threshold\":%.17g",
+              cfg->prep_min_face_px, cfg->prep_detect_interval_s, cfg->prep_track_gap_s, cfg->segment_cut_threshold);
+    if (subject_box && *subject_box) {
+        sbuf_add(&b, ",\"subject_box\":");
+        sbuf_add_json_str(&b, subject_box);
+    }
     sbuf_addc(&b, '}');
     return sbuf_take(&b);
 }
@@ -287,9 +297,10 @@ int clips_schedule(struct db *db, const struct dfew_config *cfg, const char *out
     /* the clips that still need their prep job */
     int64_t *ids = NULL;
     double *range = NULL;
+    char **hint = NULL;
     int n = 0, cap = 0;
     if (!rc) {
-        st = db_prepare(db, "SELECT id, start_s, end_s FROM clips WHERE movie_id = ? AND state = 'pending' AND "
+        st = db_prepare(db, "SELECT id, start_s, end_s, subject_box FROM clips WHERE movie_id = ? AND state = 'pending' AND "
                             "NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.clip_id = clips.id) ORDER BY start_s, id");
         if (!st)
             rc = -EIO;
@@ -301,7 +312,9 @@ int clips_schedule(struct db *db, const struct dfew_config *cfg, const char *out
                     cap = cap ? cap * 2 : 16;
                     ids = xrealloc(ids, sizeof *ids * (size_t)cap);
                     range = xrealloc(range, sizeof *range * 2 * (size_t)cap);
+                    hint = xrealloc(hint, sizeof *hint * (size_t)cap);
                 }
+                hint[n] = sqlite3_column_text(st, 3) ? xstrdup((const char *)sqlite3_column_text(st, 3)) : NULL;
                 ids[n] = sqlite3_column_int64(st, 0);
                 range[2 * n] = sqlite3_column_double(st, 1);
                 range[2 * n + 1] = sqlite3_column_double(st, 2);
@@ -313,7 +326,7 @@ int clips_schedule(struct db *db, const struct dfew_config *cfg, const char *out
         }
     }
     for (int i = 0; i < n && !rc; i++) {
-        char *args = prep_args(cfg, outputs_dir, path, ids[i], range[2 * i], range[2 * i + 1]);
+        char *args = prep_args(cfg, outputs_dir, path, ids[i], range[2 * i], range[2 * i + 1], hint[i]);
         char key[64];
         snprintf(key, sizeof key, "prep:%lld", (long long)ids[i]);
         struct job_spec spec = {.kind = "prep", .movie_id = movie_id, .clip_id = ids[i], .args_json = args,
@@ -326,6 +339,9 @@ int clips_schedule(struct db *db, const struct dfew_config *cfg, const char *out
             *queued += created;
         free(args);
     }
+    for (int i = 0; i < n; i++)
+        free(hint[i]);
+    free(hint);
     free(ids);
     free(range);
     free(path);

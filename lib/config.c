@@ -41,8 +41,13 @@ void config_defaults(struct dfew_config *c)
     c->prep_upsample = 0;
     c->prep_whole_movie = -1;
     c->prep_keep_aligned = 1;
+    c->prep_detect = xstrdup("fast");
+    c->prep_min_face_px = 80; /* dlib's HOG finds faces down to about 80 px without upsampling */
+    c->prep_detect_interval_s = 1.0;
+    c->prep_track_gap_s = 0.5;
+    c->prep_subject = xstrdup("longest");
     c->segment_cut_threshold = 0.15;
-    c->segment_detect_interval_s = 0.2;
+    c->segment_detect_interval_s = 1.0; /* whole-frame searches; followed faces are looked for in every frame */
     c->segment_min_s = 1;
     c->segment_max_s = 10;
     c->segment_track_gap_s = 0.5;
@@ -66,6 +71,8 @@ void config_free(struct dfew_config *c)
     free(c->prep_image_format);
     free(c->prep_template);
     free(c->prep_landmark_model);
+    free(c->prep_detect);
+    free(c->prep_subject);
     free(c->train_backends);
     free(c->segment_mode);
     kv_free(&c->limits);
@@ -114,6 +121,11 @@ static const struct key_desc keys[] = {
     {"prep", "upsample", K_INT, OFF(prep_upsample), 0, 2, NULL},
     {"prep", "whole_movie", K_BOOL, OFF(prep_whole_movie), 0, 0, NULL},
     {"prep", "keep_aligned", K_BOOL, OFF(prep_keep_aligned), 0, 0, NULL},
+    {"prep", "detect", K_CHOICE, OFF(prep_detect), 0, 0, "fast|every_frame"},
+    {"prep", "min_face_px", K_DOUBLE, OFF(prep_min_face_px), 1, 100000, NULL},
+    {"prep", "detect_interval", K_SECONDS, OFF(prep_detect_interval_s), 0, 0, NULL},
+    {"prep", "track_gap", K_SECONDS, OFF(prep_track_gap_s), 0, 0, NULL},
+    {"prep", "subject", K_CHOICE, OFF(prep_subject), 0, 0, "longest|largest_first"},
     {"train", "backends", K_STRING, OFF(train_backends), 0, 0, NULL},
     {"segment", "mode", K_CHOICE, OFF(segment_mode), 0, 0, "shots|whole|off"},
     {"segment", "cut_threshold", K_DOUBLE, OFF(segment_cut_threshold), 0, 1, NULL},

@@ -53,6 +53,11 @@ struct dfew_config {
     int prep_upsample;          /* face detector upsampling (0 or 1) */
     int prep_whole_movie;       /* older key: yes = [segment] mode whole, no = off; -1 when not given */
     int prep_keep_aligned;      /* also keep every aligned face frame (output_dir/aligned/) */
+    char *prep_detect;          /* "fast" (track faces, search the whole frame now and then) or "every_frame" */
+    double prep_min_face_px;    /* the smallest face a whole-frame search looks for */
+    double prep_detect_interval_s; /* whole-frame search at least this often while faces are followed */
+    double prep_track_gap_s;    /* a face not seen for longer ends its track */
+    char *prep_subject;         /* "longest" or "largest_first": which track is the clip's subject */
     /* [train] */
     char *train_backends;       /* folder of dfew-train-*.so; NULL: next to dfew-worker, else the installed one */
     /* [segment] movies submitted without a clip list (copied into each segment job) */

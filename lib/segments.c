@@ -37,11 +37,14 @@ int segments_queue(struct db *db, const struct dfew_config *cfg, const char *out
     sbuf_addf(&dir, "%s/movies/%lld", outputs_dir, (long long)movie_id);
     sbuf_addf(&args, ",\"movie_id\":%lld,\"out_dir\":", (long long)movie_id);
     sbuf_add_json_str(&args, dir.s);
+    sbuf_add(&args, ",\"landmark_model\":");
+    sbuf_add_json_str(&args, cfg->prep_landmark_model ? cfg->prep_landmark_model : DFEW_LANDMARK_MODEL);
     sbuf_addf(&args,
               ",\"duration_s\":%.17g,\"cut_threshold\":%.17g,\"detect_interval_s\":%.17g,\"min_s\":%.17g,"
-              "\"max_s\":%.17g,\"track_gap_s\":%.17g,\"max_clips\":%d,\"upsample\":%d}",
+              "\"max_s\":%.17g,\"track_gap_s\":%.17g,\"max_clips\":%d,\"upsample\":%d,\"min_face_px\":%.17g}",
               duration, cfg->segment_cut_threshold, cfg->segment_detect_interval_s, cfg->segment_min_s,
-              cfg->segment_max_s, cfg->segment_track_gap_s, cfg->segment_max_clips, cfg->prep_upsample);
+              cfg->segment_max_s, cfg->segment_track_gap_s, cfg->segment_max_clips, cfg->prep_upsample,
+              cfg->prep_min_face_px);
     char key[64];
     snprintf(key, sizeof key, "segment:%lld", (long long)movie_id);
     struct job_spec spec = {.kind = "segment", .movie_id = movie_id, .args_json = args.s, .priority = priority,
@@ -61,7 +64,7 @@ int segments_record(struct db *db, const struct dfew_config *cfg, const char *ou
 {
     *clips_added = *prep_queued = 0;
     sqlite3_stmt *st = db_prepare(db, "SELECT json_valid(?1) AND json_extract(?1, '$.format') = 'dfew-segments' "
-                                      "AND json_extract(?1, '$.version') = 1 AND json_extract(?1, '$.movie_id') = ?2");
+                                      "AND json_extract(?1, '$.version') IN (1, 2) AND json_extract(?1, '$.movie_id') = ?2");
     if (!st)
         return -EIO;
     sqlite3_bind_text(st, 1, json, -1, SQLITE_STATIC);
@@ -69,7 +72,7 @@ int segments_record(struct db *db, const struct dfew_config *cfg, const char *ou
     int ok = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
     sqlite3_reset(st);
     if (!ok) {
-        snprintf(err, errlen, "not a dfew-segments file (version 1) of movie %lld", (long long)movie_id);
+        snprintf(err, errlen, "not a dfew-segments file (version 1 or 2) of movie %lld", (long long)movie_id);
         return -EINVAL;
     }
     static const char *const sql[] = {
@@ -83,9 +86,10 @@ int segments_record(struct db *db, const struct dfew_config *cfg, const char *ou
         "UPDATE movies SET segmented_at = ?3, segment_frames = json_extract(?1, '$.frames'), "
         "segment_candidates = json_array_length(?1, '$.candidates'), segment_note = json_extract(?1, '$.note') "
         "WHERE id = ?2",
-        "INSERT INTO clips (movie_id, start_s, end_s, created_at, updated_at, origin, shot, track) "
+        "INSERT INTO clips (movie_id, start_s, end_s, created_at, updated_at, origin, shot, track, subject_box) "
         "SELECT ?2, json_extract(value, '$.start_s'), json_extract(value, '$.end_s'), ?3, ?3, 'segment', "
-        "json_extract(value, '$.shot'), json_extract(value, '$.track') FROM json_each(?1, '$.candidates') "
+        "json_extract(value, '$.shot'), json_extract(value, '$.track'), json_extract(value, '$.subject_box') "
+        "FROM json_each(?1, '$.candidates') "
         "WHERE json_extract(value, '$.chosen') ON CONFLICT (movie_id, start_s, end_s) DO NOTHING",
     };
     double now = now_s();

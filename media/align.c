@@ -66,39 +66,43 @@ int align_similarity(const double *src, const double *dst, int n, double m[6])
     return 0;
 }
 
-int align_warp(const uint8_t *src, int width, int height, int stride, const double m[6], uint8_t *dst, int size)
+int align_warp_channels(const uint8_t *src, int width, int height, int stride, int channels, const double m[6],
+                        uint8_t *dst, int size)
 {
     double det = m[0] * m[4] - m[1] * m[3];
-    if (!(fabs(det) > 1e-12) || size <= 0)
+    if (!(fabs(det) > 1e-12) || size <= 0 || channels < 1 || channels > 4)
         return -EINVAL;
     /* inverse: (x, y) = A^-1 ((u, v) - t) */
     double i0 = m[4] / det, i1 = -m[1] / det, i3 = -m[3] / det, i4 = m[0] / det;
     for (int v = 0; v < size; v++) {
-        uint8_t *out = dst + (size_t)v * size * 3;
+        uint8_t *out = dst + (size_t)v * size * channels;
         double du = -m[2], dv = v - m[5];
         for (int u = 0; u < size; u++, du += 1.0) {
             double x = i0 * du + i1 * dv, y = i3 * du + i4 * dv;
             double fx = floor(x), fy = floor(y);
             int x0 = (int)fx, y0 = (int)fy;
             double ax = x - fx, ay = y - fy;
-            double acc[3] = {0, 0, 0};
+            double acc[4] = {0, 0, 0, 0};
             /* the four neighbours; those outside the picture count as black */
             for (int k = 0; k < 4; k++) {
                 int xx = x0 + (k & 1), yy = y0 + (k >> 1);
                 double w = ((k & 1) ? ax : 1 - ax) * ((k >> 1) ? ay : 1 - ay);
                 if (xx < 0 || yy < 0 || xx >= width || yy >= height || w == 0)
                     continue;
-                const uint8_t *p = src + (size_t)yy * stride + (size_t)xx * 3;
-                acc[0] += w * p[0];
-                acc[1] += w * p[1];
-                acc[2] += w * p[2];
+                const uint8_t *p = src + (size_t)yy * stride + (size_t)xx * channels;
+                for (int c = 0; c < channels; c++)
+                    acc[c] += w * p[c];
             }
-            for (int c = 0; c < 3; c++) {
+            for (int c = 0; c < channels; c++) {
                 double val = floor(acc[c] + 0.5);
-                out[3 * u + c] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
+                out[channels * u + c] = (uint8_t)(val < 0 ? 0 : val > 255 ? 255 : val);
             }
         }
     }
     return 0;
 }
 
+int align_warp(const uint8_t *src, int width, int height, int stride, const double m[6], uint8_t *dst, int size)
+{
+    return align_warp_channels(src, width, height, stride, 3, m, dst, size);
+}

@@ -1,7 +1,7 @@
 /* Face alignment: five points from the 68 landmarks, the least-squares
  * similarity transform (rotation, uniform scale, translation; Umeyama 1991)
  * that maps them onto a template, and a bilinear warp of the picture into a
- * size x size square. Not detection (face.c) and not temporal (tim.c). */
+ * size x size square. Not detection (track.c) and not temporal (tim.c). */
 #ifndef DFEW_ALIGN_H
 #define DFEW_ALIGN_H
 
@@ -21,5 +21,9 @@ int align_similarity(const double *src, const double *dst, int n, double m[6]);
 /* dst (size x size RGB24, tightly packed) = src sampled bilinearly at
  * m^-1(u, v) for every output pixel (u, v); outside the source is black. */
 int align_warp(const uint8_t *src, int width, int height, int stride, const double m[6], uint8_t *dst, int size);
+/* The same for pictures of `channels` bytes per pixel (1: grey, 3: RGB);
+ * dst is size x size x channels. */
+int align_warp_channels(const uint8_t *src, int width, int height, int stride, int channels, const double m[6],
+                        uint8_t *dst, int size);
 
 #endif

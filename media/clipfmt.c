@@ -71,6 +71,8 @@ static void faces_pack_header(uint8_t *b, const struct faces_header *h)
     put_u64(b + 32, h->records);
     put_f64(b + 40, h->start_s);
     put_f64(b + 48, h->end_s);
+    put_u32(b + 56, h->subject_track);
+    put_u32(b + 60, h->others);
 }
 
 int faces_write_header(FILE *f, const struct faces_header *h)
@@ -93,6 +95,18 @@ int faces_write_record(FILE *f, const struct face_record *r)
     put_u32(b + 36, r->faces_in_frame);
     for (int i = 0; i < 2 * FACES_LANDMARKS; i++)
         put_f32(b + 40 + 4 * i, r->pts[i]);
+    return put(f, b, sizeof b);
+}
+
+int faces_write_other(FILE *f, const struct face_other *o)
+{
+    uint8_t b[FACES_OTHER_SIZE];
+    memset(b, 0, sizeof b);
+    put_u32(b, o->index);
+    put_u32(b + 4, o->track);
+    for (int i = 0; i < 4; i++)
+        put_f32(b + 8 + 4 * i, o->box[i]);
+    put_f32(b + 24, o->score);
     return put(f, b, sizeof b);
 }
 
@@ -145,11 +159,14 @@ static int read_all(const char *path, uint8_t **buf, size_t *len, char *err, siz
     return 0;
 }
 
-int faces_read(const char *path, struct faces_header *h, struct face_record **recs, char *err, size_t errlen)
+int faces_read_all(const char *path, struct faces_header *h, struct face_record **recs, struct face_other **others,
+                   char *err, size_t errlen)
 {
     *recs = NULL;
-    uint8_t *b;
-    size_t n;
+    if (others)
+        *others = NULL;
+    uint8_t *b = NULL;
+    size_t n = 0;
     int rc = read_all(path, &b, &n, err, errlen);
     if (rc)
         return rc;
@@ -158,21 +175,25 @@ int faces_read(const char *path, struct faces_header *h, struct face_record **re
         snprintf(err, errlen, "%s: not a dfew faces file (no %s magic)", path, FACES_MAGIC);
         goto out;
     }
-    if (get_u32(b + 8) != FACES_VERSION || get_u32(b + 12) != FACES_HEADER_SIZE ||
+    uint32_t version = get_u32(b + 8);
+    if ((version != 1 && version != FACES_VERSION) || get_u32(b + 12) != FACES_HEADER_SIZE ||
         get_u32(b + 16) != FACES_RECORD_SIZE || get_u32(b + 20) != FACES_LANDMARKS) {
-        snprintf(err, errlen, "%s: faces file version %u, this dfew reads version %d; run the clip's prep again",
-                 path, get_u32(b + 8), FACES_VERSION);
+        snprintf(err, errlen, "%s: faces file version %u, this dfew reads versions 1 and %d; run the clip's prep again",
+                 path, version, FACES_VERSION);
         goto out;
     }
+    h->version = version;
     h->width = get_u32(b + 24);
     h->height = get_u32(b + 28);
     h->records = get_u64(b + 32);
     h->start_s = get_f64(b + 40);
     h->end_s = get_f64(b + 48);
+    h->subject_track = version >= 2 ? get_u32(b + 56) : FACES_NO_TRACK;
+    h->others = version >= 2 ? get_u32(b + 60) : 0;
     if (h->records > (n - FACES_HEADER_SIZE) / FACES_RECORD_SIZE ||
-        n != FACES_HEADER_SIZE + h->records * FACES_RECORD_SIZE) {
-        snprintf(err, errlen, "%s: truncated or damaged (%zu bytes for %llu records)", path, n,
-                 (unsigned long long)h->records);
+        n != FACES_HEADER_SIZE + h->records * FACES_RECORD_SIZE + (uint64_t)h->others * FACES_OTHER_SIZE) {
+        snprintf(err, errlen, "%s: truncated or damaged (%zu bytes for %llu records and %u other faces)", path, n,
+                 (unsigned long long)h->records, h->others);
         goto out;
     }
     struct face_record *r = calloc(h->records ? h->records : 1, sizeof *r);
@@ -192,11 +213,34 @@ int faces_read(const char *path, struct faces_header *h, struct face_record **re
         for (int k = 0; k < 2 * FACES_LANDMARKS; k++)
             r[i].pts[k] = get_f32(p + 40 + 4 * k);
     }
+    if (others) {
+        struct face_other *o = calloc(h->others ? h->others : 1, sizeof *o);
+        if (!o) {
+            free(r);
+            rc = -ENOMEM;
+            goto out;
+        }
+        const uint8_t *base = b + FACES_HEADER_SIZE + h->records * FACES_RECORD_SIZE;
+        for (uint32_t i = 0; i < h->others; i++) {
+            const uint8_t *p = base + (size_t)i * FACES_OTHER_SIZE;
+            o[i].index = get_u32(p);
+            o[i].track = get_u32(p + 4);
+            for (int k = 0; k < 4; k++)
+                o[i].box[k] = get_f32(p + 8 + 4 * k);
+            o[i].score = get_f32(p + 24);
+        }
+        *others = o;
+    }
     *recs = r;
     rc = 0;
 out:
     free(b);
     return rc;
+}
+
+int faces_read(const char *path, struct faces_header *h, struct face_record **recs, char *err, size_t errlen)
+{
+    return faces_read_all(path, h, recs, NULL, err, errlen);
 }
 
 int clip_write_header(FILE *f, int frames, int height, int width, int channels)

@@ -5,7 +5,7 @@
  * faces.bin: what the face stage saw in every decoded frame of the clip.
  *   header, 64 bytes:
  *     0  char[8]  magic "DFEWFACE"
- *     8  u32      version (1)
+ *     8  u32      version (2; version 1 files have no subject and no others)
  *    12  u32      header size in bytes (64)
  *    16  u32      record size in bytes (584)
  *    20  u32      landmarks per face (68)
@@ -14,8 +14,10 @@
  *    32  u64      records (= decoded frames of the clip)
  *    40  f64      clip start, seconds on the movie timeline
  *    48  f64      clip end (exclusive)
- *    56  u32[2]   reserved, 0
- *   then one 584-byte record per decoded frame, in presentation order:
+ *    56  u32      the subject's track (0-based; 0xffffffff: no face)
+ *    60  u32      others: entries of the other faces after the records
+ *   then one 584-byte record per decoded frame, in presentation order (the
+ *   subject's face):
  *     0  u32      frame index within the clip (0-based)
  *     4  u32      flags: bit 0 = the subject's face was found
  *     8  f64      frame time, seconds on the movie timeline
@@ -23,6 +25,13 @@
  *    32  f32      detection score (dlib HOG; higher is surer)
  *    36  u32      faces the detector found in the frame (any person)
  *    40  f32[136] 68 landmarks x0 y0 x1 y1 ... (pixels, iBUG 300-W order)
+ *   then `others` 32-byte entries, one per face of another track in a frame,
+ *   in frame order:
+ *     0  u32      frame index within the clip
+ *     4  u32      track
+ *     8  f32[4]   box x0 y0 x1 y1
+ *    24  f32      detection score
+ *    28  u32      reserved, 0
  *
  * clip.u8: the aligned, interpolated clip as one packed tensor.
  *   header, 32 bytes:
@@ -38,7 +47,9 @@
 #include <stdio.h>
 
 #define FACES_MAGIC "DFEWFACE"
-#define FACES_VERSION 1
+#define FACES_VERSION 2
+#define FACES_OTHER_SIZE 32
+#define FACES_NO_TRACK 0xffffffffu
 #define FACES_HEADER_SIZE 64
 #define FACES_RECORD_SIZE 584
 #define FACES_LANDMARKS 68
@@ -50,6 +61,16 @@ struct faces_header {
     uint32_t width, height;
     uint64_t records;
     double start_s, end_s;
+    uint32_t version;       /* as read (written: FACES_VERSION) */
+    uint32_t subject_track; /* FACES_NO_TRACK: none */
+    uint32_t others;
+};
+
+/* A face of another track than the subject's. */
+struct face_other {
+    uint32_t index, track;
+    float box[4];
+    float score;
 };
 
 struct face_record {
@@ -62,13 +83,17 @@ struct face_record {
     float pts[2 * FACES_LANDMARKS];
 };
 
-/* faces.bin: write the header (records = 0), append records, then
- * faces_finish rewrites the header with the final count. */
+/* faces.bin: write the header (records = 0), append the records, then the
+ * other faces; faces_finish rewrites the header with the final counts. */
 int faces_write_header(FILE *f, const struct faces_header *h);
 int faces_write_record(FILE *f, const struct face_record *r);
+int faces_write_other(FILE *f, const struct face_other *o);
 int faces_finish(FILE *f, const struct faces_header *h);
-/* Reads a whole faces.bin: -EINVAL with a reason in err when it is not one. */
+/* Reads a whole faces.bin (version 1 or 2): -EINVAL with a reason in err
+ * when it is not one. others (may be NULL): the other faces (h->others). */
 int faces_read(const char *path, struct faces_header *h, struct face_record **recs, char *err, size_t errlen);
+int faces_read_all(const char *path, struct faces_header *h, struct face_record **recs, struct face_other **others,
+                   char *err, size_t errlen);
 
 int clip_write_header(FILE *f, int frames, int height, int width, int channels);
 /* Reads a whole clip.u8 (*data: frames*height*width*channels bytes, caller frees). */

@@ -26,6 +26,14 @@ struct plane {
     int bpp;
 };
 
+/* Turns decoded pictures into upright RGB24 and grey planes (swscale). */
+struct frame_converter {
+    struct SwsContext *sws_rgb, *sws_gray;
+    int conv_w, conv_h, conv_fmt, conv_cs, conv_range, conv_want;
+    struct plane rgb, gray;
+    int rotation;
+};
+
 struct decoder {
     AVFormatContext *fmt;
     AVCodecContext *cc;
@@ -33,9 +41,7 @@ struct decoder {
     int vidx;
     AVPacket *pkt;
     AVFrame *frame;
-    struct SwsContext *sws_rgb, *sws_gray;
-    int conv_w, conv_h, conv_fmt, conv_cs, conv_range;
-    struct plane rgb, gray;
+    struct frame_converter *conv;
     int flags;
     int rotation;
     double tb;           /* stream time base, seconds */
@@ -65,10 +71,7 @@ void decoder_close(struct decoder *d)
 {
     if (!d)
         return;
-    sws_freeContext(d->sws_rgb);
-    sws_freeContext(d->sws_gray);
-    plane_free(&d->rgb);
-    plane_free(&d->gray);
+    frame_converter_free(d->conv);
     av_frame_free(&d->frame);
     av_packet_free(&d->pkt);
     avcodec_free_context(&d->cc);
@@ -77,6 +80,11 @@ void decoder_close(struct decoder *d)
 }
 
 int decoder_open(const char *path, int flags, struct decoder **out, char *err, size_t errlen)
+{
+    return decoder_open_threads(path, flags, 1, out, err, errlen);
+}
+
+int decoder_open_threads(const char *path, int flags, int threads, struct decoder **out, char *err, size_t errlen)
 {
     *out = NULL;
     struct stat sb;
@@ -135,8 +143,11 @@ int decoder_open(const char *path, int flags, struct decoder **out, char *err, s
         rc = -ENOMEM;
         goto fail;
     }
-    /* One decoding thread: dfew runs one worker process per core. */
-    d->cc->thread_count = 1;
+    /* One decoding thread unless asked: dfew runs one worker process per
+     * core, and a job given more cores decodes on frame threads. */
+    d->cc->thread_count = threads > 1 ? threads : 1;
+    if (threads > 1)
+        d->cc->thread_type = FF_THREAD_FRAME;
     if (avcodec_parameters_to_context(d->cc, d->vs->codecpar) < 0 || avcodec_open2(d->cc, dec, NULL) < 0) {
         snprintf(err, errlen, "%s: cannot open the %s decoder", path, dec->name);
         goto fail;
@@ -148,6 +159,8 @@ int decoder_open(const char *path, int flags, struct decoder **out, char *err, s
     size_t sdsize = 0;
     const uint8_t *sd = av_stream_get_side_data(d->vs, AV_PKT_DATA_DISPLAYMATRIX, &sdsize);
     d->rotation = media_display_rotation(sd, sdsize);
+    if ((rc = frame_converter_new(d->rotation, &d->conv)) != 0)
+        goto fail;
     *out = d;
     return 0;
 fail:
@@ -253,77 +266,129 @@ static void rotate_plane(struct plane *p, int w, int h, int rotation)
     }
 }
 
-static int convert(struct decoder *d, const AVFrame *fr, char *err, size_t errlen)
+void frame_converter_free(struct frame_converter *c)
+{
+    if (!c)
+        return;
+    sws_freeContext(c->sws_rgb);
+    sws_freeContext(c->sws_gray);
+    plane_free(&c->rgb);
+    plane_free(&c->gray);
+    free(c);
+}
+
+int frame_converter_new(int rotation, struct frame_converter **out)
+{
+    *out = NULL;
+    if (rotation != 0 && rotation != 90 && rotation != 180 && rotation != 270)
+        return -EINVAL;
+    struct frame_converter *c = calloc(1, sizeof *c);
+    if (!c)
+        return -ENOMEM;
+    c->rotation = rotation;
+    c->conv_fmt = -1;
+    *out = c;
+    return 0;
+}
+
+/* want: CONVERT_RGB and/or CONVERT_GRAY */
+enum { CONVERT_RGB = 1, CONVERT_GRAY = 2 };
+
+static int convert(struct frame_converter *c, const AVFrame *fr, int want, char *err, size_t errlen)
 {
     int w = fr->width, h = fr->height;
     int cs = fr->colorspace, range = fr->color_range;
-    const int want_rgb = !(d->flags & DECODE_NO_RGB) || !(d->flags & DECODE_GRAY);
-    if (w != d->conv_w || h != d->conv_h || fr->format != d->conv_fmt || cs != d->conv_cs || range != d->conv_range) {
+    if (w != c->conv_w || h != c->conv_h || fr->format != c->conv_fmt || cs != c->conv_cs ||
+        range != c->conv_range || (want & ~c->conv_want)) {
         /* Bicubic, the frame's own matrix and range: what `ffmpeg -i X out.png` does. */
-        if (want_rgb)
-            d->sws_rgb = sws_getCachedContext(d->sws_rgb, w, h, fr->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC,
+        want |= c->conv_want;
+        if (want & CONVERT_RGB)
+            c->sws_rgb = sws_getCachedContext(c->sws_rgb, w, h, fr->format, w, h, AV_PIX_FMT_RGB24, SWS_BICUBIC,
                                               NULL, NULL, NULL);
-        if (d->flags & DECODE_GRAY)
-            d->sws_gray = sws_getCachedContext(d->sws_gray, w, h, fr->format, w, h, AV_PIX_FMT_GRAY8, SWS_BICUBIC,
+        if (want & CONVERT_GRAY)
+            c->sws_gray = sws_getCachedContext(c->sws_gray, w, h, fr->format, w, h, AV_PIX_FMT_GRAY8, SWS_BICUBIC,
                                                NULL, NULL, NULL);
-        if ((want_rgb && !d->sws_rgb) || ((d->flags & DECODE_GRAY) && !d->sws_gray)) {
+        if (((want & CONVERT_RGB) && !c->sws_rgb) || ((want & CONVERT_GRAY) && !c->sws_gray)) {
             snprintf(err, errlen, "cannot convert %s %dx%d pictures to RGB", av_get_pix_fmt_name(fr->format), w, h);
             return -EINVAL;
         }
         int src_cs = cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RGB ? SWS_CS_DEFAULT : cs;
         int full = range == AVCOL_RANGE_JPEG;
-        struct SwsContext *ctxs[2] = {want_rgb ? d->sws_rgb : NULL, d->sws_gray};
+        struct SwsContext *ctxs[2] = {(want & CONVERT_RGB) ? c->sws_rgb : NULL,
+                                      (want & CONVERT_GRAY) ? c->sws_gray : NULL};
         for (int i = 0; i < 2; i++) {
             int *inv, *tab, srcr, dstr, bri, con, sat;
             if (ctxs[i] && sws_getColorspaceDetails(ctxs[i], &inv, &srcr, &tab, &dstr, &bri, &con, &sat) >= 0)
                 sws_setColorspaceDetails(ctxs[i], sws_getCoefficients(src_cs), full || srcr, tab, dstr, bri, con,
                                          sat);
         }
-        d->conv_w = w;
-        d->conv_h = h;
-        d->conv_fmt = fr->format;
-        d->conv_cs = cs;
-        d->conv_range = range;
+        c->conv_w = w;
+        c->conv_h = h;
+        c->conv_fmt = fr->format;
+        c->conv_cs = cs;
+        c->conv_range = range;
+        c->conv_want = want;
     }
-    if ((want_rgb && ensure_plane(&d->rgb, w, h, 3, d->rotation)) ||
-        ((d->flags & DECODE_GRAY) && ensure_plane(&d->gray, w, h, 1, d->rotation)))
+    if (((want & CONVERT_RGB) && ensure_plane(&c->rgb, w, h, 3, c->rotation)) ||
+        ((want & CONVERT_GRAY) && ensure_plane(&c->gray, w, h, 1, c->rotation)))
         return -ENOMEM;
-    uint8_t *dst[4] = {d->rgb.buf};
-    int dst_stride[4] = {d->rgb.stride};
-    if (want_rgb) {
-        sws_scale(d->sws_rgb, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
-        if (d->rotation)
-            rotate_plane(&d->rgb, w, h, d->rotation);
+    uint8_t *dst[4] = {c->rgb.buf};
+    int dst_stride[4] = {c->rgb.stride};
+    if (want & CONVERT_RGB) {
+        sws_scale(c->sws_rgb, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
+        if (c->rotation)
+            rotate_plane(&c->rgb, w, h, c->rotation);
     }
-    if (d->flags & DECODE_GRAY) {
-        dst[0] = d->gray.buf;
-        dst_stride[0] = d->gray.stride;
-        sws_scale(d->sws_gray, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
-        if (d->rotation)
-            rotate_plane(&d->gray, w, h, d->rotation);
+    if (want & CONVERT_GRAY) {
+        dst[0] = c->gray.buf;
+        dst_stride[0] = c->gray.stride;
+        sws_scale(c->sws_gray, (const uint8_t *const *)fr->data, fr->linesize, 0, h, dst, dst_stride);
+        if (c->rotation)
+            rotate_plane(&c->gray, w, h, c->rotation);
     }
     return 0;
 }
 
 /* Points f at the converted planes of a w x h (coded) picture. */
-static void fill_pixels(struct decoder *d, int w, int h, struct decoded_frame *f)
+static void fill_pixels(const struct frame_converter *c, int w, int h, int want, struct decoded_frame *f)
 {
-    int swap = d->rotation == 90 || d->rotation == 270;
+    int swap = c->rotation == 90 || c->rotation == 270;
     f->width = swap ? h : w;
     f->height = swap ? w : h;
+    f->rgb = (want & CONVERT_RGB) ? c->rgb.up : NULL;
+    f->rgb_stride = (want & CONVERT_RGB) ? c->rgb.up_stride : 0;
+    f->gray = (want & CONVERT_GRAY) ? c->gray.up : NULL;
+    f->gray_stride = (want & CONVERT_GRAY) ? c->gray.up_stride : 0;
+}
+
+static int decoder_want(const struct decoder *d)
+{
     int rgb = !(d->flags & DECODE_NO_RGB) || !(d->flags & DECODE_GRAY);
-    f->rgb = rgb ? d->rgb.up : NULL;
-    f->rgb_stride = rgb ? d->rgb.up_stride : 0;
-    f->gray = (d->flags & DECODE_GRAY) ? d->gray.up : NULL;
-    f->gray_stride = d->gray.up_stride;
+    return (rgb ? CONVERT_RGB : 0) | ((d->flags & DECODE_GRAY) ? CONVERT_GRAY : 0);
+}
+
+int frame_converter_run(struct frame_converter *c, const AVFrame *av, int flags, struct decoded_frame *f, char *err,
+                        size_t errlen)
+{
+    int want = (flags & DECODE_NO_RGB) ? 0 : CONVERT_RGB;
+    if (flags & DECODE_GRAY)
+        want |= CONVERT_GRAY;
+    if (!want)
+        return -EINVAL;
+    int rc = convert(c, av, want, err, errlen);
+    if (rc)
+        return rc;
+    fill_pixels(c, av->width, av->height, want, f);
+    return 0;
 }
 
 int decoder_convert(struct decoder *d, const AVFrame *av, struct decoded_frame *f, char *err, size_t errlen)
 {
-    int rc = convert(d, av, err, errlen);
+    int want = decoder_want(d);
+    int rc = convert(d->conv, av, want, err, errlen);
     if (rc)
         return rc;
-    fill_pixels(d, av->width, av->height, f);
+    fill_pixels(d->conv, av->width, av->height, want, f);
     return 0;
 }
 
@@ -438,11 +503,12 @@ int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t e
             f->rgb_stride = f->gray_stride = 0;
             f->av = d->frame;
         } else {
-            int rc = convert(d, d->frame, err, errlen);
+            int want = decoder_want(d);
+            int rc = convert(d->conv, d->frame, want, err, errlen);
             av_frame_unref(d->frame);
             if (rc)
                 return rc;
-            fill_pixels(d, w, h, f);
+            fill_pixels(d->conv, w, h, want, f);
             f->av = NULL;
         }
         f->t = t;

@@ -51,6 +51,8 @@ struct decoder_stats {
 /* Opens path and its first video stream. -ENOENT/-EACCES for the path,
  * -EINVAL (reason in err) when it has no decodable video. */
 int decoder_open(const char *path, int flags, struct decoder **out, char *err, size_t errlen);
+/* The same, decoding on `threads` FFmpeg frame threads (the same pictures). */
+int decoder_open_threads(const char *path, int flags, int threads, struct decoder **out, char *err, size_t errlen);
 void decoder_close(struct decoder *d);
 /* The next frames returned are those with t >= t0, in order. Seeks to the
  * keyframe before t0 and decodes from there (frames before t0 are dropped),
@@ -65,6 +67,16 @@ int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t e
  * decoder_close. 0 or a negative errno with err. */
 int decoder_convert(struct decoder *d, const struct AVFrame *av, struct decoded_frame *f, char *err, size_t errlen);
 const struct decoder_stats *decoder_stats(const struct decoder *d);
+
+/* Converting decoded pictures (DECODE_RAW frames, or clones of them) on
+ * another thread than the decoder's: its own swscale contexts and planes.
+ * flags: DECODE_GRAY, DECODE_NO_RGB as for decoder_open; rotation from
+ * decoder_geometry. f's pixels stay valid until the next run or free. */
+struct frame_converter;
+int frame_converter_new(int rotation, struct frame_converter **out);
+void frame_converter_free(struct frame_converter *c);
+int frame_converter_run(struct frame_converter *c, const struct AVFrame *av, int flags, struct decoded_frame *f,
+                        char *err, size_t errlen);
 /* Upright picture size, rotation (degrees clockwise) and nominal frame rate. */
 void decoder_geometry(const struct decoder *d, int *width, int *height, int *rotation, double *fps);
 

@@ -8,22 +8,6 @@
 
 #define T_EPS 1e-6
 
-void seg_sample_set_dominance(struct seg_sample *s, double largest_area, double second_area)
-{
-    s->dominant = s->faces == 1 || (s->faces > 1 && largest_area >= SEG_DOMINANCE * second_area);
-}
-
-static double area(const struct seg_box *b) { return fmax(0, b->x1 - b->x0) * fmax(0, b->y1 - b->y0); }
-
-static double iou(const struct seg_box *a, const struct seg_box *b)
-{
-    double w = fmin(a->x1, b->x1) - fmax(a->x0, b->x0), h = fmin(a->y1, b->y1) - fmax(a->y0, b->y0);
-    if (w <= 0 || h <= 0)
-        return 0;
-    double i = w * h;
-    return i / (area(a) + area(b) - i);
-}
-
 static int push(struct seg_clips *out, const struct seg_clip *c)
 {
     if (out->n == out->cap) {
@@ -84,63 +68,48 @@ static int split_track(const struct seg_params *p, const double *t, int64_t a, i
     return n;
 }
 
-/* Closes the track of samples s[js..je] (frames start..last). */
-static int close_track(const struct seg_params *p, const double *t, int shot, const struct seg_sample *s, int js,
-                       int je, struct seg_clips *out, struct seg_stats *st)
+static int by_first(const void *a, const void *b)
 {
-    int64_t a = s[js].frame, b = s[je].frame + 1;
-    double d = t[b] - t[a];
-    st->tracks++;
-    int track = out->tracks++;
-    if (d < p->min_s - T_EPS) {
-        st->short_tracks++;
-        if (d > st->longest_short_s)
-            st->longest_short_s = d;
-        return 0;
-    }
-    int64_t bounds[65];
-    int n = split_track(p, t, a, b, bounds, 64);
-    for (int i = 0; i < n; i++) {
-        struct seg_clip c = {bounds[i], bounds[i + 1], shot, track, 0, 0};
-        for (int j = js; j <= je; j++)
-            c.samples += s[j].faces > 0 && s[j].dominant && s[j].frame >= c.f0 && s[j].frame < c.f1;
-        if (push(out, &c))
-            return -ENOMEM;
-    }
-    return 0;
+    const struct seg_clip *x = a, *y = b;
+    return x->f0 < y->f0 ? -1 : x->f0 > y->f0 ? 1 : x->track - y->track;
 }
 
-int seg_shot_clips(const struct seg_params *p, const double *t, int shot, int64_t f0, int64_t f1,
-                   const struct seg_sample *s, int ns, struct seg_clips *out, struct seg_stats *st)
+int seg_track_clips(const struct seg_params *p, const double *t, const struct seg_track *tr, int n,
+                    struct seg_clips *out, struct seg_stats *st)
 {
-    int first = -1, prev = -1; /* the open track's first and last sample */
-    for (int j = 0; j < ns; j++) {
-        const struct seg_sample *x = &s[j];
-        if (x->frame < f0 || x->frame >= f1)
-            continue;
-        st->samples++;
-        int face = x->faces > 0 && x->dominant;
-        if (face)
-            st->face_samples++;
-        else if (x->faces > 0)
-            st->ambiguous_samples++;
-        int gap_over = first >= 0 && t[x->frame] - t[s[prev].frame] > p->track_gap_s + T_EPS;
-        if (face && first >= 0 && !gap_over && iou(&x->box, &s[prev].box) >= SEG_MIN_IOU) {
-            prev = j; /* the track goes on */
+    int first_new = out->n;
+    for (int i = 0; i < n; i++) {
+        const struct seg_track *x = &tr[i];
+        st->tracks++;
+        int64_t a = x->first, b = x->last + 1;
+        double d = t[b] - t[a];
+        if (d < p->min_s - T_EPS) {
+            st->short_tracks++;
+            if (d > st->longest_short_s)
+                st->longest_short_s = d;
             continue;
         }
-        /* a face elsewhere, two similar faces, or the face gone for longer
-         * than a miss end the open track; a dominant face starts one */
-        if (first >= 0 && (face || x->faces > 0 || gap_over)) {
-            if (close_track(p, t, shot, s, first, prev, out, st))
+        /* the largest face at the same time (tracks of one shot overlap or not) */
+        double largest = x->mean_side;
+        for (int j = 0; j < n; j++)
+            if (j != i && tr[j].first <= x->last && x->first <= tr[j].last && tr[j].mean_side > largest)
+                largest = tr[j].mean_side;
+        if (x->mean_side < SEG_MIN_SIZE * largest) {
+            st->small_tracks++;
+            continue;
+        }
+        int64_t bounds[65];
+        int k = split_track(p, t, a, b, bounds, 64);
+        for (int j = 0; j < k; j++) {
+            struct seg_clip c = {bounds[j], bounds[j + 1], x->shot, x->id, 0, 0};
+            /* frames with the face: the track's share of the part (the
+             * caller counts them exactly when it has the detections) */
+            c.faces = (int64_t)llround((double)x->frames * (double)(c.f1 - c.f0) / (double)(b - a));
+            if (push(out, &c))
                 return -ENOMEM;
-            first = -1;
         }
-        if (face)
-            first = prev = j;
     }
-    if (first >= 0 && close_track(p, t, shot, s, first, prev, out, st))
-        return -ENOMEM;
+    qsort(out->v + first_new, (size_t)(out->n - first_new), sizeof *out->v, by_first);
     return 0;
 }
 

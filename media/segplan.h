@@ -1,42 +1,39 @@
-/* From face detections in a shot to candidate clips, and from candidates to
- * the clips a movie keeps: the pure part of the segment job (no decoding, no
- * dlib, no files), so that it can be tested on made-up detections.
+/* From face tracks to candidate clips, and from candidates to the clips a
+ * movie keeps: the pure part of the segment job (no decoding, no dlib, no
+ * files), so that it can be tested on made-up tracks.
  *
- * A face track is a run of sampled frames of one shot in which one face
- * dominates (it is the only face, or at least SEG_DOMINANCE times the area
- * of the next largest) and each dominant box overlaps the previous one
- * (IoU >= SEG_MIN_IOU). Samples without any face may come between two
- * detections of a track for up to track_gap_s seconds (the detector misses
- * a frame now and then); a sample with two similar faces, a face elsewhere,
- * or a longer gap ends the track. A track covers the frames from its first
- * detection to its last, never beyond: a clip shows the face throughout.
+ * A face track is one person's face followed by the tracker (track.h)
+ * through one shot: from its first detection to its last, never across a
+ * cut, with no gap without a detection longer than track_gap_s inside. A
+ * track is a candidate when it lasts at least min_s and its face is at
+ * least half as large (mean box side) as the largest face of a track that
+ * overlaps it in time: a clip is about a prominent face, and the prep job,
+ * which chooses its subject among faces of that size too, will follow the
+ * same person. Tracks longer than max_s are cut into equal parts of
+ * min_s..max_s. A clip covers frames from the track's first detection to
+ * its last, never beyond: it shows that face throughout.
  *
- * Tracks shorter than min_s are dropped; longer than max_s are cut into
- * equal parts of min_s..max_s. When a movie has more candidates than
- * max_clips, the kept ones are spread over the movie: max_clips target times
- * evenly from the first candidate's midpoint to the last's, and the
- * candidates (taken in time order) whose midpoints are closest to them in
- * sum (dynamic programming, O(candidates x max_clips); ties go to the
- * earlier candidate). The first and the last candidate are always kept, and
- * where candidates crowd, fewer are taken than where they are sparse. */
+ * When a movie has more candidates than max_clips, the kept ones are
+ * spread over the movie: max_clips target times evenly from the first
+ * candidate's midpoint to the last's, and the candidates (taken in time
+ * order) whose midpoints are closest to them in sum (dynamic programming,
+ * O(candidates x max_clips); ties go to the earlier candidate). The first
+ * and the last candidate are always kept, and where candidates crowd, fewer
+ * are taken than where they are sparse. */
 #ifndef DFEW_SEGPLAN_H
 #define DFEW_SEGPLAN_H
 
 #include <stdint.h>
 
-#define SEG_DOMINANCE 2.0 /* the largest face's area over the next largest's */
-#define SEG_MIN_IOU 0.2   /* a dominant box that overlaps the last one this much continues the track */
+#define SEG_MIN_SIZE 0.5 /* a candidate's face at least this much of the largest overlapping face's side */
 
-struct seg_box {
-    double x0, y0, x1, y1;
-};
-
-/* One frame the face detector looked at. */
-struct seg_sample {
-    int64_t frame;      /* 0-based decoded frame index */
-    int faces;          /* faces found */
-    struct seg_box box; /* the largest face (when faces > 0) */
-    int dominant;       /* the largest face dominates (see above) */
+/* One face track of the movie. */
+struct seg_track {
+    int id;               /* the tracker's id */
+    int shot;             /* the shot it lies in */
+    int64_t first, last;  /* frames of its first and last detection */
+    int64_t frames;       /* frames it was detected in */
+    double mean_side;     /* mean box side, pixels */
 };
 
 struct seg_params {
@@ -48,15 +45,14 @@ struct seg_params {
 struct seg_clip {
     int64_t f0, f1; /* frames [f0, f1) */
     int shot;       /* index of its shot */
-    int track;      /* index of its track in the movie (parts of one track share it) */
-    int samples;    /* sampled frames inside with the dominant face */
+    int track;      /* its track's id (parts of one track share it) */
+    int64_t faces;  /* frames inside with the track's face */
     int chosen;     /* kept by seg_choose */
 };
 
 /* Why tracks did not become clips, and counts for the movie's note. */
 struct seg_stats {
-    int samples, face_samples, ambiguous_samples; /* over all shots */
-    int tracks, short_tracks;
+    int tracks, short_tracks, small_tracks;
     double longest_short_s; /* the longest track below min_s */
 };
 
@@ -66,16 +62,11 @@ struct seg_clips {
     int tracks; /* tracks numbered so far */
 };
 
-/* Marks which samples have a dominant face (sets s->dominant from the
- * largest and second largest face areas). */
-void seg_sample_set_dominance(struct seg_sample *s, double largest_area, double second_area);
-
-/* Finds the face tracks among the samples of one shot (frames [f0, f1),
- * samples in frame order) and appends their clips to out. t holds the time
- * of every frame of the movie and t[nframes] the end of the last one.
- * 0 or -ENOMEM. */
-int seg_shot_clips(const struct seg_params *p, const double *t, int shot, int64_t f0, int64_t f1,
-                   const struct seg_sample *s, int ns, struct seg_clips *out, struct seg_stats *st);
+/* The candidate clips of the tracks (n, any order): appended to out in the
+ * order of their first frame. t holds the time of every frame of the movie
+ * and t[nframes] the end of the last one. 0 or -ENOMEM. */
+int seg_track_clips(const struct seg_params *p, const double *t, const struct seg_track *tr, int n,
+                    struct seg_clips *out, struct seg_stats *st);
 
 /* Marks at most p->max_clips of the candidates (in time order) chosen, all
  * when there are not more, spread over the movie; returns how many, or

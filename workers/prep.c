@@ -1,16 +1,22 @@
 /* The prep job: one clip of a movie from decoded frames to training input.
- * Decode [start, end) -> find the subject's face and 68 landmarks in every
- * frame -> usable when at least min_face_ratio of the frames show it ->
- * align each face frame to the five-point template -> interpolate the face
- * frames to `frames` frames (TIM or linear) -> write the frames as images,
- * faces.bin and clip.u8 into a temporary directory that is renamed into
- * place only when complete. Every parameter comes from the job's arguments
- * (fixed when it was queued), so running a job again writes the same bytes.
- * The dlib models are loaded once per worker process and kept. */
+ * A short driver over named stages:
+ *   args     the recipe, fixed when the job was queued;
+ *   scan     decode [start, end), follow every face with the tracker
+ *            (media/track.h), align each face of each frame to the
+ *            five-point template into a scratch file;
+ *   subject  choose the clip's one subject among the tracks ([prep]
+ *            subject, or the segment job's hint); its frames are the face
+ *            frames, usable when at least min_face_ratio of all;
+ *   outputs  faces.bin (the subject per frame, the other faces after),
+ *            the subject's aligned frames interpolated to `frames` (TIM or
+ *            linear) as images and clip.u8, every aligned face frame with
+ *            keep_aligned, all in a temporary directory renamed into place
+ *            only when complete.
+ * Running a job again writes the same bytes. The dlib models are loaded
+ * once per worker process and kept. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdio.h>
@@ -24,19 +30,14 @@
 #include "config.h"
 #include "decode.h"
 #include "dlibc.h"
-#include "face.h"
 #include "imgenc.h"
 #include "log.h"
+#include "models.h"
+#include "scan.h"
 #include "tim.h"
+#include "track.h"
 #include "util.h"
 #include "worker.h"
-
-/* Loaded on the first prep job, kept for the life of the worker. */
-static struct {
-    struct dlibc_detector *det;
-    struct dlibc_predictor *sp;
-    char *sp_path;
-} models;
 
 struct prep_args {
     const char *path, *out_dir, *model;
@@ -48,10 +49,54 @@ struct prep_args {
     enum tim_mode interp;
     enum img_format format;
     double tpl[10]; /* template scaled to size */
+    struct track_opts track;
+    double cut_threshold;
+    enum subject_rule subject;
+    int has_hint;
+    struct dlibc_box hint; /* the subject's box at the clip's first frame (segment job) */
+    int threads;
 };
 
 struct prep_times {
     double decode, detect, align, write;
+};
+
+/* One face of one frame, as the scan saw it: where its aligned crop and
+ * its record are in the scratch files. */
+struct face_ref {
+    int64_t frame;
+    int track;
+    int aligned; /* its crop is usable (the landmarks gave a transform) */
+};
+
+/* What the scratch record of a face holds (this process only). */
+struct face_scratch {
+    int32_t track;
+    float box[4];
+    float score;
+    float pts[2 * DLIBC_LANDMARKS];
+};
+
+struct frame_info {
+    double t;
+    int faces;
+};
+
+/* The scan's state and what it collects. */
+struct prep_scan {
+    struct job_ctx *ctx;
+    const struct prep_args *a;
+    struct frame_converter *conv;
+    int crops_fd, recs_fd;
+    uint8_t *crop;
+    struct face_ref *refs;
+    int64_t nrefs, caprefs;
+    struct frame_info *frames;
+    int64_t nframes, capframes;
+    int width, height;
+    double last_report;
+    struct prep_times *tm;
+    char err[512];
 };
 
 static int get_int(const struct kv *kv, const char *key, int def, int lo, int hi, int *out)
@@ -62,6 +107,49 @@ static int get_int(const struct kv *kv, const char *key, int def, int lo, int hi
     if (v < lo || v > hi)
         return -EINVAL;
     *out = (int)v;
+    return 0;
+}
+
+static int get_num(const struct kv *kv, const char *key, double def, double lo, double hi, double *out)
+{
+    double v = def;
+    if (kv_get(kv, key) && kv_get_double(kv, key, &v))
+        return -EINVAL;
+    if (!(v >= lo && v <= hi))
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
+/* The tracker's part of the recipe; jobs queued before these keys existed
+ * get the defaults. */
+static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
+{
+    const struct kv *kv = ctx->args;
+    struct track_opts o = TRACK_OPTS_DEFAULT;
+    const char *detect = kv_get(kv, "detect"), *subject = kv_get(kv, "subject");
+    if (detect && !strcmp(detect, "every_frame"))
+        o.detect = TRACK_EVERY_FRAME;
+    else if (detect && strcmp(detect, "fast"))
+        return job_bad_arg(ctx, "'detect' must be fast or every_frame");
+    o.upsample = a->upsample;
+    if (get_num(kv, "min_face_px", 80, 1, 100000, &o.min_face_px) ||
+        get_num(kv, "detect_interval_s", 1.0, 0, 1e6, &o.detect_interval_s) ||
+        get_num(kv, "track_gap_s", 0.5, 0, 1e6, &o.track_gap_s) ||
+        get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
+        get_int(kv, "threads", 1, 1, 256, &a->threads))
+        return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s, cut_threshold or threads out of range");
+    if (subject_rule_parse(subject ? subject : "longest", &a->subject))
+        return job_bad_arg(ctx, "'subject' must be longest or largest_first");
+    const char *hint = kv_get(kv, "subject_box");
+    if (hint && *hint) {
+        double v[4];
+        if (sscanf(hint, "%lf,%lf,%lf,%lf", &v[0], &v[1], &v[2], &v[3]) != 4 || !(v[2] > v[0]) || !(v[3] > v[1]))
+            return job_bad_arg(ctx, "'subject_box' must be x0,y0,x1,y1");
+        a->hint = (struct dlibc_box){v[0], v[1], v[2], v[3], 0};
+        a->has_hint = 1;
+    }
+    a->track = o;
     return 0;
 }
 
@@ -107,36 +195,7 @@ static int parse_args(struct job_ctx *ctx, struct prep_args *a)
         return job_bad_arg(ctx, "'template' must be 5 points 'x,y'");
     for (int i = 0; i < 10; i++)
         a->tpl[i] *= (double)a->size / a->template_size;
-    return 0;
-}
-
-static int load_models(struct job_ctx *ctx, const char *model)
-{
-    char err[1024] = "";
-    int rc;
-    if (!models.det && (rc = dlibc_detector_new(&models.det, err, sizeof err)) != 0) {
-        snprintf(ctx->error, sizeof ctx->error, "%s", err);
-        return rc;
-    }
-    if (models.sp && !strcmp(models.sp_path, model))
-        return 0;
-    dlibc_predictor_free(models.sp);
-    free(models.sp_path);
-    models.sp = NULL;
-    models.sp_path = NULL;
-    double t0 = mono_s();
-    rc = dlibc_predictor_load(model, &models.sp, err, sizeof err);
-    if (rc) {
-        snprintf(ctx->error, sizeof ctx->error,
-                 "%s; install Debian's libdlib-data (scripts/setup-deps.sh), then 'dfewctl retry %lld' (a model "
-                 "elsewhere: [prep] landmark_model in dfew.conf, for clips queued after the change)",
-                 err, (long long)ctx->id);
-        ctx->retryable = rc == -ENOMEM;
-        return rc;
-    }
-    models.sp_path = xstrdup(model);
-    log_info(ctx->id, "landmark model %s loaded in %.2f s (dlib %s)", model, mono_s() - t0, dlibc_version());
-    return 0;
+    return parse_track_args(ctx, a);
 }
 
 /* Temporary directories of earlier attempts at this clip (a worker killed
@@ -179,11 +238,111 @@ static int close_file(FILE *f)
     return rc;
 }
 
-/* Interpolates the n aligned face frames in `aligned` (n x size x size x 3)
- * to a->frames frames and writes them as images and as clip.u8; with
- * keep_aligned also every aligned face frame, aligned/00001.<ext> ... in time
- * order (the DFEW release's clip_<S>x<S> set, see lib/clipfiles.h). */
-static int write_outputs(const struct prep_args *a, int aligned_fd, int n, const char *tmp, struct prep_times *tm)
+static int pwrite_all(int fd, const void *buf, size_t n, off_t at)
+{
+    ssize_t w = pwrite(fd, buf, n, at);
+    return w == (ssize_t)n ? 0 : -(w < 0 ? errno : ENOSPC);
+}
+
+static int pread_all(int fd, void *buf, size_t n, off_t at)
+{
+    ssize_t r = pread(fd, buf, n, at);
+    return r == (ssize_t)n ? 0 : r < 0 ? -errno : -EIO;
+}
+
+/* A scratch file in dir, gone with its descriptor. */
+static int scratch(const char *dir, const char *name, int *fd)
+{
+    struct sbuf p = {0};
+    sbuf_addf(&p, "%s/%s", dir, name);
+    *fd = open(p.s, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    int rc = *fd < 0 ? -errno : 0;
+    if (!rc)
+        unlink(p.s);
+    sbuf_free(&p);
+    return rc;
+}
+
+/* --- stage: scan --- */
+
+static int grow(void **v, int64_t *cap, int64_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    int64_t c = *cap ? 2 * *cap : 1024;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(*v, (size_t)c * size);
+    if (!p)
+        return -ENOMEM;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+
+/* Each frame as the tracker finishes it: every face aligned into the
+ * scratch files. */
+static int on_frame(void *ud, const struct track_frame *f)
+{
+    struct prep_scan *s = ud;
+    const struct prep_args *a = s->a;
+    int rc = grow((void **)&s->frames, &s->capframes, s->nframes + 1, sizeof *s->frames);
+    if (rc)
+        return rc;
+    s->frames[s->nframes] = (struct frame_info){f->t, f->nfaces};
+    s->width = f->width;
+    s->height = f->height;
+    struct decoded_frame rgb = {0};
+    if (f->nfaces > 0) {
+        double t0 = mono_s();
+        rc = frame_converter_run(s->conv, f->av, 0, &rgb, s->err, sizeof s->err);
+        s->tm->align += mono_s() - t0;
+        if (rc)
+            return rc;
+    }
+    const size_t P = (size_t)a->size * a->size * 3;
+    for (int i = 0; i < f->nfaces; i++) {
+        const struct track_face *tf = &f->faces[i];
+        double t0 = mono_s();
+        double five[10], m[6];
+        align_five_points(tf->pts, five);
+        int ok = align_similarity(five, a->tpl, 5, m) == 0 &&
+                 align_warp(rgb.rgb, rgb.width, rgb.height, rgb.rgb_stride, m, s->crop, a->size) == 0;
+        double t1 = mono_s();
+        s->tm->align += t1 - t0;
+        if ((rc = grow((void **)&s->refs, &s->caprefs, s->nrefs + 1, sizeof *s->refs)) != 0)
+            return rc;
+        struct face_scratch fs = {tf->track, {(float)tf->box.x0, (float)tf->box.y0, (float)tf->box.x1,
+                                              (float)tf->box.y1},
+                                  (float)tf->box.score, {0}};
+        memcpy(fs.pts, tf->pts, sizeof fs.pts);
+        /* degenerate landmarks (all on one point) are not a usable face */
+        if ((ok && (rc = pwrite_all(s->crops_fd, s->crop, P, (off_t)(s->nrefs * P))) != 0) ||
+            (rc = pwrite_all(s->recs_fd, &fs, sizeof fs, (off_t)(s->nrefs * sizeof fs))) != 0)
+            return rc;
+        s->refs[s->nrefs++] = (struct face_ref){f->index, tf->track, ok};
+        s->tm->write += mono_s() - t1;
+    }
+    s->nframes++;
+    double now = mono_s();
+    if (now - s->last_report > 0.5) {
+        s->last_report = now;
+        char msg[96];
+        snprintf(msg, sizeof msg, "frame %lld, %lld faces", (long long)s->nframes, (long long)s->nrefs);
+        job_progress(s->ctx, fmin(0.95, (f->t - a->start_s) / (a->end_s - a->start_s)), msg);
+    }
+    return 0;
+}
+
+/* --- stage: outputs --- */
+
+/* Interpolates the subject's n aligned face frames (crops `crop_at`, in the
+ * crops scratch file) to a->frames frames and writes them as images and as
+ * clip.u8; with keep_aligned also every aligned face frame,
+ * aligned/00001.<ext> ... in time order (the DFEW release's clip_<S>x<S>
+ * set, see lib/clipfiles.h). */
+static int write_frames(const struct prep_args *a, int crops_fd, const int64_t *crop_at, int n, const char *tmp,
+                        struct prep_times *tm)
 {
     const size_t P = (size_t)a->size * a->size * 3;
     const int M = a->frames;
@@ -205,11 +364,8 @@ static int write_outputs(const struct prep_args *a, int aligned_fd, int n, const
     }
     /* acc[j] += w[j][i] * frame_i, one input frame at a time (memory: M frames) */
     for (int i = 0; i < n && !rc; i++) {
-        ssize_t got = pread(aligned_fd, frame, P, (off_t)i * P);
-        if (got != (ssize_t)P) {
-            rc = got < 0 ? -errno : -EIO;
+        if ((rc = pread_all(crops_fd, frame, P, (off_t)(crop_at[i] * P))) != 0)
             break;
-        }
         if (a->keep_aligned) {
             double ta = mono_s();
             sbuf_reset(&path);
@@ -263,6 +419,53 @@ static int write_outputs(const struct prep_args *a, int aligned_fd, int n, const
     return rc;
 }
 
+/* faces.bin: one record per frame for the subject (found or not), then the
+ * other tracks' faces. */
+static int write_faces(const struct prep_args *a, const struct prep_scan *s, int subject, const char *tmp)
+{
+    struct sbuf p = {0};
+    sbuf_addf(&p, "%s/faces.bin", tmp);
+    FILE *f = fopen(p.s, "wb");
+    sbuf_free(&p);
+    if (!f)
+        return -errno;
+    struct faces_header fh = {(uint32_t)s->width, (uint32_t)s->height, 0, a->start_s, a->end_s, FACES_VERSION,
+                              subject < 0 ? FACES_NO_TRACK : (uint32_t)subject, 0};
+    int rc = faces_write_header(f, &fh);
+    struct face_scratch fs;
+    int64_t r = 0;
+    for (int64_t i = 0; i < s->nframes && !rc; i++) {
+        struct face_record rec = {(uint32_t)i, 0, s->frames[i].t, {0}, 0, (uint32_t)s->frames[i].faces, {0}};
+        for (; r < s->nrefs && s->refs[r].frame == i; r++) {
+            if (s->refs[r].track != subject || !s->refs[r].aligned)
+                continue;
+            if ((rc = pread_all(s->recs_fd, &fs, sizeof fs, (off_t)(r * sizeof fs))) != 0)
+                break;
+            rec.found = 1;
+            memcpy(rec.box, fs.box, sizeof rec.box);
+            rec.score = fs.score;
+            memcpy(rec.pts, fs.pts, sizeof rec.pts);
+        }
+        if (!rc)
+            rc = faces_write_record(f, &rec);
+    }
+    for (int64_t i = 0; i < s->nrefs && !rc; i++) {
+        if (s->refs[i].track == subject && s->refs[i].aligned)
+            continue;
+        if ((rc = pread_all(s->recs_fd, &fs, sizeof fs, (off_t)(i * sizeof fs))) != 0)
+            break;
+        struct face_other o = {(uint32_t)s->refs[i].frame, (uint32_t)s->refs[i].track,
+                               {fs.box[0], fs.box[1], fs.box[2], fs.box[3]}, fs.score};
+        rc = faces_write_other(f, &o);
+        fh.others++;
+    }
+    fh.records = (uint64_t)s->nframes;
+    if (!rc)
+        rc = faces_finish(f, &fh);
+    int c = close_file(f);
+    return rc ? rc : c;
+}
+
 /* Puts tmp in place of final: atomically exchanged when final exists (a
  * finished earlier run), else renamed. The old directory is then removed. */
 static int publish(const char *tmp, const char *final)
@@ -283,164 +486,130 @@ static void set_io_error(struct job_ctx *ctx, int rc, const char *what, const ch
     ctx->retryable = rc != -EACCES && rc != -EROFS && rc != -EINVAL;
 }
 
+/* --- the driver --- */
+
+/* The scan stage: decoding, tracking and aligning every face. */
+static int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct prep_scan *s, struct scan_stats *st,
+                    struct decoder_stats *ds, struct track_stats *ts, int *ntracks_out, int *subject_out)
+{
+    struct dlibc_detector *det;
+    struct dlibc_predictor *sp;
+    int rc = worker_models(ctx, a->model, &det, &sp);
+    if (rc)
+        return rc;
+    char err[1024] = "";
+    struct decoder *dec = NULL;
+    struct tracker *tr = NULL;
+    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 1 ? a->threads - 1 : 1, &dec, err,
+                              sizeof err);
+    if (rc) {
+        snprintf(ctx->error, sizeof ctx->error, "%s%s", err,
+                 rc == -ENOENT ? " (moved or deleted since it was submitted? submit it again from where it is now)"
+                               : "");
+        ctx->retryable = rc == -EIO || rc == -ENOMEM;
+        return rc;
+    }
+    int rotation = 0;
+    decoder_geometry(dec, NULL, NULL, &rotation, NULL);
+    if ((rc = frame_converter_new(rotation, &s->conv)) != 0 ||
+        (rc = tracker_new(det, sp, &a->track, &tr)) != 0)
+        goto out;
+    struct scan_opts so = {a->start_s, a->end_s, a->cut_threshold, a->threads};
+    rc = face_scan(dec, tr, &so, on_frame, s, st, err, sizeof err);
+    *ds = *decoder_stats(dec);
+    *ts = *tracker_stats(tr);
+    if (rc == -ENOSPC || rc == -EDQUOT || rc == -EIO) {
+        set_io_error(ctx, rc, "cannot write scratch files in", a->out_dir);
+    } else if (rc) {
+        snprintf(ctx->error, sizeof ctx->error, "%s: the face scan stopped after %lld frames of the clip: %s", a->path,
+                 (long long)s->nframes, err[0] ? err : s->err[0] ? s->err : strerror(-rc));
+        ctx->retryable = rc == -ENOMEM;
+    } else {
+        int n;
+        const struct track_summary *sum = tracker_tracks(tr, &n);
+        *ntracks_out = n;
+        *subject_out = track_choose_subject(sum, n, a->subject, a->has_hint ? &a->hint : NULL, 0);
+    }
+out:
+    tracker_free(tr);
+    decoder_close(dec);
+    return rc;
+}
+
+static void describe_result(const struct prep_args *a, int64_t total, int64_t nface, int ntracks,
+                            const struct decoder_stats *st, struct sbuf *reason)
+{
+    double ratio = total ? (double)nface / total : 0;
+    if (total == 0)
+        sbuf_addf(reason, "no video frames in [%.3f, %.3f) s", a->start_s, a->end_s);
+    else
+        sbuf_addf(reason, "face in %lld of %lld frames (%.1f%%)", (long long)nface, (long long)total, 100 * ratio);
+    if (ntracks > 1)
+        sbuf_addf(reason, ", one subject of %d faces followed", ntracks);
+    if (total && !(nface > 0 && ratio >= a->min_face_ratio))
+        sbuf_addf(reason, ", below the minimum of %.0f%% ([prep] min_face_ratio)", 100 * a->min_face_ratio);
+    if (st->read_error)
+        sbuf_addf(reason, "; the file ends early (%s)", st->read_error_msg);
+    if (st->decode_errors)
+        sbuf_addf(reason, "; %lld damaged packets skipped", (long long)st->decode_errors);
+}
+
 int job_prep(struct job_ctx *ctx)
 {
     struct prep_args a;
     int rc = parse_args(ctx, &a);
     if (rc)
         return rc;
-    if ((rc = load_models(ctx, a.model)) != 0)
-        return rc;
     double t_start = mono_s();
     struct prep_times tm = {0};
-
     char *dup1 = xstrdup(a.out_dir), *dup2 = xstrdup(a.out_dir);
     const char *parent = dirname(dup1), *base = basename(dup2);
-    struct sbuf tmp = {0}, p = {0};
+    struct sbuf tmp = {0}, reason = {0};
     sbuf_addf(&tmp, "%s/.tmp-%s-%d", parent, base, (int)getpid());
-    struct decoder *dec = NULL;
-    struct face_tracker *tr = NULL;
-    FILE *faces = NULL;
-    int aligned_fd = -1;
-    uint8_t *aligned = xmalloc((size_t)a.size * a.size * 3);
-    char err[1024] = "";
+    struct prep_scan s = {.ctx = ctx, .a = &a, .crops_fd = -1, .recs_fd = -1, .tm = &tm};
+    s.crop = xmalloc((size_t)a.size * a.size * 3);
+    int64_t *crop_at = NULL;
 
     if ((rc = mkdir_p(parent, 0755)) != 0) {
         set_io_error(ctx, rc, "cannot create the output directory", parent);
         goto out;
     }
     remove_stale_tmp(parent, base);
-    if (mkdir(tmp.s, 0755) != 0) {
-        rc = -errno;
+    if (mkdir(tmp.s, 0755) != 0 || (rc = scratch(tmp.s, ".crops", &s.crops_fd)) != 0 ||
+        (rc = scratch(tmp.s, ".faces", &s.recs_fd)) != 0) {
+        rc = rc ? rc : -errno;
         set_io_error(ctx, rc, "cannot create", tmp.s);
         goto out;
     }
 
-    rc = decoder_open(a.path, DECODE_GRAY, &dec, err, sizeof err);
-    if (!rc)
-        rc = decoder_seek(dec, a.start_s, err, sizeof err);
-    if (rc) {
-        snprintf(ctx->error, sizeof ctx->error, "%s%s", err,
-                 rc == -ENOENT ? " (moved or deleted since it was submitted? submit it again from where it is now)"
-                               : "");
-        ctx->retryable = rc == -EIO || rc == -ENOMEM;
+    /* scan */
+    struct scan_stats st;
+    struct decoder_stats ds = {0};
+    struct track_stats ts = {0};
+    int ntracks = 0, subject = -1;
+    if ((rc = run_scan(ctx, &a, &s, &st, &ds, &ts, &ntracks, &subject)) != 0)
         goto out;
-    }
-    int width = 0, height = 0;
-    decoder_geometry(dec, &width, &height, NULL, NULL);
-    struct face_opts fo = FACE_OPTS_DEFAULT;
-    fo.upsample = a.upsample;
-    if ((rc = face_tracker_new(models.det, models.sp, &fo, &tr)) != 0)
-        goto out;
+    tm.decode = st.decode_s;
+    tm.detect = st.track_s;
 
-    sbuf_addf(&p, "%s/faces.bin", tmp.s);
-    faces = fopen(p.s, "wb");
-    struct faces_header fh = {(uint32_t)width, (uint32_t)height, 0, a.start_s, a.end_s};
-    rc = faces ? faces_write_header(faces, &fh) : -errno;
-    sbuf_reset(&p);
-    sbuf_addf(&p, "%s/.aligned", tmp.s);
-    if (!rc && (aligned_fd = open(p.s, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0)
-        rc = -errno;
-    if (rc) {
-        set_io_error(ctx, rc, "cannot write in", tmp.s);
-        goto out;
-    }
-    unlink(p.s); /* scratch space: gone with the descriptor */
-
-    int64_t total = 0, nface = 0;
-    double last_report = mono_s();
-    for (;;) {
-        double t0 = mono_s();
-        struct decoded_frame f;
-        int got = decoder_next(dec, &f, err, sizeof err);
-        double t1 = mono_s();
-        tm.decode += t1 - t0;
-        if (got < 0) {
-            snprintf(ctx->error, sizeof ctx->error, "%s: decoding failed after %lld frames of the clip: %s", a.path,
-                     (long long)total, err);
-            ctx->retryable = got == -ENOMEM;
-            rc = got;
-            goto out;
-        }
-        if (got == 0 || f.t >= a.end_s - 1e-6)
-            break;
-        struct face_obs obs;
-        if ((rc = face_locate(tr, &f, &obs)) != 0) {
-            snprintf(ctx->error, sizeof ctx->error, "dlib failed on frame %lld (t = %.3f s): %s", (long long)total,
-                     f.t, strerror(-rc));
-            ctx->retryable = rc == -ENOMEM;
-            goto out;
-        }
-        double t2 = mono_s();
-        tm.detect += t2 - t1;
-        struct face_record rec = {(uint32_t)total, (uint32_t)obs.found, f.t, {0}, 0, (uint32_t)obs.faces_in_frame,
-                                  {0}};
-        if (obs.found) {
-            rec.box[0] = (float)obs.box.x0;
-            rec.box[1] = (float)obs.box.y0;
-            rec.box[2] = (float)obs.box.x1;
-            rec.box[3] = (float)obs.box.y1;
-            rec.score = (float)obs.box.score;
-            memcpy(rec.pts, obs.pts, sizeof rec.pts);
-            double five[10], m[6];
-            align_five_points(obs.pts, five);
-            rc = align_similarity(five, a.tpl, 5, m);
-            if (!rc)
-                rc = align_warp(f.rgb, f.width, f.height, f.rgb_stride, m, aligned, a.size);
-            if (rc) {
-                /* degenerate landmarks (all on one point): not a usable face */
-                rec.found = 0;
-                rc = 0;
-            }
-        }
-        double t3 = mono_s();
-        tm.align += t3 - t2;
-        if (rec.found) {
-            size_t P = (size_t)a.size * a.size * 3;
-            if (pwrite(aligned_fd, aligned, P, (off_t)(nface * P)) != (ssize_t)P)
-                rc = -(errno ? errno : ENOSPC);
-            nface++;
-        }
-        if (!rc)
-            rc = faces_write_record(faces, &rec);
-        if (rc) {
-            set_io_error(ctx, rc, "cannot write in", tmp.s);
-            goto out;
-        }
-        tm.write += mono_s() - t3;
-        total++;
-        if (t3 - last_report > 0.5) {
-            last_report = t3;
-            char msg[96];
-            snprintf(msg, sizeof msg, "face in %lld of %lld frames", (long long)nface, (long long)total);
-            job_progress(ctx, fmin(0.99, (f.t - a.start_s) / (a.end_s - a.start_s)), msg);
-        }
-    }
-    const struct decoder_stats *st = decoder_stats(dec);
+    /* subject */
+    int64_t nface = 0;
+    crop_at = xmalloc(sizeof *crop_at * (size_t)(s.nframes + 1));
+    for (int64_t i = 0; i < s.nrefs; i++)
+        if (s.refs[i].track == subject && s.refs[i].aligned)
+            crop_at[nface++] = i;
+    int64_t total = s.nframes;
     double ratio = total ? (double)nface / total : 0;
     int usable = total > 0 && nface > 0 && ratio >= a.min_face_ratio;
-    struct sbuf reason = {0};
-    if (total == 0)
-        sbuf_addf(&reason, "no video frames in [%.3f, %.3f) s", a.start_s, a.end_s);
-    else
-        sbuf_addf(&reason, "face in %lld of %lld frames (%.1f%%)", (long long)nface, (long long)total, 100 * ratio);
-    if (total && !usable)
-        sbuf_addf(&reason, ", below the minimum of %.0f%% ([prep] min_face_ratio)", 100 * a.min_face_ratio);
-    if (st->read_error)
-        sbuf_addf(&reason, "; the file ends early (%s)", st->read_error_msg);
-    if (st->decode_errors)
-        sbuf_addf(&reason, "; %lld damaged packets skipped", (long long)st->decode_errors);
+    describe_result(&a, total, nface, ntracks, &ds, &reason);
 
+    /* outputs */
     if (usable) {
-        fh.records = (uint64_t)total;
         double t0 = mono_s();
-        rc = faces_finish(faces, &fh);
-        int c = close_file(faces);
-        faces = NULL;
-        rc = rc ? rc : c;
+        rc = write_faces(&a, &s, subject, tmp.s);
         tm.write += mono_s() - t0;
         if (!rc)
-            rc = write_outputs(&a, aligned_fd, (int)nface, tmp.s, &tm);
+            rc = write_frames(&a, s.crops_fd, crop_at, (int)nface, tmp.s, &tm);
         t0 = mono_s();
         if (!rc)
             rc = fsync_path(tmp.s);
@@ -451,7 +620,6 @@ int job_prep(struct job_ctx *ctx)
         tm.write += mono_s() - t0;
         if (rc) {
             set_io_error(ctx, rc, "cannot write the clip's outputs to", a.out_dir);
-            sbuf_free(&reason);
             goto out;
         }
     } else {
@@ -470,26 +638,35 @@ int job_prep(struct job_ctx *ctx)
         kv_setf(&ctx->result, "out_frames", "%d", a.frames);
         kv_setf(&ctx->result, "out_size", "%d", a.size);
     }
+    if (total) {
+        kv_setf(&ctx->result, "decoded_start_s", "%.6f", st.first_t);
+        kv_setf(&ctx->result, "decoded_end_s", "%.6f", st.last_t + st.last_dur);
+    }
+    kv_setf(&ctx->result, "tracks", "%d", ntracks);
+    kv_setf(&ctx->result, "searches", "%lld", (long long)ts.full_searches);
+    kv_set(&ctx->result, "detect", a.track.detect == TRACK_EVERY_FRAME ? "every_frame" : "fast");
+    kv_setf(&ctx->result, "threads", "%d", a.threads);
     kv_setf(&ctx->result, "decode_s", "%.4f", tm.decode);
     kv_setf(&ctx->result, "detect_s", "%.4f", tm.detect);
     kv_setf(&ctx->result, "align_s", "%.4f", tm.align);
     kv_setf(&ctx->result, "write_s", "%.4f", tm.write);
     kv_setf(&ctx->result, "total_s", "%.4f", mono_s() - t_start);
-    kv_setf(&ctx->result, "decode_errors", "%lld", (long long)st->decode_errors);
-    sbuf_free(&reason);
+    kv_setf(&ctx->result, "decode_errors", "%lld", (long long)ds.decode_errors);
     rc = 0;
 out:
-    if (faces)
-        fclose(faces);
-    if (aligned_fd >= 0)
-        close(aligned_fd);
+    if (s.crops_fd >= 0)
+        close(s.crops_fd);
+    if (s.recs_fd >= 0)
+        close(s.recs_fd);
     remove_tree(tmp.s); /* after a successful publish it holds nothing (or is gone) */
-    face_tracker_free(tr);
-    decoder_close(dec);
-    free(aligned);
+    frame_converter_free(s.conv);
+    free(s.crop);
+    free(s.refs);
+    free(s.frames);
+    free(crop_at);
     free(dup1);
     free(dup2);
     sbuf_free(&tmp);
-    sbuf_free(&p);
+    sbuf_free(&reason);
     return rc;
 }

@@ -1,6 +1,7 @@
 """Integration: movies submitted without a clip list are segmented by a real
-dfewd (segment job: shot cuts from FFmpeg's scene score, dlib face tracks on
-a subsample of frames), and the chosen clips are prepared.
+dfewd (segment job: shot cuts from FFmpeg's scene score, face tracks from
+the tracker the prep job uses, whole-frame searches on few frames), and the
+chosen clips are prepared, each following its segment track's face.
 
 - The cuts agree with ffmpeg's own `select='gt(scene,T)'` (computed here with
   the ffmpeg command line), frame for frame: short_hamilton_clip.mp4 (cuts
@@ -11,8 +12,9 @@ a subsample of frames), and the chosen clips are prepared.
   is (it first shows at frame 83, 1-based); each clip's prep finds the face
   in most of its frames.
 - Debian's movie-hello.mp4: clips cover the stretches where dlib sees the
-  webcam face in every frame; the dog video and no_face.mp4 give no clip,
-  with the reason.
+  webcam face in every frame, and the prep job finds the face in the frames
+  the segment job did (the same tracker); the dog video and no_face.mp4
+  give no clip, with the reason.
 - A long synthetic movie (ffmpeg lavfi sources between real MEAD face
   clips, 320x180 at 5 fps, 140 s) with 28 candidate clips keeps 20, spread
   over its length, each inside a face segment.
@@ -129,17 +131,20 @@ class SegmentTest(SharedHomeTest):
         self.assertEqual(kinds[('prep', 'done')], total, 'one prep job per chosen clip')
         rows = self.home.query("SELECT movie_id, json_extract(result, '$.frames') AS frames, "
                                "json_extract(result, '$.samples') AS samples, json_extract(result, '$.total_s') AS s, "
+                               "json_extract(result, '$.searches') AS searches, "
                                "json_extract(result, '$.detect_s') AS det FROM jobs WHERE kind = 'segment'")
         name_of = {v: k for k, v in self.movie.items()}
         for r in rows:
-            # every 6th frame at 24-30 fps (0.2 s); the synthetic movie has 5 fps: every frame
-            if name_of[r['movie_id']] != 'synthetic':
-                self.assertLess(r['samples'], r['frames'] / 4, 'faces are looked for on a subsample of frames')
+            # every frame is looked at; the whole picture only every second, at cuts, and every
+            # 3rd frame while no face is followed (the synthetic movie cuts every 2 to 3 s at 5 fps)
+            self.assertEqual(r['samples'], r['frames'])
+            if name_of[r['movie_id']] not in ('synthetic', 'dog', 'no_face'):
+                self.assertLess(r['searches'], r['frames'] / 4, 'the whole frame is searched on few frames')
         print('\n  synthetic movie built in %.1f s; 5 movies segmented and %d clips prepared in %.1f s (2 workers)'
               % (self.build_s, total, self.elapsed))
         for r in sorted(rows, key=lambda r: r['movie_id']):
-            print('  %-10s %4d frames, %3d sampled: segment job %.2f s (detection %.2f s)'
-                  % (name_of[r['movie_id']], r['frames'], r['samples'], r['s'], r['det']))
+            print('  %-10s %4d frames, %3d whole-frame searches: segment job %.2f s (faces %.2f s)'
+                  % (name_of[r['movie_id']], r['frames'], r['searches'], r['s'], r['det']))
 
     def check_cuts(self, name, threshold, expect=None):
         cuts = ffmpeg_cuts(self.paths[name], threshold)
@@ -195,17 +200,25 @@ class SegmentTest(SharedHomeTest):
         frames = list(range(88, 146)) + list(range(200, 249))
         covered = sum(1 for i in frames if any(c['start_s'] - 1e-3 <= i / 30 < c['end_s'] - 1e-3 for c in clips))
         self.assertGreaterEqual(covered / len(frames), 0.9, '%d of %d face frames in clips' % (covered, len(frames)))
+        # the prep job follows the segment track's face: the same frames
+        path = self.home.scalar("SELECT json_extract(result, '$.segments') FROM jobs WHERE kind = 'segment' AND "
+                                "movie_id = ?", self.movie['hello'])
+        with open(path) as f:
+            cands = {(round(c['start_s'], 6), round(c['end_s'], 6)): c for c in json.load(f)['candidates']}
         for c in clips:
             self.assertEqual(c['state'], 'usable')
-            self.assertGreaterEqual(c['face_ratio'], 0.8, c)
+            self.assertGreaterEqual(c['face_ratio'], 0.5, c)
+            seg = cands[(round(c['start_s'], 6), round(c['end_s'], 6))]
+            self.assertLessEqual(abs(seg['face_samples'] - c['frames_face']), 2, (seg, c))
         print('\n  movie-hello: %s; %d of %d frames of the face stretches covered'
-              % (', '.join('[%.2f, %.2f) s' % (c['start_s'], c['end_s']) for c in clips), covered, len(frames)))
+              % (', '.join('[%.2f, %.2f) s face %.2f' % (c['start_s'], c['end_s'], c['face_ratio']) for c in clips),
+                 covered, len(frames)))
 
     def test_no_face_movies_give_no_clip_with_a_reason(self):
         for name in ('dog', 'no_face'):
             s = self.segmentation(name)
             self.assertEqual((s['segment_state'], s['clips'], s['candidates']), ('done', 0, 0))
-            self.assertRegex(s['note'], r'^no clip: no face in any of the \d+ sampled frames')
+            self.assertRegex(s['note'], r'^no clip: no face in any of the \d+ frames')
             r = self.home.ctl('show', 'movie', self.movie[name])
             self.assertIn(s['note'], r.stdout)
             print('\n  %s: %s' % (name, s['note']))

@@ -1,8 +1,8 @@
 /* The segment job's parts: FFmpeg's scene score recomputed on real videos
  * equals what `ffmpeg -vf select='gte(scene,0)',metadata=print` reports for
- * every frame; face tracks from made-up detections (gaps, misses, a face
- * elsewhere, two similar faces, long tracks cut into parts, short ones
- * dropped); the choice of at most max_clips candidates spread over a movie. */
+ * every frame; candidate clips from made-up face tracks (one clip per
+ * prominent person, small and short faces dropped, long tracks cut into
+ * parts); the choice of at most max_clips candidates spread over a movie. */
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -134,92 +134,52 @@ static double *times(int n, double fps)
     return t;
 }
 
-static struct seg_sample face_at(int64_t frame, double x)
-{
-    struct seg_sample s = {frame, 1, {x, 50, x + 100, 150}, 0};
-    seg_sample_set_dominance(&s, 100 * 100, 0);
-    return s;
-}
-
-static struct seg_sample nothing_at(int64_t frame) { return (struct seg_sample){frame, 0, {0, 0, 0, 0}, 0}; }
-
 static const struct seg_params P = {1.0, 10.0, 0.5, 20};
 
-static void test_tracks_in_a_shot(void)
+static struct seg_track track(int id, int shot, int64_t first, int64_t last, double side)
+{
+    return (struct seg_track){id, shot, first, last, last - first + 1, side};
+}
+
+static void test_tracks_to_clips(void)
 {
     double *t = times(3000, 30);
-    struct seg_sample s[400];
-    int ns = 0;
-    /* shot [0, 300): a face from frame 30, sampled every 6 frames (0.2 s),
-     * missed at 60 (0.4 s between detections: a detector miss, bridged),
-     * gone from 150 on */
-    for (int f = 0; f < 300; f += 6) {
-        int face = f >= 30 && f < 150 && f != 60;
-        s[ns++] = face ? face_at(f, 200) : nothing_at(f);
-    }
     struct seg_clips c = {0};
     struct seg_stats st = {0};
-    CHECK(seg_shot_clips(&P, t, 0, 0, 300, s, ns, &c, &st) == 0);
+    /* one face from frame 30 to 144: a clip of exactly its frames */
+    struct seg_track one = track(0, 0, 30, 144, 100);
+    CHECK(seg_track_clips(&P, t, &one, 1, &c, &st) == 0);
     CHECK_EQ_INT(c.n, 1);
     CHECK_EQ_INT(c.v[0].f0, 30);
     CHECK_EQ_INT(c.v[0].f1, 145); /* the last detection (144) + 1: never beyond it */
     CHECK_EQ_INT(c.v[0].shot, 0);
-    CHECK_EQ_INT(c.v[0].samples, 19);
-    CHECK_EQ_INT(st.samples, 50);
-    CHECK_EQ_INT(st.face_samples, 19);
+    CHECK_EQ_INT(c.v[0].track, 0);
+    CHECK_EQ_INT(c.v[0].faces, 115);
     CHECK_EQ_INT(st.tracks, 1);
-
-    /* a longer miss (4 samples: 1 s between detections) ends the track; the
-     * 0.63 s after it is too short */
-    ns = 0;
-    for (int f = 300; f < 600; f += 6) {
-        int face = f < 408 && !(f >= 360 && f < 384);
-        s[ns++] = face ? face_at(f, 200) : nothing_at(f);
-    }
     seg_clips_free(&c);
+
+    /* two people side by side for 3 s, a third, small face behind them, a
+     * short one (0.63 s); each prominent person is a candidate of their
+     * own, in the order of their first frame */
+    struct seg_track v[4] = {track(7, 1, 400, 489, 120), track(3, 1, 390, 489, 100), track(9, 1, 390, 489, 40),
+                             track(11, 1, 500, 518, 100)};
     memset(&st, 0, sizeof st);
-    CHECK(seg_shot_clips(&P, t, 1, 300, 600, s, ns, &c, &st) == 0);
-    CHECK_EQ_INT(c.n, 1);
-    CHECK_EQ_INT(c.v[0].f0, 300);
-    CHECK_EQ_INT(c.v[0].f1, 355);
-    CHECK_EQ_INT(st.tracks, 2);
+    CHECK(seg_track_clips(&P, t, v, 4, &c, &st) == 0);
+    CHECK_EQ_INT(c.n, 2);
+    CHECK_EQ_INT(c.v[0].track, 3);
+    CHECK_EQ_INT(c.v[0].f0, 390);
+    CHECK_EQ_INT(c.v[1].track, 7);
+    CHECK_EQ_INT(c.v[1].f0, 400);
+    CHECK_EQ_INT(st.tracks, 4);
+    CHECK_EQ_INT(st.small_tracks, 1);
     CHECK_EQ_INT(st.short_tracks, 1);
     CHECK(fabs(st.longest_short_s - 19 / 30.0) < 1e-9);
-
-    /* the face jumps elsewhere (another person after an undetected cut):
-     * two tracks; two similar faces end a track too */
-    ns = 0;
-    for (int f = 600; f < 900; f += 6) {
-        if (f < 690)
-            s[ns++] = face_at(f, 50);
-        else if (f == 690) {
-            struct seg_sample two = {f, 2, {50, 50, 150, 150}, 0};
-            seg_sample_set_dominance(&two, 100 * 100, 90 * 90);
-            CHECK(!two.dominant);
-            s[ns++] = two;
-        } else if (f < 780)
-            s[ns++] = face_at(f, 50);
-        else
-            s[ns++] = face_at(f, 400);
-    }
     seg_clips_free(&c);
+    /* the small face alone (the others at another time) is prominent */
+    v[2].first = 600, v[2].last = 700;
     memset(&st, 0, sizeof st);
-    CHECK(seg_shot_clips(&P, t, 2, 600, 900, s, ns, &c, &st) == 0);
-    CHECK_EQ_INT(c.n, 3);
-    CHECK_EQ_INT(st.ambiguous_samples, 1);
-    CHECK_EQ_INT(c.v[0].f0, 600);
-    CHECK_EQ_INT(c.v[0].f1, 685);
-    CHECK_EQ_INT(c.v[1].f0, 696);
-    CHECK_EQ_INT(c.v[1].f1, 775);
-    CHECK_EQ_INT(c.v[2].f0, 780);
-    CHECK_EQ_INT(c.v[2].f1, 895);
-    CHECK(c.v[0].track != c.v[1].track && c.v[1].track != c.v[2].track);
-    /* samples outside the shot are not its business */
-    seg_clips_free(&c);
-    memset(&st, 0, sizeof st);
-    CHECK(seg_shot_clips(&P, t, 3, 900, 1000, s, ns, &c, &st) == 0);
-    CHECK_EQ_INT(c.n, 0);
-    CHECK_EQ_INT(st.samples, 0);
+    CHECK(seg_track_clips(&P, t, &v[2], 1, &c, &st) == 0);
+    CHECK_EQ_INT(c.n, 1);
     seg_clips_free(&c);
     free(t);
 }
@@ -227,13 +187,10 @@ static void test_tracks_in_a_shot(void)
 static void test_long_track_is_cut_into_parts(void)
 {
     double *t = times(3000, 30);
-    struct seg_sample s[600];
-    int ns = 0;
-    for (int f = 0; f < 2500; f += 5)
-        s[ns++] = face_at(f, 100); /* frames 0..2495: 83.2 s */
     struct seg_clips c = {0};
     struct seg_stats st = {0};
-    CHECK(seg_shot_clips(&P, t, 0, 0, 2500, s, ns, &c, &st) == 0);
+    struct seg_track x = track(5, 0, 0, 2495, 100); /* frames 0..2495: 83.2 s */
+    CHECK(seg_track_clips(&P, t, &x, 1, &c, &st) == 0);
     CHECK_EQ_INT(c.n, 9);
     int64_t at = 0;
     for (int i = 0; i < c.n; i++) {
@@ -241,7 +198,7 @@ static void test_long_track_is_cut_into_parts(void)
         CHECK(d >= 1.0 && d <= 10.0);
         CHECK(fabs(d - 2496 / 30.0 / 9) < 1.0 / 30 + 1e-9); /* equal parts, to a frame */
         CHECK_EQ_INT(c.v[i].f0, at);
-        CHECK_EQ_INT(c.v[i].track, c.v[0].track);
+        CHECK_EQ_INT(c.v[i].track, 5);
         at = c.v[i].f1;
     }
     CHECK_EQ_INT(at, 2496);
@@ -250,10 +207,8 @@ static void test_long_track_is_cut_into_parts(void)
     /* min > max / 2: equal parts would be too short, so parts of max_s and the rest left out */
     struct seg_params q = {6.0, 10.0, 0.5, 20};
     memset(&st, 0, sizeof st);
-    ns = 0;
-    for (int f = 0; f <= 315; f += 5)
-        s[ns++] = face_at(f, 100); /* 316 frames: 10.53 s, two equal parts would be 5.27 s */
-    CHECK(seg_shot_clips(&q, t, 0, 0, 316, s, ns, &c, &st) == 0);
+    x = track(5, 0, 0, 315, 100); /* 316 frames: 10.53 s, two equal parts would be 5.27 s */
+    CHECK(seg_track_clips(&q, t, &x, 1, &c, &st) == 0);
     CHECK_EQ_INT(c.n, 1);
     CHECK_EQ_INT(c.v[0].f0, 0);
     CHECK_EQ_INT(c.v[0].f1, 300);
@@ -269,7 +224,7 @@ static void test_choice_spreads_over_the_movie(void)
     struct seg_clip c[50];
     for (int i = 0; i < n; i++) {
         int64_t f0 = i < 40 ? (int64_t)i * 45 : 1800 + (int64_t)(i - 40) * 1800;
-        c[i] = (struct seg_clip){f0, f0 + 30, i, i, 5, 0};
+        c[i] = (struct seg_clip){f0, f0 + 30, i, i, 30, 0};
     }
     CHECK_EQ_INT(seg_choose(&P, t, c, n), 20);
     int kept = 0, late = 0;
@@ -324,7 +279,7 @@ static void test_choice_spreads_over_the_movie(void)
 
 int main(void)
 {
-    RUN(test_tracks_in_a_shot);
+    RUN(test_tracks_to_clips);
     RUN(test_long_track_is_cut_into_parts);
     RUN(test_choice_spreads_over_the_movie);
     const char *td = getenv("DFEW_TESTDATA");
