@@ -8,7 +8,7 @@ import stat
 import subprocess
 import time
 
-from dfewtest import BUILD, SOURCE, HomeTest, main, video
+from dfewtest import BUILD, SLOW, SOURCE, HomeTest, main, video
 
 
 class CliTest(HomeTest):
@@ -22,11 +22,14 @@ class CliTest(HomeTest):
         self.assertIn('1 dead', r.stdout)
         out = json.loads(self.home.ctl('--json', 'wait', '--timeout', '30', check=False).stdout)
         self.assertEqual((out['done'], out['dead'], out['unfinished']), (1, 1, 0))
-        slow = self.home.ctl_json('noop', '--sleep-ms', '5000')['first_id']
+        # a job far longer than any wait below: a wait that outlived its
+        # --timeout 0.5 would take 120 s, so the bound can leave a slow
+        # machine (or a sanitizer build) all the time it needs
+        slow = self.home.ctl_json('noop', '--sleep-ms', '120000')['first_id']
         t0 = time.time()
         r = self.home.ctl('wait', '--timeout', '0.5', slow, check=False)
         self.assertEqual(r.returncode, 124)
-        self.assertLess(time.time() - t0, 4)
+        self.assertLess(time.time() - t0, 20 * SLOW)
         self.assertEqual(self.home.ctl('wait', '999999', check=False).returncode, 2)
         self.assertEqual(self.home.ctl('wait', 'abc', check=False).returncode, 2)
         self.home.ctl('cancel', slow)

@@ -17,9 +17,21 @@
 /* fp32 against float64 truth, relative to each tensor's largest magnitude */
 #define TOL_FWD 2e-5
 #define TOL_GRAD 5e-4 /* worst seen: 1.8e-4 (stem batchnorm bias, a sum that nearly cancels) */
-/* ten SGD steps amplify rounding: PyTorch's own fp32 run drifts 6.5e-4 (r3d18,
- * relative to the largest loss) from its float64 trajectory, ours 6.8e-4 */
-#define TOL_SGD 5e-3
+/* Ten SGD steps amplify rounding, and at times the trajectories of two
+ * kernels part by a jump rather than a drift: PyTorch's own fp32 run drifts
+ * 6.5e-4 (r3d18, relative to the largest loss) from its float64 trajectory;
+ * ours, with OpenBLAS's SkylakeX, Haswell, Sandybridge and Prescott kernels
+ * and oneDNN capped at AVX-512, AVX2, AVX and SSE4.1, at most 3.4e-4 over
+ * the first five steps (the reference conv, r3d18) and 8.1e-3 over ten (a
+ * jump at the ninth step, C3D with oneDNN channels-first below AVX2). So
+ * the first five steps, which already show the update rule (momentum from
+ * the third on), are held to TOL_SGD_EARLY, all ten to TOL_SGD. Over the
+ * first five, momentum left out gives 0.12, a learning rate 1% off 1.4e-2
+ * (weight decay, 5e-6 of a weight a step here, is test_train_layers'
+ * test_sgd). */
+#define TOL_SGD_EARLY 5e-3
+#define SGD_EARLY 5
+#define TOL_SGD 3e-2
 
 static const struct dfew_train_backend *be;
 static int failures;
@@ -144,7 +156,13 @@ static void run_file(const char *path)
     if (getenv("REF_VERBOSE"))
         for (int s = 0; s < 10; s++)
             printf("  step %d: %.6f  PyTorch %.6f\n", s, steps[s], ref_get(&rf, "sgd.losses")->data[s]);
-    check("sgd.losses (10 steps)", steps, ref_get(&rf, "sgd.losses"), 10, TOL_SGD);
+    const struct ref_rec *want = ref_get(&rf, "sgd.losses");
+    if (want && want->numel == 10) {
+        struct ref_rec early = *want;
+        early.numel = SGD_EARLY;
+        check("sgd.losses (first 5 steps)", steps, &early, SGD_EARLY, TOL_SGD_EARLY);
+    }
+    check("sgd.losses (10 steps)", steps, want, 10, TOL_SGD);
     printf("  sgd losses: %.5f -> %.5f (PyTorch %.5f -> %.5f)\n", steps[0], steps[9],
            ref_get(&rf, "sgd.losses")->data[0], ref_get(&rf, "sgd.losses")->data[9]);
     be->destroy(m);

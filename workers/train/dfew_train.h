@@ -25,8 +25,9 @@
  *   the reference tests). The uint8 form is the production path: it is 4x less
  *   to move to a device and lets a GPU backend normalise on the device.
  * - Determinism: for a fixed seed, configuration and thread count a backend
- *   gives the same results on every run (the CPU backend bitwise; what the
- *   thread count may change, in rounding only, is in cpu/layers.h).
+ *   gives the same results on every run on one machine (the CPU backend
+ *   bitwise; what the thread count and the CPU may change, in rounding only,
+ *   is in cpu/layers.h).
  */
 #ifndef DFEW_TRAIN_H
 #define DFEW_TRAIN_H

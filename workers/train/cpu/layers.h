@@ -18,7 +18,8 @@
  *   loss gradient are added by the caller. The only "adding" functions say so
  *   in their name (*_backward_add).
  * - Every reduction has a fixed order, so a run is bitwise reproducible for
- *   a given thread count (with oneDNN convolutions: and CPU). Matrix
+ *   a given thread count and CPU (OpenBLAS and oneDNN pick their kernels,
+ *   and so the rounding of a product, by instruction set). Matrix
  *   products go through OpenBLAS (cblas_sgemm) running single-threaded inside
  *   one OpenMP pool (two pools spinning on the same two cores cost 10-30x
  *   under load); oneDNN, built with the OpenMP runtime, runs on the same
@@ -26,9 +27,11 @@
  *   region per call, few barriers), other products split the output's rows or
  *   columns. What the thread count changes, in rounding only: the order in
  *   which conv3d adds the per-thread weight-gradient sums (oneDNN: its
- *   blocking), and OpenBLAS's blocking of a split product (test_train_misc
- *   bounds the difference); our own reductions run one thread per output
- *   element in index order.
+ *   blocking), and OpenBLAS's rounding of a split product (with its Haswell
+ *   kernels, AVX2 CPUs', a block can round differently from the whole
+ *   product, so even the forward pass changes; test_train_misc bounds the
+ *   difference); our own reductions run one thread per output element in
+ *   index order.
  */
 #ifndef DFEW_TRAIN_LAYERS_H
 #define DFEW_TRAIN_LAYERS_H
