@@ -88,7 +88,7 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
         " width = json_extract(?1, '$.width'), height = json_extract(?1, '$.height'),"
         " avg_fps = json_extract(?1, '$.avg_fps'), real_fps = json_extract(?1, '$.real_fps'),"
         " rotation = json_extract(?1, '$.rotation'), frame_count = json_extract(?1, '$.frame_count'),"
-        " probed_at = ?2 WHERE id = ?3";
+        " frame_count_note = json_extract(?1, '$.frame_count_note'), probed_at = ?2 WHERE id = ?3";
     sqlite3_stmt *st = db_prepare(d->db, sql);
     if (!st)
         return -EIO;

@@ -1,0 +1,128 @@
+"""Integration: what dfew records about a movie agrees with the frames the
+file really holds (issue 12, item 6). The inputs are made here, in a
+temporary directory, from ../shared/testdata with the ffmpeg command line.
+
+- Frame counts: 1920x1080 H.264 + AAC MP4s made the ways a lab makes them
+  (single_face.mp4 scaled up, a MEAD clip padded; -r 30, 112 frames;
+  +faststart, fragmented, an edit list from -ss with stream copy, open GOP,
+  a QuickTime .mov, video track timescales of 90000 and 1000000). The
+  probe's frame_count equals the frames FFmpeg decodes (ffprobe
+  -count_frames), or is NULL with a note. The reported bug: with a
+  timescale of 1000000 and B-frames the probe said 1 for 112 frames
+  (its seek back to the start landed on the last packet).
+
+Probe-only homes use [segment] mode = off (no dlib on 1080p frames)."""
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+
+from dfewtest import Home, SharedHomeTest, main, video
+
+FF = ['ffmpeg', '-nostdin', '-y', '-v', 'error']
+X264 = ['-c:v', 'libx264', '-preset', 'superfast', '-pix_fmt', 'yuv420p']  # superfast keeps B-frames
+
+
+def ffmpeg(*args):
+    subprocess.run(FF + [str(a) for a in args], check=True, timeout=300)
+
+
+def decoded_frames(path):
+    """The video frames FFmpeg decodes (ffprobe -count_frames: nb_read_frames)."""
+    r = subprocess.run(['ffprobe', '-v', 'error', '-count_frames', '-select_streams', 'v:0', '-show_entries',
+                        'stream=nb_read_frames', '-of', 'json', path], check=True, capture_output=True, text=True,
+                       timeout=300)
+    return int(json.loads(r.stdout)['streams'][0]['nb_read_frames'])
+
+
+def stream_facts(path):
+    r = subprocess.run(['ffprobe', '-v', 'error', '-select_streams', 'v:0', '-show_entries',
+                        'stream=duration,time_base,nb_frames', '-of', 'json', path], check=True, capture_output=True,
+                       text=True, timeout=60)
+    return json.loads(r.stdout)['streams'][0]
+
+
+class FrameCountTest(SharedHomeTest):
+    """One probe-only home; the variants are probed once (setUpClass)."""
+
+    @classmethod
+    def setUpClass(cls):
+        single, mead = video('single_face.mp4'), video('mead_eamm/happy.mp4')
+        cls.tmp = tempfile.mkdtemp(prefix='dfew-fidelity-')
+        cls.home = Home(config='[segment]\nmode = off\n', workers=2, prep=True)
+        try:
+            cls.paths = cls.make_variants(single, mead)
+            cls.home.start()
+            out = cls.submit_and_wait(*cls.paths.values())
+            ids = {f['path']: f['movie_id'] for f in out['files']}
+            cls.movies = {name: cls.home.query('SELECT * FROM movie_status WHERE movie_id = ?', ids[p])[0]
+                          for name, p in cls.paths.items()}
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    @classmethod
+    def make_variants(cls, single, mead):
+        p = lambda name: os.path.join(cls.tmp, name)
+        # single_face.mp4 (2.4 s, mp3) looped, scaled up to 1080p, 30 fps, 112 frames, its audio as AAC
+        ffmpeg('-stream_loop', 1, '-i', single, '-vf', 'scale=1920:1080', '-r', 30, '-frames:v', 112, *X264,
+               '-c:a', 'aac', '-shortest', p('scaled.mp4'))
+        # a MEAD crop (25 fps, no audio) padded to 1080p, open GOP, a sine as its AAC audio
+        ffmpeg('-i', mead, '-f', 'lavfi', '-i', 'sine=frequency=440:sample_rate=48000', '-vf',
+               'pad=1920:1080:(ow-iw)/2:(oh-ih)/2', '-r', 30, '-frames:v', 112, *X264, '-x264-params',
+               'open_gop=1:keyint=30', '-c:a', 'aac', '-shortest', p('padded_open_gop.mp4'))
+        remux = {
+            'faststart.mp4': ['-movflags', '+faststart'],
+            'fragmented.mp4': ['-movflags', 'frag_keyframe+empty_moov'],
+            'quicktime.mov': [],
+            'timescale_90000.mp4': ['-video_track_timescale', 90000],
+            # the file that said 1: a microsecond timescale (B-frames, so a PTS offset)
+            'timescale_1000000.mp4': ['-video_track_timescale', 1000000, '-movflags', '+faststart'],
+            'timescale_1000000_frag.mp4': ['-video_track_timescale', 1000000, '-movflags',
+                                           'frag_keyframe+empty_moov'],
+        }
+        for name, opts in remux.items():
+            ffmpeg('-i', p('scaled.mp4'), '-c', 'copy', *opts, p(name))
+        # an edit list: stream copy from 1 s (the keyframe at 0 is kept, its first 30 frames are discarded)
+        ffmpeg('-ss', 1, '-i', p('scaled.mp4'), '-c', 'copy', p('edit_list.mp4'))
+        ffmpeg('-ss', 0.5, '-i', p('padded_open_gop.mp4'), '-c', 'copy', '-video_track_timescale', 1000000,
+               p('edit_list_open_gop_1000000.mp4'))
+        names = ['scaled.mp4', 'padded_open_gop.mp4', 'edit_list.mp4', 'edit_list_open_gop_1000000.mp4'] + list(remux)
+        return {n: p(n) for n in names}
+
+    def test_frame_count_is_what_ffmpeg_decodes(self):
+        print()
+        for name, path in self.paths.items():
+            m = self.movies[name]
+            self.assertEqual(m['probe_state'], 'done', (name, m))
+            self.assertEqual((m['width'], m['height'], m['video_codec']), (1920, 1080, 'h264'), name)
+            want = decoded_frames(path)
+            print('  %-32s timescale %-9s frame_count %-5s decoded %d%s' % (
+                name, stream_facts(path)['time_base'], m['frame_count'], want,
+                ' (%s)' % m.get('frame_count_note') if m.get('frame_count_note') else ''))
+            if m['frame_count'] is None:
+                self.assertTrue(m.get('frame_count_note'), '%s: frame_count NULL without a note' % name)
+            else:
+                self.assertEqual(m['frame_count'], want, '%s: the probe counted %s frames, FFmpeg decodes %d'
+                                 % (name, m['frame_count'], want))
+                self.assertIsNone(m.get('frame_count_note'), name)
+
+    def test_the_reported_file(self):
+        """1920x1080 H.264, 112 frames at 30 fps (3.73 s), AAC: the file that said 1."""
+        m = self.movies['timescale_1000000.mp4']
+        self.assertEqual(stream_facts(self.paths['timescale_1000000.mp4'])['time_base'], '1/1000000')
+        self.assertAlmostEqual(m['avg_fps'], 30.0, places=3)
+        self.assertAlmostEqual(m['duration_s'], 112 / 30, places=3)
+        self.assertEqual(m['frame_count'], 112)
+        # edit lists still count only the frames they keep
+        self.assertEqual(self.movies['edit_list.mp4']['frame_count'], 82)
+
+
+if __name__ == '__main__':
+    main()
