@@ -10,6 +10,11 @@ temporary directory, from ../shared/testdata with the ffmpeg command line.
   -count_frames), or is NULL with a note. The reported bug: with a
   timescale of 1000000 and B-frames the probe said 1 for 112 frames
   (its seek back to the start landed on the last packet).
+- A file cut short: an MP4 with its index at the front (+faststart), its
+  last 30 % of bytes cut off.
+- Segmentation ([segment] mode = shots) on the file cut short: the
+  segment note names the damage; the segment clips come from decoded frames
+  already, and their prep does not move them.
 
 Probe-only homes use [segment] mode = off (no dlib on 1080p frames)."""
 import json
@@ -122,6 +127,57 @@ class FrameCountTest(SharedHomeTest):
         self.assertEqual(m['frame_count'], 112)
         # edit lists still count only the frames they keep
         self.assertEqual(self.movies['edit_list.mp4']['frame_count'], 82)
+
+
+def make_cut_short(src, intact, cut):
+    """intact: the first 158 frames (6.32 s) of src with the index at the front;
+    cut: its first 70 % of bytes."""
+    ffmpeg('-i', src, '-frames:v', 158, '-c', 'copy', '-movflags', '+faststart', intact)
+    with open(intact, 'rb') as f:
+        data = f.read()
+    with open(cut, 'wb') as f:
+        f.write(data[:len(data) * 7 // 10])
+
+
+class CutShortSegmentsTest(SharedHomeTest):
+    """Segment clips come from decoded frame times: prep does not move them."""
+
+    @classmethod
+    def setUpClass(cls):
+        src = video('mead_eamm/disgusted.mp4')
+        cls.tmp = tempfile.mkdtemp(prefix='dfew-fidelity-')
+        cls.home = Home(config='[segment]\nmode = shots\n', workers=2, prep=True)
+        try:
+            intact, cut = os.path.join(cls.tmp, 'intact.mp4'), os.path.join(cls.tmp, 'cut_short.mp4')
+            make_cut_short(src, intact, cut)
+            cls.home.start()
+            out = cls.submit_and_wait(cut)
+            cls.movie = out['files'][0]['movie_id']
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    def test_segment_clips_keep_their_range_and_the_note_names_the_damage(self):
+        seg = json.loads(self.home.scalar("SELECT result FROM jobs WHERE kind = 'segment' AND movie_id = ?",
+                                          self.movie))
+        with open(seg['segments']) as f:
+            chosen = [c for c in json.load(f)['candidates'] if c['chosen']]
+        clips = self.home.query("SELECT s.*, c.origin FROM clip_status s JOIN clips c ON c.id = s.clip_id "
+                                "WHERE s.movie_id = ? ORDER BY s.start_s", self.movie)
+        self.assertTrue(clips, 'the cut-short MEAD clip still gives a segment clip')
+        self.assertEqual(len(clips), len(chosen))
+        for c, want in zip(clips, chosen):
+            self.assertEqual(c['origin'], 'segment')
+            self.assertIn(c['state'], ('usable', 'unusable'))
+            self.assertEqual((c['start_s'], c['end_s']), (want['start_s'], want['end_s']))
+            self.assertIsNone(c.get('requested_end_s'))
+        note = self.home.scalar('SELECT segment_note FROM movies WHERE id = ?', self.movie)
+        self.assertIn('cut short', note)
 
 
 if __name__ == '__main__':
