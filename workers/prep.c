@@ -349,6 +349,8 @@ int job_prep(struct job_ctx *ctx)
 
     int64_t total = 0, nface = 0;
     double last_report = mono_s();
+    double first_t = a.start_s, last_end = a.start_s, last_dur = 0; /* the decoded frames' range */
+    int at_end = 0; /* the movie's frames ended inside the clip */
     for (;;) {
         double t0 = mono_s();
         struct decoded_frame f;
@@ -362,8 +364,14 @@ int job_prep(struct job_ctx *ctx)
             rc = got;
             goto out;
         }
-        if (got == 0 || f.t >= a.end_s - 1e-6)
+        if (got == 0 || f.t >= a.end_s - 1e-6) {
+            at_end = got == 0;
             break;
+        }
+        if (total == 0)
+            first_t = f.t;
+        last_end = f.t + f.duration;
+        last_dur = f.duration;
         struct face_obs obs;
         if ((rc = face_locate(tr, &f, &obs)) != 0) {
             snprintf(ctx->error, sizeof ctx->error, "dlib failed on frame %lld (t = %.3f s): %s", (long long)total,
@@ -430,9 +438,19 @@ int job_prep(struct job_ctx *ctx)
         sbuf_addf(&reason, "; the file ends early (%s)", st->read_error_msg);
     if (st->decode_errors)
         sbuf_addf(&reason, "; %lld damaged packets skipped", (long long)st->decode_errors);
+    /* The frames cover the clip to its end unless the movie's ended inside it
+     * by more than a frame (a file cut short, a clip past the last frame):
+     * then the clip ends where they did (dfewd records it as the clip's end). */
+    double decoded_end = a.end_s;
+    if (at_end && total > 0 && last_end < a.end_s - last_dur) {
+        decoded_end = last_end;
+        if (!st->read_error)
+            sbuf_addf(&reason, "; the frames end at %.3f s, before the clip's end (%.3f s)", last_end, a.end_s);
+    }
 
     if (usable) {
         fh.records = (uint64_t)total;
+        fh.end_s = decoded_end;
         double t0 = mono_s();
         rc = faces_finish(faces, &fh);
         int c = close_file(faces);
@@ -465,6 +483,10 @@ int job_prep(struct job_ctx *ctx)
     kv_setf(&ctx->result, "frames_total", "%lld", (long long)total);
     kv_setf(&ctx->result, "frames_face", "%lld", (long long)nface);
     kv_setf(&ctx->result, "face_ratio", "%.6f", ratio);
+    if (total > 0) {
+        kv_setf(&ctx->result, "decoded_start_s", "%.17g", first_t);
+        kv_setf(&ctx->result, "decoded_end_s", "%.17g", decoded_end);
+    }
     if (usable) {
         kv_set(&ctx->result, "out_dir", a.out_dir);
         kv_setf(&ctx->result, "out_frames", "%d", a.frames);

@@ -11,7 +11,11 @@ temporary directory, from ../shared/testdata with the ffmpeg command line.
   timescale of 1000000 and B-frames the probe said 1 for 112 frames
   (its seek back to the start landed on the last packet).
 - A file cut short: an MP4 with its index at the front (+faststart), its
-  last 30 % of bytes cut off.
+  last 30 % of bytes cut off. Its whole-movie clip ([segment] mode = whole)
+  ends where the decoded frames end (end_s, duration_s, duration_bucket),
+  the end asked for is kept (requested_end_s), the reason names the damage,
+  and the probe's frame_count is the frames it holds, with a note. The
+  intact file's clip is unchanged.
 - Segmentation ([segment] mode = shots) on the file cut short: the
   segment note names the damage; the segment clips come from decoded frames
   already, and their prep does not move them.
@@ -20,6 +24,7 @@ Probe-only homes use [segment] mode = off (no dlib on 1080p frames)."""
 import json
 import os
 import shutil
+import struct
 import subprocess
 import tempfile
 
@@ -127,6 +132,86 @@ class FrameCountTest(SharedHomeTest):
         self.assertEqual(m['frame_count'], 112)
         # edit lists still count only the frames they keep
         self.assertEqual(self.movies['edit_list.mp4']['frame_count'], 82)
+
+
+class CutShortTest(SharedHomeTest):
+    """A whole-movie clip of an MP4 cut short after its index, and of the intact file."""
+
+    @classmethod
+    def setUpClass(cls):
+        src = video('mead_eamm/disgusted.mp4')  # 256x256, 25 fps, AAC: dlib is fast on it
+        cls.tmp = tempfile.mkdtemp(prefix='dfew-fidelity-')
+        cls.home = Home(config='[segment]\nmode = whole\n', workers=2, prep=True)
+        try:
+            cls.intact = os.path.join(cls.tmp, 'intact.mp4')
+            cls.cut = os.path.join(cls.tmp, 'cut_short.mp4')
+            make_cut_short(src, cls.intact, cls.cut)
+            cls.home.start()
+            out = cls.submit_and_wait(cls.intact, cls.cut)
+            cls.ids = {os.path.basename(f['path']): f['movie_id'] for f in out['files']}
+        except Exception:
+            cls.tearDownClass()
+            raise
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+        super().tearDownClass()
+
+    def clip(self, name):
+        rows = self.home.query('SELECT s.*, c.origin FROM clip_status s JOIN clips c ON c.id = s.clip_id '
+                               'WHERE s.movie_id = ?', self.ids[name])
+        self.assertEqual(len(rows), 1)
+        return rows[0]
+
+    def test_clip_ends_where_the_frames_end(self):
+        c = self.clip('cut_short.mp4')
+        decoded = decoded_frames(self.cut)
+        stream_s = float(stream_facts(self.cut)['duration'])
+        print('\n  cut short: the stream says %.2f s; %d frames decode; clip [%s, %s) %s, asked to %s; %s'
+              % (stream_s, decoded, c['start_s'], c['end_s'], c['duration_bucket'], c.get('requested_end_s'),
+                 c['reason']))
+        self.assertEqual(c['origin'], 'whole')
+        self.assertEqual(c['frames_total'], decoded)
+        self.assertLess(decoded, 158 * 0.8)
+        # 25 fps, from 0: the last frame ends at decoded / 25
+        self.assertAlmostEqual(c['end_s'], decoded / 25, places=3)
+        self.assertAlmostEqual(c['duration_s'], decoded / 25, places=3)
+        self.assertTrue(2 <= decoded / 25 < 5, decoded)  # asked: 6.32 s, 5s+
+        self.assertEqual(c['duration_bucket'], '2-5s')
+        self.assertAlmostEqual(c.get('requested_end_s'), stream_s, places=3)
+        self.assertIn('the file ends early', c['reason'])
+        self.assertIn('cut short', c['reason'])
+        self.assertIn('the frames end at %.3f s' % (decoded / 25), c['reason'])
+        # the prep job's result says what it decoded
+        res = json.loads(self.home.scalar('SELECT result FROM jobs WHERE clip_id = ? AND kind = ?', c['clip_id'],
+                                          'prep'))
+        self.assertAlmostEqual(res['decoded_start_s'], 0, places=6)
+        self.assertAlmostEqual(res['decoded_end_s'], decoded / 25, places=5)
+        # faces.bin's header agrees with the clip
+        if c['output_dir']:
+            with open(os.path.join(c['output_dir'], 'faces.bin'), 'rb') as f:
+                head = f.read(64)
+            n, start, end = struct.unpack_from('<Qdd', head, 32)
+            self.assertEqual((n, start), (decoded, 0.0))
+            self.assertAlmostEqual(end, c['end_s'], places=6)
+        # the intact file's clip is as asked
+        c = self.clip('intact.mp4')
+        self.assertEqual(c['frames_total'], 158)
+        self.assertAlmostEqual(c['end_s'], 6.32, places=3)
+        self.assertIsNone(c.get('requested_end_s'))
+        self.assertEqual(c['duration_bucket'], '5s+')
+        self.assertNotIn('ends early', c['reason'])
+
+    def test_probe_says_the_file_is_cut_short(self):
+        m = self.home.query('SELECT * FROM movie_status WHERE movie_id = ?', self.ids['cut_short.mp4'])[0]
+        self.assertEqual(m['frame_count'], decoded_frames(self.cut))
+        self.assertIn('cut short', m.get('frame_count_note') or '')
+        shown = self.home.ctl('movies').stdout
+        self.assertIn('cut short', shown)
+        m = self.home.query('SELECT * FROM movie_status WHERE movie_id = ?', self.ids['intact.mp4'])[0]
+        self.assertEqual(m['frame_count'], 158)
+        self.assertIsNone(m.get('frame_count_note'))
 
 
 def make_cut_short(src, intact, cut):
