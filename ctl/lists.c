@@ -20,7 +20,8 @@ int cmd_movies(struct ctl *c, int argc, char **argv)
                 "SELECT movie_id AS id, video_codec AS codec, width || 'x' || height AS size, "
                           "round(avg_fps, 3) AS fps, frame_count AS frames, round(duration_s, 3) AS duration_s, "
                           "round(start_time_s, 3) AS start_s, rotation AS rot, probe_state AS probe, "
-                          "coalesce(probe_error, source) AS 'source / error' FROM movie_status ORDER BY movie_id",
+                          "coalesce(probe_error, source) || coalesce(' (frames: ' || frame_count_note || ')', '') "
+                          "AS 'source / error' FROM movie_status ORDER BY movie_id",
                 "SELECT * FROM movie_status ORDER BY movie_id", "no movies yet (dfewctl submit MOVIE)");
 }
 

@@ -88,7 +88,7 @@ static int record_probe(struct daemon *d, const struct leased_job *job, const ch
         " width = json_extract(?1, '$.width'), height = json_extract(?1, '$.height'),"
         " avg_fps = json_extract(?1, '$.avg_fps'), real_fps = json_extract(?1, '$.real_fps'),"
         " rotation = json_extract(?1, '$.rotation'), frame_count = json_extract(?1, '$.frame_count'),"
-        " probed_at = ?2 WHERE id = ?3";
+        " frame_count_note = json_extract(?1, '$.frame_count_note'), probed_at = ?2 WHERE id = ?3";
     sqlite3_stmt *st = db_prepare(d->db, sql);
     if (!st)
         return -EIO;
@@ -153,10 +153,14 @@ static int update_clip(struct daemon *d, const struct leased_job *job, const cha
 }
 
 /* A clip's preprocessing outcome: usable or unusable, counts, where the
- * outputs are, and how long each stage took. */
+ * outputs are, and how long each stage took. When the movie's frames ended
+ * inside the clip (decoded_end_s before its end: a file cut short), the clip
+ * ends where they did, so that its duration and bucket are those of the frames
+ * it has; the end asked for stays in requested_end_s. (A clip of the movie
+ * that already has that range keeps its end: ranges are unique per movie.) */
 static int record_prep(struct daemon *d, const struct leased_job *job, const char *result)
 {
-    return update_clip(
+    int rc = update_clip(
         d, job, result,
         "UPDATE clips SET state = json_extract(?1, '$.state'), reason = json_extract(?1, '$.reason'),"
         " frames_total = json_extract(?1, '$.frames_total'), frames_face = json_extract(?1, '$.frames_face'),"
@@ -167,6 +171,15 @@ static int record_prep(struct daemon *d, const struct leased_job *job, const cha
         " prep_s = json_extract(?1, '$.total_s'), faces_tracked = json_extract(?1, '$.tracks'),"
         " detect_mode = json_extract(?1, '$.detect'), searches = json_extract(?1, '$.searches'),"
         " prepped_at = ?2, updated_at = ?2 WHERE id = ?3");
+    if (rc)
+        return rc;
+    return update_clip(d, job, result,
+                       "UPDATE clips SET requested_end_s = coalesce(requested_end_s, end_s),"
+                       " end_s = json_extract(?1, '$.decoded_end_s'), updated_at = ?2"
+                       " WHERE id = ?3 AND json_extract(?1, '$.decoded_end_s') > start_s"
+                       " AND json_extract(?1, '$.decoded_end_s') < end_s - 1e-6 AND NOT EXISTS (SELECT 1 FROM clips o"
+                       " WHERE o.movie_id = clips.movie_id AND o.start_s = clips.start_s"
+                       " AND o.end_s = json_extract(?1, '$.decoded_end_s'))");
 }
 
 /* A clip's tensor was built from its frames (tensor job): the trainer reads it. */

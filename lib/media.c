@@ -62,42 +62,100 @@ static int is_still_image_format(const AVInputFormat *f)
     return !strcmp(f->name, "image2") || (n > 5 && !strcmp(f->name + n - 5, "_pipe"));
 }
 
-static int decode_first_frame(AVFormatContext *fmt, int vidx, char *err, size_t errlen)
+void media_index_scan(const struct AVStream *st, int64_t file_size, struct media_index *ix)
 {
-    AVStream *vs = fmt->streams[vidx];
-    const AVCodec *dec = avcodec_find_decoder(vs->codecpar->codec_id);
-    if (!dec) {
-        snprintf(err, errlen, "this FFmpeg has no decoder for the video codec %s",
-                 avcodec_get_name(vs->codecpar->codec_id));
-        return -EINVAL;
+    memset(ix, 0, sizeof *ix);
+    ix->entries = avformat_index_get_entries_count(st);
+    for (int64_t i = 0; i < ix->entries; i++) {
+        const AVIndexEntry *e = avformat_index_get_entry((AVStream *)st, (int)i);
+        if (!e || (e->flags & AVINDEX_DISCARD_FRAME))
+            continue;
+        ix->listed++;
+        if (file_size > 0 && e->pos + e->size > file_size)
+            ix->past_end++;
     }
-    AVCodecContext *cc = avcodec_alloc_context3(dec);
+}
+
+/* What one pass over the packets found. */
+struct pass {
+    int64_t frames;  /* video packets, less those the edit list discards and any flagged corrupt */
+    int64_t packets; /* video packets */
+    int sent;        /* packets given to the decoder */
+    int got_frame;   /* the decoder gave a frame */
+    int read_ret;    /* how reading ended: AVERROR_EOF, or an error */
+};
+
+/* One pass over the packets from where the file is open: decodes until the
+ * first video frame (MEDIA_DECODE_FIRST) and counts the video frames
+ * (MEDIA_COUNT_FRAMES). No seek back to the start between the two: in
+ * FFmpeg 5.1 a seek to INT64_MIN in the default stream's time base
+ * overflows in the mov demuxer when that time base is 1/1000000 or finer and
+ * the stream has a PTS offset (B-frames), and "the start" becomes the last
+ * sample: the count read one packet (frame_count 1 for 112 frames). */
+static int read_pass(AVFormatContext *fmt, int vidx, int flags, int64_t file_size,
+                     void (*progress)(void *ud, double frac), void *ud, struct pass *ps, char *err, size_t errlen)
+{
+    memset(ps, 0, sizeof *ps);
+    ps->read_ret = AVERROR_EOF;
+    AVStream *vs = fmt->streams[vidx];
+    const AVCodec *dec = NULL;
+    AVCodecContext *cc = NULL;
     AVPacket *pkt = av_packet_alloc();
     AVFrame *frame = av_frame_alloc();
-    int rc = -ENOMEM, got = 0, sent = 0;
-    if (!cc || !pkt || !frame)
+    int rc = -ENOMEM;
+    if (!pkt || !frame)
         goto out;
-    if (avcodec_parameters_to_context(cc, vs->codecpar) < 0 || avcodec_open2(cc, dec, NULL) < 0) {
-        snprintf(err, errlen, "cannot open the %s decoder", dec->name);
-        rc = -EINVAL;
-        goto out;
+    if (flags & MEDIA_DECODE_FIRST) {
+        dec = avcodec_find_decoder(vs->codecpar->codec_id);
+        if (!dec) {
+            snprintf(err, errlen, "this FFmpeg has no decoder for the video codec %s",
+                     avcodec_get_name(vs->codecpar->codec_id));
+            rc = -EINVAL;
+            goto out;
+        }
+        if (!(cc = avcodec_alloc_context3(dec)))
+            goto out;
+        if (avcodec_parameters_to_context(cc, vs->codecpar) < 0 || avcodec_open2(cc, dec, NULL) < 0) {
+            snprintf(err, errlen, "cannot open the %s decoder", dec->name);
+            rc = -EINVAL;
+            goto out;
+        }
     }
-    /* A few hundred packets is plenty for any decoder delay. */
-    while (!got && sent < 512 && av_read_frame(fmt, pkt) >= 0) {
+    int decoding = cc != NULL, counting = flags & MEDIA_COUNT_FRAMES;
+    int64_t last_report = 0;
+    while (decoding || counting) {
+        int ret = av_read_frame(fmt, pkt);
+        if (ret < 0) {
+            ps->read_ret = ret;
+            break;
+        }
         if (pkt->stream_index == vidx) {
-            sent++;
-            if (avcodec_send_packet(cc, pkt) >= 0 && avcodec_receive_frame(cc, frame) >= 0)
-                got = 1;
+            ps->packets++;
+            /* Packets an edit list discards never become frames. */
+            if (!(pkt->flags & (AV_PKT_FLAG_DISCARD | AV_PKT_FLAG_CORRUPT)))
+                ps->frames++;
+            if (decoding) {
+                ps->sent++;
+                if (avcodec_send_packet(cc, pkt) >= 0 && avcodec_receive_frame(cc, frame) >= 0) {
+                    ps->got_frame = 1;
+                    decoding = 0;
+                } else if (ps->sent >= 512) {
+                    decoding = counting = 0; /* plenty for any decoder delay: it does not decode */
+                }
+            }
+        }
+        if (progress && counting && pkt->pos > 0 && pkt->pos - last_report > (1 << 24)) {
+            last_report = pkt->pos;
+            progress(ud, (double)pkt->pos / (double)file_size);
         }
         av_packet_unref(pkt);
     }
-    if (!got && avcodec_send_packet(cc, NULL) >= 0 && avcodec_receive_frame(cc, frame) >= 0)
-        got = 1;
-    if (got) {
-        rc = 0;
-    } else {
+    if (decoding && avcodec_send_packet(cc, NULL) >= 0 && avcodec_receive_frame(cc, frame) >= 0)
+        ps->got_frame = 1;
+    rc = 0;
+    if (cc && !ps->got_frame) {
         snprintf(err, errlen, "no video frame could be decoded (%d %s packets read): the file is damaged or truncated",
-                 sent, dec->name);
+                 ps->sent, dec->name);
         rc = -EINVAL;
     }
 out:
@@ -105,6 +163,40 @@ out:
     av_packet_free(&pkt);
     avcodec_free_context(&cc);
     return rc;
+}
+
+/* The frame count from a pass, checked against the stream's index where the
+ * index lists every frame (MP4/MOV: as many entries as the header's frame
+ * count): a file cut short keeps the frames it holds, with a note; a count
+ * that disagrees with a complete index, or a read that failed midway, leaves
+ * it unknown (-1), with the reason. */
+static void set_frame_count(AVStream *vs, int64_t file_size, const struct pass *ps, struct media_info *mi)
+{
+    char aerr[AV_ERROR_MAX_STRING_SIZE];
+    struct media_index ix;
+    media_index_scan(vs, file_size, &ix);
+    int complete = vs->nb_frames > 0 && ix.entries == vs->nb_frames;
+    mi->frame_count = ps->frames;
+    if (ix.past_end > 0) {
+        snprintf(mi->frame_count_note, sizeof mi->frame_count_note,
+                 "the file is cut short: its index lists %lld frames, %lld of them lie past its end; %lld frames "
+                 "can be read",
+                 (long long)ix.listed, (long long)ix.past_end, (long long)ps->frames);
+    } else if (ps->read_ret != AVERROR_EOF) {
+        av_strerror(ps->read_ret, aerr, sizeof aerr);
+        mi->frame_count = -1;
+        int n = snprintf(mi->frame_count_note, sizeof mi->frame_count_note,
+                         "not known: reading the file failed after %lld frames (%s)", (long long)ps->frames, aerr);
+        if (complete && n > 0 && (size_t)n < sizeof mi->frame_count_note)
+            snprintf(mi->frame_count_note + n, sizeof mi->frame_count_note - n, "; its index lists %lld",
+                     (long long)ix.listed);
+    } else if (complete && ps->frames != ix.listed) {
+        mi->frame_count = -1;
+        snprintf(mi->frame_count_note, sizeof mi->frame_count_note,
+                 "not known: %lld video packets were read (%lld of them frames), but the index lists %lld frames; "
+                 "ffprobe -count_frames shows what FFmpeg decodes",
+                 (long long)ps->packets, (long long)ps->frames, (long long)ix.listed);
+    }
 }
 
 int media_probe(const char *path, int flags, struct media_info *mi, void (*progress)(void *ud, double frac), void *ud,
@@ -201,52 +293,21 @@ int media_probe(const char *path, int flags, struct media_info *mi, void (*progr
     const uint8_t *sd = av_stream_get_side_data(vs, AV_PKT_DATA_DISPLAYMATRIX, &sdsize);
     mi->rotation = media_display_rotation(sd, sdsize);
 
-    if (flags & MEDIA_DECODE_FIRST) {
-        rc = decode_first_frame(fmt, vidx, err, errlen);
+    if (flags & (MEDIA_DECODE_FIRST | MEDIA_COUNT_FRAMES)) {
+        struct pass ps;
+        rc = read_pass(fmt, vidx, flags, sb.st_size, progress, ud, &ps, err, errlen);
         if (rc) {
             add_ffmpeg_detail(err, errlen);
             goto out;
         }
-    }
-    if (flags & MEDIA_COUNT_FRAMES) {
-        if (flags & MEDIA_DECODE_FIRST) {
-            ret = av_seek_frame(fmt, -1, INT64_MIN, AVSEEK_FLAG_BACKWARD | AVSEEK_FLAG_ANY);
-            if (ret < 0)
-                ret = avformat_seek_file(fmt, -1, INT64_MIN, INT64_MIN, INT64_MAX, 0);
-            if (ret < 0) {
-                /* Not seekable: open again from the start. */
-                avformat_close_input(&fmt);
-                if (avformat_open_input(&fmt, path, NULL, NULL) < 0 || avformat_find_stream_info(fmt, NULL) < 0) {
-                    snprintf(err, errlen, "cannot reopen the file to count its frames");
-                    rc = -EIO;
-                    goto out;
-                }
-            }
-        }
-        AVPacket *pkt = av_packet_alloc();
-        if (!pkt) {
-            rc = -ENOMEM;
-            goto out;
-        }
-        int64_t n = 0, last_report = 0;
-        while ((ret = av_read_frame(fmt, pkt)) >= 0) {
-            /* Packets an edit list discards never become frames. */
-            if (pkt->stream_index == vidx && !(pkt->flags & (AV_PKT_FLAG_DISCARD | AV_PKT_FLAG_CORRUPT)))
-                n++;
-            if (progress && pkt->pos > 0 && pkt->pos - last_report > (1 << 24)) {
-                last_report = pkt->pos;
-                progress(ud, (double)pkt->pos / (double)sb.st_size);
-            }
-            av_packet_unref(pkt);
-        }
-        av_packet_free(&pkt);
-        if (ret != AVERROR_EOF && n == 0) {
-            av_strerror(ret, aerr, sizeof aerr);
+        if ((flags & MEDIA_COUNT_FRAMES) && ps.read_ret != AVERROR_EOF && ps.frames == 0) {
+            av_strerror(ps.read_ret, aerr, sizeof aerr);
             snprintf(err, errlen, "reading the video failed before the first frame: %s", aerr);
             rc = -EIO;
             goto out;
         }
-        mi->frame_count = n;
+        if (flags & MEDIA_COUNT_FRAMES)
+            set_frame_count(vs, sb.st_size, &ps, mi);
     }
 out:
     avformat_close_input(&fmt);

@@ -56,6 +56,7 @@ struct decoder {
     int check_seek;      /* the next decoded frame tells whether the seek landed late */
     double seek_margin;  /* how far before t0 the current seek aimed */
     int64_t index;
+    int end_checked; /* the frames' end was compared with the stream's (once, at its end) */
     struct decoder_stats st;
 };
 
@@ -100,6 +101,8 @@ int decoder_open_threads(const char *path, int flags, int threads, struct decode
         return -ENOMEM;
     d->flags = flags;
     d->skip_before = -INFINITY;
+    d->st.frames_end = NAN;
+    d->st.stream_end = NAN;
     char aerr[AV_ERROR_MAX_STRING_SIZE];
     int ret = avformat_open_input(&d->fmt, path, NULL, NULL);
     if (ret < 0) {
@@ -156,6 +159,10 @@ int decoder_open_threads(const char *path, int flags, int threads, struct decode
     d->origin = d->fmt->start_time != AV_NOPTS_VALUE ? (double)d->fmt->start_time / AV_TIME_BASE : 0.0;
     AVRational r = d->vs->avg_frame_rate.num ? d->vs->avg_frame_rate : d->vs->r_frame_rate;
     d->fps = r.num && r.den ? av_q2d(r) : 25.0;
+    if (d->vs->duration != AV_NOPTS_VALUE && d->vs->duration > 0)
+        d->st.stream_end =
+            (double)((d->vs->start_time != AV_NOPTS_VALUE ? d->vs->start_time : 0) + d->vs->duration) * d->tb -
+            d->origin;
     size_t sdsize = 0;
     const uint8_t *sd = av_stream_get_side_data(d->vs, AV_PKT_DATA_DISPLAYMATRIX, &sdsize);
     d->rotation = media_display_rotation(sd, sdsize);
@@ -212,6 +219,7 @@ int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen)
     d->skip_before = t0 - T_EPS;
     d->index = 0;
     d->have_last_t = 0;
+    d->st.frames_end = NAN;
     d->seek_margin = 0;
     d->check_seek = 1;
     if (seek_to(d, t0 + d->origin) != 0) {
@@ -392,6 +400,50 @@ int decoder_convert(struct decoder *d, const AVFrame *av, struct decoded_frame *
     return 0;
 }
 
+static double frame_duration(const struct decoder *d, const AVFrame *fr)
+{
+    return fr->pkt_duration > 0 ? fr->pkt_duration * d->tb : 1.0 / d->fps;
+}
+
+/* At the end of the stream: was the file cut short? An MP4 whose index is
+ * at the front still lists the lost packets; reading them just fails at the
+ * end of the file and libavformat reports a clean end ("partial file" in its
+ * log only). Two signs, either is enough: index entries that lie past the
+ * end of the file, or frames that end well before the end the container
+ * gives the video stream (by more than two frames and half a second: an
+ * estimated duration, as Ogg's, can be a few frames long). Recorded as a
+ * read error, once. */
+static void check_end(struct decoder *d)
+{
+    if (d->end_checked)
+        return;
+    d->end_checked = 1;
+    struct media_index ix;
+    media_index_scan(d->vs, d->fmt->pb ? avio_size(d->fmt->pb) : -1, &ix);
+    /* nothing decoded since a seek: the frames end where it aimed */
+    double reached = isfinite(d->st.frames_end) ? d->st.frames_end : isfinite(d->skip_before) ? d->skip_before : 0;
+    double short_by = d->st.stream_end - reached; /* NAN when the stream's end is not known */
+    if (ix.past_end == 0 && !(short_by > fmax(2.0 / d->fps, 0.5)))
+        return;
+    size_t n = strlen(d->st.read_error_msg);
+    char *m = d->st.read_error_msg + n;
+    size_t left = sizeof d->st.read_error_msg - n;
+    int k = 0;
+    if (ix.past_end > 0)
+        k = snprintf(m, left, "%scut short: %lld frames its index lists lie past the end of the file; ", n ? "; " : "",
+                     (long long)ix.past_end);
+    else
+        k = snprintf(m, left, "%s", n ? "; " : "");
+    if (k >= 0 && (size_t)k < left) {
+        if (isfinite(d->st.stream_end))
+            snprintf(m + k, left - k, "the frames end at %.3f s, the video stream says %.3f s", reached,
+                     d->st.stream_end);
+        else
+            snprintf(m + k, left - k, "the frames end at %.3f s", reached);
+    }
+    d->st.read_error = 1;
+}
+
 static double frame_time(struct decoder *d, const AVFrame *fr)
 {
     int64_t pts = fr->best_effort_timestamp;
@@ -469,9 +521,13 @@ int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t e
     av_frame_unref(d->frame); /* the DECODE_RAW picture returned last time */
     for (;;) {
         int got = next_raw(d);
+        if (got == 0)
+            check_end(d);
         if (got <= 0)
             return got;
-        double t = frame_time(d, d->frame);
+        double t = frame_time(d, d->frame), dur = frame_duration(d, d->frame);
+        if (!(d->st.frames_end >= t + dur))
+            d->st.frames_end = t + dur;
         if (d->check_seek) {
             d->check_seek = 0;
             /* A seek must land on or before t0; when it landed late, aim
@@ -512,6 +568,7 @@ int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t e
             f->av = NULL;
         }
         f->t = t;
+        f->duration = dur;
         f->index = d->index++;
         return 1;
     }

@@ -36,6 +36,7 @@ struct decoded_frame {
     int gray_stride;
     int width, height; /* upright size */
     double t;          /* seconds on the movie timeline */
+    double duration;   /* seconds the frame lasts: its packet's duration, else 1 / the nominal frame rate */
     int64_t index;     /* 0-based count of frames returned since open or the last seek */
     const struct AVFrame *av; /* with DECODE_RAW: the decoded picture, valid as the pixels are
                                  (av_frame_clone keeps it longer) */
@@ -44,8 +45,17 @@ struct decoded_frame {
 struct decoder_stats {
     int64_t packets;       /* video packets read */
     int64_t decode_errors; /* packets or frames the decoder rejected */
-    int read_error;        /* reading stopped early (truncated or unreadable file) */
-    char read_error_msg[128];
+    int read_error;        /* reading stopped early (truncated or unreadable file): a read
+                              error, or, at the end of the stream, signs of a file cut short
+                              (index entries past the end of the file, or frames that end
+                              well before the end the container gives the video stream: an
+                              MP4 with its index at the front reads to a clean end, the lost
+                              packets just fail) */
+    char read_error_msg[192];
+    double frames_end;     /* the end (time + duration) of the last frame decoded since open
+                              or the last seek, dropped ones included; NAN before the first */
+    double stream_end;     /* where the container says the video stream ends, on the movie
+                              timeline; NAN when it does not say */
 };
 
 /* Opens path and its first video stream. -ENOENT/-EACCES for the path,

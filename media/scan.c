@@ -29,7 +29,7 @@ struct slot {
     uint8_t *gray;
     size_t cap;
     int stride, width, height;
-    double t, score;
+    double t, score, dur;
     int cut;
 };
 
@@ -40,7 +40,7 @@ struct source {
     const struct scan_opts *o;
     int64_t n;
     double decode_s;
-    int cuts;
+    int cuts, ended;
     char err[512];
 };
 
@@ -52,6 +52,7 @@ static int source_next(struct source *src, struct slot *s)
     int got = decoder_next(src->dec, &f, src->err, sizeof src->err);
     if (got <= 0 || f.t >= src->o->end_s - 1e-6) {
         src->decode_s += now_s() - t0;
+        src->ended = got == 0;
         return got < 0 ? got : 0;
     }
     struct decoded_frame g;
@@ -70,6 +71,7 @@ static int source_next(struct source *src, struct slot *s)
     s->stride = s->width = g.width;
     s->height = g.height;
     s->t = f.t;
+    s->dur = f.duration;
     double score = 0;
     s->cut = 0;
     s->score = 0;
@@ -121,8 +123,7 @@ static int sink_push(struct sink *k, const struct slot *s)
     struct scan_stats *st = k->st;
     if (st->frames == 0)
         st->first_t = s->t;
-    else if (s->t > k->prev_t)
-        st->last_dur = s->t - k->prev_t;
+    st->last_dur = s->dur;
     st->last_t = s->t;
     k->prev_t = s->t;
     st->frames++;
@@ -246,6 +247,7 @@ int face_scan(struct decoder *dec, struct tracker *tr, const struct scan_opts *o
         rc = sink_finish(&k);
     st->decode_s = p->src.decode_s;
     st->cuts = p->src.cuts;
+    st->stream_ended = p->src.ended;
     if (rc && p->src.err[0])
         snprintf(err, errlen, "%s", p->src.err);
     for (int i = 0; i < QUEUE; i++) {

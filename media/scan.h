@@ -19,6 +19,7 @@ struct scan_opts {
 struct scan_stats {
     int64_t frames;
     double first_t, last_t, last_dur; /* the decoded range: first and last frame time, last frame's duration */
+    int stream_ended;                 /* the movie's frames ended before end_s */
     double decode_s, track_s, caller_s; /* time in decoding (+ grey + cuts), the tracker, the callback */
     int cuts;
 };

@@ -420,8 +420,10 @@ static int write_frames(const struct prep_args *a, int crops_fd, const int64_t *
 }
 
 /* faces.bin: one record per frame for the subject (found or not), then the
- * other tracks' faces. */
-static int write_faces(const struct prep_args *a, const struct prep_scan *s, int subject, const char *tmp)
+ * other tracks' faces. end_s: the clip's end (where the frames ended, when
+ * before the end asked for). */
+static int write_faces(const struct prep_args *a, const struct prep_scan *s, int subject, double end_s,
+                       const char *tmp)
 {
     struct sbuf p = {0};
     sbuf_addf(&p, "%s/faces.bin", tmp);
@@ -429,7 +431,7 @@ static int write_faces(const struct prep_args *a, const struct prep_scan *s, int
     sbuf_free(&p);
     if (!f)
         return -errno;
-    struct faces_header fh = {(uint32_t)s->width, (uint32_t)s->height, 0, a->start_s, a->end_s, FACES_VERSION,
+    struct faces_header fh = {(uint32_t)s->width, (uint32_t)s->height, 0, a->start_s, end_s, FACES_VERSION,
                               subject < 0 ? FACES_NO_TRACK : (uint32_t)subject, 0};
     int rc = faces_write_header(f, &fh);
     struct face_scratch fs;
@@ -536,8 +538,19 @@ out:
     return rc;
 }
 
+/* Where the clip's frames end: its end, unless the movie's frames ended
+ * inside it by more than a frame (a file cut short, a clip past the last
+ * frame); then where they did (dfewd records that as the clip's end). */
+static double decoded_end(const struct prep_args *a, const struct scan_stats *st)
+{
+    double last_end = st->last_t + st->last_dur;
+    if (st->stream_ended && st->frames > 0 && last_end < a->end_s - st->last_dur)
+        return last_end;
+    return a->end_s;
+}
+
 static void describe_result(const struct prep_args *a, int64_t total, int64_t nface, int ntracks,
-                            const struct decoder_stats *st, struct sbuf *reason)
+                            const struct decoder_stats *st, double end_s, struct sbuf *reason)
 {
     double ratio = total ? (double)nface / total : 0;
     if (total == 0)
@@ -552,6 +565,8 @@ static void describe_result(const struct prep_args *a, int64_t total, int64_t nf
         sbuf_addf(reason, "; the file ends early (%s)", st->read_error_msg);
     if (st->decode_errors)
         sbuf_addf(reason, "; %lld damaged packets skipped", (long long)st->decode_errors);
+    if (end_s < a->end_s && !st->read_error)
+        sbuf_addf(reason, "; the frames end at %.3f s, before the clip's end (%.3f s)", end_s, a->end_s);
 }
 
 int job_prep(struct job_ctx *ctx)
@@ -601,12 +616,13 @@ int job_prep(struct job_ctx *ctx)
     int64_t total = s.nframes;
     double ratio = total ? (double)nface / total : 0;
     int usable = total > 0 && nface > 0 && ratio >= a.min_face_ratio;
-    describe_result(&a, total, nface, ntracks, &ds, &reason);
+    double end_s = decoded_end(&a, &st);
+    describe_result(&a, total, nface, ntracks, &ds, end_s, &reason);
 
     /* outputs */
     if (usable) {
         double t0 = mono_s();
-        rc = write_faces(&a, &s, subject, tmp.s);
+        rc = write_faces(&a, &s, subject, end_s, tmp.s);
         tm.write += mono_s() - t0;
         if (!rc)
             rc = write_frames(&a, s.crops_fd, crop_at, (int)nface, tmp.s, &tm);
@@ -639,8 +655,8 @@ int job_prep(struct job_ctx *ctx)
         kv_setf(&ctx->result, "out_size", "%d", a.size);
     }
     if (total) {
-        kv_setf(&ctx->result, "decoded_start_s", "%.6f", st.first_t);
-        kv_setf(&ctx->result, "decoded_end_s", "%.6f", st.last_t + st.last_dur);
+        kv_setf(&ctx->result, "decoded_start_s", "%.17g", st.first_t);
+        kv_setf(&ctx->result, "decoded_end_s", "%.17g", end_s);
     }
     kv_setf(&ctx->result, "tracks", "%d", ntracks);
     kv_setf(&ctx->result, "searches", "%lld", (long long)ts.full_searches);

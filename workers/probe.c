@@ -1,6 +1,7 @@
 /* The probe job: opens a movie with libavformat and reports its container,
  * duration, start time, video codec, size, frame rates, rotation and frame
- * count. Proves the video decodes by decoding its first frame. A file that
+ * count (or why the count is not known, or what is odd about it: a file cut
+ * short). Proves the video decodes by decoding its first frame. A file that
  * is not a readable video fails permanently, with the reason. */
 #include <errno.h>
 #include <stdio.h>
@@ -39,7 +40,10 @@ int job_probe(struct job_ctx *ctx)
     kv_setf(&ctx->result, "avg_fps", "%.6f", mi.avg_fps);
     kv_setf(&ctx->result, "real_fps", "%.6f", mi.real_fps);
     kv_setf(&ctx->result, "rotation", "%d", mi.rotation);
-    kv_setf(&ctx->result, "frame_count", "%lld", (long long)mi.frame_count);
+    if (mi.frame_count >= 0) /* absent: not known (the note says why) */
+        kv_setf(&ctx->result, "frame_count", "%lld", (long long)mi.frame_count);
+    if (mi.frame_count_note[0])
+        kv_set(&ctx->result, "frame_count_note", mi.frame_count_note);
     kv_setf(&ctx->result, "audio_streams", "%d", mi.audio_streams);
     return 0;
 }

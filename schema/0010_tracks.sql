@@ -1,4 +1,4 @@
--- 0009: one subject per clip, followed by the face tracker. The segment job
+-- 0010: one subject per clip, followed by the face tracker. The segment job
 -- names each clip's face (its box at the clip's first frame) so that the
 -- prep job follows that person; the prep job records how many faces it
 -- followed, how it looked for them and how many whole-frame searches that
