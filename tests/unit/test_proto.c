@@ -122,16 +122,21 @@ static void test_config(void)
     CHECK_EQ_STR(c.prep_template, DFEW_PREP_TEMPLATE);
     CHECK_EQ_STR(c.prep_landmark_model, DFEW_LANDMARK_MODEL);
     CHECK_EQ_INT(c.prep_whole_movie, -1);
+    /* the face tracker's: fast, faces from dlib's 80 px, a whole-frame search every second */
+    CHECK_EQ_STR(c.prep_detect, "fast");
+    CHECK_EQ_STR(c.prep_subject, "longest");
+    CHECK(c.prep_min_face_px == 80 && c.prep_detect_interval_s == 1.0 && c.prep_track_gap_s == 0.5);
     /* [segment] defaults: shots, the paper's 20 clips of 1-10 s */
     CHECK_EQ_INT(config_segment_mode(&c), SEGMENT_SHOTS);
-    CHECK(c.segment_cut_threshold == 0.15 && c.segment_detect_interval_s == 0.2 && c.segment_track_gap_s == 0.5);
+    CHECK(c.segment_cut_threshold == 0.15 && c.segment_detect_interval_s == 1.0 && c.segment_track_gap_s == 0.5);
     CHECK(c.segment_min_s == 1 && c.segment_max_s == 10);
     CHECK_EQ_INT(c.segment_max_clips, 20);
     config_free(&c);
 
     write_file(path, "[prep]\nframes = 8\nsize = 224\nmin_face_ratio = 0.75\ninterp = linear\nimage_format = jpg\n"
                      "template = 1,2 3,4 5,6 7,8 9.5,10\ntemplate_size = 50\nlandmark_model = /m.dat\nupsample = 1\n"
-                     "whole_movie = no\n");
+                     "whole_movie = no\ndetect = every_frame\nmin_face_px = 120\ndetect_interval = 2s\n"
+                     "track_gap = 250ms\nsubject = largest_first\n");
     config_defaults(&c);
     CHECK_EQ_INT(config_load(path, &c, err, sizeof err), 0);
     CHECK_EQ_INT(c.prep_frames, 8);
@@ -144,6 +149,9 @@ static void test_config(void)
     CHECK_EQ_STR(c.prep_landmark_model, "/m.dat");
     CHECK_EQ_INT(c.prep_upsample, 1);
     CHECK_EQ_INT(c.prep_whole_movie, 0);
+    CHECK_EQ_STR(c.prep_detect, "every_frame");
+    CHECK_EQ_STR(c.prep_subject, "largest_first");
+    CHECK(c.prep_min_face_px == 120 && c.prep_detect_interval_s == 2 && c.prep_track_gap_s == 0.25);
     CHECK_EQ_INT(config_segment_mode(&c), SEGMENT_OFF); /* the older key, as [segment] mode = off */
     config_free(&c);
 
