@@ -43,7 +43,9 @@ int main(int argc, char **argv)
     char err[1024];
     struct dlibc_detector *det;
     struct dlibc_predictor *sp;
-    if (dlibc_detector_new(&det, err, sizeof err) || dlibc_predictor_load(model, &sp, err, sizeof err)) {
+    /* dlib's own shape predictor: the naive pipeline is dlib as it comes */
+    if (dlibc_detector_new(&det, err, sizeof err) ||
+        dlibc_predictor_open(model, DLIBC_PREDICTOR_STOCK, &sp, err, sizeof err)) {
         fprintf(stderr, "dfew-faces-png: %s\n", err);
         return 1;
     }
