@@ -56,6 +56,7 @@ struct worker {
     int consecutive_failures;
     double spawned_at;
     int retiring; /* pool shrank: exit when idle, do not respawn */
+    int threads;  /* the threads its job may use (pool_share_threads); 0: none sent */
     int quit_sent; /* told to exit: gets no more jobs */
     int closing;  /* daemon shutdown: slot handles being closed */
 };
@@ -85,6 +86,8 @@ struct daemon {
 
     int draining;
     int shutting_down;
+    int cpus;            /* cores this process may run on: shared among busy jobs */
+    unsigned thread_gen; /* generation of the last sharing of the cores (see pool_share_threads) */
     double started_at;
     uint64_t jobs_done, jobs_failed, jobs_requeued;
     int exit_code;
@@ -95,6 +98,13 @@ int pool_start(struct daemon *d);
 void pool_resize(struct daemon *d, int n);
 int pool_dispatch(struct worker *w, struct leased_job *job); /* takes ownership of job */
 void pool_kill(struct worker *w, enum kill_reason why);
+/* Shares the cores among the busy workers' jobs ([daemon] threads_per_job
+ * caps a job's share; 0: no cap): a job running alone may use every core,
+ * and when every worker is busy each job gets one thread. A busy worker
+ * whose share changed is told with a real-time signal (SIGRTMIN, value:
+ * generation << 8 | threads), so a long job shrinks when others start.
+ * Called whenever a worker becomes busy or idle. */
+void pool_share_threads(struct daemon *d);
 void pool_quit_idle(struct daemon *d);
 int pool_alive(struct daemon *d);           /* workers with a live process or open handles */
 void pool_close(struct daemon *d);          /* at shutdown: close per-slot handles */

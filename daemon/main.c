@@ -3,6 +3,7 @@
  * and serves a control socket. Runs in the background by default, or in the
  * foreground (-f) for demos, tests and systemd. */
 #include <errno.h>
+#include <sched.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <libgen.h>
@@ -185,6 +186,17 @@ static void on_signal(uv_signal_t *s, int signum)
         sched_start_drain(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
 }
 
+/* The cores this process may run on (its affinity, as taskset or a cgroup
+ * cpuset sets it), else the online ones. */
+static int cpu_count(void)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0 && CPU_COUNT(&set) > 0)
+        return CPU_COUNT(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n > 0 ? (int)n : 1;
+}
+
 int main(int argc, char **argv)
 {
     static const struct option opts[] = {
@@ -301,6 +313,7 @@ int main(int argc, char **argv)
     const char *core = train_openblas_coretype_env();
     if (core)
         log_info(0, "workers get OPENBLAS_CORETYPE=%s (from this CPU's features)", core);
+    d.cpus = cpu_count();
     pool_start(&d);
     log_info(0, "ready: home %s, %d worker(s) and %d trainer slot(s) running %s, database %s, control socket %s",
              d.paths.home, pool_target_size(&d), pool_trainer_target(&d), d.worker_program, d.paths.db, d.paths.sock);

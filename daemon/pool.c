@@ -409,6 +409,50 @@ static void on_job_timeout(uv_timer_t *t)
     }
 }
 
+/* The job kinds whose handlers use more than one thread when allowed. */
+static int threaded_kind(const char *kind) { return !strcmp(kind, "prep") || !strcmp(kind, "segment"); }
+
+static int share_of(const struct daemon *d, int rank, int busy)
+{
+    int n = d->cpus / busy + (rank < d->cpus % busy);
+    if (n < 1)
+        n = 1;
+    if (d->cfg.threads_per_job > 0 && n > d->cfg.threads_per_job)
+        n = d->cfg.threads_per_job;
+    return n;
+}
+
+static void tell_threads(struct worker *w, unsigned gen)
+{
+    union sigval v = {.sival_int = (int)((gen & 0xffffffu) << 8 | (unsigned)(w->threads & 0xff))};
+    if (w->pid > 0 && !w->exited && sigqueue(w->pid, SIGRTMIN, v) != 0)
+        log_warn(w->job.id, "cannot tell worker %d (pid %d) its thread share: %s", w->slot, w->pid, strerror(errno));
+}
+
+void pool_share_threads(struct daemon *d)
+{
+    int busy = 0;
+    for (int i = 0; i < d->nworkers; i++)
+        busy += d->workers[i]->state == W_BUSY && d->workers[i]->has_job;
+    if (!busy)
+        return;
+    d->thread_gen++;
+    /* the jobs started first get the cores that do not divide evenly */
+    int rank = 0;
+    for (int i = 0; i < d->nworkers; i++) {
+        struct worker *w = d->workers[i];
+        if (w->state != W_BUSY || !w->has_job)
+            continue;
+        int n = share_of(d, rank++, busy);
+        if (n != w->threads && w->threads > 0 && threaded_kind(w->job.kind)) {
+            w->threads = n;
+            tell_threads(w, d->thread_gen);
+        } else {
+            w->threads = n;
+        }
+    }
+}
+
 int pool_dispatch(struct worker *w, struct leased_job *job)
 {
     struct daemon *d = w->d;
@@ -435,6 +479,10 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->job_started = now_s();
     w->last_progress_db = 0;
     w->pending_frac = -1;
+    w->threads = 0;
+    pool_share_threads(d);
+    kv_setf(&kv, "threads", "%d", w->threads);
+    kv_setf(&kv, "threads_gen", "%u", d->thread_gen & 0xffffffu);
     int rc = send_line(w, "job", &kv);
     kv_free(&kv);
     if (rc) {

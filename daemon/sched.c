@@ -138,6 +138,8 @@ static void job_release_slot(struct worker *w)
     leased_job_free(&w->job);
     memset(&w->job, 0, sizeof w->job);
     w->has_job = 0;
+    w->threads = 0;
+    pool_share_threads(w->d); /* the jobs still running may use its cores */
 }
 
 void sched_job_finished(struct worker *w, const char *verb, const struct kv *fields)

@@ -94,6 +94,7 @@ struct key_desc {
 #define OFF(f) offsetof(struct dfew_config, f)
 static const struct key_desc keys[] = {
     {"daemon", "workers", K_INT, OFF(workers), 0, 0, NULL},
+    {"daemon", "threads_per_job", K_INT, OFF(threads_per_job), 0, 0, NULL},
     {"daemon", "drain_seconds", K_SECONDS, OFF(drain_s), 0, 0, NULL},
     {"daemon", "respawn_min_seconds", K_SECONDS, OFF(respawn_min_s), 0, 0, NULL},
     {"daemon", "respawn_max_seconds", K_SECONDS, OFF(respawn_max_s), 0, 0, NULL},

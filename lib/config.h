@@ -13,6 +13,7 @@
 struct dfew_config {
     /* [daemon] */
     int workers;              /* worker processes; 0 = number of cores */
+    int threads_per_job;      /* most threads one prep or segment job uses; 0 = the cores not used by other jobs */
     double drain_s;           /* SIGTERM: how long in-flight jobs may finish */
     double respawn_min_s;     /* first delay before restarting a dead worker */
     double respawn_max_s;     /* cap of the doubling respawn delay */

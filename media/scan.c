@@ -145,6 +145,8 @@ struct pipe {
     struct source src;
     struct slot slots[QUEUE];
     int head, count, done, stop, rc;
+    int waiting; /* the tracker waits for a frame */
+    int (*threads_now)(void);
     pthread_mutex_t mu;
     pthread_cond_t more, room;
 };
@@ -154,7 +156,9 @@ static void *decode_thread(void *arg)
     struct pipe *p = arg;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->count == QUEUE && !p->stop)
+        /* with one thread to use, decode only while the tracker waits */
+        while (!p->stop && (p->count == QUEUE || (p->threads_now && p->threads_now() <= 1 &&
+                                                  !(p->waiting && p->count == 0))))
             pthread_cond_wait(&p->room, &p->mu);
         if (p->stop) {
             pthread_mutex_unlock(&p->mu);
@@ -186,8 +190,13 @@ static int scan_threaded(struct pipe *p, struct sink *k)
     int rc = 0;
     for (;;) {
         pthread_mutex_lock(&p->mu);
-        while (p->count == 0 && !p->done)
-            pthread_cond_wait(&p->more, &p->mu);
+        if (p->count == 0 && !p->done) {
+            p->waiting = 1;
+            pthread_cond_signal(&p->room);
+            while (p->count == 0 && !p->done)
+                pthread_cond_wait(&p->more, &p->mu);
+            p->waiting = 0;
+        }
         if (p->count == 0) {
             rc = p->rc;
             pthread_mutex_unlock(&p->mu);
@@ -220,6 +229,7 @@ int face_scan(struct decoder *dec, struct tracker *tr, const struct scan_opts *o
     if (!p)
         return -ENOMEM;
     p->src = (struct source){.dec = dec, .o = o};
+    p->threads_now = o->threads_now;
     int rc = scene_scorer_new(&p->src.sc);
     if (!rc && o->start_s > 0)
         rc = decoder_seek(dec, o->start_s, p->src.err, sizeof p->src.err);

@@ -14,6 +14,8 @@ struct scan_opts {
     double start_s, end_s; /* frames with start_s <= t < end_s (end_s: INFINITY for all) */
     double cut_threshold;  /* FFmpeg scene score above which a frame starts a shot; <= 0 or >= 1: none */
     int threads;           /* 1: everything on the caller's thread */
+    int (*threads_now)(void); /* may be NULL; with threads > 1, when it says 1 the decoding thread
+                                 runs only while the tracker waits (one thread busy at a time) */
 };
 
 struct scan_stats {

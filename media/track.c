@@ -52,6 +52,7 @@ struct buffered {
 
 struct tracker {
     struct dlibc_detector *det;
+    struct dlibc_detector *helper; /* a second scanner for split whole-frame searches (made when first used) */
     struct dlibc_predictor *sp;
     struct track_opts o;
     struct track *tr;
@@ -139,6 +140,7 @@ void tracker_free(struct tracker *t)
     for (int i = 0; i < t->cap; i++)
         buffered_free(&t->buf[i]);
     buffered_free(&t->out);
+    dlibc_detector_free(t->helper);
     free(t->buf);
     free(t->tr);
     free(t->sum);
@@ -552,7 +554,14 @@ static int process(struct tracker *t, int pos)
     struct dlibc_box found[MAX_DET];
     if (search) {
         double t0 = now_s();
-        int n = fast ? dlibc_detect_min(t->det, &img, t->o.min_face_px, found, MAX_DET)
+        struct dlibc_detector *helper = NULL;
+        if (fast && t->o.threads_now && t->o.threads_now() >= 2) {
+            char err[256];
+            if (!t->helper && dlibc_detector_new(&t->helper, err, sizeof err) != 0)
+                t->helper = NULL; /* then on one thread */
+            helper = t->helper;
+        }
+        int n = fast ? dlibc_detect_min2(t->det, helper, &img, t->o.min_face_px, found, MAX_DET)
                      : dlibc_detect(t->det, &img, t->o.upsample, found, MAX_DET);
         t->st.search_s += now_s() - t0;
         t->st.full_searches++;

@@ -53,8 +53,9 @@ struct track_opts {
     double track_gap_s;       /* a track not detected for longer ends */
     int landmarks;            /* run the 68-point predictor on every detected face */
     int max_tracks;           /* faces followed at once (the largest); more are ignored until a slot frees */
+    int (*threads_now)(void); /* may be NULL (1): with 2 or more, whole-frame searches use a second thread */
 };
-#define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 1.0, 3, 0.5, 1, 12}
+#define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 1.0, 3, 0.5, 1, 12, NULL}
 
 struct AVFrame;
 

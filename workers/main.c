@@ -4,6 +4,7 @@
  * except for loaded models; it never writes the database. */
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,38 @@ static const struct {
     {"segment", job_segment},
     {"tensor", job_tensor},
 };
+
+/* The threads the running job may use, as dfewd shares the cores: set from
+ * the job's `threads` when it starts and from SIGRTMIN while it runs, both
+ * with dfewd's generation (value = generation << 8 | threads), so that an
+ * older word never overrides a newer one. */
+static _Atomic unsigned thread_share = 1;
+
+static int gen_newer(unsigned a, unsigned b) /* generation a after b (24 bits, wrapping) */
+{
+    unsigned d = ((a >> 8) - (b >> 8)) & 0xffffffu;
+    return d != 0 && d < 0x800000u;
+}
+
+static void share_set(unsigned v)
+{
+    unsigned cur = atomic_load(&thread_share);
+    while ((v & 0xff) >= 1 && gen_newer(v, cur) && !atomic_compare_exchange_weak(&thread_share, &cur, v)) {
+    }
+}
+
+static void on_share(int sig, siginfo_t *si, void *uc)
+{
+    (void)sig;
+    (void)uc;
+    share_set((unsigned)si->si_value.sival_int);
+}
+
+int job_threads(void)
+{
+    unsigned n = atomic_load(&thread_share) & 0xff;
+    return n ? (int)n : 1;
+}
 
 static int send_msg(const char *verb, const struct kv *kv)
 {
@@ -72,6 +105,12 @@ static int run_job(const struct proto_msg *m)
         return 0;
     }
     kv_get_i64(&m->kv, "attempt", &attempt);
+    int64_t threads = 1, gen = -1;
+    kv_get_i64(&m->kv, "threads", &threads);
+    if (kv_get_i64(&m->kv, "threads_gen", &gen) || gen < 0) /* a dfewd that does not share: one thread */
+        atomic_store(&thread_share, 1);
+    else
+        share_set((unsigned)gen << 8 | (unsigned)(threads < 1 ? 1 : threads > 255 ? 255 : threads));
     ctx.kind = kind;
     ctx.attempt = (int)attempt;
     ctx.args = &m->kv;
@@ -126,6 +165,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     /* dfewd decides when a worker stops (quit, or SIGKILL at a drain deadline). */
     signal(SIGINT, SIG_IGN);
+    struct sigaction sa = {0};
+    sa.sa_sigaction = on_share;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGRTMIN, &sa, NULL);
     curl_global_init(CURL_GLOBAL_DEFAULT);
 
     struct kv hello = {0};

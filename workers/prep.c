@@ -136,9 +136,8 @@ static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
     if (get_num(kv, "min_face_px", 80, 1, 100000, &o.min_face_px) ||
         get_num(kv, "detect_interval_s", 1.0, 0, 1e6, &o.detect_interval_s) ||
         get_num(kv, "track_gap_s", 0.5, 0, 1e6, &o.track_gap_s) ||
-        get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
-        get_int(kv, "threads", 1, 1, 256, &a->threads))
-        return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s, cut_threshold or threads out of range");
+        get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold))
+        return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s or cut_threshold out of range");
     if (subject_rule_parse(subject ? subject : "longest", &a->subject))
         return job_bad_arg(ctx, "'subject' must be longest or largest_first");
     const char *hint = kv_get(kv, "subject_box");
@@ -149,7 +148,9 @@ static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
         a->hint = (struct dlibc_box){v[0], v[1], v[2], v[3], 0};
         a->has_hint = 1;
     }
+    o.threads_now = job_threads;
     a->track = o;
+    a->threads = job_threads(); /* dfewd's share of the cores for this job (it changes as jobs come and go) */
     return 0;
 }
 
@@ -502,7 +503,9 @@ static int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct prep_
     char err[1024] = "";
     struct decoder *dec = NULL;
     struct tracker *tr = NULL;
-    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 1 ? a->threads - 1 : 1, &dec, err,
+    /* with 2 threads: the decoding thread and the tracker's; FFmpeg's own
+     * frame threads only beyond that */
+    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
                               sizeof err);
     if (rc) {
         snprintf(ctx->error, sizeof ctx->error, "%s%s", err,
@@ -516,7 +519,7 @@ static int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct prep_
     if ((rc = frame_converter_new(rotation, &s->conv)) != 0 ||
         (rc = tracker_new(det, sp, &a->track, &tr)) != 0)
         goto out;
-    struct scan_opts so = {a->start_s, a->end_s, a->cut_threshold, a->threads};
+    struct scan_opts so = {a->start_s, a->end_s, a->cut_threshold, a->threads, job_threads};
     rc = face_scan(dec, tr, &so, on_frame, s, st, err, sizeof err);
     *ds = *decoder_stats(dec);
     *ts = *tracker_stats(tr);

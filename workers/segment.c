@@ -92,20 +92,20 @@ static int parse_args(struct job_ctx *ctx, struct seg_args *a)
         return job_bad_arg(ctx, "'out_dir' must be an absolute path");
     if (kv_get_i64(kv, "movie_id", &a->movie_id) || a->movie_id <= 0)
         return job_bad_arg(ctx, "no 'movie_id'");
-    double up, max_clips, threads;
+    double up, max_clips;
     if (get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
         get_num(kv, "detect_interval_s", 1.0, 0, 3600, &a->detect_interval_s) ||
         get_num(kv, "min_s", 1, 0.01, 1e6, &a->p.min_s) || get_num(kv, "max_s", 10, 0.01, 1e6, &a->p.max_s) ||
         get_num(kv, "track_gap_s", 0.5, 0, 3600, &a->p.track_gap_s) ||
         get_num(kv, "max_clips", 20, 1, 1e6, &max_clips) || get_num(kv, "upsample", 0, 0, 2, &up) ||
         get_num(kv, "duration_s", 0, 0, 1e9, &a->duration_s) ||
-        get_num(kv, "min_face_px", 80, 1, 100000, &a->min_face_px) || get_num(kv, "threads", 1, 1, 256, &threads) ||
+        get_num(kv, "min_face_px", 80, 1, 100000, &a->min_face_px) ||
         a->p.max_s < a->p.min_s)
         return job_bad_arg(ctx, "cut_threshold, detect_interval_s, min_s, max_s, track_gap_s, max_clips, upsample, "
-                                "duration_s, min_face_px or threads out of range");
+                                "duration_s or min_face_px out of range");
     a->p.max_clips = (int)max_clips;
     a->upsample = (int)up;
-    a->threads = (int)threads;
+    a->threads = job_threads(); /* dfewd's share of the cores for this job */
     return 0;
 }
 
@@ -291,7 +291,7 @@ static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct pass *
     int rc = worker_models(ctx, a->model, &det, &sp);
     if (rc)
         return rc;
-    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 1 ? a->threads - 1 : 1, &dec, err,
+    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
                               sizeof err);
     if (rc) {
         snprintf(ctx->error, sizeof ctx->error, "%s%s", err,
@@ -305,9 +305,10 @@ static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct pass *
     to.min_face_px = a->min_face_px;
     to.detect_interval_s = a->detect_interval_s;
     to.track_gap_s = a->p.track_gap_s;
+    to.threads_now = job_threads;
     if ((rc = tracker_new(det, sp, &to, &tr)) != 0)
         goto out;
-    struct scan_opts so = {0, INFINITY, a->cut_threshold, a->threads};
+    struct scan_opts so = {0, INFINITY, a->cut_threshold, a->threads, job_threads};
     rc = face_scan(dec, tr, &so, on_frame, ps, st, err, sizeof err);
     *ds = *decoder_stats(dec);
     *searches = tracker_stats(tr)->full_searches;

@@ -23,6 +23,10 @@ struct job_ctx {
  * job arguments: <what>; was this job queued by another dfew version?". */
 int job_bad_arg(struct job_ctx *ctx, const char *what);
 
+/* The threads the running job may use now (at least 1): its share of the
+ * cores, which dfewd changes while the job runs as other jobs start and end. */
+int job_threads(void);
+
 /* Reports progress to the daemon (frac in 0..1; msg may be NULL). */
 void job_progress(struct job_ctx *ctx, double frac, const char *msg);
 

@@ -26,6 +26,8 @@
 #include <fstream>
 #include <malloc.h>
 #include <new>
+#include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include <dlib/image_processing.h>
@@ -351,9 +353,11 @@ static void ensure_geometry(dlibc_detector *d, long w, long h)
 // The pixels of `want` (in level l's coordinates) for every level up to top,
 // computed from level 0 through the windows each level needs of the one
 // below. want[l] may be empty (x1 <= x0) for levels only passed through.
-static void build_windows(dlibc_detector *d, const ext_image<unsigned char> &img, std::vector<window> &want, long top)
+// Plans the windows: what each level needs of the one below, from the top
+// down (rectangles only). Returns the pixels to compute (levels >= 1).
+static long plan_windows(dlibc_detector *d, std::vector<window> &want, long top)
 {
-    // what each level needs of the one below, from the top down
+    long area = 0;
     for (long l = top; l >= 1; l--) {
         window &w = want[l];
         if (w.x1 <= w.x0)
@@ -377,7 +381,14 @@ static void build_windows(dlibc_detector *d, const ext_image<unsigned char> &img
             b.x1 = std::max(b.x1, need.x1);
             b.y1 = std::max(b.y1, need.y1);
         }
+        area += (w.x1 - w.x0) * (w.y1 - w.y0);
     }
+    return area;
+}
+
+// Computes the planned windows' pixels, level by level from the image.
+static void fill_windows(dlibc_detector *d, const ext_image<unsigned char> &img, std::vector<window> &want, long top)
+{
     // level 0 is the caller's image
     if (want[0].x1 > want[0].x0) {
         want[0].px = img.data + want[0].y0 * img.stride + want[0].x0;
@@ -406,10 +417,6 @@ static void build_windows(dlibc_detector *d, const ext_image<unsigned char> &img
         w.stride = ww;
     }
 }
-
-struct candidate {
-    dlib::rect_detection det;
-};
 
 // dlib's scanner on one window of level l; detections whose filter reads
 // only cells that the whole frame's pyramid would compute the same way are
@@ -472,10 +479,39 @@ static long level_for(const dlibc_detector *d, double size)
     return n;
 }
 
-extern "C" int dlibc_detect_min(dlibc_detector *d, const dlibc_image *img, double min_size, dlibc_box *boxes,
-                                int max)
+// Levels from..to of the whole frame: each computed with dlib's own
+// pyramid_down<6> from the one below (level 0 is the picture), as the full
+// scan computes them, and those from `from` up scanned whole.
+static void scan_levels(dlibc_detector *d, const ext_image<unsigned char> &in, long from, long to,
+                        std::vector<dlib::rect_detection> &out)
 {
-    if (!d || !valid(img) || img->format != DLIBC_GRAY8 || max < 0 || !(min_size >= 0))
+    dlib::pyramid_down<6> pyr;
+    dlib::array2d<unsigned char> a, b;
+    for (long l = 0; l <= to; l++) {
+        window w;
+        if (l == 0) {
+            w = window{0, 0, in.nc, in.nr, in.data, in.stride};
+        } else {
+            if (l == 1)
+                pyr(in, a);
+            else {
+                pyr(a, b);
+                dlib::swap(a, b);
+            }
+            if (a.nc() != d->levels[l].w || a.nr() != d->levels[l].h)
+                throw std::runtime_error("our pyramid geometry is not dlib's"); /* a dlib we were not built for */
+            w = window{0, 0, (long)a.nc(), (long)a.nr(), (const unsigned char *)dlib::image_data(a),
+                       (long)dlib::width_step(a)};
+        }
+        if (l >= from)
+            scan_window(d, w, l, out);
+    }
+}
+
+extern "C" int dlibc_detect_min2(dlibc_detector *d, dlibc_detector *helper, const dlibc_image *img, double min_size,
+                                 dlibc_box *boxes, int max)
+{
+    if (!d || !valid(img) || img->format != DLIBC_GRAY8 || max < 0 || !(min_size >= 0) || helper == d)
         return -EINVAL;
     try {
         ext_image<unsigned char> in = view<unsigned char>(img);
@@ -486,32 +522,49 @@ extern "C" int dlibc_detect_min(dlibc_detector *d, const dlibc_image *img, doubl
         if (l0 > 0)
             l0--;
         std::vector<dlib::rect_detection> dets;
-        if (l0 == 0) {
+        if (l0 == 0 && !helper) {
             d->det(in, dets, 0.0);
             return put_boxes(dets, boxes, max);
         }
         if (l0 >= n)
             return 0;
-        // the levels of the whole frame with dlib's own pyramid, scanned one
-        // by one from l0 up: what the full scan computes for those levels
-        dlib::pyramid_down<6> pyr;
-        dlib::array2d<unsigned char> a, b;
-        pyr(in, a);
-        for (long l = 2; l <= l0; l++) {
-            pyr(a, b);
-            dlib::swap(a, b);
-        }
         std::vector<dlib::rect_detection> all;
-        for (long l = l0; l < n; l++) {
-            if (l > l0) {
-                pyr(a, b);
-                dlib::swap(a, b);
+        if (!helper || n - l0 < 2) {
+            scan_levels(d, in, l0, n - 1, all);
+        } else {
+            // two threads, about half the pixels each: the lower levels here,
+            // the upper ones (their pyramid built again from the picture,
+            // which costs little beside the scan) on the helper's scanner
+            ensure_geometry(helper, img->width, img->height);
+            double total = 0, half = 0;
+            for (long l = l0; l < n; l++)
+                total += (double)d->levels[l].w * d->levels[l].h;
+            long m = l0 + 1;
+            for (long l = l0; l < n - 1; l++) {
+                half += (double)d->levels[l].w * d->levels[l].h;
+                m = l + 1;
+                if (half >= total / 2)
+                    break;
             }
-            if (a.nc() != d->levels[l].w || a.nr() != d->levels[l].h)
-                return -EIO; /* our geometry is not dlib's: a dlib we were not built for */
-            window w{0, 0, (long)a.nc(), (long)a.nr(), (const unsigned char *)dlib::image_data(a),
-                     (long)dlib::width_step(a)};
-            scan_window(d, w, l, all);
+            std::vector<dlib::rect_detection> upper;
+            std::exception_ptr failed;
+            std::thread th([&] {
+                try {
+                    scan_levels(helper, in, m, n - 1, upper);
+                } catch (...) {
+                    failed = std::current_exception();
+                }
+            });
+            try {
+                scan_levels(d, in, l0, m - 1, all);
+            } catch (...) {
+                th.join();
+                throw;
+            }
+            th.join();
+            if (failed)
+                std::rethrow_exception(failed);
+            all.insert(all.end(), upper.begin(), upper.end());
         }
         suppress(d, all, dets);
         return put_boxes(dets, boxes, max);
@@ -520,6 +573,57 @@ extern "C" int dlibc_detect_min(dlibc_detector *d, const dlibc_image *img, doubl
     } catch (...) {
         return -EIO;
     }
+}
+
+extern "C" int dlibc_detect_min(dlibc_detector *d, const dlibc_image *img, double min_size, dlibc_box *boxes,
+                                int max)
+{
+    return dlibc_detect_min2(d, NULL, img, min_size, boxes, max);
+}
+
+// Near a large face the windows that dlib's pyramid would need from the
+// full-size picture cost more than they save (a 500 px face needs a 900 px
+// window at every level up to its own). Then the window of level lo is
+// resampled straight from the picture (bilinear, one step) and dlib's scanner
+// builds the levels above from it: the same sizes of face are looked for,
+// on pixels a little smoother than the full pyramid's, so the boxes match the
+// whole-frame detection's to about a cell (not exactly, see dlibc.h).
+static int detect_near_resized(dlibc_detector *d, const ext_image<unsigned char> &in, const std::vector<window> &scan,
+                               long lo, long hi, dlibc_box *boxes, int max)
+{
+    const window &w = scan[lo];
+    const level_geo &g = d->levels[lo];
+    // the window's corners on the picture
+    double sx = (double)d->levels[0].w / g.w, sy = (double)d->levels[0].h / g.h;
+    long X0 = std::max<long>(0, (long)std::floor(w.x0 * sx)), Y0 = std::max<long>(0, (long)std::floor(w.y0 * sy));
+    long X1 = std::min<long>(d->levels[0].w, (long)std::ceil(w.x1 * sx));
+    long Y1 = std::min<long>(d->levels[0].h, (long)std::ceil(w.y1 * sy));
+    ext_image<unsigned char> crop{in.data + Y0 * in.stride + X0, Y1 - Y0, X1 - X0, in.stride};
+    dlib::array2d<unsigned char> a(w.y1 - w.y0, w.x1 - w.x0);
+    dlib::resize_image(crop, a);
+    scanner_t sc;
+    sc.copy_configuration(d->det.get_scanner());
+    sc.set_max_pyramid_levels((unsigned long)(hi - lo + 1));
+    sc.set_min_pyramid_layer_size(1, 1);
+    sc.load(a);
+    const double kx = (double)(X1 - X0) / (double)a.nc(), ky = (double)(Y1 - Y0) / (double)a.nr();
+    std::vector<dlib::rect_detection> all, dets;
+    std::vector<std::pair<double, dlib::rectangle>> raw;
+    for (size_t i = 0; i < d->fb.size(); i++) {
+        sc.detect(d->fb[i], raw, d->thresh[i]);
+        for (auto &p : raw) {
+            const dlib::rectangle &r = p.second;
+            dlib::rect_detection rd;
+            rd.detection_confidence = p.first - d->thresh[i];
+            rd.weight_index = i;
+            rd.rect = dlib::rectangle(X0 + std::lround(r.left() * kx), Y0 + std::lround(r.top() * ky),
+                                      X0 + std::lround((r.right() + 1) * kx) - 1,
+                                      Y0 + std::lround((r.bottom() + 1) * ky) - 1);
+            all.push_back(rd);
+        }
+    }
+    suppress(d, all, dets);
+    return put_boxes(dets, boxes, max);
 }
 
 extern "C" int dlibc_detect_near(dlibc_detector *d, const dlibc_image *img, const dlibc_box *near, double margin,
@@ -559,7 +663,12 @@ extern "C" int dlibc_detect_near(dlibc_detector *d, const dlibc_image *img, cons
             want[l] = window{x0, y0, x1, y1, nullptr, 0};
         }
         std::vector<window> scan = want;
-        build_windows(d, in, want, hi);
+        long chain = plan_windows(d, want, hi), scanned = 0;
+        for (long l = lo; l <= hi; l++)
+            scanned += (scan[l].x1 - scan[l].x0) * (scan[l].y1 - scan[l].y0);
+        if (lo >= 3 && chain > 8 * scanned && chain > 200000)
+            return detect_near_resized(d, in, scan, lo, hi, boxes, max);
+        fill_windows(d, in, want, hi);
         std::vector<dlib::rect_detection> all, dets;
         for (long l = lo; l <= hi; l++) {
             if (scan[l].x1 <= scan[l].x0)

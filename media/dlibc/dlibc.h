@@ -58,7 +58,11 @@ int dlibc_detect(struct dlibc_detector *d, const struct dlibc_image *img, int up
  * size_range of its size; only those pyramid levels, and only a window of
  * each around `near`, are computed, so it costs a small fraction of a whole
  * frame. Where the window covers the face the boxes and scores are exactly
- * those of the whole-frame detection (tested).
+ * those of the whole-frame detection (tested), except near a face so large
+ * that computing dlib's pyramid up to its level would cost more than the
+ * search (at least level 3, about 126 px, and a window chain 8 times the
+ * scanned area): then the window of its level is resampled from the picture
+ * in one step, and the boxes agree with the whole frame's to about a cell.
  *
  * dlibc_detect_min: the faces of at least about min_size px (a face a little
  * smaller may be found too): the levels below are skipped, which is what
@@ -71,6 +75,10 @@ int dlibc_detect_near(struct dlibc_detector *d, const struct dlibc_image *img, c
                       double margin, double size_range, struct dlibc_box *boxes, int max);
 int dlibc_detect_min(struct dlibc_detector *d, const struct dlibc_image *img, double min_size,
                      struct dlibc_box *boxes, int max);
+/* The same on two threads: helper (another detector, not d) scans the upper
+ * half of the pyramid on a thread of its own meanwhile. The same result. */
+int dlibc_detect_min2(struct dlibc_detector *d, struct dlibc_detector *helper, const struct dlibc_image *img,
+                      double min_size, struct dlibc_box *boxes, int max);
 /* The box side (image pixels) of a detection at each pyramid level of a
  * width x height image; returns the number of levels (may exceed max). */
 int dlibc_detector_levels(struct dlibc_detector *d, int width, int height, double *box_sizes, int max);

@@ -23,7 +23,7 @@
 #include "track.h"
 
 static char testdata[1024];
-static struct dlibc_detector *det;
+static struct dlibc_detector *det, *helper;
 static struct dlibc_predictor *sp, *sp_stock;
 
 static const char *model_path(void)
@@ -104,7 +104,7 @@ static int scan_video(const char *path, enum track_detect mode, int threads, str
     struct tracker *tr;
     if (tracker_new(det, sp, &to, &tr))
         return -1;
-    struct scan_opts so = {0, INFINITY, 0.15, threads};
+    struct scan_opts so = {0, INFINITY, 0.15, threads, NULL};
     struct scan_stats st;
     int rc = face_scan(dec, tr, &so, collect, r, &st, err, sizeof err);
     if (rc)
@@ -194,6 +194,15 @@ static void exact_paths(const char *name, double min_size)
         int k = dlibc_detect(det, &img, 0, b, 32);
         int m = dlibc_detect_min(det, &img, min_size, mb, 32);
         CHECK(k >= 0 && m >= 0);
+        if (frames % 8 == 0) { /* on two threads: the same boxes, in the same order */
+            struct dlibc_box m2[32];
+            CHECK_EQ_INT(dlibc_detect_min2(det, helper, &img, min_size, m2, 32), m);
+            for (int j = 0; j < m && j < 32; j++)
+                CHECK(same_box(&m2[j], &mb[j]));
+            CHECK_EQ_INT(dlibc_detect_min2(det, helper, &img, 0, m2, 32), k); /* all levels, split */
+            for (int j = 0; j < k && j < 32; j++)
+                CHECK(same_box(&m2[j], &b[j]));
+        }
         for (int i = 0; i < k && i < 32; i++) {
             faces++;
             int n = dlibc_detect_near(det, &img, &b[i], 0.3, 1.3, nb, 32);
@@ -267,7 +276,8 @@ int main(void)
     }
     fclose(f);
     char err[512];
-    if (dlibc_detector_new(&det, err, sizeof err) || dlibc_predictor_open(model_path(), 0, &sp, err, sizeof err) ||
+    if (dlibc_detector_new(&det, err, sizeof err) || dlibc_detector_new(&helper, err, sizeof err) ||
+        dlibc_predictor_open(model_path(), 0, &sp, err, sizeof err) ||
         dlibc_predictor_open(model_path(), DLIBC_PREDICTOR_STOCK, &sp_stock, err, sizeof err)) {
         printf("SKIP: %s\n", err);
         return 77;
@@ -286,6 +296,7 @@ int main(void)
     dlibc_predictor_free(sp);
     dlibc_predictor_free(sp_stock);
     dlibc_detector_free(det);
+    dlibc_detector_free(helper);
     printf("%d checks, %d failed\n", check_count, check_failures);
     return check_failures ? 1 : 0;
 }
