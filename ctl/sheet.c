@@ -1,8 +1,10 @@
 /* dfewctl sheet: contact sheets (PNG) to look at what dfew made of a movie.
  * `sheet [clip] CLIP -o F.png`, a clip's preprocessing. Top: original frames
  * sampled evenly over the clip (decoded again from the movie), with the
- * subject's face box and 68 landmarks from faces.bin drawn on them, framed
- * green when the face was found and red when not. Below: the aligned,
+ * subject's face box (green) and 68 landmarks (yellow) from faces.bin drawn
+ * on them, the other faces the prep job followed in thin magenta boxes (so
+ * that a switch of person would show at a glance), framed green when the
+ * subject's face was found and red when not. Below: the aligned,
  * interpolated frames from clip.u8, eight to a row. A clip imported from a
  * DFEW release has no movie to decode and no faces.bin: its sheet samples the
  * release's aligned face frames on top, and shows below its tensor (or, before
@@ -80,15 +82,27 @@ static void draw_scaled(struct canvas *c, int ox, int oy, int tw, int th, const 
     sws_scale(*sws, src, src_stride, 0, h, dst, dst_stride);
 }
 
-/* One sampled frame, scaled to tw x th at (ox, oy), with its face overlay. */
-static void draw_sample(struct canvas *c, int ox, int oy, int tw, int th, const struct decoded_frame *f,
-                        const struct face_record *rec, struct SwsContext **sws)
+/* One sampled frame, scaled to tw x th at (ox, oy), with its face overlay:
+ * the subject (rec) and the other faces of that frame (others, n). Returns
+ * how many other faces it drew. */
+static int draw_sample(struct canvas *c, int ox, int oy, int tw, int th, const struct decoded_frame *f,
+                       const struct face_record *rec, const struct face_other *others, uint32_t n,
+                       struct SwsContext **sws)
 {
-    static const uint8_t green[3] = {40, 220, 60}, red[3] = {230, 40, 40}, yellow[3] = {255, 230, 0};
+    static const uint8_t green[3] = {40, 220, 60}, red[3] = {230, 40, 40}, yellow[3] = {255, 230, 0},
+                         magenta[3] = {230, 60, 230};
     draw_scaled(c, ox, oy, tw, th, f->rgb, f->width, f->height, f->rgb_stride, sws);
     if (!rec)
-        return;
+        return 0;
     double sx = (double)tw / f->width, sy = (double)th / f->height;
+    int drawn = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (others[i].index != rec->index)
+            continue;
+        rect(c, ox + (int)lround(others[i].box[0] * sx), oy + (int)lround(others[i].box[1] * sy),
+             ox + (int)lround(others[i].box[2] * sx) - 1, oy + (int)lround(others[i].box[3] * sy) - 1, 1, magenta);
+        drawn++;
+    }
     if (rec->found) {
         rect(c, ox + (int)lround(rec->box[0] * sx), oy + (int)lround(rec->box[1] * sy),
              ox + (int)lround(rec->box[2] * sx) - 1, oy + (int)lround(rec->box[3] * sy) - 1, 1, green);
@@ -101,6 +115,7 @@ static void draw_sample(struct canvas *c, int ox, int oy, int tw, int th, const 
         }
     }
     rect(c, ox, oy, ox + tw - 1, oy + th - 1, 2, rec->found ? green : red);
+    return drawn;
 }
 
 /* The canvas as a PNG at path, written to a temporary name and renamed. */
@@ -176,7 +191,7 @@ static void free_clip(struct clip_row *r)
 /* The canvas as a PNG at out, and the line (or JSON) that says what it holds;
  * 0, or 1 when it cannot be written. */
 static int finish_clip_sheet(struct ctl *c, int64_t id, const struct canvas *cv, const char *out, int sampled,
-                             int aligned)
+                             int aligned, int others)
 {
     if (write_png(cv, out) != 0)
         return 1;
@@ -184,12 +199,15 @@ static int finish_clip_sheet(struct ctl *c, int64_t id, const struct canvas *cv,
         printf("{\"clip_id\":%lld,\"sheet\":", (long long)id);
         struct sbuf j = {0};
         sbuf_add_json_str(&j, out);
-        printf("%s,\"width\":%d,\"height\":%d,\"sampled_frames\":%d,\"aligned_frames\":%d}\n", j.s, cv->w, cv->h,
-               sampled, aligned);
+        printf("%s,\"width\":%d,\"height\":%d,\"sampled_frames\":%d,\"aligned_frames\":%d,\"other_faces\":%d}\n", j.s,
+               cv->w, cv->h, sampled, aligned, others);
         sbuf_free(&j);
     } else {
-        printf("%s: %dx%d, %d sampled frames, %d aligned frames of clip %lld\n", out, cv->w, cv->h, sampled, aligned,
+        printf("%s: %dx%d, %d sampled frames, %d aligned frames of clip %lld", out, cv->w, cv->h, sampled, aligned,
                (long long)id);
+        if (others)
+            printf("; %d other face%s (magenta) beside the subject (green)", others, others == 1 ? "" : "s");
+        printf("\n");
     }
     return 0;
 }
@@ -270,7 +288,7 @@ static int sheet_release_clip(struct ctl *c, int64_t id, const struct clip_row *
     }
     sws_freeContext(sws);
     if (!status)
-        status = finish_clip_sheet(c, id, &cv, out, nsamples, T);
+        status = finish_clip_sheet(c, id, &cv, out, nsamples, T, 0);
     free(cv.px);
     frame_list_free(&al);
     frame_list_free(&tim);
@@ -296,12 +314,13 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
     char err[1024] = "";
     struct faces_header fh = {0};
     struct face_record *recs = NULL;
+    struct face_other *others = NULL;
     uint8_t *tensor = NULL;
     int T = 0, S = 112, tw, tc;
     if (clip.out_dir) {
         struct sbuf p = {0};
         sbuf_addf(&p, "%s/faces.bin", clip.out_dir);
-        rc = faces_read(p.s, &fh, &recs, err, sizeof err);
+        rc = faces_read_all(p.s, &fh, &recs, &others, err, sizeof err);
         sbuf_reset(&p);
         sbuf_addf(&p, "%s/clip.u8", clip.out_dir);
         if (!rc)
@@ -315,6 +334,7 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
             fprintf(stderr, "dfewctl sheet: %s\n", err);
             free_clip(&clip);
             free(recs);
+            free(others);
             free(tensor);
             return 1;
         }
@@ -333,6 +353,7 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
         decoder_close(dec);
         free_clip(&clip);
         free(recs);
+        free(others);
         free(tensor);
         return 1;
     }
@@ -354,7 +375,7 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
 
     struct SwsContext *sws = NULL;
     struct decoded_frame f;
-    int drawn = 0;
+    int drawn = 0, drawn_others = 0;
     int gap_x = (cv.w - THUMB_COLS * thumb_w) / (THUMB_COLS > 1 ? THUMB_COLS - 1 : 1);
     for (int k = 0; k < SAMPLES && total > 0; k++) {
         int64_t want = SAMPLES > 1 ? llround((double)k * (total - 1) / (SAMPLES - 1)) : 0;
@@ -369,7 +390,8 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
             break;
         const struct face_record *rec = recs && want < (int64_t)fh.records ? &recs[want] : NULL;
         int col = drawn % THUMB_COLS, row = drawn / THUMB_COLS;
-        draw_sample(&cv, col * (thumb_w + gap_x), row * (thumb_h + GAP), thumb_w, thumb_h, &f, rec, &sws);
+        drawn_others += draw_sample(&cv, col * (thumb_w + gap_x), row * (thumb_h + GAP), thumb_w, thumb_h, &f, rec,
+                                    others, others ? fh.others : 0, &sws);
         drawn++;
     }
     sws_freeContext(sws);
@@ -388,10 +410,11 @@ static int sheet_clip(struct ctl *c, int64_t id, const char *out)
         fprintf(stderr, "dfewctl sheet: no frame of the clip could be decoded from %s\n", clip.movie);
         status = 1;
     } else {
-        status = finish_clip_sheet(c, id, &cv, out, drawn, T);
+        status = finish_clip_sheet(c, id, &cv, out, drawn, T, drawn_others);
     }
     free(cv.px);
     free(recs);
+    free(others);
     free(tensor);
     free_clip(&clip);
     return status;
@@ -511,7 +534,7 @@ static int sheet_movie(struct ctl *c, int64_t id, const char *out)
         if (!rc)
             rc = decoder_next(dec, &f, err, sizeof err);
         if (rc == 1) {
-            draw_sample(&cv, x, y, tw, th, &f, NULL, &sws);
+            draw_sample(&cv, x, y, tw, th, &f, NULL, NULL, 0, &sws);
             drawn++;
         } else if (rc < 0) {
             fprintf(stderr, "dfewctl sheet: shot %d: %s\n", shots[i].shot, err);

@@ -41,10 +41,11 @@ int segments_queue(struct db *db, const struct dfew_config *cfg, const char *out
     sbuf_add_json_str(&args, cfg->prep_landmark_model ? cfg->prep_landmark_model : DFEW_LANDMARK_MODEL);
     sbuf_addf(&args,
               ",\"duration_s\":%.17g,\"cut_threshold\":%.17g,\"detect_interval_s\":%.17g,\"min_s\":%.17g,"
-              "\"max_s\":%.17g,\"track_gap_s\":%.17g,\"max_clips\":%d,\"upsample\":%d,\"min_face_px\":%.17g}",
+              "\"max_s\":%.17g,\"track_gap_s\":%.17g,\"max_clips\":%d,\"upsample\":%d,\"min_face_px\":%.17g,"
+              "\"min_face_ratio\":%.17g}",
               duration, cfg->segment_cut_threshold, cfg->segment_detect_interval_s, cfg->segment_min_s,
               cfg->segment_max_s, cfg->segment_track_gap_s, cfg->segment_max_clips, cfg->prep_upsample,
-              cfg->prep_min_face_px);
+              cfg->prep_min_face_px, cfg->prep_min_face_ratio);
     char key[64];
     snprintf(key, sizeof key, "segment:%lld", (long long)movie_id);
     struct job_spec spec = {.kind = "segment", .movie_id = movie_id, .args_json = args.s, .priority = priority,

@@ -102,9 +102,16 @@ int seg_track_clips(const struct seg_params *p, const double *t, const struct se
         int k = split_track(p, t, a, b, bounds, 64);
         for (int j = 0; j < k; j++) {
             struct seg_clip c = {bounds[j], bounds[j + 1], x->shot, x->id, 0, 0};
-            /* frames with the face: the track's share of the part (the
-             * caller counts them exactly when it has the detections) */
-            c.faces = (int64_t)llround((double)x->frames * (double)(c.f1 - c.f0) / (double)(b - a));
+            if (x->det) { /* frames with the face */
+                for (int64_t q = 0; q < x->frames; q++)
+                    c.faces += x->det[q] >= c.f0 && x->det[q] < c.f1;
+            } else {
+                c.faces = (int64_t)llround((double)x->frames * (double)(c.f1 - c.f0) / (double)(b - a));
+            }
+            if (c.faces < p->min_face_share * (double)(c.f1 - c.f0) - 1e-9) {
+                st->sparse_parts++;
+                continue;
+            }
             if (push(out, &c))
                 return -ENOMEM;
         }

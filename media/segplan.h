@@ -11,7 +11,9 @@
  * which chooses its subject among faces of that size too, will follow the
  * same person. Tracks longer than max_s are cut into equal parts of
  * min_s..max_s. A clip covers frames from the track's first detection to
- * its last, never beyond: it shows that face throughout.
+ * its last, never beyond, and a part in which the face was detected in
+ * fewer than min_face_share of the frames (the prep job would find it
+ * unusable) is not a candidate.
  *
  * When a movie has more candidates than max_clips, the kept ones are
  * spread over the movie: max_clips target times evenly from the first
@@ -34,10 +36,12 @@ struct seg_track {
     int64_t first, last;  /* frames of its first and last detection */
     int64_t frames;       /* frames it was detected in */
     double mean_side;     /* mean box side, pixels */
+    const int64_t *det;   /* the frames it was detected in, ascending (frames of them); NULL: spread evenly */
 };
 
 struct seg_params {
     double min_s, max_s; /* clip duration bounds */
+    double min_face_share; /* a clip's frames with its face, at least (the prep job's min_face_ratio) */
     double track_gap_s;  /* longest run without a detection inside a track */
     int max_clips;       /* per movie */
 };
@@ -52,7 +56,7 @@ struct seg_clip {
 
 /* Why tracks did not become clips, and counts for the movie's note. */
 struct seg_stats {
-    int tracks, short_tracks, small_tracks;
+    int tracks, short_tracks, small_tracks, sparse_parts;
     double longest_short_s; /* the longest track below min_s */
 };
 

@@ -100,9 +100,10 @@ static int parse_args(struct job_ctx *ctx, struct seg_args *a)
         get_num(kv, "max_clips", 20, 1, 1e6, &max_clips) || get_num(kv, "upsample", 0, 0, 2, &up) ||
         get_num(kv, "duration_s", 0, 0, 1e9, &a->duration_s) ||
         get_num(kv, "min_face_px", 80, 1, 100000, &a->min_face_px) ||
+        get_num(kv, "min_face_ratio", 0.5, 0, 1, &a->p.min_face_share) ||
         a->p.max_s < a->p.min_s)
         return job_bad_arg(ctx, "cut_threshold, detect_interval_s, min_s, max_s, track_gap_s, max_clips, upsample, "
-                                "duration_s or min_face_px out of range");
+                                "duration_s, min_face_px or min_face_ratio out of range");
     a->p.max_clips = (int)max_clips;
     a->upsample = (int)up;
     a->threads = job_threads(); /* dfewd's share of the cores for this job */
@@ -160,19 +161,45 @@ static int on_frame(void *ud, const struct track_frame *f)
     return 0;
 }
 
-/* The tracks as segplan sees them: their shots and mean sizes. */
-static struct seg_track *seg_tracks(const struct pass *ps, const struct track_summary *sum, int n)
+static int by_track_frame(const void *a, const void *b)
+{
+    const struct det *x = a, *y = b;
+    if (x->track != y->track)
+        return x->track < y->track ? -1 : 1;
+    return x->frame < y->frame ? -1 : x->frame > y->frame;
+}
+
+/* The tracks as segplan sees them: their shots, mean sizes and the frames
+ * they were detected in (det_frames: one array for all, by track). */
+static struct seg_track *seg_tracks(const struct pass *ps, const struct track_summary *sum, int n,
+                                    int64_t **det_frames)
 {
     struct seg_track *v = calloc(n ? (size_t)n : 1, sizeof *v);
-    if (!v)
+    struct det *byt = malloc(sizeof *byt * (size_t)(ps->nd ? ps->nd : 1));
+    int64_t *frames = malloc(sizeof *frames * (size_t)(ps->nd ? ps->nd : 1));
+    if (!v || !byt || !frames) {
+        free(v);
+        free(byt);
+        free(frames);
         return NULL;
+    }
+    memcpy(byt, ps->d, sizeof *byt * (size_t)ps->nd);
+    qsort(byt, (size_t)ps->nd, sizeof *byt, by_track_frame);
+    for (int64_t i = 0; i < ps->nd; i++)
+        frames[i] = byt[i].frame;
+    int64_t at = 0;
     for (int i = 0; i < n; i++) {
         int shot = 0;
         while (shot + 1 < ps->nshots && ps->shots[shot + 1].f0 <= sum[i].first)
             shot++;
+        while (at < ps->nd && byt[at].track < sum[i].id)
+            at++;
         v[i] = (struct seg_track){sum[i].id, shot, sum[i].first, sum[i].last, sum[i].frames,
-                                  sum[i].frames ? sum[i].size_sum / sum[i].frames : 0};
+                                  sum[i].frames ? sum[i].size_sum / sum[i].frames : 0,
+                                  at < ps->nd && byt[at].track == sum[i].id ? frames + at : NULL};
     }
+    free(byt);
+    *det_frames = frames;
     return v;
 }
 
@@ -195,9 +222,10 @@ static void note(const struct seg_args *a, const struct pass *ps, const struct s
                      "min_seconds)",
                   st->tracks, st->tracks == 1 ? "" : "s", a->p.min_s, st->longest_short_s);
     else
-        sbuf_addf(b, "no clip: %d face track%s, %d shorter than %.3g s and %d of faces less than half as large "
-                     "as another face at the same time",
-                  st->tracks, st->tracks == 1 ? "" : "s", st->short_tracks, a->p.min_s, st->small_tracks);
+        sbuf_addf(b, "no clip: %d face track%s: %d shorter than %.3g s, %d of faces less than half as large as "
+                     "another face at the same time, %d part%s with the face in fewer than %.0f%% of the frames",
+                  st->tracks, st->tracks == 1 ? "" : "s", st->short_tracks, a->p.min_s, st->small_tracks,
+                  st->sparse_parts, st->sparse_parts == 1 ? "" : "s", 100 * a->p.min_face_share);
     if (ds->read_error)
         sbuf_addf(b, "; the file ends early (%s)", ds->read_error_msg);
     if (ds->decode_errors)
@@ -349,6 +377,7 @@ int job_segment(struct job_ctx *ctx)
     struct seg_stats st = {0};
     struct track_summary *sum = NULL;
     struct seg_track *tracks = NULL;
+    int64_t *det_frames = NULL;
     struct decoder_stats ds = {0};
     struct scan_stats ss = {0};
     struct sbuf json = {0}, path = {0}, why = {0};
@@ -356,7 +385,8 @@ int job_segment(struct job_ctx *ctx)
     int64_t searches = 0;
     if ((rc = run_scan(ctx, &a, &ps, &sum, &ntracks, &ds, &ss, &searches)) != 0)
         goto out;
-    if (!(tracks = seg_tracks(&ps, sum, ntracks)) || seg_track_clips(&a.p, ps.t, tracks, ntracks, &clips, &st)) {
+    if (!(tracks = seg_tracks(&ps, sum, ntracks, &det_frames)) ||
+        seg_track_clips(&a.p, ps.t, tracks, ntracks, &clips, &st)) {
         rc = -ENOMEM;
         goto out;
     }
@@ -397,6 +427,7 @@ out:
     free(ps.d);
     free(sum);
     free(tracks);
+    free(det_frames);
     seg_clips_free(&clips);
     sbuf_free(&json);
     sbuf_free(&path);

@@ -134,11 +134,11 @@ static double *times(int n, double fps)
     return t;
 }
 
-static const struct seg_params P = {1.0, 10.0, 0.5, 20};
+static const struct seg_params P = {1.0, 10.0, 0.5, 0.5, 20};
 
 static struct seg_track track(int id, int shot, int64_t first, int64_t last, double side)
 {
-    return (struct seg_track){id, shot, first, last, last - first + 1, side};
+    return (struct seg_track){id, shot, first, last, last - first + 1, side, NULL};
 }
 
 static void test_tracks_to_clips(void)
@@ -148,6 +148,18 @@ static void test_tracks_to_clips(void)
     struct seg_stats st = {0};
     /* one face from frame 30 to 144: a clip of exactly its frames */
     struct seg_track one = track(0, 0, 30, 144, 100);
+    /* detected in every 3rd frame only: under half the frames, no clip */
+    int64_t sparse[40];
+    for (int i = 0; i < 39; i++)
+        sparse[i] = 30 + 3 * i;
+    struct seg_track thin = one;
+    thin.frames = 39;
+    thin.last = sparse[38];
+    thin.det = sparse;
+    CHECK(seg_track_clips(&P, t, &thin, 1, &c, &st) == 0);
+    CHECK_EQ_INT(c.n, 0);
+    CHECK_EQ_INT(st.sparse_parts, 1);
+    memset(&st, 0, sizeof st);
     CHECK(seg_track_clips(&P, t, &one, 1, &c, &st) == 0);
     CHECK_EQ_INT(c.n, 1);
     CHECK_EQ_INT(c.v[0].f0, 30);
@@ -205,7 +217,7 @@ static void test_long_track_is_cut_into_parts(void)
     seg_clips_free(&c);
 
     /* min > max / 2: equal parts would be too short, so parts of max_s and the rest left out */
-    struct seg_params q = {6.0, 10.0, 0.5, 20};
+    struct seg_params q = {6.0, 10.0, 0.5, 0.5, 20};
     memset(&st, 0, sizeof st);
     x = track(5, 0, 0, 315, 100); /* 316 frames: 10.53 s, two equal parts would be 5.27 s */
     CHECK(seg_track_clips(&q, t, &x, 1, &c, &st) == 0);
