@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "clipfiles.h"
+#include "clipfmt.h"
 #include "csv.h"
 #include "dataset.h"
 #include "dfew_build.h"
@@ -240,7 +241,21 @@ static int check_frames(struct xrun *x)
                     cl->aligned_dir, strerror(-rc));
             return rc;
         }
-        const char *firsts[2] = {cl->tim.path[0], cl->aligned.n ? cl->aligned.path[0] : NULL};
+        if (cl->aligned.tensor) { /* the prep stage's aligned.u8: its header says how many and how large */
+            int t, ah, aw, ac;
+            rc = clip_read_header(cl->aligned.tensor, &t, &ah, &aw, &ac, err, sizeof err);
+            if (!rc && (ah != aw || ac != 3 || (x->size && aw != x->size))) {
+                snprintf(err, sizeof err, "%s holds %dx%dx%d frames, not %dx%d RGB", cl->aligned.tensor, aw, ah, ac,
+                         x->size ? x->size : aw, x->size ? x->size : aw);
+                rc = -EINVAL;
+            }
+            if (rc) {
+                fprintf(stderr, "dfewctl export: clip %lld: %s\n", (long long)cl->id, err);
+                return rc;
+            }
+            cl->aligned.n = (size_t)t;
+        }
+        const char *firsts[2] = {cl->tim.path[0], cl->aligned.n && cl->aligned.path ? cl->aligned.path[0] : NULL};
         for (int j = 0; j < 2 && firsts[j]; j++) {
             int w, h;
             rc = frame_size(firsts[j], &w, &h, err, sizeof err);
@@ -349,14 +364,31 @@ static int write_frames(struct xrun *x)
             continue;
         x->aligned_clips++;
         rc = create(NULL, "%s/Clip/clip_%dx%d/%s", x->tmp, x->size, x->size, cl->name);
+        uint8_t *px = NULL;
+        int t = 0, ah, aw, ac;
+        char err[512];
+        if (!rc && cl->aligned.tensor &&
+            (rc = clip_read(cl->aligned.tensor, &t, &ah, &aw, &ac, &px, err, sizeof err)) != 0)
+            fprintf(stderr, "dfewctl export: clip %lld: %s\n", (long long)cl->id, err);
         for (size_t j = 0; j < cl->aligned.n && !rc; j++) {
             free(to);
             if (asprintf(&to, "%s/Clip/clip_%dx%d/%s/%s_%05zu.jpg", x->tmp, x->size, x->size, cl->name, cl->name,
-                         j + 1) < 0)
+                         j + 1) < 0) {
+                free(px);
                 return -ENOMEM;
-            rc = put_frame(x, cl->aligned.path[j], to);
+            }
+            if (px) { /* a frame of aligned.u8 */
+                struct image img = {x->size, x->size, px + j * (size_t)x->size * x->size * 3};
+                if ((int)j >= t)
+                    rc = -EINVAL;
+                else if ((rc = image_save_jpeg(to, &img, x->quality, err, sizeof err)) != 0)
+                    fprintf(stderr, "dfewctl export: %s\n", err);
+            } else {
+                rc = put_frame(x, cl->aligned.path[j], to);
+            }
             x->frames_written++;
         }
+        free(px);
     }
     free(to);
     return rc;

@@ -13,10 +13,12 @@
 
 void frame_list_free(struct frame_list *l)
 {
-    for (size_t i = 0; i < l->n; i++)
+    for (size_t i = 0; l->path && i < l->n; i++)
         free(l->path[i]);
     free(l->path);
+    free(l->tensor);
     l->path = NULL;
+    l->tensor = NULL;
     l->n = 0;
 }
 
@@ -90,7 +92,17 @@ int clip_aligned_frames(const char *output_dir, const char *aligned_dir, struct 
         int e = errno;
         int explicit_dir = aligned_dir && *aligned_dir;
         free(dir);
-        return explicit_dir || e != ENOENT ? -e : 0;
+        if (explicit_dir || e != ENOENT)
+            return -e;
+        /* the prep stage's one tensor of every aligned frame */
+        char *t = NULL;
+        if (asprintf(&t, "%s/aligned.u8", output_dir) < 0)
+            return -ENOMEM;
+        if (exists(t))
+            out->tensor = t;
+        else
+            free(t);
+        return 0;
     }
     struct dirent *de;
     while ((de = readdir(d))) {

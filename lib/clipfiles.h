@@ -8,9 +8,12 @@
  * (16 by default).
  * Aligned face frames before interpolation (all of them, in time order) are
  * optional: clips.aligned_dir when set (a DFEW release's clip_<S>x<S>/<name>/,
- * <name>_00001.jpg, ...), else output_dir/aligned/ when it exists (the prep
- * stage writes 00001.png, ... there unless [prep] keep_aligned = no); every
- * .png/.jpg file there, sorted by name.
+ * <name>_00001.jpg, ...), else output_dir/aligned/ when it exists (prep jobs
+ * before the face tracker wrote 00001.png, ... there; every .png/.jpg file
+ * there, sorted by name), else output_dir/aligned.u8 when it exists (the
+ * prep stage writes them there as one tensor in the clip.u8 format unless
+ * [prep] keep_aligned = no: an image file per frame cost more to write than
+ * the rest of the job).
  * If the prep stage writes another layout, change this file only. */
 #ifndef DFEW_CLIPFILES_H
 #define DFEW_CLIPFILES_H
@@ -18,15 +21,17 @@
 #include <stddef.h>
 
 struct frame_list {
-    char **path; /* absolute or as given, in frame order */
+    char **path;  /* absolute or as given, in frame order */
     size_t n;
+    char *tensor; /* instead of files: a clip.u8-format file holding the frames (path NULL, n 0: read its header) */
 };
 
 /* The interpolated frames in output_dir. 0 (n may be 0 when there are none),
  * or -errno when output_dir cannot be read. */
 int clip_tim_frames(const char *output_dir, struct frame_list *out);
-/* The aligned frames: aligned_dir (may be NULL), else output_dir/aligned.
- * 0 with n = 0 when the clip keeps none. */
+/* The aligned frames: aligned_dir (may be NULL), else output_dir/aligned,
+ * else output_dir/aligned.u8 (out->tensor). 0 with n = 0 and no tensor when
+ * the clip keeps none. */
 int clip_aligned_frames(const char *output_dir, const char *aligned_dir, struct frame_list *out);
 void frame_list_free(struct frame_list *l);
 

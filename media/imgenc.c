@@ -75,9 +75,15 @@ static int reopen(struct img_encoder *e, int w, int h)
     e->cc->time_base = (AVRational){1, 25};
     e->cc->thread_count = 1;
     e->cc->flags |= AV_CODEC_FLAG_BITEXACT; /* no encoder version string in the file */
+    AVDictionary *opts = NULL;
     if (e->fmt == IMG_PNG) {
+        /* Paeth prediction and zlib level 1: a third smaller than level 6
+         * without prediction (21 KB against 32 KB for a 112 px face) and a
+         * quarter faster; still lossless and the same bytes for the same
+         * pixels */
         e->cc->pix_fmt = AV_PIX_FMT_RGB24;
-        e->cc->compression_level = 6;
+        e->cc->compression_level = 1;
+        av_dict_set(&opts, "pred", "paeth", 0);
     } else {
         /* full-range 4:4:4, quality 2 of 1..31: faces keep their colour detail */
         e->cc->pix_fmt = AV_PIX_FMT_YUVJ444P;
@@ -89,7 +95,9 @@ static int reopen(struct img_encoder *e, int w, int h)
         if (!e->sws)
             return -EINVAL;
     }
-    if (avcodec_open2(e->cc, e->codec, NULL) < 0)
+    int ret = avcodec_open2(e->cc, e->codec, &opts);
+    av_dict_free(&opts);
+    if (ret < 0)
         return -EINVAL;
     e->frame->format = e->cc->pix_fmt;
     e->frame->width = w;
@@ -128,7 +136,8 @@ int img_encode(struct img_encoder *e, const uint8_t *rgb, int width, int height,
     return 0;
 }
 
-int img_write_file(struct img_encoder *e, const char *path, const uint8_t *rgb, int width, int height, int stride)
+static int write_file(struct img_encoder *e, const char *path, const uint8_t *rgb, int width, int height, int stride,
+                      int sync)
 {
     const uint8_t *data;
     size_t len;
@@ -149,9 +158,20 @@ int img_write_file(struct img_encoder *e, const char *path, const uint8_t *rgb, 
         }
         off += (size_t)n;
     }
-    if (!rc && fsync(fd) != 0)
+    if (!rc && sync && fsync(fd) != 0)
         rc = -errno;
     if (close(fd) != 0 && !rc)
         rc = -errno;
     return rc;
+}
+
+int img_write_file(struct img_encoder *e, const char *path, const uint8_t *rgb, int width, int height, int stride)
+{
+    return write_file(e, path, rgb, width, height, stride, 1);
+}
+
+int img_write_file_nosync(struct img_encoder *e, const char *path, const uint8_t *rgb, int width, int height,
+                          int stride)
+{
+    return write_file(e, path, rgb, width, height, stride, 0);
 }

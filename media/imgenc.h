@@ -22,5 +22,10 @@ int img_encode(struct img_encoder *e, const uint8_t *rgb, int width, int height,
                size_t *len);
 /* Encodes and writes path (created or truncated, fsync'ed). */
 int img_write_file(struct img_encoder *e, const char *path, const uint8_t *rgb, int width, int height, int stride);
+/* The same without the fsync: for a directory of many files that the caller
+ * makes durable at once (syncfs) before it renames it into place; an fsync
+ * per file costs more than encoding it. */
+int img_write_file_nosync(struct img_encoder *e, const char *path, const uint8_t *rgb, int width, int height,
+                          int stride);
 
 #endif

@@ -10,8 +10,8 @@
  *   outputs  faces.bin (the subject per frame, the other faces after),
  *            the subject's aligned frames interpolated to `frames` (TIM or
  *            linear) as images and clip.u8, every aligned face frame with
- *            keep_aligned, all in a temporary directory renamed into place
- *            only when complete.
+ *            keep_aligned (aligned.u8), all in a temporary directory synced
+ *            once and renamed into place only when complete.
  * Running a job again writes the same bytes. The dlib models are loaded
  * once per worker process and kept. */
 #include <dirent.h>
@@ -82,12 +82,25 @@ struct frame_info {
     int faces;
 };
 
+/* Scratch records of a fixed size: the first SCRATCH_MEM bytes in memory,
+ * the rest in an unlinked file in the job's temporary directory (a
+ * whole-movie clip's faces do not fit in memory; a normal clip's never
+ * touch the disk, whose sync before the rename would write them too). */
+#define SCRATCH_MEM (32u << 20)
+struct scratch {
+    const char *dir, *name;
+    size_t rec, limit; /* record size; bytes kept in memory (whole records) */
+    uint8_t *mem;
+    size_t cap;
+    int fd; /* -1 until the memory is full */
+};
+
 /* The scan's state and what it collects. */
 struct prep_scan {
     struct job_ctx *ctx;
     const struct prep_args *a;
     struct frame_converter *conv;
-    int crops_fd, recs_fd;
+    struct scratch crops, recs;
     uint8_t *crop;
     struct face_ref *refs;
     int64_t nrefs, caprefs;
@@ -231,11 +244,26 @@ static int fsync_path(const char *path)
     return rc;
 }
 
+/* Closes f after writing it out (no fsync: the whole directory is synced
+ * at once before it is renamed into place, see sync_dir). */
 static int close_file(FILE *f)
 {
-    int rc = fflush(f) == 0 && fsync(fileno(f)) == 0 ? 0 : -(errno ? errno : EIO);
+    int rc = fflush(f) == 0 ? 0 : -(errno ? errno : EIO);
     if (fclose(f) != 0 && !rc)
         rc = -(errno ? errno : EIO);
+    return rc;
+}
+
+/* Makes every file written in dir durable before dir is renamed into place:
+ * one syncfs of its filesystem instead of an fsync per file (an fsync costs
+ * a journal commit, more than encoding a 112 px PNG), then the directory. */
+static int sync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0)
+        return -errno;
+    int rc = syncfs(fd) == 0 && fsync(fd) == 0 ? 0 : -errno;
+    close(fd);
     return rc;
 }
 
@@ -252,7 +280,7 @@ static int pread_all(int fd, void *buf, size_t n, off_t at)
 }
 
 /* A scratch file in dir, gone with its descriptor. */
-static int scratch(const char *dir, const char *name, int *fd)
+static int scratch_file(const char *dir, const char *name, int *fd)
 {
     struct sbuf p = {0};
     sbuf_addf(&p, "%s/%s", dir, name);
@@ -262,6 +290,61 @@ static int scratch(const char *dir, const char *name, int *fd)
         unlink(p.s);
     sbuf_free(&p);
     return rc;
+}
+
+static void scratch_init(struct scratch *s, const char *dir, const char *name, size_t rec)
+{
+    memset(s, 0, sizeof *s);
+    s->dir = dir;
+    s->name = name;
+    s->rec = rec;
+    s->limit = SCRATCH_MEM / rec * rec;
+    s->fd = -1;
+}
+
+static void scratch_free(struct scratch *s)
+{
+    free(s->mem);
+    if (s->fd >= 0)
+        close(s->fd);
+    s->mem = NULL;
+    s->fd = -1;
+}
+
+/* Record i (rec bytes) from buf. */
+static int scratch_put(struct scratch *s, int64_t i, const void *buf)
+{
+    size_t at = (size_t)i * s->rec;
+    if (at < s->limit) {
+        if (at + s->rec > s->cap) {
+            size_t cap = s->cap ? 2 * s->cap : 16 * s->rec;
+            while (cap < at + s->rec)
+                cap *= 2;
+            if (cap > s->limit)
+                cap = s->limit;
+            uint8_t *m = realloc(s->mem, cap);
+            if (!m)
+                return -ENOMEM;
+            s->mem = m;
+            s->cap = cap;
+        }
+        memcpy(s->mem + at, buf, s->rec);
+        return 0;
+    }
+    int rc = s->fd < 0 ? scratch_file(s->dir, s->name, &s->fd) : 0;
+    return rc ? rc : pwrite_all(s->fd, buf, s->rec, (off_t)(at - s->limit));
+}
+
+static int scratch_get(const struct scratch *s, int64_t i, void *buf)
+{
+    size_t at = (size_t)i * s->rec;
+    if (at < s->limit) {
+        if (at + s->rec > s->cap)
+            return -EIO;
+        memcpy(buf, s->mem + at, s->rec);
+        return 0;
+    }
+    return s->fd < 0 ? -EIO : pread_all(s->fd, buf, s->rec, (off_t)(at - s->limit));
 }
 
 /* --- stage: scan --- */
@@ -301,7 +384,6 @@ static int on_frame(void *ud, const struct track_frame *f)
         if (rc)
             return rc;
     }
-    const size_t P = (size_t)a->size * a->size * 3;
     for (int i = 0; i < f->nfaces; i++) {
         const struct track_face *tf = &f->faces[i];
         double t0 = mono_s();
@@ -318,8 +400,8 @@ static int on_frame(void *ud, const struct track_frame *f)
                                   (float)tf->box.score, {0}};
         memcpy(fs.pts, tf->pts, sizeof fs.pts);
         /* degenerate landmarks (all on one point) are not a usable face */
-        if ((ok && (rc = pwrite_all(s->crops_fd, s->crop, P, (off_t)(s->nrefs * P))) != 0) ||
-            (rc = pwrite_all(s->recs_fd, &fs, sizeof fs, (off_t)(s->nrefs * sizeof fs))) != 0)
+        if ((ok && (rc = scratch_put(&s->crops, s->nrefs, s->crop)) != 0) ||
+            (rc = scratch_put(&s->recs, s->nrefs, &fs)) != 0)
             return rc;
         s->refs[s->nrefs++] = (struct face_ref){f->index, tf->track, ok};
         s->tm->write += mono_s() - t1;
@@ -337,13 +419,22 @@ static int on_frame(void *ud, const struct track_frame *f)
 
 /* --- stage: outputs --- */
 
+/* Writes a clip.u8-format tensor of frames (n x size x size x 3) to path. */
+static FILE *tensor_open(const char *path, int n, int size, int *rc)
+{
+    FILE *f = fopen(path, "wb");
+    *rc = f ? clip_write_header(f, n, size, size, 3) : -errno;
+    return f;
+}
+
 /* Interpolates the subject's n aligned face frames (crops `crop_at`, in the
  * crops scratch file) to a->frames frames and writes them as images and as
- * clip.u8; with keep_aligned also every aligned face frame,
- * aligned/00001.<ext> ... in time order (the DFEW release's clip_<S>x<S>
- * set, see lib/clipfiles.h). */
-static int write_frames(const struct prep_args *a, int crops_fd, const int64_t *crop_at, int n, const char *tmp,
-                        struct prep_times *tm)
+ * clip.u8; with keep_aligned also every aligned face frame, in time order,
+ * as aligned.u8 (the clip.u8 format; the DFEW release's clip_<S>x<S> set,
+ * which dfewctl export writes as JPEG: an image file per frame here cost
+ * more than the rest of the job, see lib/clipfiles.h). */
+static int write_frames(const struct prep_args *a, const struct scratch *crops, const int64_t *crop_at, int n,
+                        const char *tmp, struct prep_times *tm)
 {
     const size_t P = (size_t)a->size * a->size * 3;
     const int M = a->frames;
@@ -355,23 +446,22 @@ static int write_frames(const struct prep_args *a, int crops_fd, const int64_t *
     int rc = !w || !acc || !frame || !out ? -ENOMEM : tim_weights(n, M, a->interp, w);
     struct img_encoder *enc = NULL;
     struct sbuf path = {0};
+    FILE *aligned = NULL;
     double t_aligned = 0;
     if (!rc)
         rc = img_encoder_new(a->format, &enc);
     if (!rc && a->keep_aligned) {
-        sbuf_addf(&path, "%s/aligned", tmp);
-        if (mkdir(path.s, 0755) != 0)
-            rc = -errno;
+        sbuf_addf(&path, "%s/aligned.u8", tmp);
+        aligned = tensor_open(path.s, n, a->size, &rc);
     }
     /* acc[j] += w[j][i] * frame_i, one input frame at a time (memory: M frames) */
     for (int i = 0; i < n && !rc; i++) {
-        if ((rc = pread_all(crops_fd, frame, P, (off_t)(crop_at[i] * P))) != 0)
+        if ((rc = scratch_get(crops, crop_at[i], frame)) != 0)
             break;
-        if (a->keep_aligned) {
+        if (aligned) {
             double ta = mono_s();
-            sbuf_reset(&path);
-            sbuf_addf(&path, "%s/aligned/%05d.%s", tmp, i + 1, img_format_ext(a->format));
-            rc = img_write_file(enc, path.s, frame, a->size, a->size, a->size * 3);
+            if (fwrite(frame, 1, P, aligned) != P)
+                rc = -(errno ? errno : EIO);
             t_aligned += mono_s() - ta;
             if (rc)
                 break;
@@ -385,6 +475,10 @@ static int write_frames(const struct prep_args *a, int crops_fd, const int64_t *
                 aj[p] += wj * frame[p];
         }
     }
+    if (aligned) {
+        int c = close_file(aligned);
+        rc = rc ? rc : c;
+    }
     for (size_t p = 0; !rc && p < P * M; p++) {
         float v = floorf(acc[p] + 0.5f);
         out[p] = (uint8_t)(v < 0 ? 0 : v > 255 ? 255 : v);
@@ -396,14 +490,13 @@ static int write_frames(const struct prep_args *a, int crops_fd, const int64_t *
     for (int j = 0; j < M && !rc; j++) {
         sbuf_reset(&path);
         sbuf_addf(&path, "%s/%0*d.%s", tmp, digits, j + 1, img_format_ext(a->format));
-        rc = img_write_file(enc, path.s, out + (size_t)j * P, a->size, a->size, a->size * 3);
+        rc = img_write_file_nosync(enc, path.s, out + (size_t)j * P, a->size, a->size, a->size * 3);
     }
     img_encoder_free(enc);
     if (!rc) {
         sbuf_reset(&path);
         sbuf_addf(&path, "%s/clip.u8", tmp);
-        FILE *f = fopen(path.s, "wb");
-        rc = f ? clip_write_header(f, M, a->size, a->size, 3) : -errno;
+        FILE *f = tensor_open(path.s, M, a->size, &rc);
         if (!rc && fwrite(out, 1, P * M, f) != P * M)
             rc = -(errno ? errno : EIO);
         if (f) {
@@ -442,7 +535,7 @@ static int write_faces(const struct prep_args *a, const struct prep_scan *s, int
         for (; r < s->nrefs && s->refs[r].frame == i; r++) {
             if (s->refs[r].track != subject || !s->refs[r].aligned)
                 continue;
-            if ((rc = pread_all(s->recs_fd, &fs, sizeof fs, (off_t)(r * sizeof fs))) != 0)
+            if ((rc = scratch_get(&s->recs, r, &fs)) != 0)
                 break;
             rec.found = 1;
             memcpy(rec.box, fs.box, sizeof rec.box);
@@ -455,7 +548,7 @@ static int write_faces(const struct prep_args *a, const struct prep_scan *s, int
     for (int64_t i = 0; i < s->nrefs && !rc; i++) {
         if (s->refs[i].track == subject && s->refs[i].aligned)
             continue;
-        if ((rc = pread_all(s->recs_fd, &fs, sizeof fs, (off_t)(i * sizeof fs))) != 0)
+        if ((rc = scratch_get(&s->recs, i, &fs)) != 0)
             break;
         struct face_other o = {(uint32_t)s->refs[i].frame, (uint32_t)s->refs[i].track,
                                {fs.box[0], fs.box[1], fs.box[2], fs.box[3]}, fs.score};
@@ -492,17 +585,14 @@ static void set_io_error(struct job_ctx *ctx, int rc, const char *what, const ch
 /* --- the driver --- */
 
 /* The scan stage: decoding, tracking and aligning every face. */
-static int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct prep_scan *s, struct scan_stats *st,
-                    struct decoder_stats *ds, struct track_stats *ts, int *ntracks_out, int *subject_out)
+static int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detector *det,
+                    struct dlibc_predictor *sp, struct prep_scan *s, struct scan_stats *st, struct decoder_stats *ds,
+                    struct track_stats *ts, int *ntracks_out, int *subject_out)
 {
-    struct dlibc_detector *det;
-    struct dlibc_predictor *sp;
-    int rc = worker_models(ctx, a->model, &det, &sp);
-    if (rc)
-        return rc;
     char err[1024] = "";
     struct decoder *dec = NULL;
     struct tracker *tr = NULL;
+    int rc;
     /* with 2 threads: the decoding thread and the tracker's; FFmpeg's own
      * frame threads only beyond that */
     rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
@@ -578,13 +668,19 @@ int job_prep(struct job_ctx *ctx)
     int rc = parse_args(ctx, &a);
     if (rc)
         return rc;
+    struct dlibc_detector *det;
+    struct dlibc_predictor *sp;
+    if ((rc = worker_models(ctx, a.model, &det, &sp)) != 0) /* once per worker, not the job's time */
+        return rc;
     double t_start = mono_s();
     struct prep_times tm = {0};
     char *dup1 = xstrdup(a.out_dir), *dup2 = xstrdup(a.out_dir);
     const char *parent = dirname(dup1), *base = basename(dup2);
     struct sbuf tmp = {0}, reason = {0};
     sbuf_addf(&tmp, "%s/.tmp-%s-%d", parent, base, (int)getpid());
-    struct prep_scan s = {.ctx = ctx, .a = &a, .crops_fd = -1, .recs_fd = -1, .tm = &tm};
+    struct prep_scan s = {.ctx = ctx, .a = &a, .tm = &tm};
+    scratch_init(&s.crops, tmp.s, ".crops", (size_t)a.size * a.size * 3);
+    scratch_init(&s.recs, tmp.s, ".faces", sizeof(struct face_scratch));
     s.crop = xmalloc((size_t)a.size * a.size * 3);
     int64_t *crop_at = NULL;
 
@@ -593,9 +689,8 @@ int job_prep(struct job_ctx *ctx)
         goto out;
     }
     remove_stale_tmp(parent, base);
-    if (mkdir(tmp.s, 0755) != 0 || (rc = scratch(tmp.s, ".crops", &s.crops_fd)) != 0 ||
-        (rc = scratch(tmp.s, ".faces", &s.recs_fd)) != 0) {
-        rc = rc ? rc : -errno;
+    if (mkdir(tmp.s, 0755) != 0) {
+        rc = -errno;
         set_io_error(ctx, rc, "cannot create", tmp.s);
         goto out;
     }
@@ -605,7 +700,7 @@ int job_prep(struct job_ctx *ctx)
     struct decoder_stats ds = {0};
     struct track_stats ts = {0};
     int ntracks = 0, subject = -1;
-    if ((rc = run_scan(ctx, &a, &s, &st, &ds, &ts, &ntracks, &subject)) != 0)
+    if ((rc = run_scan(ctx, &a, det, sp, &s, &st, &ds, &ts, &ntracks, &subject)) != 0)
         goto out;
     tm.decode = st.decode_s;
     tm.detect = st.track_s;
@@ -628,10 +723,10 @@ int job_prep(struct job_ctx *ctx)
         rc = write_faces(&a, &s, subject, end_s, tmp.s);
         tm.write += mono_s() - t0;
         if (!rc)
-            rc = write_frames(&a, s.crops_fd, crop_at, (int)nface, tmp.s, &tm);
+            rc = write_frames(&a, &s.crops, crop_at, (int)nface, tmp.s, &tm);
         t0 = mono_s();
         if (!rc)
-            rc = fsync_path(tmp.s);
+            rc = sync_dir(tmp.s);
         if (!rc)
             rc = publish(tmp.s, a.out_dir);
         if (!rc)
@@ -673,10 +768,8 @@ int job_prep(struct job_ctx *ctx)
     kv_setf(&ctx->result, "decode_errors", "%lld", (long long)ds.decode_errors);
     rc = 0;
 out:
-    if (s.crops_fd >= 0)
-        close(s.crops_fd);
-    if (s.recs_fd >= 0)
-        close(s.recs_fd);
+    scratch_free(&s.crops);
+    scratch_free(&s.recs);
     remove_tree(tmp.s); /* after a successful publish it holds nothing (or is gone) */
     frame_converter_free(s.conv);
     free(s.crop);

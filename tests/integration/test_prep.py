@@ -158,9 +158,15 @@ class PrepPipelineTest(SharedHomeTest):
         pngs = sorted(glob.glob(os.path.join(d, '*.png')))
         self.assertEqual([os.path.basename(p) for p in pngs], ['%02d.png' % i for i in range(1, 17)])
         self.assertEqual(sorted(os.listdir(d)),
-                         sorted([os.path.basename(p) for p in pngs] + ['aligned', 'faces.bin', 'clip.u8']))
-        # every aligned face frame before interpolation, in time order
-        self.assertEqual(sorted(os.listdir(os.path.join(d, 'aligned'))), ['%05d.png' % i for i in range(1, 73)])
+                         sorted([os.path.basename(p) for p in pngs] + ['aligned.u8', 'faces.bin', 'clip.u8']))
+        # every aligned face frame before interpolation, in time order, one tensor
+        shape, aligned = read_tensor(os.path.join(d, 'aligned.u8'))
+        self.assertEqual(shape, (72, 112, 112, 3))
+        # the 16 interpolated frames come from them: TIM keeps the first and the last frame
+        _, tim = read_tensor(os.path.join(d, 'clip.u8'))
+        frame = 112 * 112 * 3
+        self.assertEqual(tim[:frame], aligned[:frame])
+        self.assertEqual(tim[-frame:], aligned[-frame:])
         shape, pixels = read_tensor(os.path.join(d, 'clip.u8'))
         self.assertEqual(shape, (16, 112, 112, 3))
         self.assertEqual(decode_images(pngs, 112), pixels, 'the PNG frames and clip.u8 hold the same pixels')
@@ -293,7 +299,7 @@ class PrepPipelineTest(SharedHomeTest):
                 return sorted(os.path.relpath(os.path.join(r, f), d) for r, _, fs in os.walk(d) for f in fs)
             names = tree(ref)
             self.assertEqual(tree(final), names)
-            self.assertIn('aligned/00072.png', names)
+            self.assertIn('aligned.u8', names)
             for n in names:
                 with open(os.path.join(ref, n), 'rb') as a, open(os.path.join(final, n), 'rb') as b:
                     self.assertEqual(a.read(), b.read(), '%s differs from an undisturbed run' % n)
