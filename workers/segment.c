@@ -308,18 +308,14 @@ static void write_json(const struct seg_args *a, const struct pass *ps, const st
 }
 
 /* The pass: every frame decoded, cuts marked, faces followed. */
-static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct pass *ps, struct track_summary **sum,
-                    int *ntracks, struct decoder_stats *ds, struct scan_stats *st, int64_t *searches)
+static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct dlibc_detector *det,
+                    struct dlibc_predictor *sp, struct pass *ps, struct track_summary **sum, int *ntracks,
+                    struct decoder_stats *ds, struct scan_stats *st, int64_t *searches)
 {
     char err[1024] = "";
     struct decoder *dec = NULL;
     struct tracker *tr = NULL;
-    struct dlibc_detector *det;
-    struct dlibc_predictor *sp;
-    int rc = worker_models(ctx, a->model, &det, &sp);
-    if (rc)
-        return rc;
-    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
+    int rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
                               sizeof err);
     if (rc) {
         snprintf(ctx->error, sizeof ctx->error, "%s%s", err,
@@ -371,6 +367,10 @@ int job_segment(struct job_ctx *ctx)
     int rc = parse_args(ctx, &a);
     if (rc)
         return rc;
+    struct dlibc_detector *det;
+    struct dlibc_predictor *sp;
+    if ((rc = worker_models(ctx, a.model, &det, &sp)) != 0) /* once per worker, not the job's time */
+        return rc;
     double t_start = mono_s();
     struct pass ps = {.ctx = ctx, .a = &a};
     struct seg_clips clips = {0};
@@ -383,7 +383,7 @@ int job_segment(struct job_ctx *ctx)
     struct sbuf json = {0}, path = {0}, why = {0};
     int ntracks = 0;
     int64_t searches = 0;
-    if ((rc = run_scan(ctx, &a, &ps, &sum, &ntracks, &ds, &ss, &searches)) != 0)
+    if ((rc = run_scan(ctx, &a, det, sp, &ps, &sum, &ntracks, &ds, &ss, &searches)) != 0)
         goto out;
     if (!(tracks = seg_tracks(&ps, sum, ntracks, &det_frames)) ||
         seg_track_clips(&a.p, ps.t, tracks, ntracks, &clips, &st)) {
