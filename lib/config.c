@@ -43,7 +43,7 @@ void config_defaults(struct dfew_config *c)
     c->prep_keep_aligned = 1;
     c->prep_detect = xstrdup("fast");
     c->prep_min_face_px = 80; /* dlib's HOG finds faces down to about 80 px without upsampling */
-    c->prep_detect_interval_s = 1.0;
+    c->prep_detect_interval_s = 2.0;
     c->prep_track_gap_s = 0.5;
     c->prep_subject = xstrdup("longest");
     c->segment_cut_threshold = 0.15;

@@ -29,9 +29,9 @@
  * up again by a track after that, it starts a new one. Frames in which a
  * track was not detected are not frames of that face.
  *
- * Frames come out in order, each with the faces detected in it; a frame
- * comes out once no later search can add to it (at most lost_interval
- * frames after it went in). */
+ * Frames come out in order, each with the faces detected in it, once no
+ * later frame can add to it: lost_interval frames after it went in (so
+ * the tracker holds lost_interval + 1 frames). */
 #ifndef DFEW_TRACK_H
 #define DFEW_TRACK_H
 
@@ -55,7 +55,7 @@ struct track_opts {
     int max_tracks;           /* faces followed at once (the largest); more are ignored until a slot frees */
     int (*threads_now)(void); /* may be NULL (1): with 2 or more, whole-frame searches use a second thread */
 };
-#define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 1.0, 3, 0.5, 1, 12, NULL}
+#define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 2.0, 6, 0.5, 1, 12, NULL}
 
 struct AVFrame;
 

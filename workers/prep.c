@@ -147,7 +147,7 @@ static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
         return job_bad_arg(ctx, "'detect' must be fast or every_frame");
     o.upsample = a->upsample;
     if (get_num(kv, "min_face_px", 80, 1, 100000, &o.min_face_px) ||
-        get_num(kv, "detect_interval_s", 1.0, 0, 1e6, &o.detect_interval_s) ||
+        get_num(kv, "detect_interval_s", 2.0, 0, 1e6, &o.detect_interval_s) ||
         get_num(kv, "track_gap_s", 0.5, 0, 1e6, &o.track_gap_s) ||
         get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold))
         return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s or cut_threshold out of range");

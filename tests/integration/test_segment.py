@@ -136,7 +136,7 @@ class SegmentTest(SharedHomeTest):
         name_of = {v: k for k, v in self.movie.items()}
         for r in rows:
             # every frame is looked at; the whole picture only every second, at cuts, and every
-            # 3rd frame while no face is followed (the synthetic movie cuts every 2 to 3 s at 5 fps)
+            # 6th frame while no face is followed (the synthetic movie cuts every 2 to 3 s at 5 fps)
             self.assertEqual(r['samples'], r['frames'])
             if name_of[r['movie_id']] not in ('synthetic', 'dog', 'no_face'):
                 self.assertLess(r['searches'], r['frames'] / 4, 'the whole frame is searched on few frames')

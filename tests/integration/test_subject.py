@@ -140,7 +140,8 @@ class SubjectTest(unittest.TestCase):
         self.assertEqual(jumps(recs), [])
         report.append('largest_first, track_gap 1.5 s: %d of %d frames, all the left speaker' % (len(found), len(recs)))
         # with the default gap (0.5 s) the track ends in the hidden second: the rest is no-face
-        _, rows = self.run_clip(path, '0,4\n', '[prep]\nsubject = largest_first\n')
+        # (whole-frame searches every 0.5 s here, so that his face, back, is found and seen to be a new track)
+        _, rows = self.run_clip(path, '0,4\n', '[prep]\nsubject = largest_first\ndetect_interval = 0.5s\n')
         hdr, recs, others = self.faces(rows[0])
         found = [r for r in recs if r['found']]
         self.assertTrue(all(left(r) and r['t'] < 1.5 for r in found), 'a face after the subject was hidden')

@@ -125,7 +125,7 @@ static void test_config(void)
     /* the face tracker's: fast, faces from dlib's 80 px, a whole-frame search every second */
     CHECK_EQ_STR(c.prep_detect, "fast");
     CHECK_EQ_STR(c.prep_subject, "longest");
-    CHECK(c.prep_min_face_px == 80 && c.prep_detect_interval_s == 1.0 && c.prep_track_gap_s == 0.5);
+    CHECK(c.prep_min_face_px == 80 && c.prep_detect_interval_s == 2.0 && c.prep_track_gap_s == 0.5);
     /* [segment] defaults: shots, the paper's 20 clips of 1-10 s */
     CHECK_EQ_INT(config_segment_mode(&c), SEGMENT_SHOTS);
     CHECK(c.segment_cut_threshold == 0.15 && c.segment_detect_interval_s == 1.0 && c.segment_track_gap_s == 0.5);
