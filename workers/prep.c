@@ -107,6 +107,7 @@ struct prep_scan {
     struct frame_info *frames;
     int64_t nframes, capframes;
     int width, height;
+    int threads_min; /* the smallest share of the cores the job had while it ran */
     double last_report;
     struct prep_times *tm;
     char err[512];
@@ -374,6 +375,9 @@ static int on_frame(void *ud, const struct track_frame *f)
     if (rc)
         return rc;
     s->frames[s->nframes] = (struct frame_info){f->t, f->nfaces};
+    int share = job_threads();
+    if (share < s->threads_min)
+        s->threads_min = share;
     s->width = f->width;
     s->height = f->height;
     struct decoded_frame rgb = {0};
@@ -678,7 +682,7 @@ int job_prep(struct job_ctx *ctx)
     const char *parent = dirname(dup1), *base = basename(dup2);
     struct sbuf tmp = {0}, reason = {0};
     sbuf_addf(&tmp, "%s/.tmp-%s-%d", parent, base, (int)getpid());
-    struct prep_scan s = {.ctx = ctx, .a = &a, .tm = &tm};
+    struct prep_scan s = {.ctx = ctx, .a = &a, .tm = &tm, .threads_min = a.threads};
     scratch_init(&s.crops, tmp.s, ".crops", (size_t)a.size * a.size * 3);
     scratch_init(&s.recs, tmp.s, ".faces", sizeof(struct face_scratch));
     s.crop = xmalloc((size_t)a.size * a.size * 3);
@@ -760,6 +764,7 @@ int job_prep(struct job_ctx *ctx)
     kv_setf(&ctx->result, "searches", "%lld", (long long)ts.full_searches);
     kv_set(&ctx->result, "detect", a.track.detect == TRACK_EVERY_FRAME ? "every_frame" : "fast");
     kv_setf(&ctx->result, "threads", "%d", a.threads);
+    kv_setf(&ctx->result, "threads_min", "%d", s.threads_min);
     kv_setf(&ctx->result, "decode_s", "%.4f", tm.decode);
     kv_setf(&ctx->result, "detect_s", "%.4f", tm.detect);
     kv_setf(&ctx->result, "align_s", "%.4f", tm.align);
