@@ -483,6 +483,18 @@ static int add_cands(struct cand *c, int nc, const struct dlibc_box *boxes, int 
     return nc;
 }
 
+/* dlibc_detect_near on frame b, counted in the stats. */
+static int search_near(struct tracker *t, const struct buffered *b, const struct dlibc_box *near, double margin,
+                       struct dlibc_box *found)
+{
+    struct dlibc_image img = gray_image(b);
+    double t0 = now_s();
+    int n = dlibc_detect_near(t->det, &img, near, margin, NEAR_RANGE, found, MAX_DET);
+    t->st.near_s += now_s() - t0;
+    t->st.near_searches++;
+    return n < MAX_DET ? n : MAX_DET;
+}
+
 /* Follows track tr, detected in buffered frame pos after frames without
  * it, back through those frames while it is found near its box: a face the
  * searches found late, or one that moved out of its search window for a
@@ -497,15 +509,11 @@ static int follow_back(struct tracker *t, int pos, struct track *tr)
         if (b->index <= tr->f_prev || b->searched)
             break;
         struct dlibc_box found[MAX_DET];
-        struct dlibc_image img = gray_image(b);
-        double t0 = now_s();
-        int n = dlibc_detect_near(t->det, &img, &back.box, NEAR_MARGIN, NEAR_RANGE, found, MAX_DET);
-        t->st.near_s += now_s() - t0;
-        t->st.near_searches++;
+        int n = search_near(t, b, &back.box, NEAR_MARGIN, found);
         if (n < 0)
             return n;
         struct cand cs[MAX_DET];
-        int nc = add_cands(cs, 0, found, n < MAX_DET ? n : MAX_DET), best = -1;
+        int nc = add_cands(cs, 0, found, n), best = -1;
         double best_a = -1;
         for (int j = 0; j < nc; j++) {
             /* not a face another track already has in that frame */
@@ -582,11 +590,7 @@ static int process(struct tracker *t, int pos)
         if (search && side(&tr->box) >= 1.5 * t->o.min_face_px)
             continue;
         struct dlibc_box p = predict(tr, b->t);
-        double margin = fmin(1.0, NEAR_MARGIN + 1.5 * (b->t - tr->t_last));
-        double t0 = now_s();
-        int n = dlibc_detect_near(t->det, &img, &p, margin, NEAR_RANGE, found, MAX_DET);
-        t->st.near_s += now_s() - t0;
-        t->st.near_searches++;
+        int n = search_near(t, b, &p, fmin(1.0, NEAR_MARGIN + 1.5 * (b->t - tr->t_last)), found);
         if (n < 0) {
             rc = n;
             goto out;

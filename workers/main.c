@@ -75,6 +75,17 @@ static int send_msg(const char *verb, const struct kv *kv)
     return rc;
 }
 
+int job_arg_num(const struct job_ctx *ctx, const char *key, double def, double lo, double hi, double *out)
+{
+    double v = def;
+    if (kv_get(ctx->args, key) && kv_get_double(ctx->args, key, &v))
+        return -EINVAL;
+    if (!(v >= lo && v <= hi))
+        return -EINVAL;
+    *out = v;
+    return 0;
+}
+
 int job_bad_arg(struct job_ctx *ctx, const char *what)
 {
     snprintf(ctx->error, sizeof ctx->error,

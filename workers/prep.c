@@ -124,17 +124,6 @@ static int get_int(const struct kv *kv, const char *key, int def, int lo, int hi
     return 0;
 }
 
-static int get_num(const struct kv *kv, const char *key, double def, double lo, double hi, double *out)
-{
-    double v = def;
-    if (kv_get(kv, key) && kv_get_double(kv, key, &v))
-        return -EINVAL;
-    if (!(v >= lo && v <= hi))
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 /* The tracker's part of the recipe; jobs queued before these keys existed
  * get the defaults. */
 static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
@@ -147,10 +136,10 @@ static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
     else if (detect && strcmp(detect, "fast"))
         return job_bad_arg(ctx, "'detect' must be fast or every_frame");
     o.upsample = a->upsample;
-    if (get_num(kv, "min_face_px", 80, 1, 100000, &o.min_face_px) ||
-        get_num(kv, "detect_interval_s", 2.0, 0, 1e6, &o.detect_interval_s) ||
-        get_num(kv, "track_gap_s", 0.5, 0, 1e6, &o.track_gap_s) ||
-        get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold))
+    if (job_arg_num(ctx, "min_face_px", 80, 1, 100000, &o.min_face_px) ||
+        job_arg_num(ctx, "detect_interval_s", 2.0, 0, 1e6, &o.detect_interval_s) ||
+        job_arg_num(ctx, "track_gap_s", 0.5, 0, 1e6, &o.track_gap_s) ||
+        job_arg_num(ctx, "cut_threshold", 0.15, 0, 1, &a->cut_threshold))
         return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s or cut_threshold out of range");
     if (subject_rule_parse(subject ? subject : "longest", &a->subject))
         return job_bad_arg(ctx, "'subject' must be longest or largest_first");

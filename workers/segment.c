@@ -68,17 +68,6 @@ struct pass {
     double last_report;
 };
 
-static int get_num(const struct kv *kv, const char *key, double def, double lo, double hi, double *out)
-{
-    double v = def;
-    if (kv_get(kv, key) && kv_get_double(kv, key, &v))
-        return -EINVAL;
-    if (!(v >= lo && v <= hi))
-        return -EINVAL;
-    *out = v;
-    return 0;
-}
-
 static int parse_args(struct job_ctx *ctx, struct seg_args *a)
 {
     const struct kv *kv = ctx->args;
@@ -93,14 +82,14 @@ static int parse_args(struct job_ctx *ctx, struct seg_args *a)
     if (kv_get_i64(kv, "movie_id", &a->movie_id) || a->movie_id <= 0)
         return job_bad_arg(ctx, "no 'movie_id'");
     double up, max_clips;
-    if (get_num(kv, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
-        get_num(kv, "detect_interval_s", 1.0, 0, 3600, &a->detect_interval_s) ||
-        get_num(kv, "min_s", 1, 0.01, 1e6, &a->p.min_s) || get_num(kv, "max_s", 10, 0.01, 1e6, &a->p.max_s) ||
-        get_num(kv, "track_gap_s", 0.5, 0, 3600, &a->p.track_gap_s) ||
-        get_num(kv, "max_clips", 20, 1, 1e6, &max_clips) || get_num(kv, "upsample", 0, 0, 2, &up) ||
-        get_num(kv, "duration_s", 0, 0, 1e9, &a->duration_s) ||
-        get_num(kv, "min_face_px", 80, 1, 100000, &a->min_face_px) ||
-        get_num(kv, "min_face_ratio", 0.5, 0, 1, &a->p.min_face_share) ||
+    if (job_arg_num(ctx, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
+        job_arg_num(ctx, "detect_interval_s", 1.0, 0, 3600, &a->detect_interval_s) ||
+        job_arg_num(ctx, "min_s", 1, 0.01, 1e6, &a->p.min_s) || job_arg_num(ctx, "max_s", 10, 0.01, 1e6, &a->p.max_s) ||
+        job_arg_num(ctx, "track_gap_s", 0.5, 0, 3600, &a->p.track_gap_s) ||
+        job_arg_num(ctx, "max_clips", 20, 1, 1e6, &max_clips) || job_arg_num(ctx, "upsample", 0, 0, 2, &up) ||
+        job_arg_num(ctx, "duration_s", 0, 0, 1e9, &a->duration_s) ||
+        job_arg_num(ctx, "min_face_px", 80, 1, 100000, &a->min_face_px) ||
+        job_arg_num(ctx, "min_face_ratio", 0.5, 0, 1, &a->p.min_face_share) ||
         a->p.max_s < a->p.min_s)
         return job_bad_arg(ctx, "cut_threshold, detect_interval_s, min_s, max_s, track_gap_s, max_clips, upsample, "
                                 "duration_s, min_face_px or min_face_ratio out of range");

@@ -19,6 +19,10 @@ struct job_ctx {
     int retryable;         /* failure: 1 = transient (retry), 0 = permanent */
 };
 
+/* A number argument: def when absent; -EINVAL when not a number or outside
+ * [lo, hi]. */
+int job_arg_num(const struct job_ctx *ctx, const char *key, double def, double lo, double hi, double *out);
+
 /* Fails the job because its arguments are wrong (permanently): "<kind>
  * job arguments: <what>; was this job queued by another dfew version?". */
 int job_bad_arg(struct job_ctx *ctx, const char *what);
