@@ -457,6 +457,21 @@ void *xcalloc(size_t n, size_t m)
     return p;
 }
 
+int grow_array(void **v, int64_t *cap, int64_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    int64_t c = *cap ? 2 * *cap : 1024;
+    while (c < need)
+        c *= 2;
+    void *p = realloc(*v, (size_t)c * size);
+    if (!p)
+        return -ENOMEM;
+    *v = p;
+    *cap = c;
+    return 0;
+}
+
 void *xrealloc(void *p, size_t n)
 {
     p = realloc(p, n ? n : 1);

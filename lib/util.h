@@ -74,6 +74,9 @@ int abs_path(const char *path, char **out);
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t m);
 void *xrealloc(void *p, size_t n);
+/* Grows the array *v of *cap elements of `size` bytes (doubling, at least
+ * 1024) so that it holds need; 0 or -ENOMEM (*v unchanged). */
+int grow_array(void **v, int64_t *cap, int64_t need, size_t size);
 char *xstrdup(const char *s);
 
 #endif

@@ -339,28 +339,13 @@ static int scratch_get(const struct scratch *s, int64_t i, void *buf)
 
 /* --- stage: scan --- */
 
-static int grow(void **v, int64_t *cap, int64_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    int64_t c = *cap ? 2 * *cap : 1024;
-    while (c < need)
-        c *= 2;
-    void *p = realloc(*v, (size_t)c * size);
-    if (!p)
-        return -ENOMEM;
-    *v = p;
-    *cap = c;
-    return 0;
-}
-
 /* Each frame as the tracker finishes it: every face aligned into the
  * scratch files. */
 static int on_frame(void *ud, const struct track_frame *f)
 {
     struct prep_scan *s = ud;
     const struct prep_args *a = s->a;
-    int rc = grow((void **)&s->frames, &s->capframes, s->nframes + 1, sizeof *s->frames);
+    int rc = grow_array((void **)&s->frames, &s->capframes, s->nframes + 1, sizeof *s->frames);
     if (rc)
         return rc;
     s->frames[s->nframes] = (struct frame_info){f->t, f->nfaces};
@@ -386,7 +371,7 @@ static int on_frame(void *ud, const struct track_frame *f)
                  align_warp(rgb.rgb, rgb.width, rgb.height, rgb.rgb_stride, m, s->crop, a->size) == 0;
         double t1 = mono_s();
         s->tm->align += t1 - t0;
-        if ((rc = grow((void **)&s->refs, &s->caprefs, s->nrefs + 1, sizeof *s->refs)) != 0)
+        if ((rc = grow_array((void **)&s->refs, &s->caprefs, s->nrefs + 1, sizeof *s->refs)) != 0)
             return rc;
         struct face_scratch fs = {tf->track, {(float)tf->box.x0, (float)tf->box.y0, (float)tf->box.x1,
                                               (float)tf->box.y1},

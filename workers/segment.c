@@ -99,29 +99,14 @@ static int parse_args(struct job_ctx *ctx, struct seg_args *a)
     return 0;
 }
 
-static int grow(void **v, int64_t *cap, int64_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    int64_t c = *cap ? *cap * 2 : 1024;
-    while (c < need)
-        c *= 2;
-    void *p = realloc(*v, (size_t)c * size);
-    if (!p)
-        return -ENOMEM;
-    *v = p;
-    *cap = c;
-    return 0;
-}
-
 /* Each frame as the tracker finishes it: its time, its shot, its faces. */
 static int on_frame(void *ud, const struct track_frame *f)
 {
     struct pass *ps = ud;
     int64_t i = ps->n;
-    if (grow((void **)&ps->t, &ps->cap_t, i + 2, sizeof *ps->t) ||
-        grow((void **)&ps->shots, &ps->cap_shots, ps->nshots + 1, sizeof *ps->shots) ||
-        grow((void **)&ps->d, &ps->cap_d, ps->nd + f->nfaces, sizeof *ps->d))
+    if (grow_array((void **)&ps->t, &ps->cap_t, i + 2, sizeof *ps->t) ||
+        grow_array((void **)&ps->shots, &ps->cap_shots, ps->nshots + 1, sizeof *ps->shots) ||
+        grow_array((void **)&ps->d, &ps->cap_d, ps->nd + f->nfaces, sizeof *ps->d))
         return -ENOMEM;
     ps->t[ps->n++] = f->t;
     if (i == 0 || f->cut) {
