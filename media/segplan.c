@@ -116,7 +116,8 @@ int seg_track_clips(const struct seg_params *p, const double *t, const struct se
                 return -ENOMEM;
         }
     }
-    qsort(out->v + first_new, (size_t)(out->n - first_new), sizeof *out->v, by_first);
+    if (out->n > first_new)
+        qsort(out->v + first_new, (size_t)(out->n - first_new), sizeof *out->v, by_first);
     return 0;
 }
 

@@ -157,8 +157,10 @@ static struct seg_track *seg_tracks(const struct pass *ps, const struct track_su
         free(frames);
         return NULL;
     }
-    memcpy(byt, ps->d, sizeof *byt * (size_t)ps->nd);
-    qsort(byt, (size_t)ps->nd, sizeof *byt, by_track_frame);
+    if (ps->nd) {
+        memcpy(byt, ps->d, sizeof *byt * (size_t)ps->nd);
+        qsort(byt, (size_t)ps->nd, sizeof *byt, by_track_frame);
+    }
     for (int64_t i = 0; i < ps->nd; i++)
         frames[i] = byt[i].frame;
     int64_t at = 0;
@@ -323,7 +325,8 @@ static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct dlibc_
         rc = -ENOMEM;
         goto out;
     }
-    memcpy(*sum, s, sizeof **sum * (size_t)n);
+    if (n)
+        memcpy(*sum, s, sizeof **sum * (size_t)n);
     *ntracks = n;
     if (ps->n > 0) { /* the end of the last frame */
         double dt = st->last_dur > 0 ? st->last_dur : 0.04;
