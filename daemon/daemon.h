@@ -57,6 +57,7 @@ struct worker {
     double spawned_at;
     int retiring; /* pool shrank: exit when idle, do not respawn */
     int threads;  /* the threads its job may use (pool_share_threads); 0: none sent */
+    int takes_shares; /* its hello said it takes a new share by SIGRTMIN */
     int quit_sent; /* told to exit: gets no more jobs */
     int closing;  /* daemon shutdown: slot handles being closed */
 };

@@ -178,6 +178,10 @@ static void handle_line(struct worker *w, char *line, size_t len)
             pool_kill(w, KILL_PROTOCOL);
         } else if (w->state == W_SPAWNING) {
             w->state = W_IDLE;
+            /* a worker that takes its thread share by signal says so (an
+             * older one would die of SIGRTMIN's default action) */
+            const char *shares = kv_get(&m.kv, "shares");
+            w->takes_shares = shares && !strcmp(shares, "sigrtmin");
             log_info(0, "worker %d ready (pid %d, kinds %s)", w->slot, w->pid,
                      kv_get(&m.kv, "kinds") ? kv_get(&m.kv, "kinds") : "?");
             if (w->retiring || w->d->draining)
@@ -297,6 +301,7 @@ static void spawn(struct worker *w)
     opt.flags = UV_PROCESS_DETACHED;
 
     w->spawned_at = now_s();
+    w->takes_shares = 0; /* until its hello says so */
     w->state = W_SPAWNING;
     int rc = uv_spawn(&d->loop, &w->proc, &opt);
     if (rc) {
@@ -444,7 +449,7 @@ void pool_share_threads(struct daemon *d)
         if (w->state != W_BUSY || !w->has_job)
             continue;
         int n = share_of(d, rank++, busy);
-        if (n != w->threads && w->threads > 0 && threaded_kind(w->job.kind)) {
+        if (n != w->threads && w->threads > 0 && w->takes_shares && threaded_kind(w->job.kind)) {
             w->threads = n;
             tell_threads(w, d->thread_gen);
         } else {

@@ -187,6 +187,7 @@ int main(int argc, char **argv)
     kv_setf(&hello, "proto", "%d", DFEW_PROTO_VERSION);
     kv_setf(&hello, "pid", "%d", (int)getpid());
     kv_set(&hello, "version", DFEW_VERSION);
+    kv_set(&hello, "shares", "sigrtmin"); /* dfewd may send our thread share with SIGRTMIN */
     struct sbuf kinds = {0};
     for (size_t i = 0; i < ARRAY_LEN(handlers); i++)
         sbuf_addf(&kinds, "%s%s", i ? "," : "", handlers[i].kind);
