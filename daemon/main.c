@@ -314,6 +314,11 @@ int main(int argc, char **argv)
     if (core)
         log_info(0, "workers get OPENBLAS_CORETYPE=%s (from this CPU's features)", core);
     d.cpus = cpu_count();
+    /* where workers keep the landmark model's flat copy (dlibc.h) */
+    struct sbuf cache = {0};
+    sbuf_addf(&cache, "%s/cache", d.paths.home);
+    setenv("DFEW_CACHE_DIR", cache.s, 1);
+    sbuf_free(&cache);
     pool_start(&d);
     log_info(0, "ready: home %s, %d worker(s) and %d trainer slot(s) running %s, database %s, control socket %s",
              d.paths.home, pool_target_size(&d), pool_trainer_target(&d), d.worker_program, d.paths.db, d.paths.sock);

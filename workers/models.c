@@ -32,7 +32,9 @@ int worker_models(struct job_ctx *ctx, const char *path, struct dlibc_detector *
         models.sp = NULL;
         models.sp_path = NULL;
         double t0 = mono_s();
-        rc = dlibc_predictor_load(path, &models.sp, err, sizeof err);
+        /* through the flat cache dfewd names (HOME/cache): a second worker, or
+         * this one after a restart, maps it instead of deserialising dlib's */
+        rc = dlibc_predictor_open_cached(path, getenv("DFEW_CACHE_DIR"), &models.sp, err, sizeof err);
         if (rc) {
             snprintf(ctx->error, sizeof ctx->error,
                      "%s; install Debian's libdlib-data (scripts/setup-deps.sh), then 'dfewctl retry %lld' (a model "

@@ -25,6 +25,12 @@
 #include <exception>
 #include <fstream>
 #include <malloc.h>
+#include <cstdint>
+#include <string>
+#include <unistd.h>
+#include <sys/stat.h>
+#include <sys/mman.h>
+#include <fcntl.h>
 #include <new>
 #include <stdexcept>
 #include <thread>
@@ -191,8 +197,17 @@ struct dlibc_predictor {
         unsigned int i1, i2;
         float thresh;
     };
-    std::vector<split> splits; // [cascade][tree][split]
-    std::vector<float> leaf;   // [cascade][tree][leaf][dims]
+    std::vector<split> splits; // [cascade][tree][split] (when not mapped)
+    std::vector<float> leaf;   // [cascade][tree][leaf][dims] (when not mapped)
+    const split *splits_p = nullptr;
+    const float *leaf_p = nullptr;
+    void *map = nullptr; // the cache file, mapped (splits_p, leaf_p point into it)
+    size_t map_len = 0;
+    ~dlibc_predictor()
+    {
+        if (map)
+            munmap(map, map_len);
+    }
 };
 
 static int valid(const dlibc_image *img)
@@ -792,6 +807,150 @@ static void load_flat(const char *path, dlibc_predictor *p)
     forests.clear();
     forests.shrink_to_fit();
     malloc_trim(0); // the per-leaf allocations are gone: give their pages back
+    p->splits_p = p->splits.data();
+    p->leaf_p = p->leaf.data();
+}
+
+// The flat model cached in a file that later workers map instead of
+// deserialising dlib's (a second instead of a few milliseconds; the pages
+// are shared between the workers). Named after the model file's inode,
+// size and modification time, so a changed model is never read from an old
+// cache. Native layout: a cache of this machine, not an exchange format.
+#define CACHE_MAGIC "DFEWSPF1"
+struct cache_header {
+    char magic[8];
+    uint64_t src_size, src_ino;
+    int64_t src_mtime_ns;
+    uint32_t cascades, trees, depth_splits, leaves, dims, nfeat_total;
+    uint64_t total; // file size
+};
+
+static size_t align64(size_t n) { return (n + 63) & ~(size_t)63; }
+
+// Byte offsets of the arrays after the header, and the file size.
+struct cache_layout {
+    size_t initial, nfeat, anchor, deltas, splits, leaf, total;
+};
+
+static cache_layout layout_of(const cache_header &h)
+{
+    cache_layout l;
+    size_t at = align64(sizeof h);
+    l.initial = at;
+    at = align64(at + h.dims * sizeof(float));
+    l.nfeat = at;
+    at = align64(at + h.cascades * sizeof(uint32_t));
+    l.anchor = at;
+    at = align64(at + h.nfeat_total * sizeof(uint32_t));
+    l.deltas = at;
+    at = align64(at + 2 * h.nfeat_total * sizeof(float));
+    l.splits = at;
+    at = align64(at + (size_t)h.cascades * h.trees * h.depth_splits * sizeof(dlibc_predictor::split));
+    l.leaf = at;
+    at += (size_t)h.cascades * h.trees * h.leaves * h.dims * sizeof(float);
+    l.total = at;
+    return l;
+}
+
+static std::string cache_name(const char *cache_dir, const struct stat &sb)
+{
+    char name[160];
+    std::snprintf(name, sizeof name, "/shape-predictor-%llu-%llu-%lld.flat", (unsigned long long)sb.st_ino,
+                  (unsigned long long)sb.st_size,
+                  (long long)sb.st_mtim.tv_sec * 1000000000LL + (long long)sb.st_mtim.tv_nsec);
+    return std::string(cache_dir) + name;
+}
+
+static bool cache_read(const char *file, const struct stat &sb, dlibc_predictor *p)
+{
+    int fd = open(file, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    struct stat cs;
+    cache_header h;
+    void *m = MAP_FAILED;
+    if (fstat(fd, &cs) == 0 && (size_t)cs.st_size >= sizeof h && pread(fd, &h, sizeof h, 0) == (ssize_t)sizeof h &&
+        !std::memcmp(h.magic, CACHE_MAGIC, 8) && h.src_size == (uint64_t)sb.st_size && h.src_ino == sb.st_ino &&
+        h.src_mtime_ns == (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec &&
+        h.total == (uint64_t)cs.st_size && layout_of(h).total == h.total && h.leaves == h.depth_splits + 1)
+        m = mmap(nullptr, (size_t)h.total, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    if (m == MAP_FAILED)
+        return false;
+    const cache_layout l = layout_of(h);
+    const char *b = (const char *)m;
+    p->map = m;
+    p->map_len = (size_t)h.total;
+    p->cascades = h.cascades;
+    p->trees = h.trees;
+    p->depth_splits = h.depth_splits;
+    p->leaves = h.leaves;
+    p->dims = h.dims;
+    p->initial_shape.set_size(h.dims);
+    std::memcpy(&p->initial_shape(0), b + l.initial, h.dims * sizeof(float));
+    const uint32_t *nfeat = (const uint32_t *)(b + l.nfeat), *anchor = (const uint32_t *)(b + l.anchor);
+    const float *deltas = (const float *)(b + l.deltas);
+    size_t at = 0;
+    p->anchor.assign(h.cascades, {});
+    p->deltas.assign(h.cascades, {});
+    for (uint32_t c = 0; c < h.cascades; c++) {
+        if (at + nfeat[c] > h.nfeat_total)
+            return false;
+        p->nfeat.push_back(nfeat[c]);
+        for (uint32_t i = 0; i < nfeat[c]; i++, at++) {
+            p->anchor[c].push_back(anchor[at]);
+            p->deltas[c].push_back(dlib::vector<float, 2>(deltas[2 * at], deltas[2 * at + 1]));
+        }
+    }
+    p->splits_p = (const dlibc_predictor::split *)(b + l.splits);
+    p->leaf_p = (const float *)(b + l.leaf);
+    return true;
+}
+
+// Best effort: a cache that cannot be written is only a slower next start.
+static void cache_write(const char *file, const struct stat &sb, const dlibc_predictor *p)
+{
+    cache_header h;
+    std::memset(&h, 0, sizeof h);
+    std::memcpy(h.magic, CACHE_MAGIC, 8);
+    h.src_size = (uint64_t)sb.st_size;
+    h.src_ino = (uint64_t)sb.st_ino;
+    h.src_mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+    h.cascades = (uint32_t)p->cascades;
+    h.trees = (uint32_t)p->trees;
+    h.depth_splits = (uint32_t)p->depth_splits;
+    h.leaves = (uint32_t)p->leaves;
+    h.dims = (uint32_t)p->dims;
+    for (unsigned long c = 0; c < p->cascades; c++)
+        h.nfeat_total += (uint32_t)p->nfeat[c];
+    const cache_layout l = layout_of(h);
+    h.total = l.total;
+    std::vector<char> head(l.splits, 0);
+    std::memcpy(head.data(), &h, sizeof h);
+    std::memcpy(head.data() + l.initial, &p->initial_shape(0), p->dims * sizeof(float));
+    size_t at = 0;
+    for (unsigned long c = 0; c < p->cascades; c++) {
+        uint32_t n = (uint32_t)p->nfeat[c];
+        std::memcpy(head.data() + l.nfeat + c * sizeof(uint32_t), &n, sizeof n);
+        for (uint32_t i = 0; i < n; i++, at++) {
+            uint32_t a = (uint32_t)p->anchor[c][i];
+            float dxy[2] = {p->deltas[c][i].x(), p->deltas[c][i].y()};
+            std::memcpy(head.data() + l.anchor + at * sizeof(uint32_t), &a, sizeof a);
+            std::memcpy(head.data() + l.deltas + 2 * at * sizeof(float), dxy, sizeof dxy);
+        }
+    }
+    std::string tmp = std::string(file) + ".tmp-XXXXXX";
+    int fd = mkstemp(&tmp[0]);
+    if (fd < 0)
+        return;
+    const size_t nsplit = p->cascades * p->trees * p->depth_splits * sizeof(dlibc_predictor::split);
+    const size_t nleaf = p->cascades * p->trees * p->leaves * p->dims * sizeof(float);
+    bool ok = pwrite(fd, head.data(), head.size(), 0) == (ssize_t)head.size() &&
+              pwrite(fd, p->splits_p, nsplit, (off_t)l.splits) == (ssize_t)nsplit &&
+              pwrite(fd, p->leaf_p, nleaf, (off_t)l.leaf) == (ssize_t)nleaf && fsync(fd) == 0;
+    ok = close(fd) == 0 && ok;
+    if (!ok || rename(tmp.c_str(), file) != 0)
+        unlink(tmp.c_str());
 }
 
 extern "C" int dlibc_predictor_open(const char *path, unsigned flags, dlibc_predictor **out, char *err,
@@ -843,6 +1002,32 @@ extern "C" int dlibc_predictor_load(const char *path, dlibc_predictor **out, cha
     return dlibc_predictor_open(path, 0, out, err, errlen);
 }
 
+extern "C" int dlibc_predictor_open_cached(const char *path, const char *cache_dir, dlibc_predictor **out, char *err,
+                                           size_t errlen)
+{
+    struct stat sb;
+    if (!cache_dir || !*cache_dir || stat(path, &sb) != 0)
+        return dlibc_predictor_open(path, 0, out, err, errlen);
+    try {
+        std::string file = cache_name(cache_dir, sb);
+        dlibc_predictor *p = new dlibc_predictor;
+        if (cache_read(file.c_str(), sb, p) && p->dims == 2 * DLIBC_LANDMARKS) {
+            *out = p;
+            return 0;
+        }
+        delete p;
+        int rc = dlibc_predictor_open(path, 0, out, err, errlen);
+        if (!rc) {
+            mkdir(cache_dir, 0755);
+            cache_write(file.c_str(), sb, *out);
+        }
+        return rc;
+    } catch (const std::bad_alloc &) {
+        set_err(err, errlen, "%s: out of memory loading the landmark model%s", path, "");
+        return -ENOMEM;
+    }
+}
+
 extern "C" void dlibc_predictor_free(dlibc_predictor *p) { delete p; }
 
 // dlib's shape_predictor::operator() over the flat model: per cascade, the
@@ -859,8 +1044,8 @@ static void predict_flat(const dlibc_predictor *p, const image_t &img, const dli
     dlib::const_image_view<image_t> v(img);
     std::vector<float> fpv;
     std::vector<const float *> leafp;
-    const dlibc_predictor::split *sp = p->splits.data();
-    const float *lf = p->leaf.data();
+    const dlibc_predictor::split *sp = p->splits_p;
+    const float *lf = p->leaf_p;
     const unsigned long dims = p->dims, ns = p->depth_splits;
     float *cs = &cur(0);
     for (unsigned long c = 0; c < p->cascades; c++) {

@@ -93,6 +93,12 @@ int dlibc_predictor_load(const char *path, struct dlibc_predictor **out, char *e
  * same points as dlib's own code, several times faster; about 70 MB);
  * DLIBC_PREDICTOR_STOCK keeps dlib::shape_predictor and runs its code. */
 int dlibc_predictor_open(const char *path, unsigned flags, struct dlibc_predictor **out, char *err, size_t errlen);
+/* The flat copy through a cache in cache_dir (created; NULL or "": none):
+ * the first load writes the flat model there (best effort), later loads map
+ * it (milliseconds instead of a second, pages shared between processes).
+ * The cache is named after the model file's inode, size and mtime. */
+int dlibc_predictor_open_cached(const char *path, const char *cache_dir, struct dlibc_predictor **out, char *err,
+                                size_t errlen);
 void dlibc_predictor_free(struct dlibc_predictor *p);
 /* 68 landmarks for the face in box: xy[2*i], xy[2*i+1] = point i (0-based
  * iBUG 300-W order), image pixels. 0 or a negative errno. */

@@ -244,6 +244,44 @@ static void exact_paths(const char *name, double min_size)
     CHECK_EQ_INT(pts_same, faces);
 }
 
+/* The flat model through its cache: written on the first load, mapped on
+ * the second; both give dlib's own points. */
+static void test_model_cache(void)
+{
+    char dir[] = "/tmp/dfew-test-cache-XXXXXX", err[512];
+    if (!mkdtemp(dir)) {
+        CHECK(!"mkdtemp");
+        return;
+    }
+    struct dlibc_predictor *a = NULL, *b = NULL;
+    CHECK(dlibc_predictor_open_cached(model_path(), dir, &a, err, sizeof err) == 0);
+    CHECK(dlibc_predictor_open_cached(model_path(), dir, &b, err, sizeof err) == 0);
+    struct decoder *dec;
+    int same = 0, n = 0;
+    if (a && b && decoder_open(video("single_face.mp4"), DECODE_GRAY | DECODE_NO_RGB, &dec, err, sizeof err) == 0) {
+        struct decoded_frame f;
+        while (n < 12 && decoder_next(dec, &f, err, sizeof err) == 1) {
+            struct dlibc_image img = {f.gray, f.width, f.height, f.gray_stride, DLIBC_GRAY8};
+            struct dlibc_box box[4];
+            if (dlibc_detect(det, &img, 0, box, 4) < 1)
+                continue;
+            float p0[136], p1[136], p2[136];
+            CHECK(dlibc_predict(sp_stock, &img, &box[0], p0) == 0);
+            CHECK(dlibc_predict(a, &img, &box[0], p1) == 0 && dlibc_predict(b, &img, &box[0], p2) == 0);
+            same += !memcmp(p0, p1, sizeof p0) && !memcmp(p0, p2, sizeof p0);
+            n++;
+        }
+        decoder_close(dec);
+    }
+    printf("  model cache: %d of %d faces with dlib's points, from the loaded and the mapped copy\n", same, n);
+    CHECK(n == 12 && same == n);
+    dlibc_predictor_free(a);
+    dlibc_predictor_free(b);
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    CHECK(system(cmd) == 0);
+}
+
 static void test_subject_rule(void)
 {
     /* a long small face, a slightly shorter large one, a large short one */
@@ -286,6 +324,7 @@ int main(void)
         compare_modes(getenv("TRACK_ONLY"), 1);
         return check_failures ? 1 : 0;
     }
+    test_model_cache();
     exact_paths("single_face.mp4", 120);
     exact_paths("mead_eamm/fear.mp4", 200);
     exact_paths("short_hamilton_clip.mp4", 90);
