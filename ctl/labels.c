@@ -14,6 +14,8 @@
 
 enum csv_format { FMT_LONG, FMT_WIDE };
 
+#define LABELS_MAX_ANNOTATOR 128 /* bytes of UTF-8 */
+
 struct import_run {
     struct ctl *c;
     const char *file;
@@ -102,11 +104,14 @@ static void long_row(struct import_run *r, struct csv_reader *in)
     int emotion = emotion_parse(in->field[2]);
     if (!*who)
         row_error(r, in->line, "the annotator is empty");
+    else if (strlen(who) > LABELS_MAX_ANNOTATOR)
+        row_error(r, in->line, "the annotator name is %zu bytes long, more than %d", strlen(who),
+                  LABELS_MAX_ANNOTATOR);
     else if (*who == '#')
         row_error(r, in->line, "annotator names starting with '#' are reserved for anonymous vote counts");
     if (emotion < 0)
         row_error(r, in->line, "unknown emotion '%s' (use %s)", in->field[2], EMOTION_NAMES_HELP);
-    if (!clip || !*who || *who == '#' || emotion < 0)
+    if (!clip || !*who || *who == '#' || strlen(who) > LABELS_MAX_ANNOTATOR || emotion < 0)
         return;
     int prev = seen_line(r, clip, who, in->line);
     if (prev) {
