@@ -12,6 +12,8 @@
 #include <libavutil/mem.h>
 #include <libavutil/sha.h>
 
+#include "util.h"
+
 struct sha256_stream *sha256_begin(void)
 {
     struct AVSHA *sha = av_sha_alloc();
@@ -85,4 +87,21 @@ int sha256_file(const char *path, char hex[65], uint64_t *size)
             *size = (uint64_t)st.st_size;
     }
     return rc;
+}
+
+char *probe_args_json(const char *path, const char *sha, int64_t size, int64_t mtime_ns)
+{
+    struct sbuf b = {0};
+    sbuf_add(&b, "{\"path\":");
+    sbuf_add_json_str(&b, path);
+    if (sha) {
+        sbuf_add(&b, ",\"sha256\":");
+        sbuf_add_json_str(&b, sha);
+    }
+    if (size >= 0)
+        sbuf_addf(&b, ",\"size_bytes\":%lld", (long long)size);
+    if (mtime_ns >= 0)
+        sbuf_addf(&b, ",\"mtime_ns\":%lld", (long long)mtime_ns);
+    sbuf_addc(&b, '}');
+    return sbuf_take(&b);
 }

@@ -9,6 +9,12 @@
 /* hex receives 64 lowercase hex digits and a NUL. size (optional) the bytes read. */
 int sha256_file(const char *path, char hex[65], uint64_t *size);
 
+/* The probe job's arguments for a movie file: its path and what it was when
+ * it became a movie (content hash, size, modification time in ns; mtime_ns
+ * < 0 leaves it out), so that the probe can tell when the file changed
+ * since. JSON text the caller frees. */
+char *probe_args_json(const char *path, const char *sha, int64_t size, int64_t mtime_ns);
+
 /* Streaming: for content that arrives in pieces (downloads). */
 struct sha256_stream;
 struct sha256_stream *sha256_begin(void);
