@@ -482,6 +482,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->has_job = 1;
     w->state = W_BUSY;
     w->job_started = now_s();
+    w->lease_renewed_at = w->job_started;
     w->last_progress_db = 0;
     w->pending_frac = -1;
     w->threads = 0;
