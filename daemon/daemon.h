@@ -152,6 +152,9 @@ void sched_apply_config(struct daemon *d);
  * err says why when the database does not (a result file, ...) */
 int record_result(struct daemon *d, const struct leased_job *job, const char *result_json, char *err, size_t errlen);
 char *result_json_from_fields(const struct kv *fields);
+/* A fetch job is dead: what it downloaded so far is removed (no later
+ * attempt will resume it). */
+void record_dead_fetch(struct daemon *d, const struct leased_job *job);
 
 /* ctlsock.c */
 int ctlsock_start(struct daemon *d, char *err, size_t errlen);

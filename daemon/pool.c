@@ -465,6 +465,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     kv_setf(&kv, "id", "%lld", (long long)job->id);
     kv_set(&kv, "kind", job->kind);
     kv_setf(&kv, "attempt", "%d", job->attempt);
+    kv_setf(&kv, "max_attempts", "%d", job->max_attempts);
     /* The job's JSON arguments travel as flat key=value fields. */
     sqlite3_stmt *st = db_prepare(d->db, "SELECT key, value FROM json_each(?)");
     if (st) {
@@ -472,7 +473,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *k = (const char *)sqlite3_column_text(st, 0);
             const char *v = (const char *)sqlite3_column_text(st, 1);
-            if (k && strcmp(k, "id") && strcmp(k, "kind") && strcmp(k, "attempt"))
+            if (k && strcmp(k, "id") && strcmp(k, "kind") && strcmp(k, "attempt") && strcmp(k, "max_attempts"))
                 kv_set(&kv, k, v ? v : "");
         }
         sqlite3_reset(st);

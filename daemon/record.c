@@ -464,3 +464,31 @@ int record_result(struct daemon *d, const struct leased_job *job, const char *re
         snprintf(err, errlen, "%s (dfewd's log has the details)", strerror(-rc));
     return rc;
 }
+
+void record_dead_fetch(struct daemon *d, const struct leased_job *job)
+{
+    if (strcmp(job->kind, "fetch") || !job->args_json)
+        return;
+    sqlite3_stmt *st = db_prepare(d->db, "SELECT json_extract(?1, '$.url'), json_extract(?1, '$.dest_dir')");
+    if (!st)
+        return;
+    sqlite3_bind_text(st, 1, job->args_json, -1, SQLITE_STATIC);
+    char *url = NULL, *dir = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) && sqlite3_column_text(st, 1)) {
+        url = xstrdup((const char *)sqlite3_column_text(st, 0));
+        dir = xstrdup((const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_reset(st);
+    if (url && dir) {
+        char *partial = fetch_partial_path(dir, url);
+        struct sbuf v = {0};
+        sbuf_addf(&v, "%s%s", partial, FETCH_VALIDATOR_SUFFIX);
+        if (unlink(partial) == 0)
+            log_info(job->id, "the dead download's partial file %s was removed", partial);
+        unlink(v.s);
+        sbuf_free(&v);
+        free(partial);
+    }
+    free(url);
+    free(dir);
+}

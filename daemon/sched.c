@@ -256,6 +256,8 @@ static int record_fail(struct daemon *d, struct leased_job *job, const char *err
     else
         log_msg(to == JOB_DEAD ? LOG_ERROR : LOG_WARN, job->id, "%s %s after %.3f s (attempt %d of %d): %s",
                 job->kind, job_state_name(to), took, job->attempt, job->max_attempts, err);
+    if (!rc && to == JOB_DEAD)
+        record_dead_fetch(d, job);
     return 0;
 }
 
@@ -377,6 +379,8 @@ void sched_job_lost(struct worker *w, const char *why, int count_attempt)
         d->jobs_requeued++;
         log_msg(to == JOB_DEAD ? LOG_ERROR : LOG_WARN, w->job.id, "%s; job %s", why,
                 to == JOB_DEAD ? "is dead (no attempts left)" : "requeued");
+        if (to == JOB_DEAD)
+            record_dead_fetch(d, &w->job);
     }
     job_release_slot(w);
     sched_kick(d);

@@ -105,3 +105,14 @@ char *probe_args_json(const char *path, const char *sha, int64_t size, int64_t m
     sbuf_addc(&b, '}');
     return sbuf_take(&b);
 }
+
+char *fetch_partial_path(const char *dest_dir, const char *url)
+{
+    char url_hash[65];
+    struct sha256_stream *uh = sha256_begin();
+    sha256_update(uh, url, strlen(url));
+    sha256_end(uh, url_hash);
+    struct sbuf b = {0};
+    sbuf_addf(&b, "%s/.partial-%.16s", dest_dir, url_hash);
+    return sbuf_take(&b);
+}

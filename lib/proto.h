@@ -7,7 +7,7 @@
  * bytes and DEL become %XX), so any byte string travels safely.
  *
  *   worker -> daemon  hello    proto=1 pid=N kinds=noop,probe version=X
- *   daemon -> worker  job      id=N kind=K attempt=A <job arguments>
+ *   daemon -> worker  job      id=N kind=K attempt=A max_attempts=M <job arguments>
  *   worker -> daemon  progress id=N frac=0..1 msg=TEXT
  *   worker -> daemon  done     id=N <result fields>
  *   worker -> daemon  fail     id=N retry=0|1 error=TEXT
