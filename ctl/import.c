@@ -861,11 +861,11 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     }
     if (ds_open(c, CTL_CREATE))
         goto out;
-    if (db_begin(c->db)) {
-        fprintf(stderr, "dfewctl import: cannot start a transaction: %s\n", db_errmsg(c->db));
-        goto out;
-    }
+    /* Reading and checking the release's files fills temporary tables only:
+     * it does not hold the database's write lock, so dfewd and other
+     * commands write meanwhile. The write transaction is the import itself. */
     make_temp_tables(&r);
+    db_exec(c->db, "BEGIN");
     read_annotation(&r);
     for (int k = 1; k <= r.k; k++) {
         read_split_file(&r, r.test_dir, k, 1);
@@ -874,6 +874,11 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     }
     if (!r.err.n)
         check_split(&r);
+    db_exec(c->db, "COMMIT");
+    if (!r.err.n && db_begin(c->db)) {
+        fprintf(stderr, "dfewctl import: cannot start a transaction: %s\n", db_errmsg(c->db));
+        goto out;
+    }
     int64_t movie = 0;
     if (!r.err.n) {
         movie = release_movie(&r);
@@ -885,7 +890,8 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     if (!r.err.n && movie && r.tensors)
         queue_tensors(&r, movie);
     if (r.err.n) {
-        db_rollback(c->db);
+        if (c->db->tx_depth)
+            db_rollback(c->db);
         char what[1200];
         snprintf(what, sizeof what, "import: %s", r.dir);
         ds_errors_report(c, &r.err, what);

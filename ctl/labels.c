@@ -248,6 +248,25 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         return 1;
     }
     struct import_run r = {.c = c, .file = file, .replace = replace};
+    /* The file is read through once before the write transaction: a file
+     * that is not text (UTF-8, line and field lengths) is refused without
+     * holding the database, and the transaction is only the votes' work. */
+    int got;
+    while ((got = csv_next(&in)) > 0) {
+    }
+    if (got < 0) {
+        row_error(&r, in.line, "%s", got == -EIO ? "read error" : in.err);
+        csv_close(&in);
+        char what[1024];
+        snprintf(what, sizeof what, "labels import: %s", file);
+        ds_errors_report(c, &r.err, what);
+        return 1;
+    }
+    csv_close(&in);
+    if ((rc = csv_open(&in, file)) != 0) {
+        fprintf(stderr, "dfewctl labels import: cannot read %s: %s\n", file, strerror(-rc));
+        return 1;
+    }
     if (db_begin(c->db) || db_exec(c->db, "CREATE TEMP TABLE IF NOT EXISTS import_seen (clip_id INTEGER, "
                                           "annotator TEXT, line INTEGER, PRIMARY KEY (clip_id, annotator)); "
                                           "DELETE FROM temp.import_seen;")) {
@@ -255,7 +274,8 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         csv_close(&in);
         return 1;
     }
-    int got = csv_next(&in), header = 1;
+    got = csv_next(&in);
+    int header = 1;
     if (got == 0)
         row_error(&r, 1, "the file is empty; it needs a header line and votes");
     else if (got > 0)
