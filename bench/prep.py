@@ -36,7 +36,8 @@ that key is told apart and that part is skipped.
 
 usage: bench/prep.py [--build DIR] [--reps N] [--set low|hd|both] [--quick]
                      [--json OUT] [--threads-per-job N] [--hd-dir DIR]
-                     [--no-threads] [VIDEO...]"""
+                     [--no-threads] [VIDEO...]
+       bench/prep.py --report OUT        (the tables again from a --json file)"""
 import argparse
 import concurrent.futures
 import hashlib
@@ -51,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SRC = os.path.dirname(HERE)
@@ -494,14 +496,14 @@ def probe_threads_key(ctx):
 
 
 def threads_test(ctx, video, reps):
-    runs = {1: [], 0: []}
+    runs = {'1': [], '0': []}  # by threads_per_job (strings: the same keys after --json)
     for i in range(reps):
         for tpj in ((1, 0) if i % 2 == 0 else (0, 1)):
             load = os.getloadavg()[0]
             bres, rss, _ = dfew(ctx, [('long', [video])], 'fast', 1, tpj)
             b = bres[0]
             pv = b['per_video'][video.name]
-            runs[tpj].append(dict(wall=b['wall'], frames=b['frames'], fps=b['frames'] / b['wall'], rss=rss,
+            runs[str(tpj)].append(dict(wall=b['wall'], frames=b['frames'], fps=b['frames'] / b['wall'], rss=rss,
                                   load=load, clip=pv))
             log('threads rep %d threads_per_job=%d: %d frames in %.2f s = %.2f frames/s (prep_s %.2f, decode %.2f, '
                 'detect %.2f), load %.1f' % (i + 1, tpj, b['frames'], b['wall'], b['frames'] / b['wall'],
@@ -592,31 +594,31 @@ def report_set(name, batches, runs, agree_all, reps):
         pr = [x / y for x, y in zip(fps_list(runs[a]), fps_list(runs[b]))]
         p('| %s / %s | **%.3f** | %s |' % (a, b, med(fps_list(runs[a])) / med(fps_list(runs[b])),
                                            ', '.join('%.3f' % x for x in pr)))
-    # where the time goes
+    # where the time goes: per repetition, then medians (other = prep_s minus the stages, per repetition)
+    cols = ('prep_s', 'decode_s', 'detect_s', 'align_s', 'write_s', 'other')
     for k in ('fast', 'every'):
-        p('\nwhere a dfew worker\'s time goes, detect = %s (clip_prep, median over reps; s):\n'
-          % ('fast' if k == 'fast' else 'every_frame'))
-        p('| video | frames | face frames | prep_s | decode_s | detect_s | align_s | write_s | other | '
-          'searches | faces tracked | frames/s in the worker |')
+        p('\nwhere a dfew worker\'s time goes, detect = %s (clip_prep, s, median over the repetitions; other = '
+          'prep_s - the four stages; all: median of the per-repetition totals, %% of the worker time of all '
+          'repetitions):\n' % ('fast' if k == 'fast' else 'every_frame'))
+        p('| video | frames | face frames | ' + ' | '.join(cols) + ' | searches | faces tracked | '
+          'frames/s in the worker |')
         p('|---|---|---|---|---|---|---|---|---|---|---|---|')
-        tot = dict(prep_s=0, decode_s=0, detect_s=0, align_s=0, write_s=0)
+        per_rep = [{c: 0.0 for c in cols} for _ in runs[k]]
         for v in videos:
-            rows = [r['per_video'][v.name] for r in runs[k]]
-            m = {c: med([r[c] or 0 for r in rows]) for c in ('prep_s', 'decode_s', 'detect_s', 'align_s', 'write_s',
-                                                              'searches', 'faces_tracked')}
-            for c in tot:
-                tot[c] += m[c]
-            other = m['prep_s'] - m['decode_s'] - m['detect_s'] - m['align_s'] - m['write_s']
-            p('| %s | %d | %d | %.3f | %.3f | %.3f | %.3f | %.3f | %.3f | %d | %d | %.1f |'
-              % (v.name, rows[0]['frames_total'], rows[0]['frames_face'], m['prep_s'], m['decode_s'], m['detect_s'],
-                 m['align_s'], m['write_s'], other, m['searches'], m['faces_tracked'],
-                 rows[0]['frames_total'] / m['prep_s'] if m['prep_s'] else float('nan')))
-        t = tot['prep_s'] or 1
-        p('| **all** | %d | | %.3f | %.3f (%.0f%%) | %.3f (%.0f%%) | %.3f (%.0f%%) | %.3f (%.0f%%) | %.3f (%.0f%%) '
-          '| | | |' % (frames, tot['prep_s'], tot['decode_s'], 100 * tot['decode_s'] / t, tot['detect_s'],
-                       100 * tot['detect_s'] / t, tot['align_s'], 100 * tot['align_s'] / t, tot['write_s'],
-                       100 * tot['write_s'] / t, t - sum(tot[c] for c in tot if c != 'prep_s'),
-                       100 * (t - sum(tot[c] for c in tot if c != 'prep_s')) / t))
+            rows = [dict(r['per_video'][v.name]) for r in runs[k]]
+            for i, r in enumerate(rows):
+                r['other'] = r['prep_s'] - sum(r[c] or 0 for c in cols[1:5])
+                for c in cols:
+                    per_rep[i][c] += r[c] or 0
+            m = {c: med([r[c] or 0 for r in rows]) for c in cols + ('searches', 'faces_tracked')}
+            p('| %s | %d | %d | %s | %d | %d | %.1f |'
+              % (v.name, rows[0]['frames_total'], rows[0]['frames_face'], ' | '.join('%.3f' % m[c] for c in cols),
+                 m['searches'], m['faces_tracked'], rows[0]['frames_total'] / m['prep_s'] if m['prep_s'] else 0))
+        pooled = {c: sum(r[c] for r in per_rep) for c in cols}
+        p('| **all** | %d | | %.3f | %s | | | |' % (
+            frames, med([r['prep_s'] for r in per_rep]),
+            ' | '.join('%.3f (%.0f%%)' % (med([r[c] for r in per_rep]), 100 * pooled[c] / (pooled['prep_s'] or 1))
+                       for c in cols[1:])))
     # agreement
     ag = agree_all[0]
     p('\nagreement of detect = fast with detect = every_frame (repetition 1; usable: face in >= 50% of the '
@@ -678,11 +680,50 @@ def targets(results, threads):
             t('long HD clip, 1 worker: threads_per_job = 0 (auto) >= 1.7x threads_per_job = 1', None, 1.7, '%.2fx',
               'this build\'s dfewd refused [daemon] threads_per_job: ' + threads['refused'])
         else:
-            a, o = [r['fps'] for r in threads['runs'][0]], [r['fps'] for r in threads['runs'][1]]
+            a, o = [r['fps'] for r in threads['runs']['0']], [r['fps'] for r in threads['runs']['1']]
             t('long HD clip, 1 worker: threads_per_job = 0 (auto) >= 1.7x threads_per_job = 1', med(a) / med(o), 1.7,
               '%.2fx', '%s: %.2f vs %.2f frames/s; per repetition %s' % (
                   threads['video'], med(a), med(o), ', '.join('%.2f' % (x / y) for x, y in zip(a, o))))
     return out
+
+
+def report(raw):
+    """Prints the tables and the targets from the raw numbers (a run's, or a
+    --json file's with --report); adds the projection and the targets to raw."""
+    m, reps, threads = raw['machine'], raw['args']['reps'], raw['threads']
+    print('\nCommand: %s' % raw.get('command', '(not recorded)'))
+    results = {}
+    for s, d in raw['sets'].items():
+        vids = {v['name']: types.SimpleNamespace(**v) for v in d['videos']}
+        batches = [(b['label'], [vids[n] for n in b['videos']]) for b in d['batches']]
+        report_set(s, batches, d['runs'], d['agreement'], reps)
+        results[s] = d['runs']
+    if threads is not None and not threads.get('refused'):
+        v = threads['info']
+        print('\n### one long HD clip, 1 worker, 2 cores: [daemon] threads_per_job = 1 against 0 (auto)\n')
+        print('%s (%dx%d, %d frames): %s\n' % (v['name'], v['width'], v['height'], v['frames'], v['how']))
+        print('| threads_per_job | threads the prep job used | frames/s, median [min .. max] | per repetition | '
+              'worker prep_s / decode_s / detect_s (median) |')
+        print('|---|---|---|---|---|')
+        for tpj in ('1', '0'):
+            rs = threads['runs'][tpj]
+            print('| %s | %s | %s | %s | %.2f / %.2f / %.2f |' % (
+                '0 (auto)' if tpj == '0' else tpj, ', '.join(sorted({str(r['clip']['threads']) for r in rs})),
+                spread([r['fps'] for r in rs]), ', '.join('%.2f' % r['fps'] for r in rs),
+                med([r['clip']['prep_s'] for r in rs]), med([r['clip']['decode_s'] for r in rs]),
+                med([r['clip']['detect_s'] for r in rs])))
+    if 'hd' in results:
+        f720 = {k: med(batch_fps(results['hd'][k], '720p')) for k in PIPELINES}
+        print('\n### projection: DFEW\'s %.2f M frames at 720p on this machine, 2 workers\n' % (DFEW_FRAMES / 1e6))
+        print('| pipeline | 720p frames/s (median) | hours |')
+        print('|---|---|---|')
+        for k in PIPELINES:
+            print('| %s | %.2f | %.1f |' % (TITLES[k], f720[k], DFEW_FRAMES / f720[k] / 3600))
+        raw['projection_720p'] = {k: dict(fps=f720[k], hours=DFEW_FRAMES / f720[k] / 3600) for k in PIPELINES}
+    print('\n### targets (2 workers on %d cores)\n' % m['nproc'])
+    raw['targets'] = targets(results, threads)
+    print('\nload average at the start: %.1f %.1f %.1f, at the end: %.1f %.1f %.1f'
+          % (tuple(raw['load_start']) + tuple(raw['load_end'])))
 
 
 # ---------------------------------------------------------------- main
@@ -702,8 +743,17 @@ def main():
                     help='set [daemon] threads_per_job = N for the 2-worker dfew runs (default: not set)')
     ap.add_argument('--no-threads', action='store_true', help='skip the threads_per_job test on the long HD clip')
     ap.add_argument('--hd-dir', help='where the made HD files are kept (default: BUILD/bench/prep-hd)')
+    ap.add_argument('--report', metavar='JSON', help='print the report of an earlier run\'s --json and exit')
     ap.add_argument('videos', nargs='*', help='run these videos as one set instead (no targets)')
     a = ap.parse_args()
+    if a.report:
+        with open(a.report) as f:
+            raw = json.load(f)
+        m = raw['machine']
+        print('# bench/prep.py --report %s: the run of %s, %d CPUs (%s), commit %s, %d repetition(s)'
+              % (a.report, m['date'], m['nproc'], m['cpu'], m['commit'], raw['args']['reps']))
+        report(raw)
+        return
     a.build = os.path.abspath(a.build)
     a.hd_dir = os.path.abspath(a.hd_dir or os.path.join(a.build, 'bench', 'prep-hd'))
     a.videos = [os.path.abspath(v) for v in a.videos]
@@ -719,7 +769,8 @@ def main():
     m = machine()
     print('# bench/prep.py: %s, %d CPUs (%s), kernel %s, commit %s, %d repetition(s), load %.1f at the start'
           % (m['date'], m['nproc'], m['cpu'], m['kernel'], m['commit'], a.reps, os.getloadavg()[0]))
-    raw = dict(machine=m, args=vars(a), sets={}, load_start=os.getloadavg())
+    raw = dict(machine=m, args=vars(a), sets={}, load_start=os.getloadavg(),
+               command=' '.join(['bench/prep.py'] + sys.argv[1:]))
     try:
         sets, long_name = build_sets(a)
         for batches in sets.values():
@@ -761,41 +812,13 @@ def main():
                 v = Video(*make_video(a.hd_dir, long_name))
                 probe_videos(a.build, [v])
                 threads = dict(video=v.name, info=v.info(), runs=threads_test(ctx, v, a.reps))
-        # report
-        print('\nCommand: %s' % ' '.join([os.path.relpath(sys.argv[0], SRC) if sys.argv[0].endswith('.py') else
-                                           sys.argv[0]] + sys.argv[1:]))
         for s, batches in sets.items():
-            report_set(s, batches, results[s], agree[s], a.reps)
             raw['sets'][s] = dict(videos=[v.info() for _, vs in batches for v in vs],
                                   batches=[dict(label=l, videos=[v.name for v in vs]) for l, vs in batches],
                                   runs=results[s], agreement=agree[s])
-        if threads is not None and not threads.get('refused'):
-            v = threads['info']
-            print('\n### one long HD clip, 1 worker, 2 cores: [daemon] threads_per_job = 1 against 0 (auto)\n')
-            print('%s (%dx%d, %d frames): %s\n' % (v['name'], v['width'], v['height'], v['frames'], v['how']))
-            print('| threads_per_job | threads the prep job used | frames/s, median [min .. max] | per repetition | '
-                  'worker prep_s / decode_s / detect_s (median) |')
-            print('|---|---|---|---|---|')
-            for tpj in (1, 0):
-                rs = threads['runs'][tpj]
-                print('| %s | %s | %s | %s | %.2f / %.2f / %.2f |' % (
-                    '0 (auto)' if tpj == 0 else tpj, ', '.join(sorted({str(r['clip']['threads']) for r in rs})),
-                    spread([r['fps'] for r in rs]),
-                    ', '.join('%.2f' % r['fps'] for r in rs), med([r['clip']['prep_s'] for r in rs]),
-                    med([r['clip']['decode_s'] for r in rs]), med([r['clip']['detect_s'] for r in rs])))
-        if 'hd' in results:
-            f720 = {k: med(batch_fps(results['hd'][k], '720p')) for k in PIPELINES}
-            print('\n### projection: DFEW\'s %.2f M frames at 720p on this machine, 2 workers\n' % (DFEW_FRAMES / 1e6))
-            print('| pipeline | 720p frames/s (median) | hours |')
-            print('|---|---|---|')
-            for k in PIPELINES:
-                print('| %s | %.2f | %.1f |' % (TITLES[k], f720[k], DFEW_FRAMES / f720[k] / 3600))
-            raw['projection_720p'] = {k: dict(fps=f720[k], hours=DFEW_FRAMES / f720[k] / 3600) for k in PIPELINES}
-        print('\n### targets (2 workers on %d cores)\n' % m['nproc'])
-        raw['targets'] = targets(results, threads)
         raw['threads'] = threads
         raw['load_end'] = os.getloadavg()
-        print('\nload average at the end: %.1f %.1f %.1f' % raw['load_end'])
+        report(raw)
     finally:
         shutil.rmtree(ctx.work, ignore_errors=True)
         if a.json:
