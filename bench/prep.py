@@ -333,25 +333,34 @@ class Dfewd:
 
 FACES_HEADER = struct.Struct('<8sIIIIIIQddII')
 FACES_RECORD = struct.Struct('<IId4ffI136f')
+FACES_OTHER = struct.Struct('<II4ffI')
 
 
 def read_faces(path, frames_total):
-    """[(found, pts or None)] per frame from a faces.bin, and the sha256 of
-    its records; all not found when the clip has no faces.bin (no face)."""
+    """From a clip's faces.bin: per frame (the subject found, its 68 points
+    or None), per frame the sorted boxes of every face (the subject's and
+    the other tracks'), and the sha256 of the file. No faces.bin (a clip
+    without a face): nothing found in frames_total frames."""
     if path is None:
-        return [(False, None)] * frames_total, None
+        return dict(subject=[(False, None)] * frames_total, boxes=[()] * frames_total, sha256=None)
     with open(path, 'rb') as f:
         data = f.read()
-    h = FACES_HEADER.unpack_from(data, 0)
-    magic, version, hsize, rsize, nlm, width, height, records = h[:8]
+    magic, version, hsize, rsize, nlm, width, height, records, t0, t1, subj, others = FACES_HEADER.unpack_from(data, 0)
     if magic != b'DFEWFACE' or version != 2 or rsize != FACES_RECORD.size or nlm != 68:
         raise SystemExit('%s: not a faces.bin version 2 (%r, %d, %d)' % (path, magic, version, rsize))
-    out = []
+    subject, boxes = [], [[] for _ in range(records)]
     for i in range(records):
         r = FACES_RECORD.unpack_from(data, hsize + i * rsize)
         found = bool(r[1] & 1)
-        out.append((found, r[9:] if found else None))
-    return out, hashlib.sha256(data[hsize:hsize + records * rsize]).hexdigest()
+        subject.append((found, r[9:] if found else None))
+        if found:
+            boxes[i].append(r[3:7])
+    off = hsize + records * rsize
+    for i in range(others):
+        o = FACES_OTHER.unpack_from(data, off + i * FACES_OTHER.size)
+        if o[0] < records:
+            boxes[o[0]].append(o[2:6])
+    return dict(subject=subject, boxes=[tuple(sorted(b)) for b in boxes], sha256=hashlib.sha256(data).hexdigest())
 
 
 def dfew_conf(mode, threads_per_job):
@@ -401,7 +410,7 @@ def dfew(ctx, batches, mode, workers=2, threads_per_job=None):
                 if fb is None and r['frames_face']:
                     raise SystemExit('dfew: clip %d of %s found faces but has no faces.bin' % (r['clip_id'], v.name))
                 faces[v.name] = read_faces(fb, r['frames_total'])
-                b['per_video'][v.name]['faces_sha256'] = faces[v.name][1]
+                b['per_video'][v.name]['faces_sha256'] = faces[v.name]['sha256']
         return out, rss, faces
     finally:
         d.close()
@@ -447,13 +456,17 @@ def usable(pv):
 
 
 def agreement(fast_faces, every_faces, fast_pv, every_pv, videos):
-    """Per video and pooled: frames, frames where the face decisions agree,
-    usable decisions, landmark distance (% of the every_frame face's
-    inter-ocular distance) on frames where both found the face."""
-    rows, pooled = [], dict(frames=0, agree=0, both=0, dist=[], fast_only=0, every_only=0)
+    """Per video and pooled: frames, frames where the subject's face
+    decisions agree, usable decisions, the landmark distance (% of the
+    every_frame face's inter-ocular distance) on frames where both found the
+    subject; and over all faces (the other tracks too): frames whose face
+    boxes are the same, and the face boxes each found."""
+    keys = ('frames', 'agree', 'both', 'fast_only', 'every_only', 'all_same', 'boxes_fast', 'boxes_every')
+    rows, pooled, alld = [], {k: 0 for k in keys}, []
     for v in videos:
-        ff, ef = fast_faces[v.name][0], every_faces[v.name][0]
-        row = dict(video=v.name, frames=len(ef), frames_fast=len(ff), agree=0, both=0, fast_only=0, every_only=0,
+        fa_, ev_ = fast_faces[v.name], every_faces[v.name]
+        ff, ef = fa_['subject'], ev_['subject']
+        row = dict({k: 0 for k in keys}, video=v.name, frames=len(ef), frames_fast=len(ff),
                    usable_fast=usable(fast_pv[v.name]), usable_every=usable(every_pv[v.name]))
         dists = []
         for (fa, fp), (ea, ep) in zip(ff, ef):
@@ -465,19 +478,23 @@ def agreement(fast_faces, every_faces, fast_pv, every_pv, videos):
                 d = sum(math.hypot(fp[2 * k] - ep[2 * k], fp[2 * k + 1] - ep[2 * k + 1]) for k in range(68)) / 68
                 io = iod(ep)
                 dists.append(100 * d / io if io > 0 else float('inf'))
+        for bf, be in zip(fa_['boxes'], ev_['boxes']):
+            row['all_same'] += bf == be
+        row['boxes_fast'] = sum(len(b) for b in fa_['boxes'])
+        row['boxes_every'] = sum(len(b) for b in ev_['boxes'])
         row['agree_pct'] = 100 * row['agree'] / max(1, row['frames'])
+        row['all_same_pct'] = 100 * row['all_same'] / max(1, row['frames'])
         row['usable_same'] = row['usable_fast'] == row['usable_every']
         row['lm_mean_pct_iod'] = statistics.fmean(dists) if dists else None
         row['lm_max_pct_iod'] = max(dists) if dists else None
-        row['identical_landmarks'] = all(x == 0 for x in dists)
         rows.append(row)
-        for k in ('frames', 'agree', 'both', 'fast_only', 'every_only'):
+        for k in keys:
             pooled[k] += row[k]
-        pooled['dist'] += dists
-    d = pooled.pop('dist')
+        alld += dists
     pooled['agree_pct'] = 100 * pooled['agree'] / max(1, pooled['frames'])
-    pooled['lm_mean_pct_iod'] = statistics.fmean(d) if d else None
-    pooled['lm_max_pct_iod'] = max(d) if d else None
+    pooled['all_same_pct'] = 100 * pooled['all_same'] / max(1, pooled['frames'])
+    pooled['lm_mean_pct_iod'] = statistics.fmean(alld) if alld else None
+    pooled['lm_max_pct_iod'] = max(alld) if alld else None
     pooled['usable_same'] = sum(r['usable_same'] for r in rows)
     pooled['videos'] = len(rows)
     return dict(videos=rows, pooled=pooled)
@@ -621,23 +638,26 @@ def report_set(name, batches, runs, agree_all, reps):
                        for c in cols[1:])))
     # agreement
     ag = agree_all[0]
-    p('\nagreement of detect = fast with detect = every_frame (repetition 1; usable: face in >= 50% of the '
-      'frames; landmark distance: mean over the 68 points, in % of the every_frame face\'s inter-ocular '
-      'distance, on frames where both found the face):\n')
-    p('| video | frames | decisions agree | fast only | every_frame only | usable fast / every_frame | same | '
-      'both found | landmark distance mean (max), % IOD |')
-    p('|---|---|---|---|---|---|---|---|---|')
+    p('\nagreement of detect = fast with detect = every_frame (repetition 1; the subject: the face.bin record of '
+      'each frame; usable: the subject in >= 50% of the frames; landmark distance: mean over the 68 points, in % of '
+      'the every_frame face\'s inter-ocular distance, on frames where both found the subject; all faces: the '
+      'subject\'s box and the other tracks\' boxes of each frame, compared exactly):\n')
+    p('| video | frames | subject found: decisions agree | fast only | every_frame only | usable fast / '
+      'every_frame | same | both found | landmark distance mean (max), % IOD | all faces: frames with the same '
+      'boxes | face boxes fast / every_frame |')
+    p('|---|---|---|---|---|---|---|---|---|---|---|')
     fmt_d = lambda r: '-' if r['lm_mean_pct_iod'] is None else '%.3f (%.3f)' % (r['lm_mean_pct_iod'],
                                                                                    r['lm_max_pct_iod'])
     for r in ag['videos']:
-        p('| %s | %d%s | %.2f%% | %d | %d | %s / %s | %s | %d | %s |'
+        p('| %s | %d%s | %.2f%% | %d | %d | %s / %s | %s | %d | %s | %.1f%% | %d / %d |'
           % (r['video'], r['frames'], '' if r['frames_fast'] == r['frames'] else ' (fast: %d!)' % r['frames_fast'],
              r['agree_pct'], r['fast_only'], r['every_only'], 'yes' if r['usable_fast'] else 'no',
-             'yes' if r['usable_every'] else 'no', 'yes' if r['usable_same'] else '**NO**', r['both'], fmt_d(r)))
+             'yes' if r['usable_every'] else 'no', 'yes' if r['usable_same'] else '**NO**', r['both'], fmt_d(r),
+             r['all_same_pct'], r['boxes_fast'], r['boxes_every']))
     pl = ag['pooled']
-    p('| **pooled** | %d | **%.2f%%** | %d | %d | | %d of %d | %d | %s |'
+    p('| **pooled** | %d | **%.2f%%** | %d | %d | | %d of %d | %d | %s | %.1f%% | %d / %d |'
       % (pl['frames'], pl['agree_pct'], pl['fast_only'], pl['every_only'], pl['usable_same'], pl['videos'],
-         pl['both'], fmt_d(pl)))
+         pl['both'], fmt_d(pl), pl['all_same_pct'], pl['boxes_fast'], pl['boxes_every']))
     same = all(json.dumps(x['pooled'], sort_keys=True) == json.dumps(ag['pooled'], sort_keys=True)
                for x in agree_all)
     p('\nthe same agreement in every repetition: %s' % ('yes' if same else 'NO (see --json)'))
