@@ -27,9 +27,10 @@ ffmpeg, cached in --hd-dir; how each was made is printed). The HD set runs
 as two batches, 720p then 1080p, so that the 720p frames/s is measured on
 its own (the projection for DFEW's 1.26 M frames).
 
-Also: the agreement of fast with every (per-frame face decisions, usable
-decisions, landmark distance in % of the inter-ocular distance, from the
-clips' faces.bin), the peak RSS of each dfew worker (VmHWM), where a dfew
+Also: the agreement of fast with every (per-frame face decisions of the
+subject, usable decisions, landmark distance in % of the inter-ocular
+distance, and every face's box frame by frame, from the clips' faces.bin),
+the peak RSS of each dfew worker (VmHWM), where a dfew
 worker's time goes (clip_prep), and one long HD clip with 1 worker,
 [daemon] threads_per_job = 1 against 0 (auto); a build whose dfewd refuses
 that key is told apart and that part is skipped.
