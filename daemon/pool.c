@@ -2,11 +2,13 @@
  * their stdio pipes, the line protocol on top, and respawning with backoff
  * when one dies. Each slot owns its handles (libuv style: embedded in the
  * struct, freed in close callbacks). What a job means is sched.c's business. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -39,6 +41,33 @@ static const char *kill_reason_text(enum kill_reason r)
     case KILL_DRAIN: return "killed: drain deadline reached";
     default: return NULL;
     }
+}
+
+/* A worker killed while it wrote the landmark model's flat copy into
+ * HOME/cache (dlibc.h; a temporary name, then a rename) leaves the
+ * temporary file, 65 MB, that nothing would ever remove: swept when dfewd
+ * starts (its lock: no worker of this home runs) and when a worker dies.
+ * Removing one that a live worker is still writing costs that worker only
+ * its copy (its rename fails; the cache is best effort, the next worker
+ * writes it); readers open the final name only. */
+static void sweep_cache(struct daemon *d)
+{
+    struct sbuf dir = {0};
+    sbuf_addf(&dir, "%s/cache", d->paths.home);
+    DIR *dp = opendir(dir.s);
+    struct dirent *e;
+    while (dp && (e = readdir(dp))) {
+        if (!strstr(e->d_name, ".tmp-"))
+            continue;
+        struct sbuf p = {0};
+        sbuf_addf(&p, "%s/%s", dir.s, e->d_name);
+        if (unlink(p.s) == 0)
+            log_info(0, "removed %s, left by a worker that died while writing it", p.s);
+        sbuf_free(&p);
+    }
+    if (dp)
+        closedir(dp);
+    sbuf_free(&dir);
 }
 
 /* ---- closing one process incarnation ---- */
@@ -143,6 +172,8 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
     else
         log_msg(status && !w->d->draining ? LOG_WARN : LOG_INFO, w->has_job ? w->job.id : 0,
                 "worker %d (pid %d) exited with status %lld", w->slot, w->pid, (long long)status);
+    if (term_signal || status)
+        sweep_cache(w->d);
     if (w->out_eof && w->err_eof) {
         finalize(w);
     } else {
@@ -332,6 +363,7 @@ static struct worker *slot_new(struct daemon *d, int slot, int trainer)
 
 int pool_start(struct daemon *d)
 {
+    sweep_cache(d);
     pool_resize(d, pool_target_size(d));
     return 0;
 }
