@@ -96,25 +96,12 @@ void sched_kick(struct daemon *d)
     arm_wake(d, retry);
 }
 
-/* Something was due (a backoff ended, a lease expired) or the safety-net
- * sweep fired: settle it, then look for work. */
-static void on_wake(uv_timer_t *t)
+/* Renews the leases of the busy workers' jobs (and writes their pending
+ * progress); stops a worker whose lease is gone. Returns the renewals that
+ * failed. */
+static int renew_leases(struct daemon *d)
 {
-    struct daemon *d = t->data;
-    int n = 0;
-    double now = now_s();
-    if (queue_expire_leases(d->db, now, &n) == 0 && n)
-        log_warn(0, "%d expired lease(s) returned to the queue", n);
-    if (queue_promote_due(d->db, now, &n) == 0 && n)
-        log_debug(0, "%d failed job(s) back in the queue after their backoff", n);
-    sched_kick(d);
-}
-
-static void on_sweep(uv_timer_t *t) { on_wake(t); }
-
-static void on_renew(uv_timer_t *t)
-{
-    struct daemon *d = t->data;
+    int failed = 0;
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
         if (w->state != W_BUSY || !w->has_job)
@@ -126,9 +113,32 @@ static void on_renew(uv_timer_t *t)
             pool_kill(w, KILL_LEASE_LOST);
         } else if (rc) {
             log_warn(w->job.id, "cannot renew the lease: %s", db_errmsg(d->db));
+            failed++;
         }
     }
+    return failed;
 }
+
+static void on_renew(uv_timer_t *t) { renew_leases(t->data); }
+
+/* Something was due (a backoff ended, a lease expired) or the safety-net
+ * sweep fired: settle it, then look for work. */
+static void on_wake(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    int n = 0;
+    /* Our running jobs' leases first: after their renewals failed (a full
+     * disk, a database locked too long) they may look expired, and the
+     * expiry would give a job that still runs here to another worker. While
+     * a renewal fails, expiry waits (it writes the same database). */
+    if (renew_leases(d) == 0 && queue_expire_leases(d->db, now_s(), &n) == 0 && n)
+        log_warn(0, "%d expired lease(s) returned to the queue", n);
+    if (queue_promote_due(d->db, now_s(), &n) == 0 && n)
+        log_debug(0, "%d failed job(s) back in the queue after their backoff", n);
+    sched_kick(d);
+}
+
+static void on_sweep(uv_timer_t *t) { on_wake(t); }
 
 static void job_release_slot(struct worker *w)
 {

@@ -49,7 +49,8 @@ The disk-full cases (root only: a tmpfs; skipped with the reason otherwise):
 - FullHomeDiskTest: the whole home (the database and its WAL too) on the
   tmpfs, filled to the last byte mid-batch: dfewd cannot lease, renew or
   record, says why ("database or disk is full"), keeps running, and
-  finishes the batch once there is room.
+  finishes the batch once there is room; a running job keeps its lease
+  through renewals that failed (it is not handed to a second worker).
 - CacheLeftoverTest: the landmark cache's temporary file that a killed
   worker leaves (what the chaos test found first) is removed by dfewd.
 
@@ -709,6 +710,27 @@ class FullHomeDiskTest(unittest.TestCase):
         if self.batch:
             self.batch.cleanup()
         self.log = logs
+
+    def test_lease_kept_while_renewals_fail(self):
+        # What the full disk below showed: dfewd could not renew the lease of
+        # a running job, and once the disk had room again its own sweep
+        # found the lease expired and gave the job, still running, to the
+        # other worker. A job of 8 s, a lease of 3 s (renewed every second),
+        # the disk full from its start until the lease has run out.
+        self.home.write_config('[queue]\nlease_seconds = 3\nsweep_seconds = 0.1\n')
+        self.home.start()
+        job = self.home.ctl_json('noop', '--sleep-ms', '8000')['first_id']
+        self.home.wait_for(lambda: self.home.scalar('SELECT state FROM jobs WHERE id = ?', job) == 'leased', 20,
+                           'the job to start')
+        filler = self.fill()
+        self.home.wait_for(lambda: 'cannot renew the lease' in self.home.log() and
+                           self.home.scalar('SELECT lease_expires FROM jobs WHERE id = ?', job) < time.time(), 20,
+                           'the lease to run out')
+        os.unlink(filler)
+        self.home.ctl('wait', '--timeout', '60', job)
+        self.assertEqual(self.home.trail(job), ['queued', 'leased', 'done'], self.home.log()[-3000:])
+        self.assertEqual(self.home.scalar('SELECT attempts FROM jobs WHERE id = ?', job), 1)
+        self.assertEqual(self.home.stop(), 0)
 
     def test_full_disk_under_the_database(self):
         self.home.write_config(chaos_config(1000) + '[queue]\nlease_seconds = 1\nsweep_seconds = 0.2\n')
