@@ -689,13 +689,14 @@ class FullHomeDiskTest(unittest.TestCase):
     def fill(self):
         """Takes every byte left on the tmpfs; returns the filler's path."""
         filler = os.path.join(self.home.dir, 'filler')
-        with open(filler, 'wb') as f:
-            try:
-                while True:
-                    f.write(b'\0' * 65536)
-                    f.flush()
-            except OSError as e:
-                self.assertEqual(e.errno, errno.ENOSPC)
+        fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:  # unbuffered: no data left to fail at close; a short write fills the last page
+            while True:
+                os.write(fd, b'\0' * 65536)
+        except OSError as e:
+            self.assertEqual(e.errno, errno.ENOSPC)
+        finally:
+            os.close(fd)
         return filler
 
     def tearDown(self):
