@@ -43,6 +43,32 @@ static const char *kill_reason_text(enum kill_reason r)
     }
 }
 
+/* ---- what a dead worker left ---- */
+
+/* Removes the entries of dir that match() calls leftovers of pid. */
+static void sweep_dir(const char *dir, int (*match)(const char *name, int pid), int pid, const char *who)
+{
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    while (dp && (e = readdir(dp))) {
+        if (!match(e->d_name, pid))
+            continue;
+        struct sbuf p = {0};
+        sbuf_addf(&p, "%s/%s", dir, e->d_name);
+        if (remove_tree(p.s) == 0)
+            log_info(0, "removed %s, left by %s", p.s, who);
+        sbuf_free(&p);
+    }
+    if (dp)
+        closedir(dp);
+}
+
+static int cache_temp(const char *name, int pid)
+{
+    (void)pid;
+    return strstr(name, ".tmp-") != NULL;
+}
+
 /* A worker killed while it wrote the landmark model's flat copy into
  * HOME/cache (dlibc.h; a temporary name, then a rename) leaves the
  * temporary file, 65 MB, that nothing would ever remove: swept when dfewd
@@ -54,20 +80,49 @@ static void sweep_cache(struct daemon *d)
 {
     struct sbuf dir = {0};
     sbuf_addf(&dir, "%s/cache", d->paths.home);
-    DIR *dp = opendir(dir.s);
-    struct dirent *e;
-    while (dp && (e = readdir(dp))) {
-        if (!strstr(e->d_name, ".tmp-"))
-            continue;
-        struct sbuf p = {0};
-        sbuf_addf(&p, "%s/%s", dir.s, e->d_name);
-        if (unlink(p.s) == 0)
-            log_info(0, "removed %s, left by a worker that died while writing it", p.s);
-        sbuf_free(&p);
-    }
-    if (dp)
-        closedir(dp);
+    sweep_dir(dir.s, cache_temp, 0, "a worker that died while writing it");
     sbuf_free(&dir);
+}
+
+/* The temporary names a job's files have while they are written carry the
+ * worker's pid: NAME.tmp-PID (write_file_atomic: segments.json, a tensor's
+ * clip.u8, a train job's files) and .tmp-CLIP-PID (a prep job's directory,
+ * beside its out_dir). */
+static int temp_of(const char *name, int pid)
+{
+    char tail[24];
+    size_t n = (size_t)snprintf(tail, sizeof tail, "-%d", pid), len = strlen(name);
+    if (len <= n || strcmp(name + len - n, tail))
+        return 0;
+    return (len >= n + 4 && !strncmp(name + len - n - 4, ".tmp", 4)) || !strncmp(name, ".tmp-", 5);
+}
+
+/* A worker that died in the middle of a job leaves what it was writing
+ * under its temporary names, in the job's out_dir and beside it. Its next
+ * attempt does not remove it all (a prep job removes its clip's, a segment
+ * job nothing), and a job that died on its last attempt has none. */
+static void sweep_job_temps(struct worker *w)
+{
+    sqlite3_stmt *st = db_prepare(w->d->db, "SELECT json_extract(?, '$.out_dir')");
+    char *dir = NULL;
+    if (st) {
+        sqlite3_bind_text(st, 1, w->job.args_json, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            dir = xstrdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+    }
+    if (dir && dir[0] == '/') {
+        char who[96];
+        snprintf(who, sizeof who, "worker %d (pid %d), which died in job %lld", w->slot, w->pid,
+                 (long long)w->job.id);
+        sweep_dir(dir, temp_of, w->pid, who);
+        char *slash = strrchr(dir, '/');
+        if (slash != dir) {
+            *slash = '\0';
+            sweep_dir(dir, temp_of, w->pid, who);
+        }
+    }
+    free(dir);
 }
 
 /* ---- closing one process incarnation ---- */
@@ -146,6 +201,7 @@ static void finalize(struct worker *w)
         else
             snprintf(why, sizeof why, "worker %d (pid %d) exited with status %lld in the middle of the job", w->slot,
                      w->pid, (long long)w->exit_status);
+        sweep_job_temps(w);
         /* A drain is our doing: the attempt is given back. Anything else may
          * have been caused by the job itself, so it counts. */
         sched_job_lost(w, why, w->kill_reason != KILL_DRAIN);

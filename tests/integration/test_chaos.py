@@ -51,8 +51,9 @@ The disk-full cases (root only: a tmpfs; skipped with the reason otherwise):
   record, says why ("database or disk is full"), keeps running, and
   finishes the batch once there is room; a running job keeps its lease
   through renewals that failed (it is not handed to a second worker).
-- CacheLeftoverTest: the landmark cache's temporary file that a killed
-  worker leaves (what the chaos test found first) is removed by dfewd.
+- LeftoverTest: what a killed worker was writing under temporary names
+  (what the chaos test found: the landmark cache's copy; a job's files) is
+  removed by dfewd.
 
 Usage (meson runs the CI version; python3 from the source tree works too):
   python3 tests/integration/test_chaos.py                # CI: 10 movies, 35 clips, 8 kills
@@ -60,7 +61,7 @@ Usage (meson runs the CI version; python3 from the source tree works too):
   python3 tests/integration/test_chaos.py --seed 1234    # replay a run's schedule
   python3 tests/integration/test_chaos.py --kills 20     # more or fewer kills (with --long too)
   python3 tests/integration/test_chaos.py ChaosTest      # one class (meson: chaos = ChaosTest
-                                                         # CacheLeftoverTest, disk_full = the other two)
+                                                         # LeftoverTest, disk_full = the other two)
 Environment: DFEW_CHAOS_SEED (as --seed), DFEW_BUILD_DIR (default: build/
 beside tests/), DFEW_TESTDATA (default: ../shared/testdata)."""
 import argparse
@@ -551,42 +552,72 @@ class ChaosTest(unittest.TestCase):
         self.assertEqual(compared, len(MEAD) * per_movie * (copies - 1), 'clips of copies compared')
 
 
-class CacheLeftoverTest(unittest.TestCase):
-    """What the chaos test found first: a worker killed while it writes the
-    landmark model's flat copy (HOME/cache, 65 MB, a temporary name and a
-    rename) left the temporary file for good. dfewd removes such files when
-    it starts and when a worker dies; the same, without waiting for a kill
-    to land in that second."""
+class LeftoverTest(unittest.TestCase):
+    """What the chaos test found: files a killed worker was writing, under
+    temporary names nothing removed. dfewd now removes them when the worker
+    dies (and the landmark cache's when it starts); the same here without
+    waiting for a kill to land in the right second."""
 
     def setUp(self):
         check_not_terminated()
-        self.home = Home('[daemon]\nrespawn_min_seconds = 0.05\n', workers=1)
+        self.home = Home('[daemon]\nrespawn_min_seconds = 0.05\n[queue]\nmax_attempts = 1\n', workers=1,
+                         prep=True)
         self.cache = os.path.join(self.home.dir, 'cache')
-        os.mkdir(self.cache)
+        self.movie = None
 
     def tearDown(self):
         if self.home.proc is not None and self.home.proc.poll() is None:
             self.home.stop()
         self.home.cleanup()
+        if self.movie:
+            shutil.rmtree(os.path.dirname(self.movie), ignore_errors=True)
 
-    def leftover(self, name):
-        p = os.path.join(self.cache, name)
+    def leftover(self, d, name):
+        os.makedirs(d, exist_ok=True)
+        p = os.path.join(d, name)
         with open(p, 'wb') as f:
-            f.write(b'half a model')
+            f.write(b'half a file')
         return p
 
-    def test_dead_writers_temporary_files_are_removed(self):
-        kept = self.leftover('shape-predictor-1-2-3.flat')  # a finished copy (by name) stays
-        before = self.leftover('shape-predictor-1-2-3.flat.tmp-AbC123')
+    def test_landmark_cache_copy_of_a_dead_writer_is_removed(self):
+        # (a worker loads the model, and the first writes the cache, at its
+        # first prep job: often right after a restart, when kills land)
+        kept = self.leftover(self.cache, 'shape-predictor-1-2-3.flat')  # a finished copy (by name) stays
+        before = self.leftover(self.cache, 'shape-predictor-1-2-3.flat.tmp-AbC123')
         self.home.start()
         self.assertFalse(os.path.exists(before), 'left by a worker of an earlier dfewd')
         self.assertIn('removed %s' % before, self.home.log())
-        during = self.leftover('shape-predictor-1-2-3.flat.tmp-XyZ789')
+        during = self.leftover(self.cache, 'shape-predictor-1-2-3.flat.tmp-XyZ789')
         pid = self.home.daemon_status()['workers'][0]['pid']
         os.kill(pid, signal.SIGKILL)
         self.home.wait_for(lambda: not os.path.exists(during), 20, 'the dead worker\'s leftover to go')
         self.home.wait_for(lambda: self.home.ready_workers() == 1, 20, 'the worker to be respawned')
         self.assertTrue(os.path.exists(kept))
+        self.assertEqual(self.home.stop(), 0)
+
+    def test_job_dead_with_its_worker_leaves_no_temporary_files(self):
+        # A prep job killed on its last attempt: no attempt comes to remove
+        # its .tmp-<clip>-<pid> directory. And what write_file_atomic leaves
+        # (NAME.tmp-<pid>: a segment job's segments.json, ...), here put in
+        # the job's out_dir under the worker's pid.
+        tmp = tempfile.mkdtemp(prefix='dfew-chaos-movies-')
+        self.movie = make_movie(video('mead_eamm/surprised.mp4'), os.path.join(tmp, 'm.mp4'), 'leftover')
+        with open(os.path.join(tmp, 'clips.csv'), 'w') as f:
+            f.write('0,12\n')  # 310 frames: seconds of work to be killed in
+        self.home.start()
+        self.home.ctl('submit', self.movie, '--clips', os.path.join(tmp, 'clips.csv'))
+        clips = os.path.join(self.home.dir, 'outputs', 'clips')
+        self.home.wait_for(lambda: os.path.isdir(clips) and any(n.startswith('.tmp-') for n in os.listdir(clips)),
+                           60, 'the prep job to write')
+        job, clip = [(r['id'], r['clip_id']) for r in self.home.query("SELECT id, clip_id FROM jobs WHERE kind = 'prep'")][0]
+        pid = [w['pid'] for w in self.home.daemon_status()['workers'] if w.get('job') == job][0]
+        atomic = self.leftover(os.path.join(clips, str(clip)), 'clip.u8.tmp-%d' % pid)
+        os.kill(pid, signal.SIGKILL)
+        r = self.home.ctl('wait', '--timeout', '60', job, check=False)
+        self.assertEqual(r.returncode, 1, 'the job did not die with its worker: %s' % r.stdout)
+        self.assertEqual(os.listdir(os.path.join(clips, str(clip))), [], 'left: %s' % atomic)
+        self.assertEqual([n for n in os.listdir(clips) if n.startswith('.tmp-')], [])
+        self.assertIn('which died in job %d' % job, self.home.log())
         self.assertEqual(self.home.stop(), 0)
 
 
