@@ -57,7 +57,7 @@ The disk-full cases (root only: a tmpfs; skipped with the reason otherwise):
 
 Usage (meson runs the CI version; python3 from the source tree works too):
   python3 tests/integration/test_chaos.py                # CI: 10 movies, 35 clips, 8 kills
-  python3 tests/integration/test_chaos.py --long         # by hand: 26 movies, ~150 clips, 40 kills
+  python3 tests/integration/test_chaos.py --long         # by hand: 34 movies, ~200 clips, 60 kills
   python3 tests/integration/test_chaos.py --seed 1234    # replay a run's schedule
   python3 tests/integration/test_chaos.py --kills 20     # more or fewer kills (with --long too)
   python3 tests/integration/test_chaos.py ChaosTest      # one class (meson: chaos = ChaosTest
@@ -397,7 +397,7 @@ class ChaosTest(unittest.TestCase):
     def setUp(self):
         check_not_terminated()
         self.seed = OPTS.seed if OPTS.seed is not None else random.SystemRandom().randrange(1, 2 ** 31)
-        self.kills = OPTS.kills if OPTS.kills is not None else (40 if OPTS.long else 8)
+        self.kills = OPTS.kills if OPTS.kills is not None else (60 if OPTS.long else 8)
         print('\nchaos: seed %d, %d kills%s (replay: test_chaos.py --seed %d --kills %d%s)' % (
             self.seed, self.kills, ', long' if OPTS.long else '', self.seed, self.kills,
             ' --long' if OPTS.long else ''), flush=True)
@@ -490,7 +490,7 @@ class ChaosTest(unittest.TestCase):
                 e, self.seed, self.seed, self.kills, ' --long' if OPTS.long else '', '; '.join(self.actions))) from None
 
     def run_batch(self):
-        copies, per_movie = (6, 6) if OPTS.long else (2, 4)
+        copies, per_movie = (8, 6) if OPTS.long else (2, 4)
         t0 = time.time()
         self.batch = Batch(self.rng, copies, per_movie)
         movies = list(self.batch.movies)
