@@ -14,8 +14,8 @@
 static void on_wake(uv_timer_t *t);
 static void flush_progress(struct worker *w);
 static void record_pending(struct daemon *d, int busy_ms);
-static void renew_late(struct daemon *d);
-static void renew_kept(struct daemon *d, int all);
+static int renew_late(struct daemon *d);
+static int renew_kept(struct daemon *d, int all);
 
 /* How long dfewd's loop waits for the database's write lock when it
  * records what a worker reported: it tries again later rather than block. */
@@ -116,12 +116,16 @@ static void on_wake(uv_timer_t *t)
     struct daemon *d = t->data;
     int n = 0;
     /* Results and running jobs first: a lease that could not be renewed
-     * while another process held the database is not ours to lose. */
+     * while another process held the database (or the disk was full) is
+     * not ours to lose. While one of our renewals still fails, expiry waits:
+     * it would give a job that still runs here to another worker. */
     if (d->pending)
         record_pending(d, RECORD_BUSY_MS);
-    renew_late(d);
+    int late = renew_late(d);
     double now = now_s();
-    if (queue_expire_leases(d->db, now, &n) == 0 && n)
+    if (late)
+        log_debug(0, "%d of our leases could not be renewed; expired leases stay until they are", late);
+    else if (queue_expire_leases(d->db, now, &n) == 0 && n)
         log_warn(0, "%d expired lease(s) returned to the queue", n);
     if (queue_promote_due(d->db, now, &n) == 0 && n)
         log_debug(0, "%d failed job(s) back in the queue after their backoff", n);
@@ -134,25 +138,39 @@ static void on_sweep(uv_timer_t *t) { on_wake(t); }
  * half a lease) and of running jobs the renew timer could not renew on time
  * because the database was held: before expired leases go back to the
  * queue, those that are ours are renewed. */
-static void renew_kept(struct daemon *d, int all)
+static int renew_kept(struct daemon *d, int all)
 {
     double now = now_s();
-    for (struct pending_result *p = d->pending; p; p = p->next)
-        if ((all || now - p->renewed_at >= d->policy.lease_s / 2) &&
-            queue_renew(d->db, &d->policy, p->job.id, p->job.token) == 0)
+    int failed = 0;
+    for (struct pending_result *p = d->pending; p; p = p->next) {
+        if (!all && now - p->renewed_at < d->policy.lease_s / 2)
+            continue;
+        int rc = queue_renew(d->db, &d->policy, p->job.id, p->job.token);
+        if (rc == 0)
             p->renewed_at = now;
+        else if (rc != -ESTALE)
+            failed++;
+    }
+    return failed;
 }
 
-static void renew_late(struct daemon *d)
+/* Returns how many of the late renewals failed (the lease gone counts as
+ * settled: the renew timer stops that worker). */
+static int renew_late(struct daemon *d)
 {
     double now = now_s();
-    renew_kept(d, 0);
+    int failed = renew_kept(d, 0);
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
-        if (w->state == W_BUSY && w->has_job && now - w->lease_renewed_at >= d->policy.lease_s / 2 &&
-            queue_renew(d->db, &d->policy, w->job.id, w->job.token) == 0)
+        if (w->state != W_BUSY || !w->has_job || now - w->lease_renewed_at < d->policy.lease_s / 2)
+            continue;
+        int rc = queue_renew(d->db, &d->policy, w->job.id, w->job.token);
+        if (rc == 0)
             w->lease_renewed_at = now;
+        else if (rc != -ESTALE)
+            failed++;
     }
+    return failed;
 }
 
 static void on_renew(uv_timer_t *t)

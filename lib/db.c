@@ -270,9 +270,15 @@ void db_rollback(struct db *db)
 {
     if (db->tx_depth <= 0)
         return;
-    if (db->tx_depth > 1)
-        db_exec(db, "ROLLBACK TO dfew_sp; RELEASE dfew_sp");
-    else
-        db_exec(db, "ROLLBACK");
+    /* After some errors (SQLITE_FULL, SQLITE_IOERR, ...) SQLite has rolled
+     * the whole transaction back itself: a ROLLBACK would then fail, and its
+     * "no transaction is active" would replace the message that says what
+     * went wrong ("database or disk is full"). */
+    if (!sqlite3_get_autocommit(db->h)) {
+        if (db->tx_depth > 1)
+            db_exec(db, "ROLLBACK TO dfew_sp; RELEASE dfew_sp");
+        else
+            db_exec(db, "ROLLBACK");
+    }
     db->tx_depth--;
 }

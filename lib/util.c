@@ -350,16 +350,17 @@ static void temp_suffix(char out[13])
     out[12] = '\0';
 }
 
-/* Creates path.tmp-XXXXXXXXXXXX (a file with O_EXCL, or a directory) under a
- * fresh unguessable name: a name someone planted, a symbolic link included,
- * is never opened or followed. */
+/* Creates path.tmp-PID-XXXXXXXXXXXX (a file with O_EXCL, or a directory)
+ * under a fresh unguessable name: a name someone planted, a symbolic link
+ * included, is never opened or followed. The pid tells dfewd whose it is
+ * when a worker dies mid-write (daemon/pool.c sweeps them). */
 static int create_temp(const char *path, int dir, unsigned mode, char **tmp_out)
 {
     for (int tries = 0; tries < 100; tries++) {
         char sfx[13];
         temp_suffix(sfx);
         char *tmp;
-        if (asprintf(&tmp, "%s.tmp-%s", path, sfx) < 0)
+        if (asprintf(&tmp, "%s.tmp-%d-%s", path, (int)getpid(), sfx) < 0)
             return -ENOMEM;
         int fd;
         if (dir)
