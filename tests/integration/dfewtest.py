@@ -211,6 +211,24 @@ class HomeTest(unittest.TestCase):
         self.home.cleanup()
 
 
+def prep_clip_list(test, movie, clips, config='', timeout=300):
+    """Preps one movie with a clip list ("start,end" lines) in a fresh home
+    (2 workers, [prep] min_face_ratio = 0 so every clip keeps its faces.bin,
+    then config); returns the home (stopped, removed after the test) and the
+    clips' clip_status + clip_prep rows by start time."""
+    home = Home(config='[prep]\nmin_face_ratio = 0\n' + config, workers=2, prep=True)
+    test.addCleanup(home.cleanup)
+    lst = os.path.join(home.dir, 'clips.csv')
+    with open(lst, 'w') as f:
+        f.write(clips)
+    home.ctl('submit', movie, '--clips', lst)
+    home.start()
+    home.ctl('wait', '--timeout', str(timeout * SLOW), timeout=timeout * SLOW + 60)
+    rows = home.query('SELECT * FROM clip_status JOIN clip_prep USING (clip_id) ORDER BY start_s')
+    home.stop()
+    return home, rows
+
+
 class SharedHomeTest(unittest.TestCase):
     """A test case whose tests share one home, cls.home, made by the subclass's
     setUpClass; its daemon is stopped and the home removed after the last test."""
