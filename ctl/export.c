@@ -7,8 +7,10 @@
  *          {train,test}(single-labeled)/set_<k>.csv (video_name,label 1..7) and
  *          Annotation/annotation.csv (7 vote counts, clip_name, annotation
  *          0..7 with 0 = not single-labelled).
- *   lists  per fold, set_<k>/train.txt and test.txt with lines
- *          "<frame dir> <num_frames> <label 0..6>", as DFER training code reads.
+ *   lists  frames/<name>/01.jpg.. (exactly each clip's frames, as JPEG) and
+ *          per fold set_<k>/train.txt and test.txt with lines
+ *          "frames/<name> <num_frames> <label 0..6>", relative to DIR, as DFER
+ *          training code (Former-DFER, DFER-CLIP) reads them.
  * Frames are found through lib/clipfiles.h; JPEGs are copied, other images
  * are decoded and re-encoded with libavcodec's MJPEG encoder (lib/image.c). */
 #include <errno.h>
@@ -40,7 +42,7 @@ struct member {
     char *name, *output_dir;
     int64_t clip;
     int fold, label;
-    size_t nframes; /* lists: frames in output_dir */
+    struct frame_list tim; /* lists: its interpolated frames in output_dir */
 };
 
 struct xrun {
@@ -71,6 +73,7 @@ static void xrun_free(struct xrun *x)
     for (size_t i = 0; i < x->nmem; i++) {
         free(x->mem[i].name);
         free(x->mem[i].output_dir);
+        frame_list_free(&x->mem[i].tim);
     }
     free(x->clips);
     free(x->mem);
@@ -151,6 +154,7 @@ static int load_members(struct xrun *x)
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         x->mem = grow(x->mem, x->nmem, &cap, sizeof *x->mem);
         struct member *m = &x->mem[x->nmem++];
+        memset(m, 0, sizeof *m);
         m->name = col_text(st, 0);
         m->output_dir = col_text(st, 1);
         m->clip = sqlite3_column_int64(st, 2);
@@ -283,8 +287,9 @@ static int check_frames(struct xrun *x)
     return 0;
 }
 
-/* Writes one frame as JPEG: a copy of a JPEG, else decoded and re-encoded. */
-static int put_frame(struct xrun *x, const char *from, const char *to)
+/* Writes one frame as JPEG: a copy of a JPEG, else decoded and re-encoded.
+ * A re-encoded frame must be *w x *h pixels (set from it when *w is 0). */
+static int put_frame(struct xrun *x, const char *from, const char *to, int *w, int *h)
 {
     char err[512];
     int rc;
@@ -297,9 +302,13 @@ static int put_frame(struct xrun *x, const char *from, const char *to)
     struct image img;
     rc = image_load_rgb(from, &img, err, sizeof err);
     if (!rc) {
-        if (img.w != x->size || img.h != x->size) {
-            snprintf(err, sizeof err, "%s is %dx%d, not %dx%d like the clip's first frame", from, img.w, img.h,
-                     x->size, x->size);
+        if (!*w) {
+            *w = img.w;
+            *h = img.h;
+        }
+        if (img.w != *w || img.h != *h) {
+            snprintf(err, sizeof err, "%s is %dx%d, not %dx%d like the clip's first frame", from, img.w, img.h, *w,
+                     *h);
             rc = -EINVAL;
         } else {
             rc = image_save_jpeg(to, &img, x->quality, err, sizeof err);
@@ -357,7 +366,7 @@ static int write_frames(struct xrun *x)
             free(to);
             if (asprintf(&to, "%s/Clip/clip_%dx%d_16f/%s/%zu.jpg", x->tmp, x->size, x->size, cl->name, j + 1) < 0)
                 return -ENOMEM;
-            rc = put_frame(x, cl->tim.path[j], to);
+            rc = put_frame(x, cl->tim.path[j], to, &x->size, &x->size);
             x->frames_written++;
         }
         if (!cl->aligned.n || rc)
@@ -384,7 +393,7 @@ static int write_frames(struct xrun *x)
                 else if ((rc = image_save_jpeg(to, &img, x->quality, err, sizeof err)) != 0)
                     fprintf(stderr, "dfewctl export: %s\n", err);
             } else {
-                rc = put_frame(x, cl->aligned.path[j], to);
+                rc = put_frame(x, cl->aligned.path[j], to, &x->size, &x->size);
             }
             x->frames_written++;
         }
@@ -461,6 +470,57 @@ static int write_readme(struct xrun *x, long single)
     return close_out(f);
 }
 
+/* --format lists: frames/<name>/01.jpg .. (exactly the clip's frames, as
+ * JPEG, numbered so that a sorted glob gives them in order), then per fold
+ * set_<k>/train.txt and test.txt with "frames/<name> <frames> <label 0..6>":
+ * paths relative to the export folder, so it can be moved or copied. */
+static int write_lists(struct xrun *x)
+{
+    char *to = NULL;
+    int rc = 0;
+    for (size_t i = 0; i < x->nmem && !rc; i++) {
+        struct member *m = &x->mem[i];
+        int width = 2, w = 0, h = 0;
+        for (size_t n = m->tim.n; n >= 100; n /= 10)
+            width++;
+        rc = create(NULL, "%s/frames/%s", x->tmp, m->name);
+        for (size_t j = 0; j < m->tim.n && !rc; j++) {
+            free(to);
+            if (asprintf(&to, "%s/frames/%s/%0*zu.jpg", x->tmp, m->name, width, j + 1) < 0)
+                return -ENOMEM;
+            rc = put_frame(x, m->tim.path[j], to, &w, &h);
+            x->frames_written++;
+        }
+    }
+    free(to);
+    for (int k = 1; k <= x->k && !rc; k++) {
+        rc = create(NULL, "%s/set_%d", x->tmp, k);
+        for (int part = 0; part < 2 && !rc; part++) {
+            FILE *f;
+            if ((rc = create(&f, "%s/set_%d/%s.txt", x->tmp, k, part ? "test" : "train")))
+                break;
+            for (size_t i = 0; i < x->nmem; i++)
+                if ((x->mem[i].fold == k) == part)
+                    fprintf(f, "frames/%s %zu %d\n", x->mem[i].name, x->mem[i].tim.n, x->mem[i].label - 1);
+            rc = close_out(f);
+        }
+    }
+    FILE *f;
+    if (rc || (rc = create(&f, "%s/README.txt", x->tmp)))
+        return rc;
+    fprintf(f,
+            "Written by dfewctl export --format lists (dfew %s).\n\n"
+            "frames/NAME/            the frames of each clip of split '%s' as JPEG (01.jpg, 02.jpg, ...),\n"
+            "                        nothing else, so that a sorted glob of *.jpg lists them in order.\n"
+            "set_K/train.txt         per fold K (1..%d): one clip per line, '<frame folder> <frames> <label>',\n"
+            "set_K/test.txt          label 0..6 = happy, sad, neutral, angry, surprise, disgust, fear;\n"
+            "                        test.txt is fold K, train.txt the other folds.\n\n"
+            "The frame folders are relative to this folder: run the training code from here, or\n"
+            "prefix them with where this folder is (sed 's|^|/data/this-folder/|' set_1/train.txt).\n",
+            DFEW_VERSION, x->split_name, x->k);
+    return close_out(f);
+}
+
 /* Moves the finished temporary tree to DIR (swapping with an old DIR under
  * --force) and removes what is left. */
 static int publish(struct xrun *x)
@@ -507,10 +567,15 @@ int cmd_export(struct ctl *c, int argc, char **argv)
         "                  aligned frames), EmoLabel_DataSplit/{train,test}(single-labeled)/\n"
         "                  set_<k>.csv and Annotation/annotation.csv (7 vote counts, the name,\n"
         "                  the single label or 0). Names are DFEW names, else clip ids as 5 digits.\n"
-        "  --format lists  per fold set_<k>/train.txt and test.txt: '<frame dir> <frames> <label 0..6>'\n"
-        "  --split NAME    the split to write (default: the newest; dfewctl folds list)\n"
+        "  --format lists  frames/<name>/01.jpg.. (each clip's frames as JPEG, nothing else) and per\n"
+        "                  fold set_<k>/train.txt and test.txt: 'frames/<name> <frames> <label 0..6>',\n"
+        "                  paths relative to DIR (run the training code there, or prefix them)\n"
+        "  --split NAME    the split to write (dfewctl folds list); default: the official 'dfew'\n"
+        "                  split when there is one, else the only split; with several splits and\n"
+        "                  no 'dfew' one, name it\n"
         "  --no-frames     dfew format without Clip/ (labels and splits only)\n"
-        "  --quality Q     JPEG quality for re-encoded frames, 2 (best) .. 31 (default 2)\n"
+        "  --quality Q     JPEG quality of re-encoded frames, 2 (best) .. 31 (default 2); JPEG\n"
+        "                  frames (an imported release's) are copied as they are\n"
         "  --force         replace an existing DIR (in one rename)\n"
         "The export appears complete or not at all: it is built in DIR.tmp-XXXXXXXXXXXX and renamed\n"
         "(an interrupted export leaves only that folder, which can be deleted).\n";
@@ -571,19 +636,14 @@ int cmd_export(struct ctl *c, int argc, char **argv)
         goto out;
     if (lists) {
         for (size_t i = 0; i < x.nmem; i++) {
-            struct frame_list fl;
-            int r = x.mem[i].output_dir ? clip_tim_frames(x.mem[i].output_dir, &fl) : -ENOENT;
-            if (r || !fl.n) {
+            struct member *m = &x.mem[i];
+            int r = m->output_dir ? clip_tim_frames(m->output_dir, &m->tim) : -ENOENT;
+            if (r || !m->tim.n) {
                 fprintf(stderr, "dfewctl export: clip %lld (%s) of split '%s' has no frames in %s; the lists need "
                                 "them (run its preparation first)\n",
-                        (long long)x.mem[i].clip, x.mem[i].name, x.split_name,
-                        x.mem[i].output_dir ? x.mem[i].output_dir : "(no output_dir)");
-                if (!r)
-                    frame_list_free(&fl);
+                        (long long)m->clip, m->name, x.split_name, m->output_dir ? m->output_dir : "(no output_dir)");
                 goto out;
             }
-            x.mem[i].nframes = fl.n;
-            frame_list_free(&fl);
         }
     } else if (!x.no_frames && check_frames(&x)) {
         goto out;
@@ -603,18 +663,7 @@ int cmd_export(struct ctl *c, int argc, char **argv)
     }
     int wrc = 0;
     if (lists) {
-        for (int k = 1; k <= x.k && !wrc; k++) {
-            wrc = create(NULL, "%s/set_%d", x.tmp, k);
-            for (int part = 0; part < 2 && !wrc; part++) {
-                FILE *f;
-                if ((wrc = create(&f, "%s/set_%d/%s.txt", x.tmp, k, part ? "test" : "train")))
-                    break;
-                for (size_t i = 0; i < x.nmem; i++)
-                    if ((x.mem[i].fold == k) == part)
-                        fprintf(f, "%s %zu %d\n", x.mem[i].output_dir, x.mem[i].nframes, x.mem[i].label - 1);
-                wrc = close_out(f);
-            }
-        }
+        wrc = write_lists(&x);
     } else {
         long single = 0;
         for (size_t i = 0; i < x.nclips; i++)
@@ -643,7 +692,8 @@ int cmd_export(struct ctl *c, int argc, char **argv)
         printf("%s\n", sbuf_str(&b));
         sbuf_free(&b);
     } else if (lists) {
-        printf("wrote %s: train/test lists of %d folds of split '%s' (%zu clips)\n", dir, x.k, x.split_name, x.nmem);
+        printf("wrote %s: train/test lists of %d folds of split '%s' (%zu clips, %ld frames in frames/)\n", dir,
+               x.k, x.split_name, x.nmem, x.frames_written);
     } else {
         printf("wrote %s: %zu annotated clips, split '%s' (%d folds, %zu clips)", dir, x.nclips, x.split_name, x.k,
                x.nmem);

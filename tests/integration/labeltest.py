@@ -1,8 +1,10 @@
 """Helpers for the labels, folds, export and import tests: clip rows put into
 a real dfew database (the preprocessing stage is not needed to test labels),
 real frame images made with the ffmpeg CLI from a real test video, vote files,
-database dumps to prove that a rejected command changed nothing, and
-statsmodels' Fleiss' kappa as a second implementation."""
+database dumps to prove that a rejected command changed nothing,
+statsmodels' Fleiss' kappa as a second implementation, and a list reader
+that behaves like the dataset code of public DFER training code."""
+import glob
 import json
 import os
 import shutil
@@ -142,3 +144,42 @@ def statsmodels_kappa(tables):
             return json.loads(r.stdout)
     raise unittest.SkipTest('statsmodels is not installed (apt-get install python3-statsmodels; '
                             'scripts/setup-deps.sh does it)')
+
+
+def read_dfer_list(root, list_file):
+    """Reads a train/test list the way the video datasets of Former-DFER and
+    DFER-CLIP do, from root as the working directory (the lists' paths are
+    relative to the export): lines split on ' ' into [path, num_frames,
+    label]; the frames are glob('*.jpg') (Former-DFER; DFER-CLIP globs '*')
+    of the path, sorted, and their test-time indices (8 segments of 2 frames)
+    must lie inside num_frames. Returns [(frame paths, num_frames, label)]
+    and raises AssertionError where those loaders would fail or read the
+    wrong files."""
+    here = os.getcwd()
+    os.chdir(root)
+    try:
+        out = []
+        with open(list_file) as f:
+            rows = [x.strip().split(' ') for x in f]
+        for row in rows:
+            path, n, label = row[0], int(row[1]), int(row[2])
+            jpgs = sorted(glob.glob(os.path.join(path, '*.jpg')))
+            everything = sorted(glob.glob(os.path.join(path, '*')))
+            assert jpgs == everything, '%s holds files that are not frames: %s' % (path, set(everything) - set(jpgs))
+            assert len(jpgs) == n, '%s: %d frames on disk, %d in the list' % (path, len(jpgs), n)
+            segments, duration = 8, 2
+            if n > segments + duration - 1:
+                tick = (n - duration + 1) / float(segments)
+                offsets = [int(tick / 2.0 + tick * x) for x in range(segments)]
+            else:
+                offsets = [0] * segments
+            for p in offsets:
+                for _ in range(duration):
+                    jpgs[p]  # IndexError where the loader would raise it
+                    if p < n - 1:
+                        p += 1
+            assert 0 <= label <= 6, label
+            out.append(([os.path.abspath(j) for j in jpgs], n, label))
+        return out
+    finally:
+        os.chdir(here)

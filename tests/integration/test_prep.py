@@ -206,6 +206,18 @@ class PrepPipelineTest(SharedHomeTest):
             self.assertEqual(len(f.readlines()), 1)
         import shutil
         shutil.rmtree(out)
+        # the same clips as train/test lists: Former-DFER's and DFER-CLIP's way of reading them works
+        from labeltest import read_dfer_list
+        out = os.path.join(self.home.dir, 'lists')
+        self.home.ctl('export', '--format', 'lists', '--split', 'e2e', out)
+        seen = []
+        for part in ('train', 'test'):
+            for frames, n, label in read_dfer_list(out, os.path.join('set_1', part + '.txt')):
+                self.assertEqual(n, 16)
+                self.assertEqual([os.path.basename(f) for f in frames], ['%02d.jpg' % i for i in range(1, 17)])
+                seen.append(label)
+        self.assertEqual(sorted(seen), [0, 1])  # happy and sad
+        shutil.rmtree(out)
 
     def test_no_face(self):
         c = self.clip('no_face.mp4')
