@@ -172,22 +172,42 @@ int ds_kappa(struct ctl *c, struct ds_kappa *k)
 int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_out)
 {
     sqlite3_stmt *st = name ? db_prepare(c->db, "SELECT id, name FROM splits WHERE name = ?")
-                            : db_prepare(c->db, "SELECT id, name FROM splits ORDER BY id DESC LIMIT 1");
+                            : db_prepare(c->db, "SELECT id, name FROM splits ORDER BY name = '" DS_OFFICIAL_SPLIT
+                                                "' DESC, id");
     if (!st)
         return 0;
     if (name)
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
     int64_t id = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        id = sqlite3_column_int64(st, 0);
-        if (name_out)
-            *name_out = xstrdup((const char *)sqlite3_column_text(st, 1));
+    int n = 0;
+    struct sbuf names = {0};
+    while (sqlite3_step(st) == SQLITE_ROW) {
+        const char *nm = (const char *)sqlite3_column_text(st, 1);
+        if (!n++) {
+            id = sqlite3_column_int64(st, 0);
+            if (name_out)
+                *name_out = xstrdup(nm);
+        }
+        sbuf_addf(&names, "%s'%s'", n > 1 ? ", " : "", nm);
+        if (name || (n == 1 && !strcmp(nm, DS_OFFICIAL_SPLIT)))
+            break;
     }
     sqlite3_reset(st);
     if (!id && name)
         fprintf(stderr, "dfewctl %s: no split named '%s' (dfewctl folds list shows them)\n", cmd, name);
     else if (!id)
         fprintf(stderr, "dfewctl %s: no folds yet: make a split with dfewctl folds make --k 5\n", cmd);
+    else if (n > 1) { /* several, none of them the official one: which one is meant? */
+        fprintf(stderr, "dfewctl %s: there are %d splits (%s) and none is the official '%s' one; name the one to "
+                        "use with --split NAME (dfewctl folds list shows them)\n",
+                cmd, n, sbuf_str(&names), DS_OFFICIAL_SPLIT);
+        if (name_out) {
+            free(*name_out);
+            *name_out = NULL;
+        }
+        id = 0;
+    }
+    sbuf_free(&names);
     return id;
 }
 

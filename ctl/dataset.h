@@ -41,8 +41,13 @@ struct ds_kappa {
 };
 int ds_kappa(struct ctl *c, struct ds_kappa *k);
 
-/* The split called name, or the newest when name is NULL. Returns its id and
- * its name (caller frees), 0 when there is none (a message is printed). */
+/* The split called name; when name is NULL, the official split DS_OFFICIAL_SPLIT
+ * (what `import dfew` stores) when there is one, else the only split. Several
+ * splits, none of them the official one, is an error: the caller must name
+ * one (a newer `folds make` experiment must not silently replace the split a
+ * user trains or exports). Returns its id and its name (caller frees), 0
+ * when there is none or it is ambiguous (a message is printed). */
+#define DS_OFFICIAL_SPLIT "dfew"
 int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_out);
 
 /* Prints the header line and per-fold table of a split (also --json). */

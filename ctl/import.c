@@ -816,7 +816,7 @@ int cmd_import(struct ctl *c, int argc, char **argv)
         "Each clip with Clip/clip_<S>x<S>_16f frames gets a tensor job: dfewd scales its\n"
         "frames to [prep] size and writes the trainer's clip.u8 into HOME/outputs/clips/<id>/\n"
         "(--no-tensors: reports and exports only, no training).\n";
-    struct irun r = {.c = c, .split_name = "dfew", .tensors = 1};
+    struct irun r = {.c = c, .split_name = DS_OFFICIAL_SPLIT, .tensors = 1};
     if (argc < 2 || strcmp(argv[1], "dfew")) {
         if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
             printf("%s", usage_text);

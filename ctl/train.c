@@ -14,6 +14,7 @@
 
 #include "clipfmt.h"
 #include "ctl.h"
+#include "dataset.h"
 #include "queue.h"
 
 #define MAX_FOLDS 100
@@ -26,7 +27,7 @@ struct train_opts {
 };
 
 static const char train_usage[] =
-    "usage: dfewctl train --split NAME [--folds all|LIST] [--model r3d18|c3d]\n"
+    "usage: dfewctl train [--split NAME] [--folds all|LIST] [--model r3d18|c3d]\n"
     "                     [--loss ce|ecstfl|ecstfl_l1|center] [--lambda L] [--epochs E]\n"
     "                     [--batch B] [--lr LR] [--momentum M] [--weight-decay WD]\n"
     "                     [--patience P] [--seed S] [--width W] [--crop S]\n"
@@ -37,6 +38,9 @@ static const char train_usage[] =
     "slot ([limits] train), on CUDA when the worker's machine has a GPU, else on\n"
     "the CPU; dfewctl status shows their progress, dfewctl runs the runs, and\n"
     "dfewctl metrics RUN the per-fold and pooled UAR / WAR.\n\n"
+    "  --split NAME              the split (dfewctl folds list); default: the official\n"
+    "                            'dfew' split when there is one, else the only split;\n"
+    "                            with several splits and no 'dfew' one, name it\n"
     "  --folds all | 1,3 | 2-4   folds to train (default all)\n"
     "  --model r3d18 | c3d       3D ResNet-18 (default; the paper's best) or C3D\n"
     "  --loss ecstfl (default: CE + lambda * EC-STFL, paper eq. 9), ecstfl_l1 (the\n"
@@ -216,10 +220,6 @@ static int parse_opts(int argc, char **argv, struct ctl *c, struct train_opts *o
         fprintf(stderr, "dfewctl train: unexpected argument '%s'\n%s", argv[optind], train_usage);
         return 2;
     }
-    if (!o->split) {
-        fprintf(stderr, "dfewctl train: --split NAME is required (dfewctl folds list shows the splits)\n");
-        return 2;
-    }
     if (!strcmp(o->loss, "ce") && o->have_lambda && o->lambda != 0) {
         fprintf(stderr, "dfewctl train: --loss ce has no extra term for --lambda to weigh; leave --lambda out or "
                         "choose --loss ecstfl, ecstfl_l1 or center\n");
@@ -336,31 +336,17 @@ static void json_str(struct sbuf *b, const char *key, const char *v)
     sbuf_add_json_str(b, v);
 }
 
-int cmd_train(struct ctl *c, int argc, char **argv)
+/* Checks the split's clips, creates the run and queues its jobs (see the top). */
+static int queue_run(struct ctl *c, struct train_opts o, int64_t split)
 {
-    struct train_opts o;
-    int rc = parse_opts(argc, argv, c, &o);
-    if (rc >= 0)
-        return rc;
-    if (ctl_open(c, CTL_NEED_CONFIG))
-        return 1;
     struct db *db = c->db;
-    sqlite3_stmt *st = db_prepare(db, "SELECT id, k FROM splits WHERE name = ?");
+    sqlite3_stmt *st = db_prepare(db, "SELECT k FROM splits WHERE id = ?");
     if (!st)
         return 1;
-    sqlite3_bind_text(st, 1, o.split, -1, SQLITE_TRANSIENT);
-    int64_t split = 0;
-    int k = 0;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        split = sqlite3_column_int64(st, 0);
-        k = sqlite3_column_int(st, 1);
-    }
+    sqlite3_bind_int64(st, 1, split);
+    int k = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
     sqlite3_reset(st);
-    if (!split) {
-        fprintf(stderr, "dfewctl train: no split named '%s' (dfewctl folds list shows them; dfewctl folds make "
-                        "--k 5 makes one)\n", o.split);
-        return 1;
-    }
+    int rc;
     int want[MAX_FOLDS + 1];
     if (k > MAX_FOLDS || parse_folds(o.folds, k, want))
         return 2;
@@ -549,6 +535,24 @@ done:
     sbuf_free(&jobs);
 out:
     free_members(m, n);
+    return rc;
+}
+
+int cmd_train(struct ctl *c, int argc, char **argv)
+{
+    struct train_opts o;
+    int rc = parse_opts(argc, argv, c, &o);
+    if (rc >= 0)
+        return rc;
+    if (ctl_open(c, CTL_NEED_CONFIG))
+        return 1;
+    char *split_name = NULL;
+    int64_t split = ds_split(c, "train", o.split, &split_name);
+    if (!split)
+        return 1;
+    o.split = split_name;
+    rc = queue_run(c, o, split);
+    free(split_name);
     return rc;
 }
 

@@ -16,7 +16,7 @@ import zipfile
 
 from dfewtest import Home, HomeTest, main, video
 from labeltest import (EMOTIONS, add_clips, add_movies, cleanup_frames, copy_frames, dump, frames_of, init_db,
-                       random_counts, rgb, write_text, write_wide)
+                       random_counts, read_dfer_list, rgb, write_text, write_wide)
 
 
 def read_csv(path):
@@ -248,20 +248,87 @@ class ExportTest(HomeTest):
         self.assertEqual(r.returncode, 2)
 
     def test_lists(self):
+        """The lists point at folders inside the export that hold exactly each
+        clip's frames as JPEG, relative to the export folder: read as
+        Former-DFER and DFER-CLIP read them, before and after the export is
+        moved; each JPEG is its clip's frame of the same number."""
         ids, specs = self.make_dataset(self.home, n=15, k=3)
+        for s in specs:  # what a prepared clip's folder holds besides the frames
+            if s['output_dir']:
+                for extra in ('aligned.u8', 'clip.u8', 'faces.bin'):
+                    write_text(os.path.join(s['output_dir'], extra), 'not a frame')
         out = os.path.join(self.home.dir, 'lists')
-        self.home.ctl('export', '--format', 'lists', out)
-        self.assertEqual(tree(out), ['set_%d/%s.txt' % (k, p) for k in (1, 2, 3) for p in ('test', 'train')])
+        res = self.home.ctl_json('export', '--format', 'lists', out)
         members = {r['clip_id']: (r['fold'], r['label']) for r in self.home.query('SELECT * FROM fold_members')}
+        self.assertEqual((res['split_clips'], res['frames']), (len(members), 16 * len(members)))
+        names = {c: '%05d' % c for c in members}
+        self.assertEqual(tree(out), sorted(['README.txt'] + ['set_%d/%s.txt' % (k, p) for k in (1, 2, 3)
+                                                             for p in ('test', 'train')] +
+                                           ['frames/%s/%02d.jpg' % (names[c], i) for c in members
+                                            for i in range(1, 17)]))
         out_dir = {i: s['output_dir'] for i, s in zip(ids, specs)}
-        for k in (1, 2, 3):
-            for part in ('train', 'test'):
-                with open(os.path.join(out, 'set_%d' % k, part + '.txt')) as f:
-                    lines = [ln.split() for ln in f.read().splitlines()]
-                want = sorted((out_dir[c], '16', str(lab - 1)) for c, (fold, lab) in members.items()
-                              if (fold == k) == (part == 'test'))
-                self.assertEqual(sorted(tuple(x) for x in lines), want)
-                self.assertTrue(all(0 <= int(x[2]) <= 6 for x in lines))
+        moved = os.path.join(self.home.dir, 'elsewhere', 'dfew-lists')
+        os.makedirs(os.path.dirname(moved))
+        for root in (out, moved):
+            if root == moved:
+                shutil.move(out, moved)
+            for k in (1, 2, 3):
+                for part in ('train', 'test'):
+                    lst = os.path.join('set_%d' % k, part + '.txt')
+                    got = read_dfer_list(root, lst)
+                    want = sorted(('frames/' + names[c], 16, lab - 1) for c, (fold, lab) in members.items()
+                                  if (fold == k) == (part == 'test'))
+                    with open(os.path.join(root, lst)) as f:
+                        self.assertEqual(sorted((p, int(n), int(lab)) for p, n, lab in
+                                                (ln.split(' ') for ln in f.read().splitlines())), want)
+                    self.assertEqual(len(got), len(want))
+                    for frames, n, _ in got:
+                        self.assertTrue(all(fr.startswith(root + os.sep) for fr in frames))
+        # frame 5 of a clip is its 05.png, re-encoded (and not its 01.png)
+        mad = lambda a, b: sum(abs(x - y) for x, y in zip(a, b)) / len(a)
+        mads = []
+        for c in sorted(members)[:4]:
+            jpg5 = rgb(os.path.join(moved, 'frames', names[c], '05.jpg'))
+            src5, src1 = rgb(os.path.join(out_dir[c], '05.png')), rgb(os.path.join(out_dir[c], '01.png'))
+            self.assertEqual(len(jpg5), len(src5))
+            mads.append((mad(jpg5, src5), mad(jpg5, src1)))
+        print('lists: 05.jpg vs 05.png mean abs difference %s (vs 01.png: %s)' % (
+            ', '.join('%.2f' % m for m, _ in mads), ', '.join('%.2f' % o for _, o in mads)))
+        self.assertTrue(all(m < 3.0 for m, _ in mads))
+        self.assertTrue(any(o > 3 * m + 1 for m, o in mads))
+        with open(os.path.join(moved, 'README.txt')) as f:
+            self.assertIn('relative to this folder', f.read())
+
+    def test_split_choice(self):
+        """Without --split: the only split, else the official 'dfew' one;
+        several splits and none of them 'dfew' are refused, naming them. The
+        output names the split."""
+        self.make_dataset(self.home, n=12, k=2, frames=False)
+        first = self.home.scalar('SELECT name FROM splits')
+        res = self.home.ctl_json('export', '--format', 'dfew', '--no-frames', os.path.join(self.home.dir, 'a'))
+        self.assertEqual(res['split'], first)
+        self.home.ctl('folds', 'make', '--k', '3', '--seed', '7', '--name', 'experiment')
+        before = tree(self.home.dir)
+        r = self.home.ctl('export', '--format', 'dfew', '--no-frames', os.path.join(self.home.dir, 'b'), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("there are 2 splits ('%s', 'experiment') and none is the official 'dfew' one" % first, r.stderr)
+        self.assertIn('--split NAME', r.stderr)
+        self.assertEqual(tree(self.home.dir), before)  # nothing written
+        r = self.home.ctl('export', '--format', 'dfew', '--no-frames', '--split', 'experiment',
+                          os.path.join(self.home.dir, 'b'))
+        self.assertIn("split 'experiment' (3 folds", r.stdout)
+        # the official split wins over a newer experiment
+        con = self.home.db()
+        with con:
+            con.execute("UPDATE splits SET name = 'dfew' WHERE name = ?", (first,))
+        con.close()
+        self.home.ctl('folds', 'make', '--k', '4', '--seed', '8', '--name', 'newest')
+        r = self.home.ctl('export', '--format', 'lists', os.path.join(self.home.dir, 'c'), check=False)
+        self.assertIn("split 'dfew'", r.stderr)  # no frames here: the lists say which split needs them
+        r = self.home.ctl('export', '--format', 'dfew', '--no-frames', os.path.join(self.home.dir, 'c'))
+        self.assertIn("split 'dfew' (2 folds", r.stdout)
+        with open(os.path.join(self.home.dir, 'c', 'README.txt')) as f:
+            self.assertIn("split 'dfew': 2 folds", f.read())
 
     def release(self, root, ann, tests, trains=None, frames=()):
         """A hand-made DFEW-layout release."""

@@ -408,7 +408,7 @@ class TrainTest(SharedHomeTest):
             (['--split', 'mead5', '--loss', 'ce', '--lambda', '1'], 2, 'has no extra term'),
             (['--split', 'mead5', '--crop', '40'], 1, '--crop 40 is larger than the clips (32x32)'),
             (['--split', 'mead5', '--model', 'c3d'], 1, 'C3D needs clips of at least 16 frames'),
-            (['--folds', '1'], 2, '--split NAME is required'),
+            (['--crop', '40'], 1, '--crop 40 is larger'),  # the only split, mead5, without --split
         ]
         for args, code, msg in cases:
             r = h.ctl('train', *args, check=False)
@@ -430,6 +430,19 @@ class TrainTest(SharedHomeTest):
         self.assertIn('1 of the 21 clips of split \'with-untensored\' have no clip tensor', r.stderr)
         self.assertIn('clip %d' % clip, r.stderr)
         self.assertIn('Nothing was queued', r.stderr)
+        # two splits: train without --split names them and queues nothing; the official one is taken
+        r = h.ctl('train', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("there are 2 splits ('mead5', 'with-untensored') and none is the official 'dfew' one",
+                      r.stderr)
+        con = h.db()
+        with con:
+            con.execute("UPDATE splits SET name = 'dfew' WHERE name = 'with-untensored'")
+        con.close()
+        h.ctl('folds', 'make', '--k', '5', '--seed', '3', '--name', 'newer')
+        r = h.ctl('train', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("clips of split 'dfew' have no clip tensor", r.stderr)
         self.assertEqual(snapshot(), before)
 
 
