@@ -5,8 +5,8 @@
  *          (aligned frames, when the clips keep them), Clip/clip_<S>x<S>_16f/
  *          <name>/1.jpg..16.jpg (after TIM), EmoLabel_DataSplit/
  *          {train,test}(single-labeled)/set_<k>.csv (video_name,label 1..7) and
- *          Annotation/annotation.csv (7 vote counts, clip_name, annotation
- *          0..7 with 0 = not single-labelled).
+ *          Annotation/annotation.csv and the same rows as annotation.xlsx (7
+ *          vote counts, clip_name, annotation 0..7 with 0 = not single-labelled).
  *   lists  frames/<name>/01.jpg.. (exactly each clip's frames, as JPEG) and
  *          per fold set_<k>/train.txt and test.txt with lines
  *          "frames/<name> <num_frames> <label 0..6>", relative to DIR, as DFER
@@ -28,6 +28,7 @@
 #include "dataset.h"
 #include "dfew_build.h"
 #include "image.h"
+#include "xlsx.h"
 
 struct xclip {
     int64_t id;
@@ -403,6 +404,33 @@ static int write_frames(struct xrun *x)
     return rc;
 }
 
+/* Annotation/annotation.xlsx: the rows of annotation.csv, as the release
+ * ships them (what `pd.read_excel` is called on); names stay text. */
+static int write_annotation_xlsx(struct xrun *x)
+{
+    static const char *const head[] = {"vote_happy", "vote_sad", "vote_neutral", "vote_angry", "vote_surprise",
+                                       "vote_disgust", "vote_fear", "clip_name", "annotation"};
+    struct xlsx_sheet sh = {0};
+    xlsx_sheet_row(&sh);
+    for (size_t i = 0; i < ARRAY_LEN(head); i++)
+        xlsx_sheet_text(&sh, head[i]);
+    for (size_t i = 0; i < x->nclips; i++) {
+        const struct xclip *cl = &x->clips[i];
+        xlsx_sheet_row(&sh);
+        for (int k = 0; k < EMOTION_COUNT; k++)
+            xlsx_sheet_int(&sh, cl->counts[k]);
+        xlsx_sheet_text(&sh, cl->name);
+        xlsx_sheet_int(&sh, cl->label);
+    }
+    char *path = NULL, err[1024];
+    int rc = asprintf(&path, "%s/Annotation/annotation.xlsx", x->tmp) < 0 ? -ENOMEM : 0;
+    if (!rc && (rc = xlsx_sheet_save(&sh, path, "annotation", err, sizeof err)) != 0)
+        fprintf(stderr, "dfewctl export: %s\n", err);
+    free(path);
+    xlsx_sheet_free(&sh);
+    return rc;
+}
+
 static int write_labels(struct xrun *x)
 {
     FILE *f = NULL;
@@ -421,6 +449,8 @@ static int write_labels(struct xrun *x)
         fprintf(f, ",%d\n", cl->label);
     }
     rc = close_out(f);
+    if (!rc)
+        rc = write_annotation_xlsx(x);
     for (int part = 0; part < 2 && !rc; part++) {
         const char *what = part ? "test" : "train";
         rc = create(NULL, "%s/EmoLabel_DataSplit/%s(single-labeled)", x->tmp, what);
@@ -451,6 +481,7 @@ static int write_readme(struct xrun *x, long single)
             "Annotation/annotation.csv  %zu annotated clips: vote_happy .. vote_fear (votes per emotion), clip_name,\n"
             "                           annotation (1..7 = happy, sad, neutral, angry, surprise, disgust, fear;\n"
             "                           0 = not single-labelled: no emotion had more than %d votes).\n"
+            "Annotation/annotation.xlsx the same rows as a spreadsheet (first sheet, 'annotation').\n"
             "EmoLabel_DataSplit/        split '%s': %d folds of the %zu usable single-labelled clips (%ld are\n"
             "                           single-labelled in all); test(single-labeled)/set_k.csv is fold k,\n"
             "                           train(single-labeled)/set_k.csv the other folds. Columns video_name,label.\n",
@@ -565,8 +596,8 @@ int cmd_export(struct ctl *c, int argc, char **argv)
         "  --format dfew   the DFEW release layout: Clip/clip_<S>x<S>_16f/<name>/1.jpg..,\n"
         "                  Clip/clip_<S>x<S>/<name>/<name>_00001.jpg.. (when clips keep their\n"
         "                  aligned frames), EmoLabel_DataSplit/{train,test}(single-labeled)/\n"
-        "                  set_<k>.csv and Annotation/annotation.csv (7 vote counts, the name,\n"
-        "                  the single label or 0). Names are DFEW names, else clip ids as 5 digits.\n"
+        "                  set_<k>.csv and Annotation/annotation.csv and .xlsx (7 vote counts, the\n"
+        "                  name, the single label or 0). Names are DFEW names, else clip ids as 5 digits.\n"
         "  --format lists  frames/<name>/01.jpg.. (each clip's frames as JPEG, nothing else) and per\n"
         "                  fold set_<k>/train.txt and test.txt: 'frames/<name> <frames> <label 0..6>',\n"
         "                  paths relative to DIR (run the training code there, or prefix them)\n"

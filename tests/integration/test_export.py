@@ -161,6 +161,22 @@ class ExportTest(HomeTest):
         self.assertEqual(ann[0], ['vote_' + e for e in EMOTIONS] + ['clip_name', 'annotation'])
         self.assertEqual(len(ann) - 1, len(ids))
         self.assertIn(['0', '5', '5', '0', '0', '0', '0', '%05d' % ids[1], '0'], ann)
+        # annotation.xlsx: the same rows, as openpyxl (what pandas' read_excel uses) reads them
+        try:
+            import openpyxl
+        except ImportError:
+            print('SKIP reading annotation.xlsx with openpyxl: python3-openpyxl is not installed '
+                  '(scripts/setup-deps.sh)')
+            openpyxl = None
+        if openpyxl:
+            book = openpyxl.load_workbook(os.path.join(out, 'Annotation/annotation.xlsx'), read_only=True)
+            sheet = book.worksheets[0]
+            self.assertEqual(sheet.title, 'annotation')
+            rows = [list(r) for r in sheet.iter_rows(values_only=True)]
+            book.close()
+            self.assertEqual(rows[0], ann[0])
+            self.assertEqual(rows[1:], [[int(v) for v in r[:7]] + [r[7], int(r[8])] for r in ann[1:]])
+            self.assertTrue(all(isinstance(r[7], str) and len(r[7]) == 5 for r in rows[1:]))  # '00001', not 1
         members = self.folds_by_name(self.home)
         seen = {}
         for k in (1, 2, 3):
@@ -192,6 +208,18 @@ class ExportTest(HomeTest):
             again = other.ctl_json('import', 'dfew', out)
             self.assertEqual((again['changed'], again['clips_unchanged'], again['split_new']), (False, len(ids), False))
             self.assertEqual(dump(other), before)
+            # the spreadsheet alone gives the same labels (import reads annotation.xlsx without the CSV)
+            xonly = os.path.join(other.dir, 'xlsx-only')
+            shutil.copytree(os.path.join(out, 'Annotation'), os.path.join(xonly, 'Annotation'))
+            shutil.copytree(os.path.join(out, 'EmoLabel_DataSplit'), os.path.join(xonly, 'EmoLabel_DataSplit'))
+            os.unlink(os.path.join(xonly, 'Annotation/annotation.csv'))
+            third = Home()
+            try:
+                third.ctl('import', 'dfew', '--no-tensors', xonly)
+                self.assertEqual(self.labels_by_name(third), self.labels_by_name(self.home))
+                self.assertEqual(self.folds_by_name(third), members)
+            finally:
+                third.cleanup()
             # and exporting again gives the same files (frames are copied JPEGs now)
             out2 = os.path.join(other.dir, 'release2')
             other.ctl('export', '--format', 'dfew', out2)
