@@ -1,6 +1,7 @@
 /* Helpers shared by dfewctl's dataset commands (see dataset.h). */
 #include "dataset.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -314,4 +315,108 @@ void ds_errors_free(struct ds_errors *e)
     sbuf_free(&e->text);
     sbuf_free(&e->json);
     e->n = 0;
+}
+
+/* A header field lower-cased without spaces, '_', '-' and '.': "Clip Name"
+ * and "clip_name" both become "clipname". */
+static void header_key(const char *f, char *out, size_t len)
+{
+    size_t o = 0;
+    for (; *f && o + 1 < len; f++)
+        if (!strchr(" _-.", *f))
+            out[o++] = (char)tolower((unsigned char)*f);
+    out[o] = '\0';
+}
+
+int ds_header_emotion(const char *field)
+{
+    static const char *const stems[EMOTION_COUNT] = {"happ", "sad", "neutr", "ang", "surpris", "disgust", "fear"};
+    char key[128];
+    header_key(field, key, sizeof key);
+    const char *k = key + strspn(key, "0123456789"); /* "1happy" .. "7fear" */
+    /* the name itself, or after "vote" ("vote_sad") or "votes" ("votes_happy") */
+    const char *cand[3] = {k, !strncmp(k, "vote", 4) ? k + 4 : NULL, !strncmp(k, "votes", 5) ? k + 5 : NULL};
+    for (int i = 0; i < 3; i++)
+        for (int e = 0; cand[i] && e < EMOTION_COUNT; e++)
+            if (!strncmp(cand[i], stems[e], strlen(stems[e])))
+                return e + 1;
+    return 0;
+}
+
+static int key_in(const char *key, const char *const *set)
+{
+    for (; *set; set++)
+        if (!strcmp(key, *set))
+            return 1;
+    return 0;
+}
+
+int ds_vote_header(char *const *field, int nfield, int want_label, struct ds_vote_cols *m, char *why, size_t len)
+{
+    static const char *const name_keys[] = {"clip", "clipid", "clipname", "video", "videoid", "videoname",
+                                            "name", "file", "filename", NULL};
+    /* the clip's number in copies of the release; a row number beside a name column */
+    static const char *const weak_name_keys[] = {"order", "id", NULL};
+    static const char *const label_keys[] = {"annotation", "label", "singlelabel", "class", NULL};
+    struct ds_vote_cols h = {.name = DS_COL_NONE, .label = DS_COL_NONE};
+    for (int k = 0; k < EMOTION_COUNT; k++)
+        h.vote[k] = DS_COL_NONE;
+    int strong_name = 0;
+    for (int i = 0; i < nfield && !strong_name; i++) {
+        char key[128];
+        header_key(field[i], key, sizeof key);
+        strong_name = key_in(key, name_keys);
+    }
+    struct sbuf unplaced = {0};
+    for (int i = 0; i < nfield; i++) {
+        char key[128];
+        header_key(field[i], key, sizeof key);
+        int e = ds_header_emotion(field[i]), *slot = NULL;
+        if (e)
+            slot = &h.vote[e - 1];
+        else if (key_in(key, name_keys))
+            slot = &h.name;
+        else if (key_in(key, weak_name_keys)) {
+            if (strong_name)
+                continue;
+            slot = &h.name;
+        } else if (key_in(key, label_keys))
+            slot = &h.label;
+        if (slot && *slot == DS_COL_NONE) {
+            *slot = i;
+            continue;
+        }
+        if (!*key) /* a column without a name (a spreadsheet's index) */
+            continue;
+        if (slot)
+            sbuf_addf(&unplaced, "%scolumn %d ('%.60s': column %d is that already)", unplaced.len ? ", " : "", i + 1,
+                      field[i], *slot + 1);
+        else
+            sbuf_addf(&unplaced, "%scolumn %d ('%.60s')", unplaced.len ? ", " : "", i + 1, field[i]);
+    }
+    struct sbuf missing = {0};
+    for (int k = 0; k < EMOTION_COUNT; k++)
+        if (h.vote[k] == DS_COL_NONE)
+            sbuf_addf(&missing, "%s%s", missing.len ? ", " : "", emotion_name(k + 1));
+    if (h.name == DS_COL_NONE)
+        sbuf_addf(&missing, "%sthe clip name", missing.len ? ", " : "");
+    if (want_label && h.label == DS_COL_NONE)
+        sbuf_addf(&missing, "%sthe annotation (label)", missing.len ? ", " : "");
+    int rc = 0;
+    if (missing.len) {
+        snprintf(why, len,
+                 "the header line names no column for %s; %s%s (vote columns are named by their emotion: happy or "
+                 "vote_happy or 1happy .. fear; the clip by clip, clip_name, video_name, name or order%s)",
+                 missing.s, unplaced.len ? "these could not be placed: " : "every named column was placed",
+                 unplaced.len ? unplaced.s : "", want_label ? "; the label by annotation or label" : "");
+        rc = -EINVAL;
+    } else {
+        h.need = h.name > h.label ? h.name + 1 : h.label + 1;
+        for (int k = 0; k < EMOTION_COUNT; k++)
+            h.need = h.vote[k] >= h.need ? h.vote[k] + 1 : h.need;
+        *m = h;
+    }
+    sbuf_free(&unplaced);
+    sbuf_free(&missing);
+    return rc;
 }

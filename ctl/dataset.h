@@ -53,6 +53,26 @@ int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_o
 /* Prints the header line and per-fold table of a split (also --json). */
 int ds_print_split(struct ctl *c, int64_t split_id);
 
+/* Where the columns of a vote-count table are, from its header line (the
+ * release's annotation, a `labels import` file): seven vote counts named by
+ * their emotion ("happy", "vote_happy", "1happy", "Happy" ...; "anger" for
+ * angry), the clip's name ("clip", "clip_name", "video_name", "name",
+ * "order", "id" ...) and, when asked for, its label ("annotation", "label"),
+ * in any order. Columns without a name are left alone; so are named ones that
+ * are not needed, once everything needed is placed. */
+enum { DS_COL_NONE = -1 };
+struct ds_vote_cols {
+    int vote[EMOTION_COUNT], name, label; /* 0-based columns; label DS_COL_NONE unless placed */
+    int need;                             /* fields a row must have: the last placed column + 1 */
+};
+/* 0 when the counts, the name and (want_label) the label are placed; else
+ * -EINVAL with why naming what has no column and each column that could not
+ * be placed, with its header text. */
+int ds_vote_header(char *const *field, int nfield, int want_label, struct ds_vote_cols *m, char *why, size_t len);
+/* Whether a field names one of the seven emotions (1..7), as ds_vote_header
+ * reads headers; 0 for none. */
+int ds_header_emotion(const char *field);
+
 /* Errors found in input files, collected so that a rejected file lists every
  * bad line at once (the first DS_SHOWN_ERRORS of them). */
 #define DS_SHOWN_ERRORS 20

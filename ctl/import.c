@@ -9,7 +9,6 @@
  * the same release again changes nothing. Clips with interpolated frames get
  * a tensor job each (in the same transaction) that builds the trainer's
  * clip.u8 from them, unless --no-tensors. */
-#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
@@ -212,12 +211,9 @@ static int open_annotation(struct irun *r, struct csv_reader *in, char **buf)
 
 /* Where the annotation's fields are: 7 vote counts (happy .. fear), the clip
  * name and the annotation, in that order, unless a header line names them
- * (in any order, other columns ignored): "vote_happy" or "1happy" ..
- * "fear", a column with "clip", "video" or "name", one with "annotation" or
- * "label". */
+ * (in any order; ds_vote_header says which names it knows). */
 struct ann_cols {
-    int vote[EMOTION_COUNT], name, label;
-    int need;   /* fields a line must have */
+    struct ds_vote_cols c;
     int mapped; /* from a header */
     char vote_name[EMOTION_COUNT][40]; /* the header's names of the vote columns */
 };
@@ -225,56 +221,26 @@ struct ann_cols {
 static void ann_cols_default(struct ann_cols *m)
 {
     for (int k = 0; k < EMOTION_COUNT; k++)
-        m->vote[k] = k;
-    m->name = EMOTION_COUNT;
-    m->label = EMOTION_COUNT + 1;
-    m->need = EMOTION_COUNT + 2;
+        m->c.vote[k] = k;
+    m->c.name = EMOTION_COUNT;
+    m->c.label = EMOTION_COUNT + 1;
+    m->c.need = EMOTION_COUNT + 2;
     m->mapped = 0;
 }
 
-/* The emotion (1..7) a header field names, 0 for none. */
-static int header_emotion(const char *f)
+/* The columns a header names; -EINVAL (an error recorded) when it does not
+ * place them all. */
+static int ann_cols_from_header(struct irun *r, struct ann_cols *m, const struct csv_reader *in)
 {
-    static const char *const stems[EMOTION_COUNT][2] = {{"happ", NULL}, {"sad", NULL}, {"neutr", NULL},
-                                                       {"angr", "anger"}, {"surpris", NULL}, {"disgust", NULL},
-                                                       {"fear", NULL}};
+    char why[1024];
+    if (ds_vote_header(in->field, in->nfield, 1, &m->c, why, sizeof why)) {
+        ds_error(&r->err, r->ann, in->line, "%s", why);
+        return -EINVAL;
+    }
     for (int k = 0; k < EMOTION_COUNT; k++)
-        for (int j = 0; j < 2; j++)
-            if (stems[k][j] && strstr(f, stems[k][j]))
-                return k + 1;
+        snprintf(m->vote_name[k], sizeof m->vote_name[k], "%s", in->field[m->c.vote[k]]);
+    m->mapped = 1;
     return 0;
-}
-
-/* Takes the columns a header names when it names all nine. */
-static void ann_cols_from_header(struct ann_cols *m, const struct csv_reader *in)
-{
-    struct ann_cols h = {.name = -1, .label = -1};
-    for (int k = 0; k < EMOTION_COUNT; k++)
-        h.vote[k] = -1;
-    for (int i = 0; i < in->nfield; i++) {
-        char f[128];
-        snprintf(f, sizeof f, "%s", in->field[i]);
-        for (char *p = f; *p; p++)
-            *p = (char)tolower((unsigned char)*p);
-        int e = header_emotion(f);
-        if (e && h.vote[e - 1] < 0) {
-            h.vote[e - 1] = i;
-            snprintf(h.vote_name[e - 1], sizeof h.vote_name[e - 1], "%s", in->field[i]);
-        }
-        else if (!e && h.name < 0 && (strstr(f, "clip") || strstr(f, "video") || strstr(f, "name")))
-            h.name = i;
-        else if (!e && h.label < 0 && (strstr(f, "annotation") || strstr(f, "label")))
-            h.label = i;
-    }
-    int last = h.name > h.label ? h.name : h.label;
-    for (int k = 0; k < EMOTION_COUNT; k++) {
-        if (h.vote[k] < 0 || h.name < 0 || h.label < 0)
-            return;
-        last = h.vote[k] > last ? h.vote[k] : last;
-    }
-    h.need = last + 1;
-    h.mapped = 1;
-    *m = h;
 }
 
 static void read_annotation(struct irun *r)
@@ -295,33 +261,34 @@ static void read_annotation(struct irun *r)
                 bad = parse_int(in.field[k], &counts[k]) || counts[k] < 0;
             first = 0;
             if (bad) {
-                ann_cols_from_header(&m, &in);
+                if (ann_cols_from_header(r, &m, &in))
+                    break; /* every row would be misread */
                 continue;
             }
             bad = 0;
         }
         first = 0;
-        if (in.nfield < m.need) {
+        if (in.nfield < m.c.need) {
             ds_error(&r->err, r->ann, in.line, "expected %d fields (7 vote counts, clip_name, annotation%s), found %d",
-                     m.need, m.mapped ? ", in the header's columns" : "", in.nfield);
+                     m.c.need, m.mapped ? ", in the header's columns" : "", in.nfield);
             continue;
         }
         int k = 0;
         for (; k < EMOTION_COUNT; k++)
-            if ((bad = parse_int(in.field[m.vote[k]], &counts[k]) || counts[k] < 0))
+            if ((bad = parse_int(in.field[m.c.vote[k]], &counts[k]) || counts[k] < 0))
                 break;
         rows++;
         if (bad) {
             ds_error(&r->err, r->ann, in.line, "field %d%s%s%s ('%s') must be a vote count (a whole number >= 0)",
-                     m.vote[k] + 1, m.mapped ? " (" : "", m.mapped ? m.vote_name[k] : "", m.mapped ? ")" : "",
-                     in.field[m.vote[k]]);
+                     m.c.vote[k] + 1, m.mapped ? " (" : "", m.mapped ? m.vote_name[k] : "", m.mapped ? ")" : "",
+                     in.field[m.c.vote[k]]);
             continue;
         }
         for (k = 0; k < EMOTION_COUNT; k++)
             total += counts[k];
-        const char *clip = in.field[m.name], *ann = in.field[m.label];
+        const char *clip = in.field[m.c.name], *ann = in.field[m.c.label];
         if (!*clip) {
-            ds_error(&r->err, r->ann, in.line, "the clip name (field %d) is empty", m.name + 1);
+            ds_error(&r->err, r->ann, in.line, "the clip name (field %d) is empty", m.c.name + 1);
             continue;
         }
         if (parse_int(ann, &label) || label < 0 || label > EMOTION_COUNT) {
@@ -805,7 +772,8 @@ int cmd_import(struct ctl *c, int argc, char **argv)
         "usage: dfewctl import dfew [--split NAME] [--no-tensors] DIR\n\n"
         "Reads a dataset in the DFEW release layout: Annotation/annotation.csv or the\n"
         "release's annotation.xlsx (first sheet; 7 vote counts, clip_name, annotation per\n"
-        "row, or the columns a header names: happy .. fear, clip/video/name, annotation/label),\n"
+        "row, or the columns a header names, in any order: happy|vote_happy|1happy .. fear,\n"
+        "clip|clip_name|video_name|name|order, annotation|label),\n"
         "EmoLabel_DataSplit/{test,train}(single-labeled)/set_<k>.csv, and the\n"
         "frame folders Clip/clip_<S>x<S>_16f/<name>/ and Clip/clip_<S>x<S>/<name>/ when\n"
         "present (used in place, not copied; Clip/original/<name>.mp4 gives durations).\n"

@@ -11,6 +11,7 @@
 
 #include "csv.h"
 #include "dataset.h"
+#include "xlsx.h"
 
 enum csv_format { FMT_LONG, FMT_WIDE };
 
@@ -19,7 +20,10 @@ enum csv_format { FMT_LONG, FMT_WIDE };
 struct import_run {
     struct ctl *c;
     const char *file;
+    char *xlsx_csv;      /* an .xlsx file's first sheet as CSV text (else NULL) */
+    size_t xlsx_len;
     enum csv_format fmt;
+    struct ds_vote_cols cols; /* wide: where the clip and the counts are */
     int replace;
     int rows, added, unchanged, replaced;
     struct ds_errors err;
@@ -38,31 +42,33 @@ static int read_header(struct import_run *r, struct csv_reader *in)
         r->fmt = FMT_LONG;
         return 0;
     }
-    if (first_ok && in->nfield == 1 + EMOTION_COUNT) {
-        int ok = 1;
-        for (int k = 0; k < EMOTION_COUNT; k++)
-            ok &= emotion_parse(in->field[1 + k]) == k + 1 && parse_int(in->field[1 + k], &(int){0}) != 0;
-        if (ok) {
-            r->fmt = FMT_WIDE;
-            return 0;
-        }
+    char why[1024];
+    if (ds_vote_header(in->field, in->nfield, 0, &r->cols, why, sizeof why) == 0) {
+        r->fmt = FMT_WIDE;
+        return 0;
+    }
+    int emotions = 0;
+    for (int i = 0; i < in->nfield; i++)
+        emotions += ds_header_emotion(in->field[i]) != 0;
+    if (emotions >= 2) { /* meant as vote counts: say what is missing */
+        row_error(r, in->line, "%s", why);
+        return -EINVAL;
     }
     row_error(r, in->line,
               "the first line must be a header: 'clip,annotator,emotion' (one vote per line) or "
-              "'clip,happy,sad,neutral,angry,surprise,disgust,fear' (vote counts per clip, in this order)");
+              "'clip,happy,sad,neutral,angry,surprise,disgust,fear' (vote counts per clip, columns in any order)");
     return -EINVAL;
 }
 
-static int64_t row_clip(struct import_run *r, struct csv_reader *in)
+static int64_t row_clip(struct import_run *r, struct csv_reader *in, int col)
 {
-    int64_t clip = ds_find_clip(r->c, in->field[0]);
+    const char *f = in->field[col];
+    int64_t clip = ds_find_clip(r->c, f);
     if (!clip)
-        row_error(r, in->line, "no clip '%s' (give a clip id from `dfewctl clips` or a DFEW video name)",
-                  in->field[0]);
+        row_error(r, in->line, "no clip '%s' (give a clip id from `dfewctl clips` or a DFEW video name)", f);
     else if (clip < 0)
         row_error(r, in->line, "'%s' could be clip id %s or the DFEW video %05lld (clip %lld); write the name with "
-                  "its 5 digits, or id:%s for the id", in->field[0], in->field[0], atoll(in->field[0]),
-                  (long long)-clip, in->field[0]);
+                  "its 5 digits, or id:%s for the id", f, f, atoll(f), (long long)-clip, f);
     return clip > 0 ? clip : 0;
 }
 
@@ -99,7 +105,7 @@ static void long_row(struct import_run *r, struct csv_reader *in)
         row_error(r, in->line, "expected 3 fields (clip,annotator,emotion), found %d", in->nfield);
         return;
     }
-    int64_t clip = row_clip(r, in);
+    int64_t clip = row_clip(r, in, 0);
     const char *who = in->field[1];
     int emotion = emotion_parse(in->field[2]);
     if (!*who)
@@ -161,16 +167,19 @@ static void long_row(struct import_run *r, struct csv_reader *in)
 
 static void wide_row(struct import_run *r, struct csv_reader *in)
 {
-    if (in->nfield != 1 + EMOTION_COUNT) {
-        row_error(r, in->line, "expected 8 fields (clip and 7 vote counts), found %d", in->nfield);
+    const struct ds_vote_cols *m = &r->cols;
+    if (in->nfield < m->need) {
+        row_error(r, in->line, "expected %d fields (the clip and 7 vote counts, in the header's columns), found %d",
+                  m->need, in->nfield);
         return;
     }
-    int64_t clip = row_clip(r, in);
+    int64_t clip = row_clip(r, in, m->name);
     int counts[EMOTION_COUNT], total = 0, bad = 0;
     for (int k = 0; k < EMOTION_COUNT; k++) {
-        if (parse_int(in->field[1 + k], &counts[k]) || counts[k] < 0) {
-            row_error(r, in->line, "the %s count '%s' is not a whole number >= 0", emotion_name(k + 1),
-                      in->field[1 + k]);
+        const char *f = in->field[m->vote[k]];
+        if (parse_int(f, &counts[k]) || counts[k] < 0) {
+            row_error(r, in->line, "the %s count '%s' is not a whole number >= 0 (column %d)", emotion_name(k + 1), f,
+                      m->vote[k] + 1);
             bad = 1;
         } else {
             total += counts[k];
@@ -178,18 +187,19 @@ static void wide_row(struct import_run *r, struct csv_reader *in)
     }
     if (bad || !clip)
         return;
+    const char *name = in->field[m->name];
     if (total == 0) {
-        row_error(r, in->line, "clip %s has no votes on this row (all 7 counts are 0)", in->field[0]);
+        row_error(r, in->line, "clip %s has no votes on this row (all 7 counts are 0)", name);
         return;
     }
     if (total > r->c->cfg.annotators_per_clip) {
         row_error(r, in->line, "clip %s has %d votes, more than annotators_per_clip = %d ([labels] in dfew.conf)",
-                  in->field[0], total, r->c->cfg.annotators_per_clip);
+                  name, total, r->c->cfg.annotators_per_clip);
         return;
     }
     int prev = seen_line(r, clip, "", in->line);
     if (prev) {
-        row_error(r, in->line, "clip %s appears twice (also on line %d)", in->field[0], prev);
+        row_error(r, in->line, "clip %s appears twice (also on line %d)", name, prev);
         return;
     }
     char why[512];
@@ -204,14 +214,59 @@ static void wide_row(struct import_run *r, struct csv_reader *in)
         r->replaced += total;
 }
 
+/* An .xlsx file's first worksheet as CSV text in memory (line N = row N). */
+static int xlsx_votes(const char *file, char **buf, size_t *len)
+{
+    char err[1024] = "";
+    FILE *mem = open_memstream(buf, len);
+    int rc = mem ? xlsx_to_csv(file, mem, err, sizeof err) : -ENOMEM;
+    if (mem && fclose(mem) && !rc)
+        rc = -ENOMEM;
+    if (rc) {
+        fprintf(stderr, "dfewctl labels import: cannot read the spreadsheet %s: %s\n", file,
+                err[0] ? err : strerror(-rc));
+        free(*buf);
+        *buf = NULL;
+    }
+    return rc;
+}
+
+/* Opens the vote file for reading as CSV: the file itself, or the CSV text
+ * of its spreadsheet. */
+static int open_votes(struct import_run *r, struct csv_reader *in)
+{
+    if (!r->xlsx_csv) {
+        int rc = csv_open(in, r->file);
+        if (rc)
+            fprintf(stderr, "dfewctl labels import: cannot read %s: %s\n", r->file, strerror(-rc));
+        return rc;
+    }
+    FILE *f = fmemopen(r->xlsx_csv, r->xlsx_len ? r->xlsx_len : 1, "r");
+    if (!f) {
+        fprintf(stderr, "dfewctl labels import: %s: %s\n", r->file, strerror(errno));
+        return -errno;
+    }
+    if (!r->xlsx_len) /* an empty sheet: an empty stream */
+        fseek(f, 0, SEEK_END);
+    csv_open_stream(in, f);
+    return 0;
+}
+
+static int import_file(struct ctl *c, struct import_run r);
+
 static int labels_import(struct ctl *c, int argc, char **argv)
 {
     static const struct option opts[] = {{"replace", no_argument, NULL, 'r'}, CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     static const char usage_text[] =
         "usage: dfewctl labels import [--replace] FILE\n\n"
-        "Stores annotators' votes from a CSV file with a header line, either\n"
+        "Stores annotators' votes from a CSV file (or the first sheet of an .xlsx)\n"
+        "with a header line, either\n"
         "  clip,annotator,emotion          one vote per line (emotion: name or 1..7)\n"
-        "  clip,happy,sad,neutral,angry,surprise,disgust,fear   vote counts per clip\n"
+        "  clip,happy,sad,neutral,angry,surprise,disgust,fear   vote counts per clip,\n"
+        "                                  columns in any order and named like the\n"
+        "                                  release's (vote_happy, 1happy; clip_name,\n"
+        "                                  video_name, order); a label or annotation\n"
+        "                                  column is ignored (the rule makes the label)\n"
         "A clip is its DFEW video name or its id (dfewctl clips; id:N when a short\n"
         "number could also be a name without its leading zeros). The whole file is\n"
         "one transaction: any bad line (unknown clip or emotion, an annotator voting\n"
@@ -236,18 +291,27 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         fprintf(stderr, "%s", usage_text);
         return 2;
     }
-    const char *file = argv[optind];
-    struct csv_reader in;
-    int rc = csv_open(&in, file);
-    if (rc) {
-        fprintf(stderr, "dfewctl labels import: cannot read %s: %s\n", file, strerror(-rc));
+    struct import_run r = {.c = c, .file = argv[optind], .replace = replace};
+    const char *dot = strrchr(r.file, '.');
+    if (dot && !strcasecmp(dot, ".xlsx") && xlsx_votes(r.file, &r.xlsx_csv, &r.xlsx_len))
         return 1;
-    }
+    int rc = import_file(c, r);
+    free(r.xlsx_csv);
+    return rc;
+}
+
+/* Reads the file through, then stores its votes in one transaction. */
+static int import_file(struct ctl *c, struct import_run r)
+{
+    const char *file = r.file;
+    struct csv_reader in;
+    if (open_votes(&r, &in))
+        return 1;
     if (ds_open(c, 0)) {
         csv_close(&in);
         return 1;
     }
-    struct import_run r = {.c = c, .file = file, .replace = replace};
+    int rc = 0;
     /* The file is read through once before the write transaction: a file
      * that is not text (UTF-8, line and field lengths) is refused without
      * holding the database, and the transaction is only the votes' work. */
@@ -263,10 +327,8 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         return 1;
     }
     csv_close(&in);
-    if ((rc = csv_open(&in, file)) != 0) {
-        fprintf(stderr, "dfewctl labels import: cannot read %s: %s\n", file, strerror(-rc));
+    if (open_votes(&r, &in))
         return 1;
-    }
     if (db_begin(c->db) || db_exec(c->db, "CREATE TEMP TABLE IF NOT EXISTS import_seen (clip_id INTEGER, "
                                           "annotator TEXT, line INTEGER, PRIMARY KEY (clip_id, annotator)); "
                                           "DELETE FROM temp.import_seen;")) {

@@ -501,6 +501,34 @@ class ExportTest(HomeTest):
                 r, got = import_xlsx('openpyxl', by_openpyxl)
                 self.assertEqual(r.returncode, 0, r.stderr)
                 self.assertEqual(got, expect)
+
+                # as copies of the release name them: 1happy .. 7fear, order (the clip), label; any column order
+                def release_copy(names):
+                    def write(path):
+                        wb = openpyxl.Workbook()
+                        ws = wb.active
+                        ws.append(names)
+                        for row in rows:
+                            by = dict(zip(['1happy', '2sad', '3neutral', '4angry', '5surprise', '6disgust', '7fear',
+                                           'order', 'label'], row))
+                            ws.append([by.get(n, 'x') for n in names])
+                        wb.save(path)
+                    return write
+                names = ['label', '3neutral', 'order', '1happy', '7fear', '2sad', '4angry', '6disgust', '5surprise']
+                r, got = import_xlsx('release-copy', release_copy(names))
+                self.assertEqual(r.returncode, 0, r.stderr)
+                self.assertEqual(got, expect)
+                # a header that is not understood: which column could not be placed, and nothing stored
+                r, got = import_xlsx('unplaced', release_copy([n if n != 'order' else 'clip nr' for n in names]))
+                self.assertEqual(r.returncode, 1)
+                self.assertIn("annotation.xlsx:1: the header line names no column for the clip name; these could "
+                              "not be placed: column 3 ('clip nr')", r.stderr)
+                self.assertIsNone(got)
+                r, _ = import_xlsx('extra', release_copy(names + ['1happy']))
+                self.assertEqual(r.returncode, 0, r.stderr)  # everything placed: the extra column is left alone
+                r, _ = import_xlsx('happy-twice', release_copy(names[:4] + ['happy'] + names[5:]))  # no fear, happy twice
+                self.assertIn("no column for fear; these could not be placed: column 5 ('happy': column 4 is that "
+                              "already)", r.stderr)
             # by hand, with the parts other writers use
             def handmade(missing=False):
                 return [

@@ -1,4 +1,5 @@
-"""Integration: `dfewctl labels import` (long and wide CSV, one transaction,
+"""Integration: `dfewctl labels import` (long and wide CSV or .xlsx, headers
+in any column order, one transaction,
 every kind of bad file rejected with its line numbers and the database left
 unchanged, re-import changes nothing), the clip_labels view and the
 single-label rule with the configured r, `labels kappa` against statsmodels,
@@ -123,12 +124,18 @@ class LabelsTest(HomeTest):
                 self.assertIn(reason, r.stderr)
                 self.assertIn('nothing was stored', r.stderr)
                 self.assertEqual(dump(self.home), before)
-        # a binary file (a spreadsheet given by mistake)
-        with open(self.path('votes.xlsx'), 'wb') as fb:
-            fb.write(b'PK\x03\x04\x00\x00binary')
+        # a binary file (a spreadsheet under another name), and a broken spreadsheet
+        for name in ('votes.bin', 'votes.xlsx'):
+            with open(self.path(name), 'wb') as fb:
+                fb.write(b'PK\x03\x04\x00\x00binary')
+        r = self.home.ctl('labels', 'import', self.path('votes.bin'), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('votes.bin:1: the line holds a NUL byte (is this a text CSV file?)', r.stderr)
         r = self.home.ctl('labels', 'import', self.path('votes.xlsx'), check=False)
         self.assertEqual(r.returncode, 1)
-        self.assertIn('votes.xlsx:1: the line holds a NUL byte (is this a text CSV file?)', r.stderr)
+        self.assertIn('cannot read the spreadsheet %s: ' % self.path('votes.xlsx'), r.stderr)
+        self.assertIn('is not an .xlsx spreadsheet', r.stderr)
+        self.assertEqual(dump(self.home), before)
         # JSON lists every error with its line; a missing file is a clear error
         write_text(self.path('bad.csv'), 'clip,annotator,emotion\n999,a,happy\n%d,b,nope\n' % c)
         r = self.home.ctl('--json', 'labels', 'import', self.path('bad.csv'), check=False)
@@ -178,6 +185,50 @@ class LabelsTest(HomeTest):
         r = self.home.ctl('labels', 'kappa', check=False)
         self.assertEqual(r.returncode, 1)
         self.assertIn('leaves no clip single-labelled', r.stderr)
+
+    def test_wide_headers_in_any_order_csv_and_xlsx(self):
+        """Vote counts whose header names the columns as the release's copies
+        do (1happy .. 7fear, order, label), in any order, from a CSV or an
+        .xlsx (openpyxl); the label column is left alone (the rule makes the
+        label); a header that cannot be placed says which column."""
+        a, b, c, d = self.clips
+        counts = {a: [8, 1, 1, 0, 0, 0, 0], b: [0, 0, 0, 9, 1, 0, 0], d: [0, 7, 3, 0, 0, 0, 0]}
+        names = ['label', '3neutral', 'order', '1happy', '7fear', '2sad', '4angry', '6disgust', '5surprise']
+        emo = ['1happy', '2sad', '3neutral', '4angry', '5surprise', '6disgust', '7fear']
+
+        def row(clip):
+            by = dict(zip(emo, counts[clip]), order='00042' if clip == d else str(clip), label='9')
+            return [by[n] for n in names]
+        write_text(self.path('moved.csv'), ','.join(names) + '\n' + ''.join(','.join(str(v) for v in row(x)) + '\n'
+                                                                          for x in counts))
+        out = self.home.ctl_json('labels', 'import', self.path('moved.csv'))
+        self.assertEqual((out['format'], out['rows'], out['added']), ('wide', 3, 30))
+        got = {r['clip_id']: [r[e] for e in EMOTIONS] for r in self.home.query('SELECT * FROM clip_labels')}
+        self.assertEqual(got, counts)
+        self.assertEqual(self.home.scalar('SELECT label_name FROM clip_labels WHERE clip_id = ?', b), 'angry')
+        try:
+            import openpyxl
+        except ImportError:
+            print('SKIP the .xlsx part: python3-openpyxl is not installed (scripts/setup-deps.sh)')
+            return
+        wb = openpyxl.Workbook()
+        ws = wb.active
+        ws.append(names)
+        for x in counts:
+            ws.append([int(v) if v.isdigit() and k != 'order' else v for k, v in zip(names, map(str, row(x)))])
+        wb.save(self.path('votes.xlsx'))
+        before = dump(self.home)
+        out = self.home.ctl_json('labels', 'import', self.path('votes.xlsx'))
+        self.assertEqual((out['rows'], out['added'], out['unchanged']), (3, 0, 30))
+        self.assertEqual(dump(self.home), before)
+        # a column no name fits
+        ws.cell(row=1, column=3, value='clip number')
+        wb.save(self.path('bad.xlsx'))
+        r = self.home.ctl('labels', 'import', self.path('bad.xlsx'), check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("bad.xlsx:1: the header line names no column for the clip name; these could not be placed: "
+                      "column 3 ('clip number')", r.stderr)
+        self.assertEqual(dump(self.home), before)
 
     def test_kappa_equals_statsmodels(self):
         rng = random.Random(20201017)
