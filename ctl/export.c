@@ -592,7 +592,8 @@ int cmd_export(struct ctl *c, int argc, char **argv)
                                          CTL_COMMON_LONGOPTS,
                                          {NULL, 0, NULL, 0}};
     static const char usage_text[] =
-        "usage: dfewctl export --format dfew|lists [--split NAME] [--force] [--no-frames] DIR\n\n"
+        "usage: dfewctl export --format dfew|lists [--split NAME] [--quality Q] [--force]\n"
+        "                      [--no-frames] DIR\n\n"
         "  --format dfew   the DFEW release layout: Clip/clip_<S>x<S>_16f/<name>/1.jpg..,\n"
         "                  Clip/clip_<S>x<S>/<name>/<name>_00001.jpg.. (when clips keep their\n"
         "                  aligned frames), EmoLabel_DataSplit/{train,test}(single-labeled)/\n"

@@ -516,7 +516,7 @@ int cmd_labels(struct ctl *c, int argc, char **argv)
 {
     static const struct ds_sub subs[] = {
         {"import", labels_import}, {"show", labels_show}, {"kappa", labels_kappa}, {NULL, NULL}};
-    static const char usage_text[] = "usage: dfewctl labels import [--replace] FILE   store votes from a CSV file\n"
+    static const char usage_text[] = "usage: dfewctl labels import [--replace] FILE   store votes from a CSV or .xlsx file\n"
                                      "       dfewctl labels show [--label E] [CLIP...]  votes and single labels\n"
                                      "       dfewctl labels kappa                      Fleiss' kappa, agreement band\n";
     return ds_dispatch(c, argc, argv, subs, usage_text);

@@ -26,12 +26,12 @@ static const struct {
     {"retry", cmd_retry, "retry ID | --run R   run a dead, failed or cancelled job (or a run's) again"},
     {"wait", cmd_wait, "wait [--timeout S] [ID...]  block until jobs end; exit 0 if all done"},
     {"noop", cmd_noop, "noop [--count N]     queue no-op jobs (benchmarks, diagnostics)"},
-    {"labels", cmd_labels, "labels import FILE   store annotators' votes (also: labels show, labels kappa)"},
+    {"labels", cmd_labels, "labels import FILE   store annotators' votes, CSV or .xlsx (also: labels show, kappa)"},
     {"folds", cmd_folds, "folds make --k 5     split single-labelled clips into folds (also: show, list, delete)"},
     {"report", cmd_report, "report [table2]      dataset summary; the paper's Table 2 (--csv)"},
-    {"export", cmd_export, "export --format dfew|lists DIR   the DFEW release layout, or train/test lists"},
+    {"export", cmd_export, "export --format dfew|lists DIR   the DFEW release layout, or train/test lists + JPEGs"},
     {"import", cmd_import, "import dfew DIR      read a DFEW-layout release (labels, votes, official folds)"},
-    {"train", cmd_train, "train --split NAME   train a model on every fold of a split (one job per fold)"},
+    {"train", cmd_train, "train [--split NAME] train a model on every fold of a split (one job per fold)"},
     {"runs", cmd_runs, "runs                 training runs: state, folds done, pooled UAR / WAR"},
     {"metrics", cmd_metrics, "metrics [RUN]        per-fold and pooled recall, UAR, WAR (--json, --plot F.png)"},
 };
@@ -39,6 +39,11 @@ static const struct {
 static void usage(FILE *f)
 {
     fprintf(f, "usage: dfewctl [--home DIR] [--json] COMMAND [ARGS]\n\n"
+               "dfewctl: the command line of dfew, which turns movies into a labelled,\n"
+               "aligned, benchmark-ready facial-expression dataset the way DFEW was built, and\n"
+               "trains 3D CNNs on it. It queues movies and training runs for dfewd in\n"
+               "HOME/dfew.db (also while dfewd is down), and keeps votes, labels, folds,\n"
+               "exports and imports in the database itself.\n\n"
                "Commands:\n");
     for (size_t i = 0; i < ARRAY_LEN(commands); i++)
         fprintf(f, "  %s\n", commands[i].help);

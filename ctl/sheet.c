@@ -584,6 +584,7 @@ int cmd_sheet(struct ctl *c, int argc, char **argv)
         case 'h':
             printf("usage: dfewctl sheet [clip] CLIP -o SHEET.png\n"
                    "       dfewctl sheet movie MOVIE -o SHEET.png\n\n"
+                   "  -o, --output FILE   the PNG to write\n\n"
                    "Writes a contact sheet as PNG. A clip's: %d frames sampled over the clip with\n"
                    "the face box and the 68 landmarks drawn (green frame: face found, red: not),\n"
                    "then the aligned, interpolated frames the clip's prep job wrote (a clip\n"

@@ -44,7 +44,7 @@ struct prep_args {
     int64_t clip_id;
     double start_s, end_s;
     int frames, size, template_size, upsample;
-    int keep_aligned; /* write every aligned face frame to aligned/NNNNN.<ext> */
+    int keep_aligned; /* write every aligned face frame to aligned.u8 */
     double min_face_ratio;
     enum tim_mode interp;
     enum img_format format;
