@@ -59,6 +59,11 @@ def split_help(text):
     return usage, '\n'.join(lines[n:]).strip('\n')
 
 
+def tagged(title, font, entries):
+    """A section of (tag, roff text) entries, the tags in bold (B) or italic (I)."""
+    return '.SH %s\n' % title + ''.join('.TP\n.%s %s\n%s\n' % (font, tag, text) for tag, text in entries)
+
+
 def synopsis(usage):
     return '.SH SYNOPSIS\n' + verbatim('\n'.join(usage))
 
@@ -106,15 +111,17 @@ def man_dfewctl(dfewctl, version, out):
         page += '.SS %s\n' % name + verbatim(text)
         for sub, stext in subs:
             page += '.SS %s %s\n' % (name, sub) + verbatim(stext)
-    page += ('.SH ENVIRONMENT\n.TP\n.B DFEW_HOME\nthe home when \\fB\\-\\-home\\fR is not given\n'
-             '.TP\n.B XDG_DATA_HOME\nwithout DFEW_HOME the home is $XDG_DATA_HOME/dfew, else ~/.local/share/dfew\n'
-             '.SH FILES\n.TP\n.I HOME/dfew.db\nthe SQLite database: the queue, movies, clips, votes, folds, runs '
-             '(tables and views: /usr/share/dfew/schema/README.md)\n'
-             '.TP\n.I HOME/dfew.conf\nthe configuration, see \\fBdfew.conf\\fR(5)\n'
-             '.TP\n.I HOME/outputs/\nwhat the jobs write: clips/<id>/ (frames, clip.u8, aligned.u8, faces.bin), '
-             'movies/, train/run\\-<id>/\n'
-             '.TP\n.I /var/lib/dfew\nthe home of the system service (run dfewctl as the dfew user there)\n'
-             '.SH SEE ALSO\n\\fBdfewd\\fR(8), \\fBdfew.conf\\fR(5), \\fBsqlite3\\fR(1)\n')
+    page += tagged('ENVIRONMENT', 'B', [
+        ('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given'),
+        ('XDG_DATA_HOME', 'without DFEW_HOME the home is $XDG_DATA_HOME/dfew, else ~/.local/share/dfew')])
+    page += tagged('FILES', 'I', [
+        ('HOME/dfew.db', 'the SQLite database: the queue, movies, clips, votes, folds, runs '
+                         '(tables and views: /usr/share/dfew/schema/README.md)'),
+        ('HOME/dfew.conf', 'the configuration, see \\fBdfew.conf\\fR(5)'),
+        ('HOME/outputs/', 'what the jobs write: clips/<id>/ (frames, clip.u8, aligned.u8, faces.bin), '
+                          'movies/<id>/ (segments.json), train/run\\-<id>/'),
+        ('/var/lib/dfew', 'the home of the system service (run dfewctl as the dfew user there)')])
+    page += '.SH SEE ALSO\n\\fBdfewd\\fR(8), \\fBdfew.conf\\fR(5), \\fBsqlite3\\fR(1)\n'
     write(out, page)
 
 
@@ -124,15 +131,16 @@ def man_dfewd(dfewd, version, out):
     page = header('dfewd', '8', version, 'the dfew daemon: runs the queued jobs on a pool of workers')
     page += synopsis(usage)
     page += '.SH DESCRIPTION\n' + verbatim(rest)
-    page += ('.SH FILES\n.TP\n.I HOME/dfew.db\nthe queue and everything the jobs record\n'
-             '.TP\n.I HOME/dfew.conf\nthe configuration, see \\fBdfew.conf\\fR(5)\n'
-             '.TP\n.I HOME/dfewd.sock\nthe control socket that \\fBdfewctl\\fR(1) talks to (mode 0600)\n'
-             '.TP\n.I HOME/dfewd.lock\nheld while dfewd runs; holds its pid\n'
-             '.TP\n.I HOME/dfewd.log\nthe log when dfewd runs in the background\n'
-             '.TP\n.I /lib/systemd/system/dfewd.service\nthe system service: '
-             'dfewd \\-\\-foreground \\-\\-home /var/lib/dfew as user dfew\n'
-             '.SH ENVIRONMENT\n.TP\n.B DFEW_HOME\nthe home when \\fB\\-\\-home\\fR is not given\n'
-             '.SH SEE ALSO\n\\fBdfewctl\\fR(1), \\fBdfew.conf\\fR(5), \\fBdfew\\-worker\\fR(8)\n')
+    page += tagged('FILES', 'I', [
+        ('HOME/dfew.db', 'the queue and everything the jobs record'),
+        ('HOME/dfew.conf', 'the configuration, see \\fBdfew.conf\\fR(5)'),
+        ('HOME/dfewd.sock', 'the control socket that \\fBdfewctl\\fR(1) talks to (mode 0600)'),
+        ('HOME/dfewd.lock', 'held while dfewd runs; holds its pid'),
+        ('HOME/dfewd.log', 'the log when dfewd runs in the background'),
+        ('/lib/systemd/system/dfewd.service',
+         'the system service: dfewd \\-\\-foreground \\-\\-home /var/lib/dfew as user dfew')])
+    page += tagged('ENVIRONMENT', 'B', [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')])
+    page += '.SH SEE ALSO\n\\fBdfewctl\\fR(1), \\fBdfew.conf\\fR(5), \\fBdfew\\-worker\\fR(8)\n'
     write(out, page)
 
 
