@@ -20,6 +20,11 @@ PKGS=(
   python3-statsmodels
   # an independent .xlsx writer for the annotation.xlsx import test
   python3-openpyxl
+  # man pages (docs/mkman.py; test_docs renders them as lintian does) and the
+  # bash completion's install directory (bash-completion.pc)
+  man-db bash-completion
+  # the Debian package (packaging/debian; tests/package/test_deb.py)
+  dpkg-dev debhelper lintian
   # libFuzzer harnesses (tests/fuzz/run.sh): clang with its fuzzer runtime
   clang libclang-rt-14-dev
 )
