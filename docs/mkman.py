@@ -255,7 +255,8 @@ _dfewctl()
     cur="${COMP_WORDS[COMP_CWORD]}"
     prev="${COMP_WORDS[COMP_CWORD-1]}"
     case $prev in
-        --home|-o|--clips|--plot) COMPREPLY=($(compgen -f -- "$cur")); return ;;
+        --home) COMPREPLY=($(compgen -d -- "$cur")); return ;;
+        -o|--output|--clips|--plot) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     esac
     for ((i = 1; i < COMP_CWORD; i++)); do
         case ${COMP_WORDS[i]} in

@@ -248,6 +248,7 @@ class CompletionTest(unittest.TestCase):
         open(os.path.join(d, 'votes.csv'), 'w').close()
         self.assertEqual(completion('labels', 'import', os.path.join(d, 'vo')), {os.path.join(d, 'votes.csv')})
         self.assertEqual(completion('sheet', '3', '-o', os.path.join(d, 'v')), {os.path.join(d, 'votes.csv')})
+        self.assertEqual(completion('--home', os.path.join(self.home, '')), {d})  # directories only
 
 
 if __name__ == '__main__':
