@@ -172,6 +172,11 @@ class DebTest(unittest.TestCase):
         st = os.stat(STATE)
         self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (u.pw_uid, grp.getgrnam('dfew').gr_gid,
                                                                            0o750))
+        # dfewd.service enabled (deb-systemd-helper keeps the links' state
+        # without systemd too), the nightly timer not
+        wants = '/var/lib/systemd/deb-systemd-helper-enabled/'
+        self.assertTrue(os.path.exists(wants + 'multi-user.target.wants/dfewd.service'))
+        self.assertFalse(os.path.exists(wants + 'timers.target.wants/dfew-batch.timer'))
         with open('/etc/default/dfew') as f:
             self.assertIn('DFEW_INCOMING=', f.read())
         # the trainer backend loads and has its entry point
