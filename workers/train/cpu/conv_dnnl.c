@@ -1,25 +1,37 @@
 /* conv_dnnl.c: conv3d forward, backward-data and backward-weights through
- * oneDNN primitives (the library PyTorch's CPU convolutions use). Primitives
- * are created once per shape, batch size, bias and layout and cached in the
- * workspace. Channels-last activations (LAYOUT_NDHWC) are what oneDNN's
- * fastest f32 kernels read and write directly (brgemm forward, jit
- * backward); channels-first ones (LAYOUT_NCDHW) are reordered into and out of
- * the format each primitive picks (blocked nCdhw16c for most), because
- * oneDNN's plain-NCDHW convolutions are its slow im2col + gemm ones. Weights
- * stay in PyTorch's OIDHW and are reordered into each primitive's format.
- * Reordered tensors and oneDNN's scratchpad ("user" mode) live in ws->buf, so
- * the workspace owns all of the memory.
+ * oneDNN primitives (the library PyTorch's CPU convolutions use), and the
+ * activation layout a model keeps on this CPU. Primitives are created once
+ * per shape, batch size, bias and layout and cached in the workspace.
+ *
+ * Layout: which layout oneDNN's fast kernels read differs per instruction
+ * set. Its brgemm kernels (AVX-512) read channels-last directly; its jit
+ * kernels want channel-blocked nCdhw8c (AVX2) or nCdhw16c (AVX-512) and run
+ * channels-last at a fraction of their speed (on AVX2 the weight gradient
+ * of r3d18's 3x3x3 convs takes 2-3x as long). conv3d_dnnl_pick_layout asks
+ * oneDNN: it creates each forward convolution of the model with its
+ * activation formats left free (format_tag::any) and the model keeps its
+ * activations in the format oneDNN picks, so nothing is reordered between
+ * layers. Primitives are created with free activation formats too (except
+ * for channels-last, which is asked for as such): where one picks another
+ * format than the workspace's layout (AVX2's stride-2 input gradients run
+ * on oneDNN's gemm convolution, which reads plain layouts only), that
+ * tensor is reordered around the call through ws->buf. Weights stay in
+ * PyTorch's OIDHW and are reordered into each primitive's format. Reordered
+ * tensors and oneDNN's scratchpad ("user" mode) live in ws->buf, so the
+ * workspace owns all of the memory.
  *
  * Threads: Debian's oneDNN uses the OpenMP runtime (checked), so its
  * parallel regions run on the backend's one OpenMP pool; it is called outside
  * any parallel region and uses omp_get_max_threads() threads. Results are
  * deterministic for a given shape, thread count and CPU (oneDNN's blocking
- * depends on them). Not the reference: that is layers.c, which runs when this
- * returns an error. */
+ * and kernels depend on them; the layout it picks depends on the CPU only).
+ * Not the reference: that is layers.c, which runs when this returns an
+ * error. */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conv_dnnl.h"
 
@@ -71,9 +83,29 @@ void conv3d_dnnl_release(struct conv3d_work *ws)
     (void)ws;
 }
 
+int conv3d_dnnl_pick_layout(const struct conv3d_shape *s, int count, int *layout, int *block, char *why,
+                            size_t why_len)
+{
+    (void)s, (void)count, (void)layout, (void)block;
+    conv3d_dnnl_available(why, why_len);
+    return -ENOTSUP;
+}
+
+void conv3d_dnnl_isa(char *buf, size_t len)
+{
+    snprintf(buf, len, "none");
+}
+
 #else
 
 #include <oneapi/dnnl/dnnl.h>
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
+}
 
 /* staging regions start on 64-byte boundaries */
 #define ALIGN_FLOATS(n) (((n) + 15) & ~(size_t)15)
@@ -103,7 +135,7 @@ struct prim {
 
 struct entry {
     struct conv3d_shape s;
-    int bias, layout;
+    int bias, layout, block;
     dnnl_primitive_desc_t hint; /* the forward pd the backward pds are created from */
     struct prim fwd, bwd_w, bwd_d;
     int bwd_w_pad;  /* 1: the weight gradient reads a zero-padded copy of the input */
@@ -188,7 +220,7 @@ static int same_shape(const struct conv3d_shape *a, const struct conv3d_shape *b
 {
     return a->n == b->n && a->c == b->c && a->t == b->t && a->h == b->h && a->w == b->w && a->oc == b->oc &&
            a->kt == b->kt && a->kh == b->kh && a->kw == b->kw && a->st == b->st && a->sh == b->sh &&
-           a->sw == b->sw && a->pt == b->pt && a->ph == b->ph && a->pw == b->pw;
+           a->sw == b->sw && a->pt == b->pt && a->ph == b->ph && a->pw == b->pw && a->in_ncdhw == b->in_ncdhw;
 }
 
 /* Adds an argument of p whose caller-side layout is user_md: a reorder
@@ -334,8 +366,19 @@ static int bwd_w_padded(struct conv3d_dnnl *d, struct entry *e, const dnnl_convo
         }                                                                                                              \
     } while (0)
 
+/* oneDNN's tag for the activations of a workspace layout */
+static dnnl_format_tag_t act_tag(int layout, int block)
+{
+    if (layout == LAYOUT_NDHWC)
+        return dnnl_ndhwc;
+    if (layout == LAYOUT_BLOCKED)
+        return block == 4 ? dnnl_nCdhw4c : block == 8 ? dnnl_nCdhw8c : block == 16 ? dnnl_nCdhw16c
+                                                                                      : dnnl_format_tag_undef;
+    return dnnl_ncdhw;
+}
+
 static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_shape *s, int bias, int layout,
-                                  char *why, size_t why_len)
+                                  int block, char *why, size_t why_len)
 {
     struct entry *e = calloc(1, sizeof *e);
     if (!e) {
@@ -345,6 +388,7 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     e->s = *s;
     e->bias = bias;
     e->layout = layout;
+    e->block = block;
     dnnl_dims_t sd, wd, dd, bd, stride, pl, pr;
     shape_dims(s, sd, wd, dd, bd, stride, pl, pr);
     dnnl_memory_desc_t src_any, wei_any, dst_any, bias_md, src_u, wei_u, dst_u;
@@ -354,14 +398,21 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     const char *what = "";
     size_t off;
     /* the primitives choose weight formats, and activation formats unless
-     * the caller's are channels-last */
-    dnnl_format_tag_t user_act = layout == LAYOUT_NDHWC ? dnnl_ndhwc : dnnl_ncdhw;
+     * the caller's are channels-last (the brgemm kernels' layout, which
+     * oneDNN 2.6 never picks by itself) */
+    dnnl_format_tag_t user_act = act_tag(layout, block), user_src = s->in_ncdhw ? dnnl_ncdhw : user_act;
     dnnl_format_tag_t prim_act = layout == LAYOUT_NDHWC ? dnnl_ndhwc : dnnl_format_tag_any;
-    TRY(dnnl_memory_desc_init_by_tag(&src_any, 5, sd, dnnl_f32, prim_act));
+    dnnl_format_tag_t prim_src = s->in_ncdhw ? dnnl_format_tag_any : prim_act;
+    if (user_act == dnnl_format_tag_undef) {
+        snprintf(why, why_len, "no oneDNN format for %d-channel blocks", block);
+        free(e);
+        return NULL;
+    }
+    TRY(dnnl_memory_desc_init_by_tag(&src_any, 5, sd, dnnl_f32, prim_src));
     TRY(dnnl_memory_desc_init_by_tag(&wei_any, 5, wd, dnnl_f32, dnnl_format_tag_any));
     TRY(dnnl_memory_desc_init_by_tag(&dst_any, 5, dd, dnnl_f32, prim_act));
     TRY(dnnl_memory_desc_init_by_tag(&bias_md, 1, bd, dnnl_f32, dnnl_x));
-    TRY(dnnl_memory_desc_init_by_tag(&src_u, 5, sd, dnnl_f32, user_act));
+    TRY(dnnl_memory_desc_init_by_tag(&src_u, 5, sd, dnnl_f32, user_src));
     TRY(dnnl_memory_desc_init_by_tag(&wei_u, 5, wd, dnnl_f32, dnnl_oidhw));
     TRY(dnnl_memory_desc_init_by_tag(&dst_u, 5, dd, dnnl_f32, user_act));
     TRY(dnnl_primitive_attr_create(&attr));
@@ -386,7 +437,7 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     TRY(dnnl_convolution_backward_weights_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any,
                                                     bias ? &bias_md : NULL, &dst_any, stride, pl, pr));
     TRY(dnnl_primitive_desc_create(&e->bwd_w.pd, &cd, attr, d->eng, e->hint));
-    int padded = e->bwd_w_pad = bwd_w_padded(d, e, &cd, attr, bias ? &bias_md : NULL, &dst_any, prim_act);
+    int padded = e->bwd_w_pad = bwd_w_padded(d, e, &cd, attr, bias ? &bias_md : NULL, &dst_any, prim_src);
     TRY(dnnl_primitive_create(&e->bwd_w.p, e->bwd_w.pd));
     off = 0;
     dnnl_dims_t pad_at = {0, 0, s->pt, s->ph, s->pw};
@@ -418,9 +469,10 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     dnnl_primitive_attr_destroy(attr);
     return e;
 fail:
+    struct conv3d_work named = {.layout = layout, .block = block};
     snprintf(why, why_len, "oneDNN: %s failed (status %d) for conv3d n%d c%d %dx%dx%d -> oc%d k%dx%dx%d s%dx%dx%d %s",
              what, (int)st, s->n, s->c, s->t, s->h, s->w, s->oc, s->kt, s->kh, s->kw, s->st, s->sh, s->sw,
-             layout == LAYOUT_NDHWC ? "NDHWC" : "NCDHW");
+             conv3d_layout_name(&named));
     if (attr)
         dnnl_primitive_attr_destroy(attr);
     entry_free(e);
@@ -446,9 +498,9 @@ static struct entry *entry_get(struct conv3d_work *ws, const struct conv3d_shape
         ws->dnnl = d;
     }
     for (struct entry *e = d->entries; e; e = e->next)
-        if (e->bias == bias && e->layout == ws->layout && same_shape(&e->s, s))
+        if (e->bias == bias && e->layout == ws->layout && e->block == ws->block && same_shape(&e->s, s))
             return e;
-    struct entry *e = entry_create(d, s, bias, ws->layout, why, why_len);
+    struct entry *e = entry_create(d, s, bias, ws->layout, ws->block, why, why_len);
     if (e) {
         e->next = d->entries;
         d->entries = e;
@@ -541,7 +593,10 @@ int conv3d_dnnl_forward(float *out, const float *inp, const float *weight, const
     if (bias)
         ptr[i++] = (void *)bias;
     ptr[i] = out;
-    return prim_run(ws->dnnl, &e->fwd, ptr, ws->buf);
+    const double t0 = now_s();
+    int rc = prim_run(ws->dnnl, &e->fwd, ptr, ws->buf);
+    ws->seconds[CONV3D_FWD] += now_s() - t0;
+    return rc;
 }
 
 int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
@@ -552,11 +607,115 @@ int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float 
     if (!e || e->bwd_floats > ws->floats)
         return -ENOTSUP;
     void *pw[4] = {(void *)dout, (void *)inp, dweight, dbias};
+    const double t0 = now_s();
     int rc = prim_run(ws->dnnl, &e->bwd_w, pw, ws->buf);
+    const double t1 = now_s();
+    ws->seconds[CONV3D_BWD_WEIGHTS] += t1 - t0;
     if (rc || !dinp)
         return rc;
     void *pd[3] = {(void *)dout, (void *)weight, dinp};
-    return prim_run(ws->dnnl, &e->bwd_d, pd, ws->buf);
+    rc = prim_run(ws->dnnl, &e->bwd_d, pd, ws->buf);
+    ws->seconds[CONV3D_BWD_DATA] += now_s() - t1;
+    return rc;
+}
+
+/* The format of md among the activation layouts (same dims), as a layout
+ * and block; 0, or -1 when it is none of them. */
+static int md_layout(const dnnl_memory_desc_t *md, int *layout, int *block)
+{
+    static const struct {
+        int layout, block;
+    } cand[] = {{LAYOUT_NDHWC, 0}, {LAYOUT_NCDHW, 0}, {LAYOUT_BLOCKED, 16}, {LAYOUT_BLOCKED, 8}, {LAYOUT_BLOCKED, 4}};
+    for (size_t i = 0; i < sizeof cand / sizeof *cand; i++) {
+        dnnl_memory_desc_t t;
+        if (dnnl_memory_desc_init_by_tag(&t, 5, md->dims, dnnl_f32, act_tag(cand[i].layout, cand[i].block)) ==
+                dnnl_success &&
+            dnnl_memory_desc_equal(&t, md)) {
+            *layout = cand[i].layout, *block = cand[i].block;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+int conv3d_dnnl_pick_layout(const struct conv3d_shape *s, int count, int *layout, int *block, char *why,
+                            size_t why_len)
+{
+    char avail[256];
+    if (!conv3d_dnnl_available(avail, sizeof avail)) {
+        snprintf(why, why_len, "%s", avail);
+        return -ENOTSUP;
+    }
+    dnnl_engine_t eng;
+    if (dnnl_engine_create(&eng, dnnl_cpu, 0) != dnnl_success) {
+        snprintf(why, why_len, "oneDNN: cannot create the CPU engine");
+        return -ENOTSUP;
+    }
+    int picked = -2, pblock = 0, rc = 0; /* -2: none yet */
+    for (int i = 0; i < count && !rc; i++) {
+        dnnl_dims_t sd, wd, dd, bd, stride, pl, pr;
+        shape_dims(&s[i], sd, wd, dd, bd, stride, pl, pr);
+        dnnl_memory_desc_t src, wei, dst;
+        dnnl_convolution_desc_t cd;
+        dnnl_primitive_desc_t pd = NULL;
+        int l, b;
+        if (dnnl_memory_desc_init_by_tag(&src, 5, sd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+            dnnl_memory_desc_init_by_tag(&wei, 5, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+            dnnl_memory_desc_init_by_tag(&dst, 5, dd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+            dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, NULL,
+                                               &dst, stride, pl, pr) != dnnl_success ||
+            dnnl_primitive_desc_create(&pd, &cd, NULL, eng, NULL) != dnnl_success) {
+            snprintf(why, why_len, "oneDNN has no convolution for conv3d c%d %dx%dx%d -> oc%d k%dx%dx%d", s[i].c,
+                     s[i].t, s[i].h, s[i].w, s[i].oc, s[i].kt, s[i].kh, s[i].kw);
+            rc = -ENOTSUP;
+            break;
+        }
+        /* the output: every activation of the model is some conv's output
+         * (or pooled from one); the inputs of first layers (3 channels) may
+         * be picked plain and are reordered */
+        if (md_layout(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &l, &b))
+            l = -1, b = 0;
+        if (picked == -2)
+            picked = l, pblock = b;
+        else if (picked != l || pblock != b)
+            picked = -1;
+        dnnl_primitive_desc_destroy(pd);
+    }
+    dnnl_engine_destroy(eng);
+    if (rc)
+        return rc;
+    if (picked == LAYOUT_BLOCKED || picked == LAYOUT_NDHWC) {
+        *layout = picked, *block = pblock;
+        snprintf(why, why_len, "picked by oneDNN");
+    } else { /* formats differ per layer, or none of ours: channels-last, which every conv reads */
+        *layout = LAYOUT_NDHWC, *block = 0;
+        snprintf(why, why_len, "oneDNN picks %s; channels-last", picked == -1 ? "different formats per layer" : "plain NCDHW");
+    }
+    return 0;
+}
+
+void conv3d_dnnl_isa(char *buf, size_t len)
+{
+    static const struct {
+        dnnl_cpu_isa_t isa;
+        const char *name;
+    } names[] = {{dnnl_cpu_isa_sse41, "sse41"},
+                 {dnnl_cpu_isa_avx, "avx"},
+                 {dnnl_cpu_isa_avx2, "avx2"},
+                 {dnnl_cpu_isa_avx2_vnni, "avx2_vnni"},
+                 {dnnl_cpu_isa_avx512_mic, "avx512_mic"},
+                 {dnnl_cpu_isa_avx512_mic_4ops, "avx512_mic_4ops"},
+                 {dnnl_cpu_isa_avx512_core, "avx512_core"},
+                 {dnnl_cpu_isa_avx512_core_vnni, "avx512_core_vnni"},
+                 {dnnl_cpu_isa_avx512_core_bf16, "avx512_core_bf16"},
+                 {dnnl_cpu_isa_avx512_core_amx, "avx512_core_amx"}};
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (names[i].isa == isa) {
+            snprintf(buf, len, "%s", names[i].name);
+            return;
+        }
+    snprintf(buf, len, "isa 0x%x", (unsigned)isa);
 }
 
 #endif
