@@ -139,6 +139,8 @@ struct entry {
     dnnl_primitive_desc_t hint; /* the forward pd the backward pds are created from */
     struct prim fwd, bwd_w, bwd_d;
     int bwd_w_pad;  /* 1: the weight gradient reads a zero-padded copy of the input */
+    int bwd_d_each; /* 1: the input gradient runs a sample at a time (its output is staged) */
+    size_t din_sample, dout_sample; /* floats of a sample of dinp and dout (bwd_d_each) */
     size_t fwd_floats, bwd_floats;
     struct entry *next;
 };
@@ -459,6 +461,38 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     TRY(dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any, stride,
                                                  pl, pr));
     TRY(dnnl_primitive_desc_create(&e->bwd_d.pd, &cd, attr, d->eng, e->hint));
+    /* an input gradient written in another layout than ours (AVX2's stride-2
+     * ones, on oneDNN's gemm convolution, which reads and writes plain
+     * layouts) is staged: then a sample at a time, so that the staging is a
+     * sample's size instead of the batch's (51 MB at r3d18's layer2 entry) */
+    const dnnl_memory_desc_t *dsrc_md = dnnl_primitive_desc_query_md(e->bwd_d.pd, dnnl_query_diff_src_md, 0);
+    if (s->n > 1 && dsrc_md && !dnnl_memory_desc_equal(dsrc_md, &src_u)) {
+        dnnl_dims_t sd1, dd1;
+        memcpy(sd1, sd, sizeof sd1), memcpy(dd1, dd, sizeof dd1);
+        sd1[0] = dd1[0] = 1;
+        TRY(dnnl_memory_desc_init_by_tag(&src_any, 5, sd1, dnnl_f32, prim_src));
+        TRY(dnnl_memory_desc_init_by_tag(&dst_any, 5, dd1, dnnl_f32, prim_act));
+        TRY(dnnl_memory_desc_init_by_tag(&src_u, 5, sd1, dnnl_f32, user_src));
+        TRY(dnnl_memory_desc_init_by_tag(&dst_u, 5, dd1, dnnl_f32, user_act));
+        dnnl_convolution_desc_t fd1;
+        TRY(dnnl_convolution_forward_desc_init(&fd1, dnnl_forward_training, dnnl_convolution_direct, &src_any,
+                                               &wei_any, NULL, &dst_any, stride, pl, pr));
+        dnnl_primitive_desc_t hint1 = NULL;
+        TRY(dnnl_primitive_desc_create(&hint1, &fd1, NULL, d->eng, NULL));
+        dnnl_primitive_desc_destroy(e->bwd_d.pd);
+        e->bwd_d.pd = NULL;
+        st = dnnl_convolution_backward_data_desc_init(&cd, dnnl_convolution_direct, &src_any, &wei_any, &dst_any,
+                                                      stride, pl, pr);
+        if (st == dnnl_success)
+            st = dnnl_primitive_desc_create(&e->bwd_d.pd, &cd, attr, d->eng, hint1);
+        dnnl_primitive_desc_destroy(hint1);
+        TRY(st);
+        e->bwd_d_each = 1;
+        e->din_sample = dnnl_memory_desc_get_size(&src_u) / sizeof(float);
+        e->dout_sample = dnnl_memory_desc_get_size(&dst_u) / sizeof(float);
+        ddst = NULL; /* the staged diff_dst of bwd_w is the batch's */
+        off = 0;
+    }
     TRY(dnnl_primitive_create(&e->bwd_d.p, e->bwd_d.pd));
     TRY(add_port(d, &e->bwd_d, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, ddst, NULL, &off));
     TRY(add_port(d, &e->bwd_d, DNNL_ARG_WEIGHTS, 0, &wei_u, dnnl_query_weights_md, 0, NULL, NULL, &off));
@@ -468,7 +502,7 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
         e->bwd_floats = off;
     dnnl_primitive_attr_destroy(attr);
     return e;
-fail:
+fail:;
     struct conv3d_work named = {.layout = layout, .block = block};
     snprintf(why, why_len, "oneDNN: %s failed (status %d) for conv3d n%d c%d %dx%dx%d -> oc%d k%dx%dx%d s%dx%dx%d %s",
              what, (int)st, s->n, s->c, s->t, s->h, s->w, s->oc, s->kt, s->kh, s->kw, s->st, s->sh, s->sw,
@@ -534,14 +568,15 @@ int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, i
         snprintf(buf, len, "%s", why);
         return -ENOTSUP;
     }
-    snprintf(buf, len, "fwd %s, bwd_w %s%s, bwd_d %s", impl_name(&e->fwd), impl_name(&e->bwd_w),
-             e->bwd_w_pad ? " (padded input)" : "", impl_name(&e->bwd_d));
+    snprintf(buf, len, "fwd %s, bwd_w %s%s, bwd_d %s%s", impl_name(&e->fwd), impl_name(&e->bwd_w),
+             e->bwd_w_pad ? " (padded input)" : "", impl_name(&e->bwd_d), e->bwd_d_each ? " (per sample)" : "");
     return 0;
 }
 
 /* Binds the caller's pointers (ptr[i] for port i) and the staging regions,
- * reorders the inputs in, runs the primitive, reorders the outputs out. */
-static int prim_run(struct conv3d_dnnl *d, struct prim *p, void *const *ptr, float *buf)
+ * reorders the inputs in, runs the primitive, reorders the outputs out.
+ * weights 0: the weights are staged already (an earlier sample's call). */
+static int prim_run(struct conv3d_dnnl *d, struct prim *p, void *const *ptr, float *buf, int weights)
 {
     dnnl_exec_arg_t args[5];
     int na = 0;
@@ -551,7 +586,7 @@ static int prim_run(struct conv3d_dnnl *d, struct prim *p, void *const *ptr, flo
             return -EIO;
         if (pt->prim != pt->user && dnnl_memory_set_data_handle(pt->prim, buf + pt->off) != dnnl_success)
             return -EIO;
-        if (pt->reorder && !pt->out) {
+        if (pt->reorder && !pt->out && (weights || pt->arg != DNNL_ARG_WEIGHTS)) {
             dnnl_exec_arg_t ra[2] = {{DNNL_ARG_FROM, pt->user}, {DNNL_ARG_TO, pt->view ? pt->view : pt->prim}};
             if (pt->view) {
                 if (dnnl_memory_set_data_handle(pt->view, buf + pt->off) != dnnl_success)
@@ -594,7 +629,7 @@ int conv3d_dnnl_forward(float *out, const float *inp, const float *weight, const
         ptr[i++] = (void *)bias;
     ptr[i] = out;
     const double t0 = now_s();
-    int rc = prim_run(ws->dnnl, &e->fwd, ptr, ws->buf);
+    int rc = prim_run(ws->dnnl, &e->fwd, ptr, ws->buf, 1);
     ws->seconds[CONV3D_FWD] += now_s() - t0;
     return rc;
 }
@@ -608,13 +643,15 @@ int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float 
         return -ENOTSUP;
     void *pw[4] = {(void *)dout, (void *)inp, dweight, dbias};
     const double t0 = now_s();
-    int rc = prim_run(ws->dnnl, &e->bwd_w, pw, ws->buf);
+    int rc = prim_run(ws->dnnl, &e->bwd_w, pw, ws->buf, 1);
     const double t1 = now_s();
     ws->seconds[CONV3D_BWD_WEIGHTS] += t1 - t0;
     if (rc || !dinp)
         return rc;
-    void *pd[3] = {(void *)dout, (void *)weight, dinp};
-    rc = prim_run(ws->dnnl, &e->bwd_d, pd, ws->buf);
+    for (int k = 0; !rc && k < (e->bwd_d_each ? s->n : 1); k++) {
+        void *pd[3] = {(void *)(dout + k * e->dout_sample), (void *)weight, dinp + k * e->din_sample};
+        rc = prim_run(ws->dnnl, &e->bwd_d, pd, ws->buf, k == 0);
+    }
     ws->seconds[CONV3D_BWD_DATA] += now_s() - t1;
     return rc;
 }
