@@ -858,6 +858,84 @@ void batchnorm3d_add_relu_forward_eval_blk(float *out, const float *inp, const f
     bn_eval_blk(out, inp, res, gamma, beta, running_mean, running_var, n, c, s, eps, 1, blk);
 }
 
+/* The batchnorm backward's loops go by chunks of BN_CHUNK lanes in blocks
+ * of at most 2 * BN_CHUNK channels (oneDNN's 8 and 16): a chunk's sums and
+ * coefficients stay in registers while the loop walks the rows. Wider
+ * blocks (channels-last) are walked whole, row by row. Either way each lane
+ * sums its rows in the same order. */
+#define BN_CHUNK 8
+/* rows per tile of the input gradient's loop: a tile stays in cache while
+ * the loop walks its chunks */
+#define BN_TILE 64
+
+/* Per channel (cp entries, padding zero): mean, rstd, gamma * rstd (the
+ * forward's sc), the forward's sh, mean(g), mean(g * xhat). */
+struct bn_coef {
+    float *mu, *rs, *a, *b, *mg, *mgx;
+};
+
+/* the backward's sums over rows r0..r1 of block cb for lanes j0..j0+nl:
+ * ag = sum g, agx = sum g * xhat, g masked by the recomputed relu (relu) */
+static inline __attribute__((always_inline)) void bn_bwd_sums(double *restrict ag, double *restrict agx,
+                                                              const float *restrict dout,
+                                                              const float *restrict inp, struct bn_coef k,
+                                                              int64_t r0, int64_t r1, int64_t s, struct blk_geom g,
+                                                              int cb, int j0, int nl, int relu)
+{
+    const float *restrict mu = k.mu + cb * g.blk + j0, *restrict rs = k.rs + cb * g.blk + j0;
+    const float *restrict a = k.a + cb * g.blk + j0, *restrict b = k.b + cb * g.blk + j0;
+    for (int j = 0; j < nl; j++)
+        ag[j] = agx[j] = 0;
+    int64_t i = r0 / s, p = r0 % s;
+    for (int64_t q = r0; q < r1; q++) {
+        const int64_t at = ((i * g.nb + cb) * s + p) * g.blk + j0;
+        const float *x = inp + at, *d = dout + at;
+        for (int j = 0; j < nl; j++) {
+            float gv = relu && !(x[j] * a[j] + b[j] > 0.f) ? 0.f : d[j];
+            ag[j] += gv;
+            agx[j] += gv * ((x[j] - mu[j]) * rs[j]);
+        }
+        if (++p == s)
+            p = 0, i++;
+    }
+}
+
+/* the same for BN_CHUNK lanes, the sums in registers */
+static void bn_bwd_sums_chunk(double *ag, double *agx, const float *dout, const float *inp, struct bn_coef k,
+                              int64_t r0, int64_t r1, int64_t s, struct blk_geom g, int cb, int j0, int relu)
+{
+    double sg[BN_CHUNK], sgx[BN_CHUNK];
+    bn_bwd_sums(sg, sgx, dout, inp, k, r0, r1, s, g, cb, j0, BN_CHUNK, relu);
+    for (int j = 0; j < BN_CHUNK; j++)
+        ag[j] = sg[j], agx[j] = sgx[j];
+}
+
+/* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) for rows q0..q1
+ * (rows of the blocked tensor, all in block cb) and lanes j0..j0+nl */
+static inline __attribute__((always_inline)) void bn_bwd_dx(float *restrict dinp, const float *restrict dout,
+                                                            const float *restrict inp, struct bn_coef k, int64_t q0,
+                                                            int64_t q1, int blk, int cb, int j0, int nl, int relu)
+{
+    const int64_t o = (int64_t)cb * blk + j0;
+    const float *restrict mu = k.mu + o, *restrict rs = k.rs + o, *restrict a = k.a + o, *restrict b = k.b + o;
+    const float *restrict mg = k.mg + o, *restrict mgx = k.mgx + o;
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t at = q * blk + j0;
+        const float *x = inp + at, *d = dout + at;
+        float *dx = dinp + at;
+        for (int j = 0; j < nl; j++) {
+            float gv = relu && !(x[j] * a[j] + b[j] > 0.f) ? 0.f : d[j];
+            dx[j] = a[j] * (gv - mg[j] - (x[j] - mu[j]) * rs[j] * mgx[j]);
+        }
+    }
+}
+
+static void bn_bwd_dx_chunk(float *dinp, const float *dout, const float *inp, struct bn_coef k, int64_t q0,
+                            int64_t q1, int blk, int cb, int j0, int relu)
+{
+    bn_bwd_dx(dinp, dout, inp, k, q0, q1, blk, cb, j0, BN_CHUNK, relu);
+}
+
 /* beta NULL: batchnorm's backward; else that of relu(batchnorm(.)): the
  * gradient passes where the forward's value before the relu, inp * sc + sh
  * with sc = gamma * rstd and sh = beta - mean * sc, was positive (recomputed
@@ -869,77 +947,66 @@ static void bn_backward_blk(float *dinp, float *dgamma, float *dbeta, const floa
 {
     const struct blk_geom g = blk_geom(c, blk);
     const int64_t rows = (int64_t)n * s, runs = (rows + BN_ROWS - 1) / BN_ROWS, cp2 = 2 * (int64_t)g.cp;
+    const int chunk = blk <= 2 * BN_CHUNK ? BN_CHUNK : blk, chunks = (blk + chunk - 1) / chunk;
     const double m = (double)rows;
     const int relu = beta != NULL;
     double *part = malloc(sizeof(double) * (size_t)(runs * cp2)), *sg = malloc(sizeof(double) * (size_t)cp2);
     double *sgx = sg + g.cp;
-    /* per channel, padding zero: mean, rstd, gamma * rstd (the forward's sc),
-     * its sh, mean(g), mean(g * xhat) */
-    float *mu = malloc(sizeof(float) * 6 * (size_t)g.cp), *rs = mu + g.cp, *kk = rs + g.cp, *kb = kk + g.cp;
-    float *mg = kb + g.cp, *mgx = mg + g.cp;
-    if (!part || !sg || !mu) {
-        free(part), free(sg), free(mu);
+    float *kf = calloc(6 * (size_t)g.cp, sizeof(float));
+    if (!part || !sg || !kf) {
+        free(part), free(sg), free(kf);
         fill_nan(dinp, (int64_t)n * g.cp * s), fill_nan(dgamma, c), fill_nan(dbeta, c);
         return;
     }
-    for (int ch = 0; ch < g.cp; ch++) {
-        mu[ch] = ch < c ? save_mean[ch] : 0.f;
-        rs[ch] = ch < c ? save_rstd[ch] : 0.f;
-        kk[ch] = ch < c ? gamma[ch] * rs[ch] : 0.f;
-        kb[ch] = ch < c && relu ? beta[ch] - mu[ch] * kk[ch] : 0.f;
+    struct bn_coef k = {kf, kf + g.cp, kf + 2 * g.cp, kf + 3 * g.cp, kf + 4 * g.cp, kf + 5 * g.cp};
+    for (int ch = 0; ch < c; ch++) {
+        k.mu[ch] = save_mean[ch];
+        k.rs[ch] = save_rstd[ch];
+        k.a[ch] = gamma[ch] * k.rs[ch];
+        k.b[ch] = relu ? beta[ch] - k.mu[ch] * k.a[ch] : 0.f;
     }
     const int par = PAR_WORTH(rows * g.cp);
 #pragma omp parallel for schedule(static) collapse(2) if(par)
     for (int64_t r = 0; r < runs; r++)
         for (int cb = 0; cb < g.nb; cb++) {
-            double *ag = part + r * cp2 + (int64_t)cb * blk, *agx = ag + g.cp;
-            const int64_t o = (int64_t)cb * blk;
-            const float *m0 = mu + o, *r0s = rs + o, *a = kk + o, *b = kb + o;
-            for (int j = 0; j < blk; j++)
-                ag[j] = agx[j] = 0;
             const int64_t r0 = r * BN_ROWS, r1 = r0 + BN_ROWS < rows ? r0 + BN_ROWS : rows;
-            int64_t i = r0 / s, p = r0 % s;
-            for (int64_t q = r0; q < r1; q++) {
-                const int64_t at = ((i * g.nb + cb) * s + p) * blk;
-                const float *x = inp + at, *d = dout + at;
-#pragma omp simd
-                for (int j = 0; j < blk; j++) {
-                    float gv = relu && !(x[j] * a[j] + b[j] > 0.f) ? 0.f : d[j];
-                    ag[j] += gv;
-                    agx[j] += gv * ((x[j] - m0[j]) * r0s[j]);
-                }
-                if (++p == s)
-                    p = 0, i++;
+            for (int h = 0; h < chunks; h++) {
+                const int j0 = h * chunk, nl = blk - j0 < chunk ? blk - j0 : chunk;
+                double *ag = part + r * cp2 + (int64_t)cb * blk + j0, *agx = ag + g.cp;
+                if (nl == BN_CHUNK)
+                    bn_bwd_sums_chunk(ag, agx, dout, inp, k, r0, r1, s, g, cb, j0, relu);
+                else
+                    bn_bwd_sums(ag, agx, dout, inp, k, r0, r1, s, g, cb, j0, nl, relu);
             }
         }
     bn_combine(sg, part, runs, cp2, g.cp);
     bn_combine(sgx, part + g.cp, runs, cp2, g.cp);
-    for (int ch = 0; ch < g.cp; ch++) {
-        mg[ch] = mgx[ch] = 0.f;
-        if (ch >= c)
-            continue;
+    for (int ch = 0; ch < c; ch++) {
         dbeta[ch] = (float)sg[ch];
         dgamma[ch] = (float)sgx[ch];
-        mg[ch] = (float)(sg[ch] / m);
-        mgx[ch] = (float)(sgx[ch] / m);
+        k.mg[ch] = (float)(sg[ch] / m);
+        k.mgx[ch] = (float)(sgx[ch] / m);
     }
-    /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
+    /* tiles of rows of a (sample, block) slab; padding lanes written zero */
+    const int64_t tiles = (s + BN_TILE - 1) / BN_TILE;
 #pragma omp parallel for schedule(static) if(par)
-    for (int64_t q = 0; q < (int64_t)n * g.nb * s; q++) {
-        const int cb = (int)(q / s % g.nb), lanes = blk_lanes(c, blk, cb);
-        const int64_t o = (int64_t)cb * blk, at = q * blk;
-        const float *x = inp + at, *d = dout + at, *m0 = mu + o, *r0s = rs + o, *a = kk + o, *b = kb + o;
-        const float *g0 = mg + o, *gx = mgx + o;
-        float *dx = dinp + at;
-#pragma omp simd
-        for (int j = 0; j < lanes; j++) {
-            float gv = relu && !(x[j] * a[j] + b[j] > 0.f) ? 0.f : d[j];
-            dx[j] = a[j] * (gv - g0[j] - (x[j] - m0[j]) * r0s[j] * gx[j]);
+    for (int64_t t = 0; t < (int64_t)n * g.nb * tiles; t++) {
+        const int64_t slab = t / tiles, p0 = t % tiles * BN_TILE, p1 = p0 + BN_TILE < s ? p0 + BN_TILE : s;
+        const int cb = (int)(slab % g.nb), lanes = blk_lanes(c, blk, cb);
+        const int64_t q0 = slab * s + p0, q1 = slab * s + p1;
+        for (int h = 0; h < chunks; h++) {
+            const int j0 = h * chunk, nl = blk - j0 < chunk ? blk - j0 : chunk;
+            if (nl == BN_CHUNK)
+                bn_bwd_dx_chunk(dinp, dout, inp, k, q0, q1, blk, cb, j0, relu);
+            else
+                bn_bwd_dx(dinp, dout, inp, k, q0, q1, blk, cb, j0, nl, relu);
         }
-        for (int j = lanes; j < blk; j++)
-            dx[j] = 0.f;
+        if (lanes < blk)
+            for (int64_t q = q0; q < q1; q++)
+                for (int j = lanes; j < blk; j++)
+                    dinp[q * blk + j] = 0.f;
     }
-    free(part), free(sg), free(mu);
+    free(part), free(sg), free(kf);
 }
 
 void batchnorm3d_backward_blk(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
