@@ -253,7 +253,7 @@ static double params_relerr(struct dfew_train_model *a, struct dfew_train_model 
  * default), then in each layout by name. */
 #define CONV_MODES 6
 static const char *conv_modes[CONV_MODES][3] = {{"ref", "", "conv3d reference, NCDHW"},
-                                                {"dnnl", "", "(picked by oneDNN)"},
+                                                {"dnnl", "", " (auto: "},
                                                 {"dnnl", "ncdhw", ", NCDHW (DFEW_TRAIN_CPU_LAYOUT)"},
                                                 {"dnnl", "ndhwc", ", NDHWC (DFEW_TRAIN_CPU_LAYOUT)"},
                                                 {"dnnl", "nCdhw8c", ", nCdhw8c (DFEW_TRAIN_CPU_LAYOUT)"},
@@ -458,10 +458,10 @@ static void test_bad_config(void)
 /* The model with each convolution implementation and activation layout:
  * oneDNN in the layout it picks (the default with oneDNN), in each layout by
  * name, and the reference agree over three SGD steps to fp32 rounding, for
- * both models; describe() says which ran; the layout picked is the blocked
- * one of the instruction set oneDNN runs (nCdhw8c on AVX2, nCdhw16c on
- * AVX-512: what oneDNN 2.6's jit convolutions pick; avx2.sh caps it);
- * bad settings are refused with a message. */
+ * both models; describe() says which ran; the layout picked is the one of
+ * the kernels oneDNN 2.6 runs: nCdhw8c on AVX2 (its jit kernels' blocks;
+ * avx2.sh caps it so), channels-last on AVX-512 (its brgemm kernels); bad
+ * settings are refused with a message. */
 static void test_conv_implementations(void)
 {
     char *old_conv = getenv("DFEW_TRAIN_CPU_CONV"), *old_layout = getenv("DFEW_TRAIN_CPU_LAYOUT");
@@ -491,7 +491,7 @@ static void test_conv_implementations(void)
             if (k == 1) {
                 char isa[32];
                 conv3d_dnnl_isa(isa, sizeof isa);
-                const char *want = !strcmp(isa, "avx2") ? ", nCdhw8c (" : !strncmp(isa, "avx512_core", 11) ? ", nCdhw16c (" : NULL;
+                const char *want = !strcmp(isa, "avx2") ? ", nCdhw8c (" : !strncmp(isa, "avx512_core", 11) ? ", NDHWC (" : NULL;
                 printf("  oneDNN on %s: %s\n", isa, info.device);
                 if (want)
                     CHECK(strstr(info.device, want) != NULL);

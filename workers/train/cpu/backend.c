@@ -90,7 +90,7 @@ static int cpu_describe(const struct dfew_train_model *m, struct dfew_train_info
     memset(info, 0, sizeof *info);
     cpu_probe(&dev);
     snprintf(info->backend, sizeof info->backend, "cpu");
-    /* e.g. "...; conv3d oneDNN 2.6.3 avx2, nCdhw8c (picked by oneDNN)": the
+    /* e.g. "...; conv3d oneDNN 2.6.3 avx2, nCdhw8c (auto: oneDNN's pick)": the
      * convolutions' part whole, the CPU's name cut to what room is left */
     char conv[32] = "reference", isa[24] = "", tail[112];
     if (m->ws.impl == CONV3D_DNNL) {

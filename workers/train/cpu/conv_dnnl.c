@@ -4,15 +4,19 @@
  * per shape, batch size, bias and layout and cached in the workspace.
  *
  * Layout: which layout oneDNN's fast kernels read differs per instruction
- * set. Its brgemm kernels (AVX-512) read channels-last directly; its jit
- * kernels want channel-blocked nCdhw8c (AVX2) or nCdhw16c (AVX-512) and run
- * channels-last at a fraction of their speed (on AVX2 the weight gradient
- * of r3d18's 3x3x3 convs takes 2-3x as long). conv3d_dnnl_pick_layout asks
- * oneDNN: it creates each forward convolution of the model with its
- * activation formats left free (format_tag::any) and the model keeps its
- * activations in the format oneDNN picks, so nothing is reordered between
- * layers. Primitives are created with free activation formats too (except
- * for channels-last, which is asked for as such): where one picks another
+ * set. Its brgemm kernels (AVX-512 and up) read channels-last directly; its
+ * jit kernels want channel-blocked nCdhw8c (AVX2) or nCdhw16c (AVX-512) and
+ * run channels-last at a fraction of their speed (on AVX2 the weight
+ * gradient of r3d18's 3x3x3 convs takes 2-3x as long). With `any` formats
+ * oneDNN 2.6 picks the jit kernels' blocked layout even where its brgemm
+ * ones would run (r3d18 on AVX-512: 8% slower than channels-last).
+ * conv3d_dnnl_pick_layout asks oneDNN what it dispatches: channels-last when
+ * every forward conv of the model runs on a brgemm kernel in it, else the
+ * format oneDNN picks for the outputs when their formats are left free
+ * (format_tag::any); the model keeps its activations in that layout from
+ * layer to layer, so nothing is reordered between layers. Primitives are
+ * created with free activation formats too (except for channels-last,
+ * which is asked for as such): where one picks another
  * format than the workspace's layout (AVX2's stride-2 input gradients run
  * on oneDNN's gemm convolution, which reads plain layouts only), that
  * tensor is reordered around the call through ws->buf. Weights stay in
@@ -675,6 +679,25 @@ static int md_layout(const dnnl_memory_desc_t *md, int *layout, int *block)
     return -1;
 }
 
+/* The forward primitive of s with activations in format tag (weights
+ * free); NULL when oneDNN has none. */
+static dnnl_primitive_desc_t fwd_pd(dnnl_engine_t eng, const struct conv3d_shape *s, dnnl_format_tag_t tag)
+{
+    dnnl_dims_t sd, wd, dd, bd, stride, pl, pr;
+    shape_dims(s, sd, wd, dd, bd, stride, pl, pr);
+    dnnl_memory_desc_t src, wei, dst;
+    dnnl_convolution_desc_t cd;
+    dnnl_primitive_desc_t pd = NULL;
+    if (dnnl_memory_desc_init_by_tag(&src, 5, sd, dnnl_f32, tag) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&wei, 5, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
+        dnnl_memory_desc_init_by_tag(&dst, 5, dd, dnnl_f32, tag) != dnnl_success ||
+        dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, NULL, &dst,
+                                           stride, pl, pr) != dnnl_success ||
+        dnnl_primitive_desc_create(&pd, &cd, NULL, eng, NULL) != dnnl_success)
+        return NULL;
+    return pd;
+}
+
 int conv3d_dnnl_pick_layout(const struct conv3d_shape *s, int count, int *layout, int *block, char *why,
                             size_t why_len)
 {
@@ -688,28 +711,32 @@ int conv3d_dnnl_pick_layout(const struct conv3d_shape *s, int count, int *layout
         snprintf(why, why_len, "oneDNN: cannot create the CPU engine");
         return -ENOTSUP;
     }
-    int picked = -2, pblock = 0, rc = 0; /* -2: none yet */
-    for (int i = 0; i < count && !rc; i++) {
-        dnnl_dims_t sd, wd, dd, bd, stride, pl, pr;
-        shape_dims(&s[i], sd, wd, dd, bd, stride, pl, pr);
-        dnnl_memory_desc_t src, wei, dst;
-        dnnl_convolution_desc_t cd;
-        dnnl_primitive_desc_t pd = NULL;
+    /* 1. channels-last when oneDNN runs every forward conv of the model on
+     * it with a brgemm kernel (brgconv: AVX-512 and up in oneDNN 2.6), the
+     * kernels written for that layout (it never picks them by itself) */
+    int brg = count > 0, picked = -2, pblock = 0, rc = 0; /* picked -2: none yet, -1: they differ */
+    for (int i = 0; i < count && brg; i++) {
+        dnnl_primitive_desc_t pd = fwd_pd(eng, &s[i], dnnl_ndhwc);
+        const char *impl = "";
+        if (pd)
+            dnnl_primitive_desc_query(pd, dnnl_query_impl_info_str, 0, &impl);
+        brg = pd && !strncmp(impl, "brg", 3);
+        if (pd)
+            dnnl_primitive_desc_destroy(pd);
+    }
+    /* 2. else the format oneDNN picks for each conv's output when left free
+     * (every activation of the model is some conv's output or pooled from
+     * one; inputs of first layers, 3 channels, may be picked plain and are
+     * reordered), when all convs pick the same */
+    for (int i = 0; i < count && !brg; i++) {
+        dnnl_primitive_desc_t pd = fwd_pd(eng, &s[i], dnnl_format_tag_any);
         int l, b;
-        if (dnnl_memory_desc_init_by_tag(&src, 5, sd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-            dnnl_memory_desc_init_by_tag(&wei, 5, wd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-            dnnl_memory_desc_init_by_tag(&dst, 5, dd, dnnl_f32, dnnl_format_tag_any) != dnnl_success ||
-            dnnl_convolution_forward_desc_init(&cd, dnnl_forward_training, dnnl_convolution_direct, &src, &wei, NULL,
-                                               &dst, stride, pl, pr) != dnnl_success ||
-            dnnl_primitive_desc_create(&pd, &cd, NULL, eng, NULL) != dnnl_success) {
+        if (!pd) {
             snprintf(why, why_len, "oneDNN has no convolution for conv3d c%d %dx%dx%d -> oc%d k%dx%dx%d", s[i].c,
                      s[i].t, s[i].h, s[i].w, s[i].oc, s[i].kt, s[i].kh, s[i].kw);
             rc = -ENOTSUP;
             break;
         }
-        /* the output: every activation of the model is some conv's output
-         * (or pooled from one); the inputs of first layers (3 channels) may
-         * be picked plain and are reordered */
         if (md_layout(dnnl_primitive_desc_query_md(pd, dnnl_query_dst_md, 0), &l, &b))
             l = -1, b = 0;
         if (picked == -2)
@@ -721,12 +748,15 @@ int conv3d_dnnl_pick_layout(const struct conv3d_shape *s, int count, int *layout
     dnnl_engine_destroy(eng);
     if (rc)
         return rc;
-    if (picked == LAYOUT_BLOCKED || picked == LAYOUT_NDHWC) {
+    if (brg) {
+        *layout = LAYOUT_NDHWC, *block = 0;
+        snprintf(why, why_len, "auto: brgemm convs");
+    } else if (picked == LAYOUT_BLOCKED || picked == LAYOUT_NDHWC) {
         *layout = picked, *block = pblock;
-        snprintf(why, why_len, "picked by oneDNN");
+        snprintf(why, why_len, "auto: oneDNN's pick");
     } else { /* formats differ per layer, or none of ours: channels-last, which every conv reads */
         *layout = LAYOUT_NDHWC, *block = 0;
-        snprintf(why, why_len, "oneDNN picks %s; channels-last", picked == -1 ? "different formats per layer" : "plain NCDHW");
+        snprintf(why, why_len, "auto: %s", picked == -1 ? "picks differ" : "NCDHW picked");
     }
     return 0;
 }

@@ -39,12 +39,13 @@ int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float 
 int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *buf, size_t len);
 
 /* The activation layout for a model of these convolutions (count shapes at
- * the batch size it runs): for each, the output format oneDNN's forward
- * primitive picks when its formats are left free on this CPU (and under
- * ONEDNN_MAX_CPU_ISA); *layout = LAYOUT_BLOCKED and *block = B when every
- * conv picks nCdhw{B}c, LAYOUT_NDHWC otherwise (what every conv reads), with
- * the reason in why. Deterministic for a CPU: no timing. 0, or -ENOTSUP
- * without oneDNN or when it has no convolution for a shape. */
+ * the batch size it runs), from what oneDNN dispatches on this CPU (under
+ * ONEDNN_MAX_CPU_ISA): LAYOUT_NDHWC when every forward conv runs on a
+ * brgemm kernel on channels-last activations; else LAYOUT_BLOCKED with
+ * *block = B when, with their formats left free, every conv's output is
+ * picked nCdhw{B}c; else LAYOUT_NDHWC (what every conv reads). The reason
+ * in why ("auto: ..."). Deterministic for a CPU: nothing is timed. 0, or
+ * -ENOTSUP without oneDNN or when it has no convolution for a shape. */
 int conv3d_dnnl_pick_layout(const struct conv3d_shape *s, int count, int *layout, int *block, char *why,
                             size_t why_len);
 

@@ -73,7 +73,7 @@ struct dfew_train_model {
 
     uint64_t rng;      /* dropout stream */
     int64_t sgd_steps; /* momentum buffers valid when > 0 */
-    char layout_note[96]; /* why ws.layout: "picked by oneDNN", "DFEW_TRAIN_CPU_LAYOUT", ... */
+    char layout_note[96]; /* why ws.layout: "auto: brgemm convs", "DFEW_TRAIN_CPU_LAYOUT", ... */
     char err[256];
 };
 
