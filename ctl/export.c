@@ -1,5 +1,5 @@
 /* dfewctl export: writes the dataset for other tools, complete or not at all
- * (built in DIR.tmp-PID, then renamed to DIR; --force swaps it with an
+ * (built in a new DIR.tmp-XXXXXXXXXXXX, then renamed to DIR; --force swaps it with an
  * existing DIR in one rename). Two formats:
  *   dfew   the DFEW release layout: Clip/clip_<S>x<S>/<name>/<name>_<nnnnn>.jpg
  *          (aligned frames, when the clips keep them), Clip/clip_<S>x<S>_16f/
@@ -46,7 +46,7 @@ struct member {
 struct xrun {
     struct ctl *c;
     const char *dir;  /* as given, trailing slashes removed */
-    char *tmp;        /* DIR.tmp-PID */
+    char *tmp;        /* DIR.tmp-XXXXXXXXXXXX, made by mkdir_temp_beside */
     int force, no_frames, quality;
     int64_t split;
     char *split_name;
@@ -512,7 +512,7 @@ int cmd_export(struct ctl *c, int argc, char **argv)
         "  --no-frames     dfew format without Clip/ (labels and splits only)\n"
         "  --quality Q     JPEG quality for re-encoded frames, 2 (best) .. 31 (default 2)\n"
         "  --force         replace an existing DIR (in one rename)\n"
-        "The export appears complete or not at all: it is built in DIR.tmp-PID and renamed\n"
+        "The export appears complete or not at all: it is built in DIR.tmp-XXXXXXXXXXXX and renamed\n"
         "(an interrupted export leaves only that folder, which can be deleted).\n";
     struct xrun x = {.c = c, .quality = 2};
     const char *format = NULL, *split_name = NULL;
@@ -588,11 +588,17 @@ int cmd_export(struct ctl *c, int argc, char **argv)
     } else if (!x.no_frames && check_frames(&x)) {
         goto out;
     }
-    if (asprintf(&x.tmp, "%s.tmp-%d", dir, (int)getpid()) < 0)
-        goto out;
-    remove_tree(x.tmp);
-    if (mkdir_p(x.tmp, 0755)) {
-        fprintf(stderr, "dfewctl export: cannot create %s: %s\n", x.tmp, strerror(errno));
+    char *parent = xstrdup(dir), *slash = strrchr(parent, '/');
+    int trc = 0;
+    if (slash && slash != parent) {
+        *slash = '\0';
+        trc = mkdir_p(parent, 0755);
+    }
+    free(parent);
+    if (!trc)
+        trc = mkdir_temp_beside(dir, 0755, &x.tmp); /* a new directory: nothing planted is followed */
+    if (trc) {
+        fprintf(stderr, "dfewctl export: cannot create a temporary directory beside %s: %s\n", dir, strerror(-trc));
         goto out;
     }
     int wrc = 0;

@@ -67,25 +67,6 @@ static char *join(const char *a, const char *b)
     return p;
 }
 
-/* A DFEW video name: digits are zero-padded to 5 ("42" and "00042" are the
- * same clip; spreadsheets drop the zeros), other names are kept. */
-static void norm_name(const char *in, char *out, size_t len)
-{
-    size_t n = strlen(in), digits = strspn(in, "0123456789");
-    if (n && digits == n && n < 5)
-        snprintf(out, len, "%05d", atoi(in));
-    else
-        snprintf(out, len, "%s", in);
-}
-
-/* Clip names become folder names: no '/', no leading dot. */
-static int name_ok(const char *s)
-{
-    if (!*s || *s == '.' || strlen(s) > 200)
-        return 0;
-    return strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") == strlen(s);
-}
-
 /* Finds the release's parts. Errors name what is missing and what to do. */
 static int locate(struct irun *r)
 {
@@ -154,13 +135,11 @@ static int locate(struct irun *r)
     if (d) {
         struct dirent *de;
         while ((de = readdir(d))) {
-            int s1, s2, n = 0;
+            int s1, s2, tim;
             const char *nm = de->d_name;
             char **slot = NULL;
-            if (sscanf(nm, "clip_%dx%d_16f%n", &s1, &s2, &n) == 2 && !nm[n])
-                slot = &r->dir16;
-            else if (sscanf(nm, "clip_%dx%d%n", &s1, &s2, &n) == 2 && !nm[n])
-                slot = &r->diral;
+            if (dfew_frame_dir(nm, &s1, &s2, &tim) == 0)
+                slot = tim ? &r->dir16 : &r->diral;
             if (!slot)
                 continue;
             char *p = join(clip, nm);
@@ -354,13 +333,13 @@ static void read_annotation(struct irun *r)
                      "([labels] in dfew.conf)", clip, total, max);
             continue;
         }
-        if (!name_ok(clip)) {
+        char name[256];
+        if (dfew_clip_name(clip, name, sizeof name)) {
             ds_error(&r->err, r->ann, in.line,
-                     "the clip name '%s' may hold letters, digits, '_', '-' and '.' only (it names folders)", clip);
+                     "the clip name '%.200s' may hold letters, digits, '_', '-' and '.' only, at most 200 (it names "
+                     "folders)", clip);
             continue;
         }
-        char name[256];
-        norm_name(clip, name, sizeof name);
         sqlite3_stmt *st = db_prepare(r->c->db, "SELECT line FROM temp.rel_ann WHERE name = ?");
         sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
         int prev = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
@@ -418,7 +397,8 @@ static void read_split_file(struct irun *r, const char *dir, int fold, int test)
             continue;
         }
         char vname[256];
-        norm_name(in.field[0], vname, sizeof vname);
+        if (dfew_clip_name(in.field[0], vname, sizeof vname))
+            snprintf(vname, sizeof vname, "%s", in.field[0]); /* then in no annotation: reported below */
         sqlite3_stmt *st = db_prepare(r->c->db, "INSERT INTO temp.rel_split VALUES (?, ?, ?, ?, ?, ?)");
         sqlite3_bind_text(st, 1, vname, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int(st, 2, fold);
@@ -881,11 +861,11 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     }
     if (ds_open(c, CTL_CREATE))
         goto out;
-    if (db_begin(c->db)) {
-        fprintf(stderr, "dfewctl import: cannot start a transaction: %s\n", db_errmsg(c->db));
-        goto out;
-    }
+    /* Reading and checking the release's files fills temporary tables only:
+     * it does not hold the database's write lock, so dfewd and other
+     * commands write meanwhile. The write transaction is the import itself. */
     make_temp_tables(&r);
+    db_exec(c->db, "BEGIN");
     read_annotation(&r);
     for (int k = 1; k <= r.k; k++) {
         read_split_file(&r, r.test_dir, k, 1);
@@ -894,6 +874,11 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     }
     if (!r.err.n)
         check_split(&r);
+    db_exec(c->db, "COMMIT");
+    if (!r.err.n && db_begin(c->db)) {
+        fprintf(stderr, "dfewctl import: cannot start a transaction: %s\n", db_errmsg(c->db));
+        goto out;
+    }
     int64_t movie = 0;
     if (!r.err.n) {
         movie = release_movie(&r);
@@ -905,7 +890,8 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     if (!r.err.n && movie && r.tensors)
         queue_tensors(&r, movie);
     if (r.err.n) {
-        db_rollback(c->db);
+        if (c->db->tx_depth)
+            db_rollback(c->db);
         char what[1200];
         snprintf(what, sizeof what, "import: %s", r.dir);
         ds_errors_report(c, &r.err, what);

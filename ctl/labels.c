@@ -14,6 +14,8 @@
 
 enum csv_format { FMT_LONG, FMT_WIDE };
 
+#define LABELS_MAX_ANNOTATOR 128 /* bytes of UTF-8 */
+
 struct import_run {
     struct ctl *c;
     const char *file;
@@ -102,11 +104,14 @@ static void long_row(struct import_run *r, struct csv_reader *in)
     int emotion = emotion_parse(in->field[2]);
     if (!*who)
         row_error(r, in->line, "the annotator is empty");
+    else if (strlen(who) > LABELS_MAX_ANNOTATOR)
+        row_error(r, in->line, "the annotator name is %zu bytes long, more than %d", strlen(who),
+                  LABELS_MAX_ANNOTATOR);
     else if (*who == '#')
         row_error(r, in->line, "annotator names starting with '#' are reserved for anonymous vote counts");
     if (emotion < 0)
         row_error(r, in->line, "unknown emotion '%s' (use %s)", in->field[2], EMOTION_NAMES_HELP);
-    if (!clip || !*who || *who == '#' || emotion < 0)
+    if (!clip || !*who || *who == '#' || strlen(who) > LABELS_MAX_ANNOTATOR || emotion < 0)
         return;
     int prev = seen_line(r, clip, who, in->line);
     if (prev) {
@@ -243,6 +248,25 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         return 1;
     }
     struct import_run r = {.c = c, .file = file, .replace = replace};
+    /* The file is read through once before the write transaction: a file
+     * that is not text (UTF-8, line and field lengths) is refused without
+     * holding the database, and the transaction is only the votes' work. */
+    int got;
+    while ((got = csv_next(&in)) > 0) {
+    }
+    if (got < 0) {
+        row_error(&r, in.line, "%s", got == -EIO ? "read error" : in.err);
+        csv_close(&in);
+        char what[1024];
+        snprintf(what, sizeof what, "labels import: %s", file);
+        ds_errors_report(c, &r.err, what);
+        return 1;
+    }
+    csv_close(&in);
+    if ((rc = csv_open(&in, file)) != 0) {
+        fprintf(stderr, "dfewctl labels import: cannot read %s: %s\n", file, strerror(-rc));
+        return 1;
+    }
     if (db_begin(c->db) || db_exec(c->db, "CREATE TEMP TABLE IF NOT EXISTS import_seen (clip_id INTEGER, "
                                           "annotator TEXT, line INTEGER, PRIMARY KEY (clip_id, annotator)); "
                                           "DELETE FROM temp.import_seen;")) {
@@ -250,7 +274,8 @@ static int labels_import(struct ctl *c, int argc, char **argv)
         csv_close(&in);
         return 1;
     }
-    int got = csv_next(&in), header = 1;
+    got = csv_next(&in);
+    int header = 1;
     if (got == 0)
         row_error(&r, 1, "the file is empty; it needs a header line and votes");
     else if (got > 0)

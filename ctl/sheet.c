@@ -118,23 +118,21 @@ static int draw_sample(struct canvas *c, int ox, int oy, int tw, int th, const s
     return drawn;
 }
 
-/* The canvas as a PNG at path, written to a temporary name and renamed. */
+/* The canvas as a PNG at path, written atomically (write_file_atomic: a new
+ * temporary of an unguessable name beside path, then renamed). */
 static int write_png(const struct canvas *cv, const char *path)
 {
     struct img_encoder *enc = NULL;
-    struct sbuf tmp = {0};
-    sbuf_addf(&tmp, "%s.tmp-%d", path, (int)getpid());
+    const uint8_t *data;
+    size_t len;
     int rc = img_encoder_new(IMG_PNG, &enc);
     if (!rc)
-        rc = img_write_file(enc, tmp.s, cv->px, cv->w, cv->h, cv->w * 3);
-    if (!rc && rename(tmp.s, path) != 0)
-        rc = -errno;
-    if (rc) {
-        unlink(tmp.s);
+        rc = img_encode(enc, cv->px, cv->w, cv->h, cv->w * 3, &data, &len);
+    if (!rc)
+        rc = write_file_atomic(path, data, len);
+    if (rc)
         fprintf(stderr, "dfewctl sheet: cannot write %s: %s\n", path, strerror(-rc));
-    }
     img_encoder_free(enc);
-    sbuf_free(&tmp);
     return rc;
 }
 

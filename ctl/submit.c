@@ -132,6 +132,44 @@ static void remember(struct submit_run *r, const char *path, const struct stat *
     db_step_done(r->c->db, st);
 }
 
+/* A known movie whose probe did not succeed (dead, failed or cancelled: the
+ * file may have changed under its old path, see job_probe) is probed again
+ * from the file just submitted, which has its content. */
+static int reprobe(struct submit_run *r, int64_t movie, int64_t job, const char *abs, const char *args,
+                   char *detail, size_t len)
+{
+    struct db *db = r->c->db;
+    enum job_state s;
+    if (queue_state_of(db, job, &s) != 0 || !(s == JOB_DEAD || s == JOB_FAILED || s == JOB_CANCELLED))
+        return 0;
+    sqlite3_stmt *st = db_prepare(db, "SELECT probed_at IS NULL FROM movies WHERE id = ?");
+    sqlite3_bind_int64(st, 1, movie);
+    int unprobed = sqlite3_step(st) == SQLITE_ROW && sqlite3_column_int(st, 0);
+    sqlite3_reset(st);
+    if (!unprobed) {
+        snprintf(detail + strlen(detail), len - strlen(detail),
+                 "; its probe job %lld is %s: 'dfewctl retry %lld' runs it again", (long long)job, job_state_name(s),
+                 (long long)job);
+        return 0;
+    }
+    st = db_prepare(db, "UPDATE movies SET path = ? WHERE id = ?");
+    sqlite3_bind_text(st, 1, abs, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int64(st, 2, movie);
+    int rc = db_step_done(db, st);
+    if (!rc) {
+        st = db_prepare(db, "UPDATE jobs SET args = ? WHERE id = ?");
+        sqlite3_bind_text(st, 1, args, -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 2, job);
+        rc = db_step_done(db, st);
+    }
+    if (!rc)
+        rc = queue_retry(db, job, "submitted again: probed from the file just submitted");
+    if (!rc)
+        snprintf(detail + strlen(detail), len - strlen(detail), "; its probe job %lld was %s and runs again on %s",
+                 (long long)job, job_state_name(s), abs);
+    return rc;
+}
+
 /* Adds the movie (unless its content is known) and its probe job. */
 static int submit_file(struct submit_run *r, const char *path, const struct stat *sb)
 {
@@ -151,6 +189,18 @@ static int submit_file(struct submit_run *r, const char *path, const struct stat
         free(abs);
         return rc;
     }
+    /* What the probe checks the file against: it must not have changed
+     * while it was hashed. */
+    struct stat after;
+    if (stat(abs, &after) != 0 || (uint64_t)after.st_size != size || after.st_size != sb->st_size ||
+        after.st_mtim.tv_sec != sb->st_mtim.tv_sec || after.st_mtim.tv_nsec != sb->st_mtim.tv_nsec) {
+        report(r, path, "error", 0, 0, "the file changed while it was read (is it still being written?); submit it "
+                                       "again when it is complete");
+        r->errors++;
+        free(abs);
+        return -EAGAIN;
+    }
+    int64_t mtime_ns = (int64_t)after.st_mtim.tv_sec * 1000000000 + after.st_mtim.tv_nsec;
     rc = db_begin(db);
     if (rc) {
         report(r, path, "error", 0, 0, db_errmsg(db));
@@ -197,24 +247,17 @@ static int submit_file(struct submit_run *r, const char *path, const struct stat
         }
     }
     if (!rc) {
-        struct sbuf args = {0}, key = {0};
-        sbuf_add(&args, "{\"path\":");
-        sbuf_add_json_str(&args, abs);
-        sbuf_add(&args, "}");
+        struct sbuf key = {0};
+        char *args = probe_args_json(abs, sha, (int64_t)size, mtime_ns);
         sbuf_addf(&key, "probe:%lld", (long long)movie);
-        struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args.s, .priority = r->priority,
+        struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args, .priority = r->priority,
                                 .dedup_key = key.s,
                                 .max_attempts = r->c->cfg.max_attempts};
         int created = queue_enqueue(db, &spec, r->batch ? "submitted by the batch scan" : "submitted", &job);
         rc = created < 0 ? created : 0;
-        if (created == 0) {
-            enum job_state s;
-            if (queue_state_of(db, job, &s) == 0 && (s == JOB_DEAD || s == JOB_CANCELLED))
-                snprintf(detail + strlen(detail), sizeof detail - strlen(detail),
-                         "; its probe job %lld is %s: 'dfewctl retry %lld' runs it again", (long long)job,
-                         job_state_name(s), (long long)job);
-        }
-        sbuf_free(&args);
+        if (created == 0)
+            rc = reprobe(r, movie, job, abs, args, detail, sizeof detail);
+        free(args);
         sbuf_free(&key);
     }
     if (!rc && r->nclips) {

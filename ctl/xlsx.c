@@ -18,6 +18,7 @@
 #include "util.h"
 
 #define XLSX_MAX_COLS 16384 /* Excel's limit (column XFD) */
+#define XLSX_MAX_ROWS 1048576 /* and its last row */
 
 static const char *local(const char *name)
 {
@@ -247,7 +248,12 @@ static void XMLCALL sheet_start(void *ud, const char *el, const char **atts)
     const char *n = local(el);
     if (!strcmp(n, "row")) {
         const char *r = attr(atts, "r");
-        s->row = r ? atol(r) : s->next_row;
+        int64_t row = s->next_row;
+        if (r && (parse_i64(r, &row) || row < 1 || row > XLSX_MAX_ROWS)) {
+            part_fail(&s->pt, "a row number '%.20s' outside 1..%d", r, XLSX_MAX_ROWS);
+            return;
+        }
+        s->row = (long)row;
         if (s->row < s->next_row) {
             part_fail(&s->pt, "rows out of order (row %s)", r ? r : "?");
             return;
@@ -331,19 +337,9 @@ static void XMLCALL sheet_text(void *ud, const char *t, int len)
         sbuf_addn(&s->val, t, (size_t)len);
 }
 
-int xlsx_to_csv(const char *path, FILE *out, char *err, size_t errlen)
+/* The first worksheet of an open archive as CSV (name: for messages). */
+static int convert(zip_t *z, const char *path, FILE *out, char *err, size_t errlen)
 {
-    if (access(path, R_OK) != 0)
-        return -errno;
-    int zerr = 0;
-    zip_t *z = zip_open(path, ZIP_RDONLY, &zerr);
-    if (!z) {
-        zip_error_t ze;
-        zip_error_init_with_code(&ze, zerr);
-        snprintf(err, errlen, "%s is not an .xlsx spreadsheet (a zip archive): %s", path, zip_error_strerror(&ze));
-        zip_error_fini(&ze);
-        return -EINVAL;
-    }
     char detail[512] = "";
     struct sst sst = {.pt = {.err = detail, .errlen = sizeof detail}};
     int rc = parse_member(z, "xl/sharedStrings.xml", &sst.pt, sst_start, sst_end, sst_text);
@@ -365,6 +361,48 @@ int xlsx_to_csv(const char *path, FILE *out, char *err, size_t errlen)
     free(sheet_path);
     strv_free(&sst.s);
     sbuf_free(&sst.cur);
-    zip_close(z);
     return rc ? (rc == -ENOMEM ? rc : -EINVAL) : 0;
+}
+
+static int not_a_zip(const char *path, zip_error_t *ze, char *err, size_t errlen)
+{
+    snprintf(err, errlen, "%s is not an .xlsx spreadsheet (a zip archive): %s", path, zip_error_strerror(ze));
+    return -EINVAL;
+}
+
+int xlsx_to_csv(const char *path, FILE *out, char *err, size_t errlen)
+{
+    if (access(path, R_OK) != 0)
+        return -errno;
+    int zerr = 0;
+    zip_t *z = zip_open(path, ZIP_RDONLY, &zerr);
+    if (!z) {
+        zip_error_t ze;
+        zip_error_init_with_code(&ze, zerr);
+        int rc = not_a_zip(path, &ze, err, errlen);
+        zip_error_fini(&ze);
+        return rc;
+    }
+    int rc = convert(z, path, out, err, errlen);
+    zip_close(z);
+    return rc;
+}
+
+int xlsx_to_csv_buffer(const void *data, size_t len, const char *name, FILE *out, char *err, size_t errlen)
+{
+    zip_error_t ze;
+    zip_error_init(&ze);
+    zip_source_t *src = zip_source_buffer_create(data, len, 0, &ze);
+    zip_t *z = src ? zip_open_from_source(src, ZIP_RDONLY, &ze) : NULL;
+    if (!z) {
+        int rc = not_a_zip(name, &ze, err, errlen);
+        if (src)
+            zip_source_free(src);
+        zip_error_fini(&ze);
+        return rc;
+    }
+    zip_error_fini(&ze);
+    int rc = convert(z, name, out, err, errlen);
+    zip_close(z);
+    return rc;
 }

@@ -14,5 +14,7 @@
  * -EACCES) for the file, or -EINVAL with the reason in err when it is not a
  * readable .xlsx. */
 int xlsx_to_csv(const char *path, FILE *out, char *err, size_t errlen);
+/* The same for an archive in memory (name: for messages). */
+int xlsx_to_csv_buffer(const void *data, size_t len, const char *name, FILE *out, char *err, size_t errlen);
 
 #endif

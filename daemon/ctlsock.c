@@ -15,6 +15,7 @@
 #include "daemon.h"
 #include "dfew_build.h"
 #include "log.h"
+#include "proto.h"
 
 #define CTL_MAX_REQUEST 4096
 
@@ -108,17 +109,18 @@ static void answer(struct ctl_client *c, const char *line)
 {
     struct daemon *d = c->d;
     struct sbuf r = {0};
-    long long id;
-    if (!strcmp(line, "ping")) {
+    int64_t id;
+    enum ctl_request req = ctl_request_parse(line, &id);
+    if (req == CTLREQ_PING) {
         sbuf_add(&r, "pong");
-    } else if (!strcmp(line, "wake")) {
+    } else if (req == CTLREQ_WAKE) {
         sched_kick(d);
         sbuf_add(&r, d->draining ? "draining" : "ok");
-    } else if (!strcmp(line, "status")) {
+    } else if (req == CTLREQ_STATUS) {
         char *s = daemon_status_json(d);
         sbuf_add(&r, s);
         free(s);
-    } else if (sscanf(line, "cancel %lld", &id) == 1) {
+    } else if (req == CTLREQ_CANCEL) {
         struct worker *w = pool_find_job(d, id);
         if (w) {
             log_info(id, "cancelled by dfewctl; stopping worker %d (pid %d)", w->slot, w->pid);

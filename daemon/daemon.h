@@ -17,6 +17,22 @@
 struct daemon;
 struct ctl_client;
 
+/* The longest dfewd's loop waits for the database's write lock (ms). */
+#define DFEWD_BUSY_MS 200
+
+/* A result a worker delivered that could not be recorded yet because another
+ * process held the database: kept (its lease renewed) and recorded by the
+ * record timer as soon as the database is free. */
+struct pending_result {
+    struct pending_result *next;
+    struct leased_job job;
+    int failed;     /* a "fail" message: error and retryable; else "done": result */
+    char *result;   /* JSON, or the failure's error */
+    int retryable;
+    double took_s, kept_at, renewed_at;
+    int tries;
+};
+
 enum worker_state {
     W_SPAWNING, /* process started, waiting for its hello */
     W_IDLE,     /* ready for a job */
@@ -50,6 +66,7 @@ struct worker {
     struct leased_job job;
     int has_job;
     double job_started, last_progress_db;
+    double lease_renewed_at; /* when its lease was last pushed out (dispatch, renewal) */
     double pending_frac;   /* progress not yet written (rate limit); < 0: none */
     char *pending_msg;
     enum kill_reason kill_reason;
@@ -80,6 +97,8 @@ struct daemon {
     uv_timer_t renew_timer; /* renews the leases of busy workers */
     uv_timer_t sweep_timer; /* safety net: expired leases, missed wake-ups */
     uv_timer_t drain_timer; /* SIGTERM deadline */
+    uv_timer_t record_timer; /* records kept results (pending) once the database is free */
+    struct pending_result *pending;
     uv_signal_t sig_term, sig_int, sig_hup;
     uv_pipe_t ctl_server;
     int ctl_listening;
@@ -123,6 +142,7 @@ void sched_kick(struct daemon *d); /* look for work now */
 void sched_job_finished(struct worker *w, const char *verb, const struct kv *fields);
 void sched_job_lost(struct worker *w, const char *why, int count_attempt);
 void sched_progress(struct worker *w, const struct kv *fields);
+int sched_pending_results(const struct daemon *d); /* results kept while the database was busy */
 void sched_start_drain(struct daemon *d, const char *why);
 void sched_maybe_finish(struct daemon *d);
 void sched_close(struct daemon *d);
@@ -132,6 +152,9 @@ void sched_apply_config(struct daemon *d);
  * err says why when the database does not (a result file, ...) */
 int record_result(struct daemon *d, const struct leased_job *job, const char *result_json, char *err, size_t errlen);
 char *result_json_from_fields(const struct kv *fields);
+/* A fetch job is dead: what it downloaded so far is removed (no later
+ * attempt will resume it). */
+void record_dead_fetch(struct daemon *d, const struct leased_job *job);
 
 /* ctlsock.c */
 int ctlsock_start(struct daemon *d, char *err, size_t errlen);

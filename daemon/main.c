@@ -323,6 +323,11 @@ int main(int argc, char **argv)
     log_info(0, "ready: home %s, %d worker(s) and %d trainer slot(s) running %s, database %s, control socket %s",
              d.paths.home, pool_target_size(&d), pool_trainer_target(&d), d.worker_program, d.paths.db, d.paths.sock);
     tell_parent(&ready_fd, "ok");
+    /* From now on the loop never waits long for another process's write
+     * lock: what cannot be written now is written a moment later (results
+     * are kept, leases renewed late, leasing tried again). */
+    d.db->busy_ms = DFEWD_BUSY_MS;
+    db_busy_timeout(d.db, -1);
     sched_kick(&d);
 
     uv_run(&d.loop, UV_RUN_DEFAULT);

@@ -2,11 +2,13 @@
  * their stdio pipes, the line protocol on top, and respawning with backoff
  * when one dies. Each slot owns its handles (libuv style: embedded in the
  * struct, freed in close callbacks). What a job means is sched.c's business. */
+#include <dirent.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "daemon.h"
 #include "log.h"
@@ -39,6 +41,90 @@ static const char *kill_reason_text(enum kill_reason r)
     case KILL_DRAIN: return "killed: drain deadline reached";
     default: return NULL;
     }
+}
+
+/* ---- what a dead worker left ---- */
+
+/* Removes the entries of dir that match() calls leftovers of pid. */
+static void sweep_dir(const char *dir, int (*match)(const char *name, int pid), int pid, const char *who)
+{
+    DIR *dp = opendir(dir);
+    struct dirent *e;
+    while (dp && (e = readdir(dp))) {
+        if (!match(e->d_name, pid))
+            continue;
+        struct sbuf p = {0};
+        sbuf_addf(&p, "%s/%s", dir, e->d_name);
+        if (remove_tree(p.s) == 0)
+            log_info(0, "removed %s, left by %s", p.s, who);
+        sbuf_free(&p);
+    }
+    if (dp)
+        closedir(dp);
+}
+
+static int cache_temp(const char *name, int pid)
+{
+    (void)pid;
+    return strstr(name, ".tmp-") != NULL;
+}
+
+/* A worker killed while it wrote the landmark model's flat copy into
+ * HOME/cache (dlibc.h; a temporary name, then a rename) leaves the
+ * temporary file, 65 MB, that nothing would ever remove: swept when dfewd
+ * starts (its lock: no worker of this home runs) and when a worker dies.
+ * Removing one that a live worker is still writing costs that worker only
+ * its copy (its rename fails; the cache is best effort, the next worker
+ * writes it); readers open the final name only. */
+static void sweep_cache(struct daemon *d)
+{
+    struct sbuf dir = {0};
+    sbuf_addf(&dir, "%s/cache", d->paths.home);
+    sweep_dir(dir.s, cache_temp, 0, "a worker that died while writing it");
+    sbuf_free(&dir);
+}
+
+/* The temporary names a job's files have while they are written carry the
+ * worker's pid: NAME.tmp-PID-RANDOM (write_file_atomic: segments.json, a
+ * tensor's clip.u8, a train job's files) and .tmp-CLIP-PID (a prep job's
+ * directory, beside its out_dir). */
+static int temp_of(const char *name, int pid)
+{
+    char mark[32];
+    snprintf(mark, sizeof mark, ".tmp-%d-", pid);
+    if (name[0] != '.' && strstr(name, mark))
+        return 1;
+    char tail[24];
+    size_t n = (size_t)snprintf(tail, sizeof tail, "-%d", pid), len = strlen(name);
+    return len > n + 5 && !strncmp(name, ".tmp-", 5) && !strcmp(name + len - n, tail);
+}
+
+/* A worker that died in the middle of a job leaves what it was writing
+ * under its temporary names, in the job's out_dir and beside it. Its next
+ * attempt does not remove it all (a prep job removes its clip's, a segment
+ * job nothing), and a job that died on its last attempt has none. */
+static void sweep_job_temps(struct worker *w)
+{
+    sqlite3_stmt *st = db_prepare(w->d->db, "SELECT json_extract(?, '$.out_dir')");
+    char *dir = NULL;
+    if (st) {
+        sqlite3_bind_text(st, 1, w->job.args_json, -1, SQLITE_STATIC);
+        if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0))
+            dir = xstrdup((const char *)sqlite3_column_text(st, 0));
+        sqlite3_reset(st);
+    }
+    if (dir && dir[0] == '/') {
+        char who[96];
+        snprintf(who, sizeof who, "worker %d (pid %d), which died in job %lld", w->slot, w->pid,
+                 (long long)w->job.id);
+        sweep_dir(dir, temp_of, w->pid, who);
+        char *slash = strrchr(dir, '/');
+        if (slash != dir) {
+            *slash = '\0';
+            sweep_dir(dir, temp_of, w->pid, who);
+        }
+    }
+    free(dir);
 }
 
 /* ---- closing one process incarnation ---- */
@@ -117,6 +203,7 @@ static void finalize(struct worker *w)
         else
             snprintf(why, sizeof why, "worker %d (pid %d) exited with status %lld in the middle of the job", w->slot,
                      w->pid, (long long)w->exit_status);
+        sweep_job_temps(w);
         /* A drain is our doing: the attempt is given back. Anything else may
          * have been caused by the job itself, so it counts. */
         sched_job_lost(w, why, w->kill_reason != KILL_DRAIN);
@@ -143,6 +230,8 @@ static void on_worker_exit(uv_process_t *p, int64_t status, int term_signal)
     else
         log_msg(status && !w->d->draining ? LOG_WARN : LOG_INFO, w->has_job ? w->job.id : 0,
                 "worker %d (pid %d) exited with status %lld", w->slot, w->pid, (long long)status);
+    if (term_signal || status)
+        sweep_cache(w->d);
     if (w->out_eof && w->err_eof) {
         finalize(w);
     } else {
@@ -332,6 +421,7 @@ static struct worker *slot_new(struct daemon *d, int slot, int trainer)
 
 int pool_start(struct daemon *d)
 {
+    sweep_cache(d);
     pool_resize(d, pool_target_size(d));
     return 0;
 }
@@ -465,6 +555,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     kv_setf(&kv, "id", "%lld", (long long)job->id);
     kv_set(&kv, "kind", job->kind);
     kv_setf(&kv, "attempt", "%d", job->attempt);
+    kv_setf(&kv, "max_attempts", "%d", job->max_attempts);
     /* The job's JSON arguments travel as flat key=value fields. */
     sqlite3_stmt *st = db_prepare(d->db, "SELECT key, value FROM json_each(?)");
     if (st) {
@@ -472,7 +563,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
         while (sqlite3_step(st) == SQLITE_ROW) {
             const char *k = (const char *)sqlite3_column_text(st, 0);
             const char *v = (const char *)sqlite3_column_text(st, 1);
-            if (k && strcmp(k, "id") && strcmp(k, "kind") && strcmp(k, "attempt"))
+            if (k && strcmp(k, "id") && strcmp(k, "kind") && strcmp(k, "attempt") && strcmp(k, "max_attempts"))
                 kv_set(&kv, k, v ? v : "");
         }
         sqlite3_reset(st);
@@ -482,6 +573,7 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->has_job = 1;
     w->state = W_BUSY;
     w->job_started = now_s();
+    w->lease_renewed_at = w->job_started;
     w->last_progress_db = 0;
     w->pending_frac = -1;
     w->threads = 0;

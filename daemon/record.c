@@ -7,6 +7,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
+
+#include "hash.h"
 
 #include "clips.h"
 #include "daemon.h"
@@ -206,8 +209,8 @@ static int record_fetch(struct daemon *d, const struct leased_job *job, const ch
         return rc;
     int is_new = sqlite3_changes(d->db->h) == 1;
     int64_t movie = 0;
-    char *old_path = NULL, *new_path = NULL;
-    st = db_prepare(d->db, "SELECT m.id, m.path, json_extract(?1, '$.path') FROM movies m "
+    char *old_path = NULL, *new_path = NULL, *sha = NULL;
+    st = db_prepare(d->db, "SELECT m.id, m.path, json_extract(?1, '$.path'), m.sha256 FROM movies m "
                            "WHERE m.sha256 = json_extract(?1, '$.sha256')");
     if (!st)
         return -EIO;
@@ -216,11 +219,13 @@ static int record_fetch(struct daemon *d, const struct leased_job *job, const ch
         movie = sqlite3_column_int64(st, 0);
         old_path = xstrdup((const char *)sqlite3_column_text(st, 1));
         new_path = xstrdup((const char *)sqlite3_column_text(st, 2));
+        sha = xstrdup((const char *)sqlite3_column_text(st, 3));
     }
     sqlite3_reset(st);
     if (!movie) {
         free(old_path);
         free(new_path);
+        free(sha);
         return -EIO;
     }
     if (!is_new && strcmp(old_path, new_path)) {
@@ -243,12 +248,17 @@ static int record_fetch(struct daemon *d, const struct leased_job *job, const ch
         rc = db_step_done(d->db, st);
     }
     if (!rc) {
-        struct sbuf args = {0}, key = {0};
-        sbuf_add(&args, "{\"path\":");
-        sbuf_add_json_str(&args, is_new || access(old_path, R_OK) != 0 ? new_path : old_path);
-        sbuf_addc(&args, '}');
+        struct sbuf key = {0};
+        const char *probe_path = is_new || access(old_path, R_OK) != 0 ? new_path : old_path;
+        struct stat sb;
+        int64_t size = -1, mtime_ns = -1;
+        if (stat(probe_path, &sb) == 0) {
+            size = sb.st_size;
+            mtime_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+        }
+        char *args = probe_args_json(probe_path, sha, size, mtime_ns);
         sbuf_addf(&key, "probe:%lld", (long long)movie);
-        struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args.s, .dedup_key = key.s,
+        struct job_spec spec = {.kind = "probe", .movie_id = movie, .args_json = args, .dedup_key = key.s,
                                 .max_attempts = d->cfg.max_attempts};
         char why[64];
         snprintf(why, sizeof why, "queued by fetch job %lld", (long long)job->id);
@@ -258,11 +268,12 @@ static int record_fetch(struct daemon *d, const struct leased_job *job, const ch
         if (r == 1)
             log_info(probe, "probe queued for movie %lld, downloaded by job %lld", (long long)movie,
                      (long long)job->id);
-        sbuf_free(&args);
+        free(args);
         sbuf_free(&key);
     }
     free(old_path);
     free(new_path);
+    free(sha);
     return rc;
 }
 
@@ -452,4 +463,32 @@ int record_result(struct daemon *d, const struct leased_job *job, const char *re
     if (rc && errlen && !err[0])
         snprintf(err, errlen, "%s (dfewd's log has the details)", strerror(-rc));
     return rc;
+}
+
+void record_dead_fetch(struct daemon *d, const struct leased_job *job)
+{
+    if (strcmp(job->kind, "fetch") || !job->args_json)
+        return;
+    sqlite3_stmt *st = db_prepare(d->db, "SELECT json_extract(?1, '$.url'), json_extract(?1, '$.dest_dir')");
+    if (!st)
+        return;
+    sqlite3_bind_text(st, 1, job->args_json, -1, SQLITE_STATIC);
+    char *url = NULL, *dir = NULL;
+    if (sqlite3_step(st) == SQLITE_ROW && sqlite3_column_text(st, 0) && sqlite3_column_text(st, 1)) {
+        url = xstrdup((const char *)sqlite3_column_text(st, 0));
+        dir = xstrdup((const char *)sqlite3_column_text(st, 1));
+    }
+    sqlite3_reset(st);
+    if (url && dir) {
+        char *partial = fetch_partial_path(dir, url);
+        struct sbuf v = {0};
+        sbuf_addf(&v, "%s%s", partial, FETCH_VALIDATOR_SUFFIX);
+        if (unlink(partial) == 0)
+            log_info(job->id, "the dead download's partial file %s was removed", partial);
+        unlink(v.s);
+        sbuf_free(&v);
+        free(partial);
+    }
+    free(url);
+    free(dir);
 }

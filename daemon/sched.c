@@ -13,6 +13,14 @@
 
 static void on_wake(uv_timer_t *t);
 static void flush_progress(struct worker *w);
+static void record_pending(struct daemon *d, int busy_ms);
+static int renew_late(struct daemon *d);
+static int renew_kept(struct daemon *d, int all);
+
+/* How long dfewd's loop waits for the database's write lock when it
+ * records what a worker reported: it tries again later rather than block. */
+#define RECORD_BUSY_MS 100
+#define RECORD_RETRY_MS 250
 
 /* A JSON array of the kinds a general worker must not lease: those at their
  * concurrency limit, and train when trainer slots run them. */
@@ -86,6 +94,11 @@ void sched_kick(struct daemon *d)
             empty[w->trainer] = 1;
             continue;
         }
+        if (rc == -EBUSY) {
+            log_debug(0, "the database is busy (another process writes); leasing again shortly");
+            retry = 0.5;
+            break;
+        }
         if (rc) {
             log_error(0, "cannot lease a job: %s (%s); trying again shortly", strerror(-rc), db_errmsg(d->db));
             retry = 0.5;
@@ -102,8 +115,17 @@ static void on_wake(uv_timer_t *t)
 {
     struct daemon *d = t->data;
     int n = 0;
+    /* Results and running jobs first: a lease that could not be renewed
+     * while another process held the database (or the disk was full) is
+     * not ours to lose. While one of our renewals still fails, expiry waits:
+     * it would give a job that still runs here to another worker. */
+    if (d->pending)
+        record_pending(d, RECORD_BUSY_MS);
+    int late = renew_late(d);
     double now = now_s();
-    if (queue_expire_leases(d->db, now, &n) == 0 && n)
+    if (late)
+        log_debug(0, "%d of our leases could not be renewed; expired leases stay until they are", late);
+    else if (queue_expire_leases(d->db, now, &n) == 0 && n)
         log_warn(0, "%d expired lease(s) returned to the queue", n);
     if (queue_promote_due(d->db, now, &n) == 0 && n)
         log_debug(0, "%d failed job(s) back in the queue after their backoff", n);
@@ -112,20 +134,66 @@ static void on_wake(uv_timer_t *t)
 
 static void on_sweep(uv_timer_t *t) { on_wake(t); }
 
+/* Pushes out the leases of kept results (all, or those not renewed for
+ * half a lease) and of running jobs the renew timer could not renew on time
+ * because the database was held: before expired leases go back to the
+ * queue, those that are ours are renewed. */
+static int renew_kept(struct daemon *d, int all)
+{
+    double now = now_s();
+    int failed = 0;
+    for (struct pending_result *p = d->pending; p; p = p->next) {
+        if (!all && now - p->renewed_at < d->policy.lease_s / 2)
+            continue;
+        int rc = queue_renew(d->db, &d->policy, p->job.id, p->job.token);
+        if (rc == 0)
+            p->renewed_at = now;
+        else if (rc != -ESTALE)
+            failed++;
+    }
+    return failed;
+}
+
+/* Returns how many of the late renewals failed (the lease gone counts as
+ * settled: the renew timer stops that worker). */
+static int renew_late(struct daemon *d)
+{
+    double now = now_s();
+    int failed = renew_kept(d, 0);
+    for (int i = 0; i < d->nworkers; i++) {
+        struct worker *w = d->workers[i];
+        if (w->state != W_BUSY || !w->has_job || now - w->lease_renewed_at < d->policy.lease_s / 2)
+            continue;
+        int rc = queue_renew(d->db, &d->policy, w->job.id, w->job.token);
+        if (rc == 0)
+            w->lease_renewed_at = now;
+        else if (rc != -ESTALE)
+            failed++;
+    }
+    return failed;
+}
+
 static void on_renew(uv_timer_t *t)
 {
     struct daemon *d = t->data;
+    if (d->pending) {
+        record_pending(d, RECORD_BUSY_MS);
+        renew_kept(d, 1);
+    }
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
         if (w->state != W_BUSY || !w->has_job)
             continue;
         flush_progress(w);
         int rc = queue_renew(d->db, &d->policy, w->job.id, w->job.token);
+        if (rc == 0)
+            w->lease_renewed_at = now_s();
         if (rc == -ESTALE) {
             log_warn(w->job.id, "lease on the job is gone (cancelled or expired); stopping worker %d", w->slot);
             pool_kill(w, KILL_LEASE_LOST);
         } else if (rc) {
-            log_warn(w->job.id, "cannot renew the lease: %s", db_errmsg(d->db));
+            log_warn(w->job.id, "cannot renew the lease now: %s%s", db_errmsg(d->db),
+                     rc == -EBUSY ? " (another process holds the database; renewed when it is free)" : "");
         }
     }
 }
@@ -142,63 +210,175 @@ static void job_release_slot(struct worker *w)
     pool_share_threads(w->d); /* the jobs still running may use its cores */
 }
 
+
+/* Records a finished job's result: the job done and its domain rows, in one
+ * transaction. -EBUSY when another process holds the database (nothing was
+ * written: try again later); other outcomes are settled and logged here. */
+static int record_done(struct daemon *d, struct leased_job *job, const char *result, double took, int busy_ms)
+{
+    db_busy_timeout(d->db, busy_ms);
+    int recorded = 1;
+    char rerr[512] = "";
+    int rc = db_begin(d->db);
+    if (!rc) {
+        rc = queue_complete(d->db, job->id, job->token, result);
+        if (!rc && (rc = record_result(d, job, result, rerr, sizeof rerr)) != 0) {
+            db_rollback(d->db);
+            if (rc != -EBUSY) {
+                char why[1024];
+                snprintf(why, sizeof why, "the result could not be recorded: %s", rerr[0] ? rerr : db_errmsg(d->db));
+                log_error(job->id, "%s", why);
+                queue_fail(d->db, &d->policy, job->id, job->token, why, 1, NULL);
+                d->jobs_failed++;
+                recorded = 0;
+            }
+        } else if (!rc) {
+            rc = db_commit(d->db);
+            if (rc)
+                db_rollback(d->db);
+        } else {
+            db_rollback(d->db);
+        }
+    }
+    db_busy_timeout(d->db, -1);
+    if (!recorded || rc == -EBUSY)
+        return recorded ? rc : 0;
+    if (rc == 0) {
+        d->jobs_done++;
+        log_info(job->id, "%s done in %.3f s", job->kind, took);
+    } else if (rc == -ESTALE) {
+        log_warn(job->id, "%s finished after its lease was lost (cancelled or expired); result not recorded",
+                 job->kind);
+    } else {
+        log_error(job->id, "recording the %s result failed: %s; the lease will expire and the job run again",
+                  job->kind, strerror(-rc));
+    }
+    return 0;
+}
+
+/* Records a failure the worker reported; -EBUSY as record_done. */
+static int record_fail(struct daemon *d, struct leased_job *job, const char *err, int retryable, double took,
+                       int busy_ms)
+{
+    db_busy_timeout(d->db, busy_ms);
+    enum job_state to = JOB_FAILED;
+    int rc = queue_fail(d->db, &d->policy, job->id, job->token, err, retryable, &to);
+    db_busy_timeout(d->db, -1);
+    if (rc == -EBUSY)
+        return rc;
+    d->jobs_failed++;
+    if (rc == -ESTALE)
+        log_warn(job->id, "%s failed after its lease was lost; nothing recorded", job->kind);
+    else if (rc)
+        log_error(job->id, "recording the failure failed: %s", strerror(-rc));
+    else
+        log_msg(to == JOB_DEAD ? LOG_ERROR : LOG_WARN, job->id, "%s %s after %.3f s (attempt %d of %d): %s",
+                job->kind, job_state_name(to), took, job->attempt, job->max_attempts, err);
+    if (!rc && to == JOB_DEAD)
+        record_dead_fetch(d, job);
+    return 0;
+}
+
+static int record_kept(struct daemon *d, struct pending_result *p, int busy_ms)
+{
+    return p->failed ? record_fail(d, &p->job, p->result, p->retryable, p->took_s, busy_ms)
+                     : record_done(d, &p->job, p->result, p->took_s, busy_ms);
+}
+
+static void pending_free(struct pending_result *p)
+{
+    leased_job_free(&p->job);
+    free(p->result);
+    free(p);
+}
+
+static void on_record_timer(uv_timer_t *t);
+
+/* Records the kept results in the order they came; the record timer comes
+ * back while some are left. busy_ms: how long each may wait for the lock. */
+static void record_pending(struct daemon *d, int busy_ms)
+{
+    while (d->pending) {
+        struct pending_result *p = d->pending;
+        p->tries++;
+        if (record_kept(d, p, busy_ms) == -EBUSY)
+            break; /* still held: the others would wait too */
+        log_info(p->job.id, "the kept %s %s was recorded %.1f s after it arrived (%d tries)", p->job.kind,
+                 p->failed ? "failure" : "result", now_s() - p->kept_at, p->tries);
+        d->pending = p->next;
+        pending_free(p);
+    }
+    if (d->pending && !d->shutting_down)
+        uv_timer_start(&d->record_timer, on_record_timer, RECORD_RETRY_MS, 0);
+    else
+        uv_timer_stop(&d->record_timer);
+}
+
+static void on_record_timer(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    record_pending(d, RECORD_BUSY_MS);
+    if (!d->pending) {
+        sched_maybe_finish(d);
+        sched_kick(d);
+    }
+}
+
+/* Keeps what a worker reported while the database could not take it; the
+ * record timer records it, and its lease is renewed meanwhile. Takes the
+ * job and text. */
+static void keep_result(struct daemon *d, struct leased_job *job, int failed, char *text, int retryable, double took)
+{
+    struct pending_result *p = xcalloc(1, sizeof *p);
+    p->job = *job;
+    memset(job, 0, sizeof *job);
+    p->failed = failed;
+    p->result = text;
+    p->retryable = retryable;
+    p->took_s = took;
+    p->kept_at = p->renewed_at = now_s();
+    struct pending_result **pp = &d->pending;
+    while (*pp)
+        pp = &(*pp)->next;
+    *pp = p;
+    log_warn(p->job.id,
+             "the database is busy (another process holds its write lock); the %s %s is kept until the database is "
+             "free and recorded then",
+             p->job.kind, failed ? "failure" : "result");
+    if (!uv_is_active((uv_handle_t *)&d->record_timer))
+        uv_timer_start(&d->record_timer, on_record_timer, RECORD_RETRY_MS, 0);
+}
+
+int sched_pending_results(const struct daemon *d)
+{
+    int n = 0;
+    for (const struct pending_result *p = d->pending; p; p = p->next)
+        n++;
+    return n;
+}
+
 void sched_job_finished(struct worker *w, const char *verb, const struct kv *fields)
 {
     struct daemon *d = w->d;
     struct leased_job *job = &w->job;
     double took = now_s() - w->job_started;
-    if (!strcmp(verb, "done")) {
-        char *result = result_json_from_fields(fields);
-        int recorded = 1;
-        int rc = db_begin(d->db);
-        if (!rc) {
-            rc = queue_complete(d->db, job->id, job->token, result);
-            char rerr[512] = "";
-            if (!rc && (rc = record_result(d, job, result, rerr, sizeof rerr)) != 0) {
-                char why[1024];
-                snprintf(why, sizeof why, "the result could not be recorded: %s", rerr[0] ? rerr : db_errmsg(d->db));
-                db_rollback(d->db);
-                log_error(job->id, "%s", why);
-                queue_fail(d->db, &d->policy, job->id, job->token, why, 1, NULL);
-                d->jobs_failed++;
-                recorded = 0;
-            } else if (!rc) {
-                rc = db_commit(d->db);
-                if (rc)
-                    db_rollback(d->db);
-            } else {
-                db_rollback(d->db);
-            }
-        }
-        if (!recorded) {
-            /* logged and failed above */
-        } else if (rc == 0) {
-            d->jobs_done++;
-            log_info(job->id, "%s done in %.3f s", job->kind, took);
-        } else if (rc == -ESTALE) {
-            log_warn(job->id, "%s finished after its lease was lost (cancelled or expired); result not recorded",
-                     job->kind);
-        } else {
-            log_error(job->id, "recording the %s result failed: %s; the lease will expire and the job run again",
-                      job->kind, strerror(-rc));
-        }
-        free(result);
+    int failed = strcmp(verb, "done") != 0, retryable = 0, rc = 0;
+    char *text;
+    if (!failed) {
+        text = result_json_from_fields(fields);
     } else {
-        const char *err = kv_get(fields, "error");
-        const char *retry = kv_get(fields, "retry");
-        enum job_state to = JOB_FAILED;
-        int rc = queue_fail(d->db, &d->policy, job->id, job->token, err ? err : "(no reason given)",
-                            !retry || strcmp(retry, "0"), &to);
-        d->jobs_failed++;
-        if (rc == -ESTALE)
-            log_warn(job->id, "%s failed after its lease was lost; nothing recorded", job->kind);
-        else if (rc)
-            log_error(job->id, "recording the failure failed: %s", strerror(-rc));
-        else
-            log_msg(to == JOB_DEAD ? LOG_ERROR : LOG_WARN, job->id, "%s %s after %.3f s (attempt %d of %d): %s",
-                    job->kind, job_state_name(to), took, job->attempt, job->max_attempts,
-                    err ? err : "(no reason)");
+        const char *err = kv_get(fields, "error"), *retry = kv_get(fields, "retry");
+        text = xstrdup(err ? err : "(no reason given)");
+        retryable = !retry || strcmp(retry, "0");
     }
+    /* Kept results go first: a job's report never overtakes an older one. */
+    if (!d->pending)
+        rc = failed ? record_fail(d, job, text, retryable, took, RECORD_BUSY_MS)
+                    : record_done(d, job, text, took, RECORD_BUSY_MS);
+    if (d->pending || rc == -EBUSY)
+        keep_result(d, job, failed, text, retryable, took);
+    else
+        free(text);
     job_release_slot(w);
     w->state = W_IDLE;
     sched_kick(d);
@@ -217,6 +397,8 @@ void sched_job_lost(struct worker *w, const char *why, int count_attempt)
         d->jobs_requeued++;
         log_msg(to == JOB_DEAD ? LOG_ERROR : LOG_WARN, w->job.id, "%s; job %s", why,
                 to == JOB_DEAD ? "is dead (no attempts left)" : "requeued");
+        if (to == JOB_DEAD)
+            record_dead_fetch(d, &w->job);
     }
     job_release_slot(w);
     sched_kick(d);
@@ -271,6 +453,19 @@ static void on_drain_deadline(uv_timer_t *t)
     }
     if (busy)
         log_warn(0, "drain deadline reached: stopped %d running job(s); they go back to the queue", busy);
+    if (d->pending) {
+        /* A last try that may wait as long as any other write; a result
+         * still not recorded is not lost: its job keeps its lease, which
+         * the next dfewd releases at start-up, and runs again. */
+        record_pending(d, -1);
+        for (struct pending_result *p; (p = d->pending);) {
+            log_error(p->job.id, "stopping: the database is still busy; the %s %s was not recorded and the job "
+                                 "runs again when dfewd starts", p->job.kind, p->failed ? "failure" : "result");
+            d->pending = p->next;
+            pending_free(p);
+        }
+        sched_maybe_finish(d);
+    }
 }
 
 void sched_start_drain(struct daemon *d, const char *why)
@@ -297,7 +492,7 @@ void sched_start_drain(struct daemon *d, const char *why)
 
 void sched_maybe_finish(struct daemon *d)
 {
-    if (!d->draining || d->shutting_down || pool_alive(d) > 0)
+    if (!d->draining || d->shutting_down || pool_alive(d) > 0 || d->pending)
         return;
     d->shutting_down = 1;
     log_info(0, "all workers stopped; %llu job(s) done, %llu failed, %llu requeued since start; exiting",
@@ -327,7 +522,9 @@ int sched_init(struct daemon *d)
     uv_timer_init(&d->loop, &d->renew_timer);
     uv_timer_init(&d->loop, &d->sweep_timer);
     uv_timer_init(&d->loop, &d->drain_timer);
+    uv_timer_init(&d->loop, &d->record_timer);
     d->wake_timer.data = d->renew_timer.data = d->sweep_timer.data = d->drain_timer.data = d;
+    d->record_timer.data = d;
     sched_apply_config(d);
     return 0;
 }
@@ -351,6 +548,7 @@ void sched_close(struct daemon *d)
     uv_close((uv_handle_t *)&d->renew_timer, NULL);
     uv_close((uv_handle_t *)&d->sweep_timer, NULL);
     uv_close((uv_handle_t *)&d->drain_timer, NULL);
+    uv_close((uv_handle_t *)&d->record_timer, NULL);
     uv_close((uv_handle_t *)&d->sig_term, NULL);
     uv_close((uv_handle_t *)&d->sig_int, NULL);
     uv_close((uv_handle_t *)&d->sig_hup, NULL);

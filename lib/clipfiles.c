@@ -119,3 +119,47 @@ int clip_aligned_frames(const char *output_dir, const char *aligned_dir, struct 
         qsort(out->path, out->n, sizeof *out->path, by_name);
     return 0;
 }
+
+int dfew_clip_name(const char *in, char *out, size_t len)
+{
+    size_t n = strlen(in), digits = strspn(in, "0123456789");
+    if (!n || *in == '.' || n > 200 ||
+        strspn(in, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-.") != n)
+        return -EINVAL;
+    if (digits == n && n < 5)
+        snprintf(out, len, "%05d", atoi(in));
+    else
+        snprintf(out, len, "%s", in);
+    return strlen(out) < len ? 0 : -EINVAL;
+}
+
+/* Decimal digits for a size 1..65535 at *p; moves *p past them. */
+static int size_at(const char **p, int *v)
+{
+    const char *q = *p;
+    long x = 0;
+    while (*q >= '0' && *q <= '9' && q - *p < 6)
+        x = x * 10 + (*q++ - '0');
+    if (q == *p || q - *p > 5 || x < 1 || x > 65535)
+        return -EINVAL;
+    *v = (int)x;
+    *p = q;
+    return 0;
+}
+
+int dfew_frame_dir(const char *name, int *w, int *h, int *tim)
+{
+    const char *p = name;
+    if (strncmp(p, "clip_", 5))
+        return -EINVAL;
+    p += 5;
+    if (size_at(&p, w) || *p++ != 'x' || size_at(&p, h))
+        return -EINVAL;
+    if (!*p)
+        *tim = 0;
+    else if (!strcmp(p, "_16f"))
+        *tim = 1;
+    else
+        return -EINVAL;
+    return 0;
+}

@@ -38,4 +38,13 @@ void frame_list_free(struct frame_list *l);
 /* Whether a file name looks like a frame image (.png, .jpg, .jpeg). */
 int is_frame_file(const char *name);
 
+/* DFEW release names. A clip (video) name: digits are zero-padded to 5
+ * ("42" and "00042" are the same clip; spreadsheets drop the zeros), other
+ * names are kept; it becomes a folder name, so only letters, digits, '_',
+ * '-' and '.' (not first), at most 200 bytes. 0, or -EINVAL. */
+int dfew_clip_name(const char *in, char *out, size_t len);
+/* A frame folder of Clip/: "clip_<W>x<H>_16f" (*tim = 1) or "clip_<W>x<H>"
+ * (*tim = 0), sizes in decimal digits from 1 to 65535. 0, or -EINVAL. */
+int dfew_frame_dir(const char *name, int *w, int *h, int *tim);
+
 #endif

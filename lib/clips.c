@@ -12,7 +12,32 @@
 #include "queue.h"
 #include "util.h"
 
-/* "12.5", "01:02.5" or "1:02:03.250" into seconds. */
+/* Decimal digits [ . digits ] at p (no sign, no exponent, no hex, no
+ * "inf"): at most 9 digits before the point and 9 after; *end after them. */
+static int parse_decimal(const char *p, int fraction_ok, double *out, const char **end)
+{
+    const char *q = p;
+    double v = 0;
+    while (*q >= '0' && *q <= '9')
+        v = v * 10 + (*q++ - '0');
+    if (q == p || q - p > 9)
+        return -EINVAL;
+    if (*q == '.' && fraction_ok) {
+        const char *f = ++q;
+        double scale = 0.1;
+        while (*q >= '0' && *q <= '9') {
+            v += (*q++ - '0') * scale;
+            scale /= 10;
+        }
+        if (q == f || q - f > 9)
+            return -EINVAL;
+    }
+    *out = v;
+    *end = q;
+    return 0;
+}
+
+/* "12.5", "01:02.5" or "1:02:03.250" into seconds: decimal digits only. */
 static int parse_time(const char *s, double *out)
 {
     double parts[3];
@@ -21,10 +46,9 @@ static int parse_time(const char *s, double *out)
     for (;;) {
         if (n == 3)
             return -EINVAL;
-        char *end;
-        if (!isdigit((unsigned char)*p))
+        const char *end;
+        if (parse_decimal(p, 1, &parts[n++], &end))
             return -EINVAL;
-        parts[n++] = strtod(p, &end);
         if (*end == ':') {
             if (memchr(p, '.', (size_t)(end - p)))
                 return -EINVAL; /* only the seconds may have a fraction */
@@ -41,10 +65,16 @@ static int parse_time(const char *s, double *out)
             return -EINVAL;
         t = t * 60 + parts[i];
     }
-    if (!isfinite(t))
-        return -EINVAL;
     *out = t;
     return 0;
+}
+
+/* A header names the columns: start,end[,label] (start_s, end_s and emotion
+ * too, any case). */
+static int is_header(char **field, int nf)
+{
+    return (nf == 2 || nf == 3) && str_one_of_ci(field[0], "start|start_s") && str_one_of_ci(field[1], "end|end_s") &&
+           (nf == 2 || str_one_of_ci(field[2], "label|emotion"));
 }
 
 static int cmp_range(const void *a, const void *b)
@@ -61,17 +91,40 @@ int clips_parse_list(const char *path, int flags, struct clip_range **out, int *
 {
     *out = NULL;
     *n = 0;
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        int e = errno;
-        snprintf(err, errlen, "%s: cannot read the clip list: %s", path, strerror(e));
-        return -e;
+    char *text;
+    size_t len;
+    int rc = read_small_file(path, CLIPS_MAX_BYTES, &text, &len);
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot read the clip list: %s", path,
+                 rc == -EFBIG ? "larger than 16 MiB; is it a clip list?" : strerror(-rc));
+        return rc;
     }
+    rc = clips_parse_text(path, text, len, flags, out, n, err, errlen);
+    free(text);
+    return rc;
+}
+
+int clips_parse_text(const char *path, const char *text, size_t len, int flags, struct clip_range **out, int *n,
+                     char *err, size_t errlen)
+{
+    *out = NULL;
+    *n = 0;
     struct clip_range *r = NULL;
     int cap = 0, count = 0, lineno = 0, rc = 0, seen_row = 0;
-    char line[1024];
-    while (!rc && fgets(line, sizeof line, f)) {
+    for (size_t pos = 0; !rc && pos < len;) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t ll = nl ? (size_t)(nl - (text + pos)) : len - pos;
         lineno++;
+        if (ll > CLIPS_MAX_LINE || memchr(text + pos, '\0', ll)) {
+            snprintf(err, errlen, "%s:%d: %s; the whole list was rejected, nothing was added", path, lineno,
+                     ll > CLIPS_MAX_LINE ? "a line longer than 1024 bytes" : "a NUL byte (is this a text file?)");
+            rc = -EINVAL;
+            break;
+        }
+        char line[CLIPS_MAX_LINE + 1];
+        memcpy(line, text + pos, ll);
+        line[ll] = '\0';
+        pos += ll + 1;
         char *hash = strchr(line, '#');
         if (hash)
             *hash = '\0';
@@ -91,15 +144,15 @@ int clips_parse_list(const char *path, int flags, struct clip_range **out, int *
         double a = 0, b = 0;
         int ok = (nf == 2 || nf == 3) && parse_time(field[0], &a) == 0 && parse_time(field[1], &b) == 0;
         if (!ok) {
-            /* one header line ("start,end[,label]") before the first row is fine */
-            if (!seen_row && nf >= 2 && !strchr(field[0], ':') && isalpha((unsigned char)*field[0])) {
+            /* one header line naming the columns, before the first row */
+            if (!seen_row && is_header(field, nf)) {
                 seen_row = 1;
                 continue;
             }
             snprintf(err, errlen,
-                     "%s:%d: expected 'start,end' or 'start,end,label' with times in seconds (12.5) or "
-                     "[HH:]MM:SS[.mmm] (00:01:02.500); the whole list was rejected, nothing was added",
-                     path, lineno);
+                     "%s:%d: expected 'start,end' or 'start,end,label' with times in decimal seconds (12.5) or "
+                     "[HH:]MM:SS[.mmm] (00:01:02.500)%s; the whole list was rejected, nothing was added",
+                     path, lineno, seen_row ? "" : " (a header line is start,end[,label])");
             rc = -EINVAL;
             break;
         }
@@ -112,7 +165,7 @@ int clips_parse_list(const char *path, int flags, struct clip_range **out, int *
         }
         int label = 0;
         if (nf == 3 && *field[2] && (label = emotion_parse(field[2])) < 0) {
-            snprintf(err, errlen, "%s:%d: unknown label '%s' (one of %s, or empty); the whole list was rejected",
+            snprintf(err, errlen, "%s:%d: unknown label '%.40s' (one of %s, or empty); the whole list was rejected",
                      path, lineno, field[2], EMOTION_NAMES_HELP);
             rc = -EINVAL;
             break;
@@ -123,11 +176,6 @@ int clips_parse_list(const char *path, int flags, struct clip_range **out, int *
         }
         r[count++] = (struct clip_range){a, b, lineno, label};
     }
-    if (!rc && ferror(f)) {
-        snprintf(err, errlen, "%s: read error", path);
-        rc = -EIO;
-    }
-    fclose(f);
     if (!rc && count == 0) {
         snprintf(err, errlen, "%s: no clips in the list (rows are 'start,end' in seconds)", path);
         rc = -EINVAL;

@@ -23,13 +23,19 @@ enum clips_parse_flags {
 };
 
 /* Reads a clip list: one `start,end[,label]` row per line, times in
- * seconds ("12.5") or [HH:]MM:SS[.mmm], label an emotion name or 1..7
- * (labels.h; stored as the clip's curator_label, not as a vote); blank
- * lines, '#' comments and one header line are allowed. Any bad row
+ * decimal seconds ("12.5") or [HH:]MM:SS[.mmm] (digits only: no sign,
+ * exponent or hex), label an emotion name or 1..7 (labels.h; stored as the
+ * clip's curator_label, not as a vote); blank lines, '#' comments and one
+ * header line naming the columns (start,end[,label]) are allowed. Any bad row
  * (unreadable, end <= start, negative, an unknown label, a duplicate, one
  * that overlaps another unless CLIPS_ALLOW_OVERLAP) rejects the whole file:
  * -EINVAL with "FILE:LINE: what" in err. */
 int clips_parse_list(const char *path, int flags, struct clip_range **out, int *n, char *err, size_t errlen);
+/* The same for a list already read (path only names it in messages). */
+int clips_parse_text(const char *path, const char *text, size_t len, int flags, struct clip_range **out, int *n,
+                     char *err, size_t errlen);
+#define CLIPS_MAX_LINE 1024
+#define CLIPS_MAX_BYTES (16u << 20)
 /* Rows that end after movie_end + slack (seconds on the movie's timeline)
  * reject the whole list, like a bad row: -EINVAL with "FILE:LINE: what". */
 int clips_check_inside(const char *path, const struct clip_range *r, int n, double movie_end, double slack,

@@ -249,78 +249,123 @@ static const char *known_sections(void)
     return list;
 }
 
-int config_load(const char *path, struct dfew_config *c, char *err, size_t errlen)
+/* Where each key was set, to name both lines of a duplicate. */
+struct seen_key {
+    char *name; /* "section.key" */
+    int line;
+};
+
+static int seen_check(struct seen_key **seen, size_t *n, const char *section, const char *key, int line,
+                      char *why, size_t whylen)
 {
-    FILE *f = fopen(path, "r");
-    if (!f) {
-        if (errno == ENOENT)
-            return 0;
-        int e = errno;
-        snprintf(err, errlen, "%s: cannot read the config file: %s", path, strerror(e));
-        return -e;
+    char *name;
+    if (asprintf(&name, "%s.%s", section, key) < 0)
+        return -ENOMEM;
+    for (size_t i = 0; i < *n; i++)
+        if (!strcmp((*seen)[i].name, name)) {
+            snprintf(why, whylen, "'%s' in [%s] is set twice, on line %d and on line %d; keep one", key, section,
+                     (*seen)[i].line, line);
+            free(name);
+            return -EINVAL;
+        }
+    *seen = xrealloc(*seen, (*n + 1) * sizeof **seen);
+    (*seen)[(*n)++] = (struct seen_key){name, line};
+    return 0;
+}
+
+/* One line (NUL-terminated, comment and all) into c; why says what is wrong. */
+static void parse_line(struct dfew_config *c, char *line, char *section, size_t seclen, struct seen_key **seen,
+                       size_t *nseen, int lineno, char *why, size_t whylen)
+{
+    char *hash = strchr(line, '#');
+    if (hash)
+        *hash = '\0';
+    char *s = str_trim(line);
+    if (!*s)
+        return;
+    if (*s == '[') {
+        char *end = strchr(s, ']');
+        if (!end || end[1]) {
+            snprintf(why, whylen, "a section header looks like [name]");
+        } else {
+            *end = '\0';
+            snprintf(section, seclen, "%s", str_trim(s + 1));
+            if (!section_known(section)) {
+                snprintf(why, whylen, "unknown section [%.60s]; known: %s", section, known_sections());
+                section[0] = '\0';
+            }
+        }
+        return;
     }
-    char line[4096], section[64] = "";
+    char *eq = strchr(s, '=');
+    if (!eq) {
+        snprintf(why, whylen, "expected 'key = value'");
+        return;
+    }
+    *eq = '\0';
+    char *key = str_trim(s), *val = str_trim(eq + 1);
+    if (!*section) {
+        snprintf(why, whylen, "'%.100s' is outside any [section]", key);
+    } else if (!strcmp(section, "limits") || !strcmp(section, "timeouts")) {
+        double d;
+        int n;
+        if (!job_kind_known(key))
+            snprintf(why, whylen, "[%s] keys are job kinds (%s), not '%.100s'", section, JOB_KINDS_HELP, key);
+        else if (!strcmp(section, "limits") && (parse_int(val, &n) || n < 0))
+            snprintf(why, whylen, "limit for %s must be a whole number >= 0, not '%.100s'", key, val);
+        else if (!strcmp(section, "timeouts") && (parse_seconds(val, &d) || d <= 0))
+            snprintf(why, whylen, "timeout for %s must be a positive duration, not '%.100s'", key, val);
+        else if (seen_check(seen, nseen, section, key, lineno, why, whylen) == 0) {
+            if (!strcmp(section, "limits"))
+                kv_set(&c->limits, key, val);
+            else
+                kv_setf(&c->timeouts, key, "%.17g", d);
+        }
+    } else {
+        const struct key_desc *k = NULL;
+        for (size_t i = 0; i < ARRAY_LEN(keys); i++)
+            if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
+                k = &keys[i];
+        if (!k)
+            snprintf(why, whylen, "unknown key '%.100s' in [%s]", key, section);
+        else if (seen_check(seen, nseen, section, key, lineno, why, whylen) == 0)
+            set_key(c, k, val, why, whylen);
+    }
+}
+
+int config_parse(const char *name, const char *text, size_t len, struct dfew_config *c, char *err, size_t errlen)
+{
+    char section[64] = "";
+    struct seen_key *seen = NULL;
+    size_t nseen = 0;
     int lineno = 0, rc = 0;
-    while (!rc && fgets(line, sizeof line, f)) {
+    for (size_t pos = 0; !rc && pos < len;) {
+        const char *nl = memchr(text + pos, '\n', len - pos);
+        size_t n = nl ? (size_t)(nl - (text + pos)) : len - pos;
         lineno++;
         char why[512] = "";
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *s = str_trim(line);
-        if (!*s)
-            continue;
-        if (*s == '[') {
-            char *end = strchr(s, ']');
-            if (!end || end[1]) {
-                snprintf(why, sizeof why, "a section header looks like [name]");
-            } else {
-                *end = '\0';
-                snprintf(section, sizeof section, "%s", str_trim(s + 1));
-                if (!section_known(section))
-                    snprintf(why, sizeof why, "unknown section [%s]; known: %s", section, known_sections());
-            }
+        if (n > CONFIG_MAX_LINE) {
+            snprintf(why, sizeof why, "the line is %zu bytes long, more than %d; shorten it (comments too)", n,
+                     CONFIG_MAX_LINE);
+        } else if (memchr(text + pos, '\0', n)) {
+            snprintf(why, sizeof why, "a NUL byte; is this a text file?");
         } else {
-            char *eq = strchr(s, '=');
-            if (!eq) {
-                snprintf(why, sizeof why, "expected 'key = value'");
-            } else {
-                *eq = '\0';
-                char *key = str_trim(s), *val = str_trim(eq + 1);
-                if (!*section) {
-                    snprintf(why, sizeof why, "'%s' is outside any [section]", key);
-                } else if (!strcmp(section, "limits") || !strcmp(section, "timeouts")) {
-                    double d;
-                    int n;
-                    if (!job_kind_known(key))
-                        snprintf(why, sizeof why, "[%s] keys are job kinds (%s), not '%s'", section,
-                                 JOB_KINDS_HELP, key);
-                    else if (!strcmp(section, "limits") && (parse_int(val, &n) || n < 0))
-                        snprintf(why, sizeof why, "limit for %s must be a whole number >= 0, not '%s'", key, val);
-                    else if (!strcmp(section, "timeouts") && (parse_seconds(val, &d) || d <= 0))
-                        snprintf(why, sizeof why, "timeout for %s must be a positive duration, not '%s'", key, val);
-                    else if (!strcmp(section, "limits"))
-                        kv_set(&c->limits, key, val);
-                    else
-                        kv_setf(&c->timeouts, key, "%.17g", d);
-                } else {
-                    const struct key_desc *k = NULL;
-                    for (size_t i = 0; i < ARRAY_LEN(keys); i++)
-                        if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
-                            k = &keys[i];
-                    if (!k)
-                        snprintf(why, sizeof why, "unknown key '%s' in [%s]", key, section);
-                    else
-                        set_key(c, k, val, why, sizeof why);
-                }
-            }
+            char *line = xmalloc(n + 1);
+            memcpy(line, text + pos, n);
+            line[n] = '\0';
+            parse_line(c, line, section, sizeof section, &seen, &nseen, lineno, why, sizeof why);
+            free(line);
         }
         if (*why) {
-            snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+            snprintf(err, errlen, "%s:%d: %s", name, lineno, why);
             rc = -EINVAL;
         }
+        pos += n + 1;
     }
-    fclose(f);
+    for (size_t i = 0; i < nseen; i++)
+        free(seen[i].name);
+    free(seen);
+    const char *path = name;
     if (!rc && c->single_label_threshold >= c->annotators_per_clip) {
         snprintf(err, errlen,
                  "%s: [labels] single_label_threshold = %d leaves no clip single-labelled: a label needs more than %d "
@@ -345,6 +390,25 @@ int config_load(const char *path, struct dfew_config *c, char *err, size_t errle
             c->segment_mode = xstrdup(c->prep_whole_movie ? "whole" : "off");
         }
     }
+    return rc;
+}
+
+int config_load(const char *path, struct dfew_config *c, char *err, size_t errlen)
+{
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_small_file(path, CONFIG_MAX_BYTES, &text, &len);
+    if (rc == -ENOENT)
+        return 0; /* no file: the defaults */
+    if (rc) {
+        snprintf(err, errlen, "%s: cannot read the config file: %s%s", path,
+                 rc == -EFBIG ? "larger than 1 MiB" : strerror(-rc),
+                 rc == -EISDIR ? " (a directory; dfew.conf must be a file)"
+                 : rc == -EACCES ? " (check its permissions: dfewd's user must read it)" : "");
+        return rc;
+    }
+    rc = config_parse(path, text, len, c, err, errlen);
+    free(text);
     return rc;
 }
 

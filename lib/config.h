@@ -82,9 +82,18 @@ enum segment_mode config_segment_mode(const struct dfew_config *c);
 #define DFEW_LANDMARK_MODEL "/usr/share/dlib/shape_predictor_68_face_landmarks.dat"
 
 void config_defaults(struct dfew_config *c);
+/* Longest line (comment included) and largest file accepted. */
+#define CONFIG_MAX_LINE 4095
+#define CONFIG_MAX_BYTES (1u << 20)
+
 /* Loads path over the defaults. A missing file is fine (-ENOENT is not
- * returned); a bad line gives -EINVAL with "file:line: what" in err. */
+ * returned); a file that cannot be read (a directory, no permission) is an
+ * error, and so is a bad line: -EINVAL with "file:line: what" in err (a line
+ * longer than CONFIG_MAX_LINE, a key set twice: both line numbers). */
 int config_load(const char *path, struct dfew_config *c, char *err, size_t errlen);
+/* The same for text already read (name is used in messages); text need not
+ * be NUL-terminated. */
+int config_parse(const char *name, const char *text, size_t len, struct dfew_config *c, char *err, size_t errlen);
 void config_free(struct dfew_config *c);
 
 int config_limit(const struct dfew_config *c, const char *kind);

@@ -4,6 +4,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "util.h"
@@ -103,12 +104,28 @@ int csv_next(struct csv_reader *r)
         if (r->line == 1 && !strncmp(s, "\xef\xbb\xbf", 3))
             memmove(s, s + 3, strlen(s + 3) + 1);
         s[strcspn(s, "\r\n")] = '\0';
+        size_t len = strlen(s);
+        if (len > CSV_MAX_LINE) {
+            snprintf(r->err, sizeof r->err, "the line is %zu bytes long, more than %d", len, CSV_MAX_LINE);
+            return -EINVAL;
+        }
+        char why[96];
+        if (text_check(s, len, CSV_MAX_LINE, why, sizeof why)) {
+            snprintf(r->err, sizeof r->err, "%s", why);
+            return -EINVAL;
+        }
         const char *q = s;
         while (isspace((unsigned char)*q))
             q++;
         if (!*q)
             continue;
         int rc = split(r);
+        for (int i = 0; !rc && i < r->nfield; i++)
+            if (strlen(r->field[i]) > CSV_MAX_FIELD) {
+                snprintf(r->err, sizeof r->err, "field %d is %zu bytes long, more than %d", i + 1,
+                         strlen(r->field[i]), CSV_MAX_FIELD);
+                rc = -EINVAL;
+            }
         return rc ? rc : 1;
     }
 }

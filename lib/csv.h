@@ -22,9 +22,15 @@ struct csv_reader {
 int csv_open(struct csv_reader *r, const char *path);
 /* Reads from an open stream instead (csv_close closes it). */
 void csv_open_stream(struct csv_reader *r, FILE *f);
+/* Longest line and field csv_next accepts. */
+#define CSV_MAX_LINE 65536
+#define CSV_MAX_FIELD 1024
+
 /* Reads the next record, skipping blank lines (a UTF-8 byte-order mark and
- * CR line ends are accepted). 1: a record; 0: end of file; -EINVAL: a bad
- * line (r->err says why, r->line where); -EIO: a read error. */
+ * CR line ends are accepted). Every line must be UTF-8 without control
+ * characters (tab aside), at most CSV_MAX_LINE bytes, its fields at most
+ * CSV_MAX_FIELD. 1: a record; 0: end of file; -EINVAL: a bad line (r->err
+ * says why and at which column, r->line where); -EIO: a read error. */
 int csv_next(struct csv_reader *r);
 void csv_close(struct csv_reader *r);
 

@@ -2,6 +2,7 @@
 #include "db.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,12 +147,21 @@ int db_open(const char *path, int max_version, int busy_ms, struct db **out, cha
     struct db *db = xcalloc(1, sizeof *db);
     if (errlen)
         err[0] = '\0';
+    /* A new database is created 0600 by us, not 0644 by SQLite: the queue,
+     * the labels and the paths are the owner's. SQLite gives its -wal and
+     * -shm files the database's mode. An existing file keeps its mode. */
+    if (strcmp(path, ":memory:") && path[0]) {
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd >= 0)
+            close(fd);
+    }
     int rc = sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
         snprintf(err, errlen, "cannot open database %s: %s", path, db->h ? sqlite3_errmsg(db->h) : sqlite3_errstr(rc));
         rc = db_errno(rc);
         goto fail;
     }
+    db->busy_ms = busy_ms;
     sqlite3_busy_timeout(db->h, busy_ms);
     sqlite3_extended_result_codes(db->h, 0);
     /* Refuse a newer schema before changing anything in the file. */
@@ -185,6 +195,11 @@ int db_open(const char *path, int max_version, int busy_ms, struct db **out, cha
 fail:
     db_close(db);
     return rc;
+}
+
+void db_busy_timeout(struct db *db, int ms)
+{
+    sqlite3_busy_timeout(db->h, ms < 0 ? db->busy_ms : ms);
 }
 
 void db_close(struct db *db)
@@ -255,9 +270,15 @@ void db_rollback(struct db *db)
 {
     if (db->tx_depth <= 0)
         return;
-    if (db->tx_depth > 1)
-        db_exec(db, "ROLLBACK TO dfew_sp; RELEASE dfew_sp");
-    else
-        db_exec(db, "ROLLBACK");
+    /* After some errors (SQLITE_FULL, SQLITE_IOERR, ...) SQLite has rolled
+     * the whole transaction back itself: a ROLLBACK would then fail, and its
+     * "no transaction is active" would replace the message that says what
+     * went wrong ("database or disk is full"). */
+    if (!sqlite3_get_autocommit(db->h)) {
+        if (db->tx_depth > 1)
+            db_exec(db, "ROLLBACK TO dfew_sp; RELEASE dfew_sp");
+        else
+            db_exec(db, "ROLLBACK");
+    }
     db->tx_depth--;
 }

@@ -21,6 +21,7 @@ extern const int db_migration_count;
 
 struct db {
     sqlite3 *h;
+    int busy_ms; /* the busy timeout db_open set (db_busy_timeout restores it) */
     int tx_depth;
     struct {
         const char *sql; /* identity: the caller's string literal */
@@ -34,6 +35,9 @@ struct db {
  * busy_ms: how long to wait for another writer. */
 int db_open(const char *path, int max_version, int busy_ms, struct db **out, char *err, size_t errlen);
 void db_close(struct db *db);
+/* How long the next statements wait for another writer; ms < 0: back to
+ * db_open's. dfewd's loop waits briefly where it can try again later. */
+void db_busy_timeout(struct db *db, int ms);
 int db_user_version(struct db *db, int *v);
 
 /* A cached prepared statement, reset and unbound, for a string literal. NULL on

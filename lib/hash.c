@@ -12,6 +12,8 @@
 #include <libavutil/mem.h>
 #include <libavutil/sha.h>
 
+#include "util.h"
+
 struct sha256_stream *sha256_begin(void)
 {
     struct AVSHA *sha = av_sha_alloc();
@@ -85,4 +87,32 @@ int sha256_file(const char *path, char hex[65], uint64_t *size)
             *size = (uint64_t)st.st_size;
     }
     return rc;
+}
+
+char *probe_args_json(const char *path, const char *sha, int64_t size, int64_t mtime_ns)
+{
+    struct sbuf b = {0};
+    sbuf_add(&b, "{\"path\":");
+    sbuf_add_json_str(&b, path);
+    if (sha) {
+        sbuf_add(&b, ",\"sha256\":");
+        sbuf_add_json_str(&b, sha);
+    }
+    if (size >= 0)
+        sbuf_addf(&b, ",\"size_bytes\":%lld", (long long)size);
+    if (mtime_ns >= 0)
+        sbuf_addf(&b, ",\"mtime_ns\":%lld", (long long)mtime_ns);
+    sbuf_addc(&b, '}');
+    return sbuf_take(&b);
+}
+
+char *fetch_partial_path(const char *dest_dir, const char *url)
+{
+    char url_hash[65];
+    struct sha256_stream *uh = sha256_begin();
+    sha256_update(uh, url, strlen(url));
+    sha256_end(uh, url_hash);
+    struct sbuf b = {0};
+    sbuf_addf(&b, "%s/.partial-%.16s", dest_dir, url_hash);
+    return sbuf_take(&b);
 }

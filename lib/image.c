@@ -173,7 +173,7 @@ int image_save_jpeg(const char *path, const struct image *img, int quality, char
         rc = -EIO;
         goto out;
     }
-    f = fopen(path, "wb");
+    f = fopen(path, "wbx"); /* a new file: never through a planted link */
     if (!f || fwrite(pkt->data, 1, (size_t)pkt->size, f) != (size_t)pkt->size || fflush(f) != 0) {
         rc = -errno;
         snprintf(err, errlen, "cannot write %s: %s", path, strerror(errno));

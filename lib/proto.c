@@ -125,3 +125,21 @@ out:
 }
 
 void proto_msg_free(struct proto_msg *m) { kv_free(&m->kv); }
+
+enum ctl_request ctl_request_parse(const char *line, int64_t *id)
+{
+    *id = 0;
+    if (!strcmp(line, "ping"))
+        return CTLREQ_PING;
+    if (!strcmp(line, "wake"))
+        return CTLREQ_WAKE;
+    if (!strcmp(line, "status"))
+        return CTLREQ_STATUS;
+    if (!strncmp(line, "cancel ", 7)) {
+        const char *p = line + 7;
+        if (strspn(p, "0123456789") != strlen(p) || parse_i64(p, id) || *id <= 0)
+            return CTLREQ_BAD;
+        return CTLREQ_CANCEL;
+    }
+    return CTLREQ_BAD;
+}

@@ -7,7 +7,7 @@
  * bytes and DEL become %XX), so any byte string travels safely.
  *
  *   worker -> daemon  hello    proto=1 pid=N kinds=noop,probe version=X
- *   daemon -> worker  job      id=N kind=K attempt=A <job arguments>
+ *   daemon -> worker  job      id=N kind=K attempt=A max_attempts=M <job arguments>
  *   worker -> daemon  progress id=N frac=0..1 msg=TEXT
  *   worker -> daemon  done     id=N <result fields>
  *   worker -> daemon  fail     id=N retry=0|1 error=TEXT
@@ -17,6 +17,7 @@
 #define DFEW_PROTO_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "kv.h"
 #include "util.h"
@@ -39,5 +40,10 @@ void proto_msg_free(struct proto_msg *m);
 int proto_encode_value(struct sbuf *out, const char *val);
 /* Decodes in place; -EPROTO on a bad escape. */
 int proto_decode_value(char *s);
+
+/* dfewd's control socket: one request line (without its LF) from dfewctl:
+ * "ping", "wake", "status" or "cancel ID" (ID: decimal digits, > 0). */
+enum ctl_request { CTLREQ_BAD, CTLREQ_PING, CTLREQ_WAKE, CTLREQ_STATUS, CTLREQ_CANCEL };
+enum ctl_request ctl_request_parse(const char *line, int64_t *id);
 
 #endif

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <libgen.h>
@@ -328,16 +329,151 @@ int str_one_of(const char *s, const char *list)
     return 0;
 }
 
+/* A name no one can guess, for temporaries: pid, clock and a counter mixed
+ * (splitmix64) into 12 letters and digits. */
+static void temp_suffix(char out[13])
+{
+    static const char abc[] = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
+    static uint64_t counter;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t x = ((uint64_t)getpid() << 40) ^ ((uint64_t)ts.tv_sec << 20) ^ (uint64_t)ts.tv_nsec ^
+                 (__atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED) * 0x9e3779b97f4a7c15ull) ^ (uintptr_t)out;
+    for (int i = 0; i < 12; i++) {
+        x += 0x9e3779b97f4a7c15ull;
+        uint64_t z = x;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        out[i] = abc[z % (sizeof abc - 1)];
+    }
+    out[12] = '\0';
+}
+
+/* Creates path.tmp-PID-XXXXXXXXXXXX (a file with O_EXCL, or a directory)
+ * under a fresh unguessable name: a name someone planted, a symbolic link
+ * included, is never opened or followed. The pid tells dfewd whose it is
+ * when a worker dies mid-write (daemon/pool.c sweeps them). */
+static int create_temp(const char *path, int dir, unsigned mode, char **tmp_out)
+{
+    for (int tries = 0; tries < 100; tries++) {
+        char sfx[13];
+        temp_suffix(sfx);
+        char *tmp;
+        if (asprintf(&tmp, "%s.tmp-%d-%s", path, (int)getpid(), sfx) < 0)
+            return -ENOMEM;
+        int fd;
+        if (dir)
+            fd = mkdir(tmp, mode) == 0 ? 0 : -1;
+        else
+            fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+        if (fd >= 0) {
+            *tmp_out = tmp;
+            return fd;
+        }
+        int e = errno;
+        free(tmp);
+        if (e != EEXIST)
+            return -e;
+    }
+    return -EEXIST;
+}
+
+int open_temp_beside(const char *path, unsigned mode, char **tmp_out)
+{
+    *tmp_out = NULL;
+    return create_temp(path, 0, mode, tmp_out);
+}
+
+int mkdir_temp_beside(const char *path, unsigned mode, char **tmp_out)
+{
+    *tmp_out = NULL;
+    int rc = create_temp(path, 1, mode, tmp_out);
+    return rc < 0 ? rc : 0;
+}
+
+int str_one_of_ci(const char *s, const char *list)
+{
+    size_t n = strlen(s);
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, "|");
+        if (len == n && !strncasecmp(p, s, n))
+            return 1;
+        p += len + (p[len] == '|');
+    }
+    return 0;
+}
+
+size_t utf8_bad_at(const char *str, size_t len)
+{
+    const unsigned char *s = (const unsigned char *)str;
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned cp, min;
+        if (c >= 0xc2 && c <= 0xdf)
+            n = 1, cp = c & 0x1f, min = 0x80;
+        else if (c >= 0xe0 && c <= 0xef)
+            n = 2, cp = c & 0x0f, min = 0x800;
+        else if (c >= 0xf0 && c <= 0xf4)
+            n = 3, cp = c & 0x07, min = 0x10000;
+        else
+            return i;
+        if (len - i <= n)
+            return i;
+        for (size_t k = 1; k <= n; k++) {
+            if ((s[i + k] & 0xc0) != 0x80)
+                return i;
+            cp = cp << 6 | (s[i + k] & 0x3f);
+        }
+        if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return i; /* overlong, too large, a surrogate */
+        i += n + 1;
+    }
+    return len;
+}
+
+size_t utf8_chars(const char *str, size_t len)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++)
+        n += ((unsigned char)str[i] & 0xc0) != 0x80;
+    return n;
+}
+
+int text_check(const char *s, size_t len, size_t max, char *why, size_t whylen)
+{
+    if (len > max) {
+        snprintf(why, whylen, "%zu bytes long, more than the %zu allowed", len, max);
+        return -EINVAL;
+    }
+    size_t bad = utf8_bad_at(s, len);
+    if (bad < len) {
+        snprintf(why, whylen, "not UTF-8 at column %zu (byte 0x%02x); save the file as UTF-8", utf8_chars(s, bad) + 1,
+                 (unsigned char)s[bad]);
+        return -EILSEQ;
+    }
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c < 0x20 && c != '\t') || c == 0x7f) {
+            snprintf(why, whylen, "a control character (0x%02x) at column %zu", c, utf8_chars(s, i) + 1);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 int write_file_atomic(const char *path, const void *data, size_t len)
 {
-    struct sbuf tmp = {0};
-    sbuf_addf(&tmp, "%s.tmp-%d", path, (int)getpid());
-    int rc = 0, fd = open(tmp.s, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-        rc = -errno;
-        sbuf_free(&tmp);
-        return rc;
-    }
+    char *tmp;
+    int rc = 0, fd = open_temp_beside(path, 0644, &tmp);
+    if (fd < 0)
+        return fd;
     for (const char *p = data; !rc && len > 0;) {
         ssize_t n = write(fd, p, len);
         if (n < 0 && errno == EINTR)
@@ -353,10 +489,10 @@ int write_file_atomic(const char *path, const void *data, size_t len)
         rc = -errno;
     if (close(fd) != 0 && !rc)
         rc = -errno;
-    if (!rc && rename(tmp.s, path) != 0)
+    if (!rc && rename(tmp, path) != 0)
         rc = -errno;
     if (rc) {
-        unlink(tmp.s);
+        unlink(tmp);
     } else {
         char *dir = xstrdup(path), *slash = strrchr(dir, '/');
         if (slash) {
@@ -369,7 +505,7 @@ int write_file_atomic(const char *path, const void *data, size_t len)
         }
         free(dir);
     }
-    sbuf_free(&tmp);
+    free(tmp);
     return rc;
 }
 

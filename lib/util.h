@@ -35,6 +35,18 @@ char *str_trim(char *s);
 
 /* Whether s is one of the '|'-separated words of list ("a|b|c"). */
 int str_one_of(const char *s, const char *list);
+/* The same, ignoring ASCII case. */
+int str_one_of_ci(const char *s, const char *list);
+/* Where the first byte that is not part of valid UTF-8 is (no overlong
+ * forms, surrogates or code points past U+10FFFF); len when all is valid. */
+size_t utf8_bad_at(const char *s, size_t len);
+/* Characters (code points) in the first len bytes of valid UTF-8. */
+size_t utf8_chars(const char *s, size_t len);
+/* Text from a file that is to enter the database: at most max bytes, valid
+ * UTF-8, no control characters but tab. 0, or -EINVAL/-EILSEQ with why
+ * ("not UTF-8 at column 3 (byte 0xfc); ...", column counted in characters). */
+int text_check(const char *s, size_t len, size_t max, char *why, size_t whylen);
+
 /* Strict parsing: the whole string must be a number in range. 0 or -EINVAL/-ERANGE. */
 int parse_i64(const char *s, int64_t *out);
 int parse_int(const char *s, int *out);
@@ -58,10 +70,18 @@ void format_time_iso(double t, char *buf, size_t len);
 
 /* mkdir -p with the given mode for directories it creates. */
 int mkdir_p(const char *path, unsigned mode);
-/* Writes len bytes to path atomically: path.tmp-<pid>, fsync, rename over
- * path, fsync of the folder. Readers see the old file or the whole new one;
- * on failure nothing is left behind. 0 or -errno. */
+/* Writes len bytes to path atomically: a new temporary beside it
+ * (open_temp_beside), fsync, rename over path, fsync of the folder. Readers
+ * see the old file or the whole new one; on failure nothing is left behind.
+ * 0 or -errno. */
 int write_file_atomic(const char *path, const void *data, size_t len);
+/* Creates a new file path.tmp-XXXXXXXXXXXX beside path for writing
+ * (O_CREAT | O_EXCL | O_NOFOLLOW, mkstemp-style: an existing name, a planted
+ * symbolic link included, is never opened; the name is not predictable).
+ * Returns the descriptor and the name in *tmp (the caller frees it), or -errno. */
+int open_temp_beside(const char *path, unsigned mode, char **tmp);
+/* The same for a new directory path.tmp-XXXXXXXXXXXX; 0 or -errno. */
+int mkdir_temp_beside(const char *path, unsigned mode, char **tmp);
 /* rm -rf: removes a file or a directory tree (symbolic links are removed,
  * not followed). 0 when path is gone, else -errno. */
 int remove_tree(const char *path);

@@ -170,7 +170,18 @@ int faces_read_all(const char *path, struct faces_header *h, struct face_record 
     int rc = read_all(path, &b, &n, err, errlen);
     if (rc)
         return rc;
-    rc = -EINVAL;
+    rc = faces_parse(b, n, path, h, recs, others, err, errlen);
+    free(b);
+    return rc;
+}
+
+int faces_parse(const uint8_t *b, size_t n, const char *path, struct faces_header *h, struct face_record **recs,
+                struct face_other **others, char *err, size_t errlen)
+{
+    *recs = NULL;
+    if (others)
+        *others = NULL;
+    int rc = -EINVAL;
     if (n < FACES_HEADER_SIZE || memcmp(b, FACES_MAGIC, 8)) {
         snprintf(err, errlen, "%s: not a dfew faces file (no %s magic)", path, FACES_MAGIC);
         goto out;
@@ -234,7 +245,6 @@ int faces_read_all(const char *path, struct faces_header *h, struct face_record 
     *recs = r;
     rc = 0;
 out:
-    free(b);
     return rc;
 }
 
@@ -256,6 +266,20 @@ int clip_write_header(FILE *f, int frames, int height, int width, int channels)
     return put(f, b, sizeof b);
 }
 
+/* The four dimensions of a clip.u8 header, each from 1 to INT_MAX, and
+ * their product (the pixel bytes) without overflowing; 0 when not. */
+static uint64_t clip_bytes(const uint8_t *b, uint32_t dims[4])
+{
+    uint64_t need = 1;
+    for (int i = 0; i < 4; i++) {
+        dims[i] = get_u32(b + 16 + 4 * i);
+        if (!dims[i] || dims[i] > INT32_MAX || need > (UINT64_C(1) << 48) / dims[i])
+            return 0;
+        need *= dims[i];
+    }
+    return need;
+}
+
 int clip_read(const char *path, int *frames, int *height, int *width, int *channels, uint8_t **data, char *err,
               size_t errlen)
 {
@@ -265,25 +289,36 @@ int clip_read(const char *path, int *frames, int *height, int *width, int *chann
     int rc = read_all(path, &b, &n, err, errlen);
     if (rc)
         return rc;
+    size_t off;
+    rc = clip_parse(b, n, path, frames, height, width, channels, &off, err, errlen);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    memmove(b, b + off, n - off);
+    *data = b;
+    return 0;
+}
+
+int clip_parse(const uint8_t *b, size_t n, const char *path, int *frames, int *height, int *width, int *channels,
+               size_t *pixels_at, char *err, size_t errlen)
+{
     if (n < CLIP_HEADER_SIZE || memcmp(b, CLIP_MAGIC, 8) || get_u32(b + 8) != CLIP_VERSION) {
         snprintf(err, errlen, "%s: not a dfew clip tensor (version %d)", path, CLIP_VERSION);
-        free(b);
         return -EINVAL;
     }
-    uint64_t t = get_u32(b + 16), h = get_u32(b + 20), w = get_u32(b + 24), c = get_u32(b + 28);
-    uint64_t need = t * h * w * c;
+    uint32_t d[4];
+    uint64_t need = clip_bytes(b, d);
     if (get_u32(b + 12) != CLIP_HEADER_SIZE || n - CLIP_HEADER_SIZE != need || !need) {
-        snprintf(err, errlen, "%s: truncated or damaged (%zu bytes for %llux%llux%llux%llu)", path, n,
-                 (unsigned long long)t, (unsigned long long)h, (unsigned long long)w, (unsigned long long)c);
-        free(b);
+        snprintf(err, errlen, "%s: truncated or damaged (%zu bytes for %ux%ux%ux%u)", path, n, get_u32(b + 16),
+                 get_u32(b + 20), get_u32(b + 24), get_u32(b + 28));
         return -EINVAL;
     }
-    memmove(b, b + CLIP_HEADER_SIZE, need);
-    *frames = (int)t;
-    *height = (int)h;
-    *width = (int)w;
-    *channels = (int)c;
-    *data = b;
+    *frames = (int)d[0];
+    *height = (int)d[1];
+    *width = (int)d[2];
+    *channels = (int)d[3];
+    *pixels_at = CLIP_HEADER_SIZE;
     return 0;
 }
 
@@ -303,12 +338,10 @@ static int clip_header(FILE *f, const char *path, uint32_t dims[4], char *err, s
                  CLIP_VERSION);
         return -EINVAL;
     }
-    uint64_t need = 1;
-    for (int i = 0; i < 4; i++)
-        need *= (dims[i] = get_u32(b + 16 + 4 * i));
+    uint64_t need = clip_bytes(b, dims);
     if (!need || (uint64_t)st.st_size != CLIP_HEADER_SIZE + need) {
         snprintf(err, errlen, "%s: truncated or damaged (%lld bytes for %ux%ux%ux%u)", path, (long long)st.st_size,
-                 dims[0], dims[1], dims[2], dims[3]);
+                 get_u32(b + 16), get_u32(b + 20), get_u32(b + 24), get_u32(b + 28));
         return -EINVAL;
     }
     return 0;

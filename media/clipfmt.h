@@ -95,11 +95,20 @@ int faces_read(const char *path, struct faces_header *h, struct face_record **re
 int faces_read_all(const char *path, struct faces_header *h, struct face_record **recs, struct face_other **others,
                    char *err, size_t errlen);
 
+/* The same for a file already in memory (path: for messages). */
+int faces_parse(const uint8_t *b, size_t n, const char *path, struct faces_header *h, struct face_record **recs,
+                struct face_other **others, char *err, size_t errlen);
+
 int clip_write_header(FILE *f, int frames, int height, int width, int channels);
 /* Reads a whole clip.u8 (*data: frames*height*width*channels bytes, caller frees). */
 int clip_read(const char *path, int *frames, int *height, int *width, int *channels, uint8_t **data, char *err,
               size_t errlen);
 
+/* Checks a clip.u8 in memory: its dimensions (each 1..INT_MAX, at most
+ * 2^48 bytes of pixels) and that the size matches; the pixels start at
+ * b + *pixels_at. */
+int clip_parse(const uint8_t *b, size_t n, const char *path, int *frames, int *height, int *width, int *channels,
+               size_t *pixels_at, char *err, size_t errlen);
 /* Reads and checks only the header of a clip.u8 (and that the file size
  * matches it): for checking many clips without reading their pixels. */
 int clip_read_header(const char *path, int *frames, int *height, int *width, int *channels, char *err,

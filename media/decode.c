@@ -11,8 +11,10 @@
 #include <libavcodec/avcodec.h>
 #include <libavformat/avformat.h>
 #include <libavutil/imgutils.h>
+#include <libavutil/pixdesc.h>
 #include <libswscale/swscale.h>
 
+#include "align.h"
 #include "media.h"
 
 /* Frames closer than this to a range boundary count as on it (timestamps
@@ -32,6 +34,12 @@ struct frame_converter {
     int conv_w, conv_h, conv_fmt, conv_cs, conv_range, conv_want;
     struct plane rgb, gray;
     int rotation;
+    /* faces warped straight from the YUV planes (frame_converter_warp) */
+    struct SwsContext *sws_face;
+    int face_size, face_cs, face_range;
+    uint8_t *face_yuv; /* 3 planes of face_size^2 */
+    const AVFrame *rgb_of; /* the picture rgb holds (fallback path) */
+    int64_t rgb_pts;
 };
 
 struct decoder {
@@ -280,6 +288,8 @@ void frame_converter_free(struct frame_converter *c)
         return;
     sws_freeContext(c->sws_rgb);
     sws_freeContext(c->sws_gray);
+    sws_freeContext(c->sws_face);
+    free(c->face_yuv);
     plane_free(&c->rgb);
     plane_free(&c->gray);
     free(c);
@@ -387,6 +397,115 @@ int frame_converter_run(struct frame_converter *c, const AVFrame *av, int flags,
     if (rc)
         return rc;
     fill_pixels(c, av->width, av->height, want, f);
+    return 0;
+}
+
+/* Bilinear sample of a w x h plane at (x, y); outside it, `black`. */
+static inline double sample_plane(const uint8_t *src, int stride, int w, int h, double x, double y, uint8_t black)
+{
+    double fx = floor(x), fy = floor(y);
+    int x0 = (int)fx, y0 = (int)fy;
+    double ax = x - fx, ay = y - fy;
+    if (x0 >= 0 && y0 >= 0 && x0 + 1 < w && y0 + 1 < h) {
+        const uint8_t *p = src + (size_t)y0 * stride + x0;
+        return (1 - ay) * ((1 - ax) * p[0] + ax * p[1]) + ay * ((1 - ax) * p[stride] + ax * p[stride + 1]);
+    }
+    double acc = 0;
+    for (int k = 0; k < 4; k++) {
+        int xx = x0 + (k & 1), yy = y0 + (k >> 1);
+        double wgt = ((k & 1) ? ax : 1 - ax) * ((k >> 1) ? ay : 1 - ay);
+        if (wgt != 0)
+            acc += wgt * (xx < 0 || yy < 0 || xx >= w || yy >= h ? black : src[(size_t)yy * stride + xx]);
+    }
+    return acc;
+}
+
+static inline uint8_t to_u8(double v)
+{
+    double q = floor(v + 0.5);
+    return (uint8_t)(q < 0 ? 0 : q > 255 ? 255 : q);
+}
+
+int frame_converter_warp(struct frame_converter *c, const AVFrame *av, const double m[6], int size, uint8_t *rgb,
+                         char *err, size_t errlen)
+{
+    double det = m[0] * m[4] - m[1] * m[3];
+    if (!(fabs(det) > 1e-12) || size <= 0)
+        return -EINVAL;
+    const AVPixFmtDescriptor *desc = av_pix_fmt_desc_get(av->format);
+    int planar_yuv = desc && !(desc->flags & (AV_PIX_FMT_FLAG_RGB | AV_PIX_FMT_FLAG_PAL | AV_PIX_FMT_FLAG_BE)) &&
+                     (desc->flags & AV_PIX_FMT_FLAG_PLANAR) && desc->nb_components == 3 &&
+                     desc->comp[0].depth == 8 && desc->comp[1].plane == 1 && desc->comp[2].plane == 2 &&
+                     desc->log2_chroma_w <= 1 && desc->log2_chroma_h <= 1;
+    if (!planar_yuv || c->rotation) {
+        /* other pictures: the whole picture in RGB (once per picture), then the warp */
+        struct decoded_frame f;
+        if (c->rgb_of != av || c->rgb_pts != av->pts) {
+            int rc = convert(c, av, CONVERT_RGB, err, errlen);
+            if (rc)
+                return rc;
+            c->rgb_of = av;
+            c->rgb_pts = av->pts;
+        }
+        fill_pixels(c, av->width, av->height, CONVERT_RGB, &f);
+        return align_warp(f.rgb, f.width, f.height, f.rgb_stride, m, rgb, size);
+    }
+    /* the face straight from the Y, U and V planes, then only its pixels to RGB */
+    const double inv[6] = {m[4] / det, -m[1] / det, (m[1] * m[5] - m[4] * m[2]) / det,
+                           -m[3] / det, m[0] / det, (m[3] * m[2] - m[0] * m[5]) / det};
+    int full = av->color_range == AVCOL_RANGE_JPEG || av->format == AV_PIX_FMT_YUVJ420P ||
+               av->format == AV_PIX_FMT_YUVJ422P || av->format == AV_PIX_FMT_YUVJ444P;
+    size_t n = (size_t)size * size;
+    if (c->face_size != size) {
+        free(c->face_yuv);
+        c->face_yuv = malloc(3 * n);
+        c->face_size = c->face_yuv ? size : 0;
+        if (!c->face_yuv)
+            return -ENOMEM;
+    }
+    int cw = desc->log2_chroma_w, ch = desc->log2_chroma_h;
+    /* chroma siting: where chroma sample (i, j) sits on the luma grid,
+     * (2i + hoff, 2j + voff); H.264/MPEG-2's (left, centre) unless the
+     * stream says otherwise */
+    enum AVChromaLocation loc = av->chroma_location;
+    double hoff = loc == AVCHROMA_LOC_CENTER || loc == AVCHROMA_LOC_TOP || loc == AVCHROMA_LOC_BOTTOM ? 0.5 : 0;
+    double voff = loc == AVCHROMA_LOC_TOPLEFT || loc == AVCHROMA_LOC_TOP      ? 0
+                  : loc == AVCHROMA_LOC_BOTTOMLEFT || loc == AVCHROMA_LOC_BOTTOM ? 1
+                                                                                 : 0.5;
+    int cwid = AV_CEIL_RSHIFT(av->width, cw), chei = AV_CEIL_RSHIFT(av->height, ch);
+    const double csx = 1.0 / (1 << cw), csy = 1.0 / (1 << ch), cox = cw ? -hoff / 2 : 0, coy = ch ? -voff / 2 : 0;
+    const uint8_t yblack = full ? 0 : 16;
+    uint8_t *py = c->face_yuv, *pu = py + n, *pv = pu + n;
+    for (int v = 0; v < size; v++)
+        for (int u = 0; u < size; u++) {
+            double X = inv[0] * u + inv[1] * v + inv[2], Y = inv[3] * u + inv[4] * v + inv[5];
+            size_t o = (size_t)v * size + u;
+            py[o] = to_u8(sample_plane(av->data[0], av->linesize[0], av->width, av->height, X, Y, yblack));
+            double cx = X * csx + cox, cy = Y * csy + coy;
+            pu[o] = to_u8(sample_plane(av->data[1], av->linesize[1], cwid, chei, cx, cy, 128));
+            pv[o] = to_u8(sample_plane(av->data[2], av->linesize[2], cwid, chei, cx, cy, 128));
+        }
+    int cs = av->colorspace;
+    if (!c->sws_face || c->face_cs != cs || c->face_range != full) {
+        c->sws_face = sws_getCachedContext(c->sws_face, size, size, full ? AV_PIX_FMT_YUVJ444P : AV_PIX_FMT_YUV444P,
+                                           size, size, AV_PIX_FMT_RGB24, SWS_BICUBIC, NULL, NULL, NULL);
+        if (!c->sws_face) {
+            snprintf(err, errlen, "cannot convert %dx%d faces to RGB", size, size);
+            return -EINVAL;
+        }
+        int *inv_t, *tab, srcr, dstr, bri, con, sat;
+        int src_cs = cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RGB ? SWS_CS_DEFAULT : cs;
+        if (sws_getColorspaceDetails(c->sws_face, &inv_t, &srcr, &tab, &dstr, &bri, &con, &sat) >= 0)
+            sws_setColorspaceDetails(c->sws_face, sws_getCoefficients(src_cs), full || srcr, tab, dstr, bri, con,
+                                     sat);
+        c->face_cs = cs;
+        c->face_range = full;
+    }
+    const uint8_t *src[4] = {c->face_yuv, c->face_yuv + n, c->face_yuv + 2 * n, NULL};
+    int src_stride[4] = {size, size, size, 0};
+    uint8_t *dst[4] = {rgb, NULL, NULL, NULL};
+    int dst_stride[4] = {3 * size, 0, 0, 0};
+    sws_scale(c->sws_face, src, src_stride, 0, size, dst, dst_stride);
     return 0;
 }
 

@@ -87,6 +87,15 @@ int frame_converter_new(int rotation, struct frame_converter **out);
 void frame_converter_free(struct frame_converter *c);
 int frame_converter_run(struct frame_converter *c, const struct AVFrame *av, int flags, struct decoded_frame *f,
                         char *err, size_t errlen);
+/* A face of the picture av warped into a size x size RGB24 square (rgb,
+ * tightly packed): rgb = av sampled bilinearly at m^-1 of every output
+ * pixel, as align_warp does on the RGB picture, but for 8-bit planar YUV
+ * pictures without rotation straight from the Y, U and V planes and only the
+ * square converted to RGB (swscale, the picture's matrix and range): the
+ * whole picture is never converted. Other pictures are converted whole (once
+ * per picture) and warped. 0 or a negative errno with err. */
+int frame_converter_warp(struct frame_converter *c, const struct AVFrame *av, const double m[6], int size,
+                         uint8_t *rgb, char *err, size_t errlen);
 /* Upright picture size, rotation (degrees clockwise) and nominal frame rate. */
 void decoder_geometry(const struct decoder *d, int *width, int *height, int *rotation, double *fps);
 

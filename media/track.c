@@ -394,7 +394,11 @@ static double affinity(const struct track *tr, const struct dlibc_box *p, const 
     double a = o + 0.5 * (1 - fmin(1, dist));
     if (tr->has_desc && c->has_desc) {
         double n = ncc(tr->desc, c->desc);
-        if (tr->seen >= NCC_HISTORY && n < MIN_NCC)
+        /* appearance vetoes only what the boxes leave open: a face that
+         * overlaps the track's box by half is the same face even when it
+         * turned or the light changed (the patch of a face in profile
+         * correlates 0.3 with its frontal view) */
+        if (tr->seen >= NCC_HISTORY && n < MIN_NCC && o < 0.5)
             return -1;
         a += n;
     }

@@ -56,7 +56,7 @@ cat <<EOF2
 
 == where things are
 database:  $home/dfew.db     e.g.  sqlite3 $home/dfew.db 'SELECT * FROM clip_status'
-outputs:   $home/outputs/clips/<clip id>/   (01.png..16.png aligned frames after TIM, aligned/ every
+outputs:   $home/outputs/clips/<clip id>/   (01.png..16.png aligned frames after TIM, aligned.u8 every
            aligned face frame, faces.bin boxes + 68 landmarks, clip.u8 the tensor for training;
            docs/formats.md)
 sheets:    $home/sheet-movie-1.png (shots and chosen clips)${first_clip:+, $home/sheet-clip-$first_clip.png (frames, landmarks, aligned faces)}

@@ -20,6 +20,8 @@ PKGS=(
   python3-statsmodels
   # an independent .xlsx writer for the annotation.xlsx import test
   python3-openpyxl
+  # libFuzzer harnesses (tests/fuzz/run.sh): clang with its fuzzer runtime
+  clang libclang-rt-14-dev
 )
 
 missing=()

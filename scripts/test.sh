@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The README's second command, and what CI runs: installs what is missing,
 # builds, runs the whole test suite, then builds again with AddressSanitizer
-# and UndefinedBehaviorSanitizer and runs the suite once more.
+# and UndefinedBehaviorSanitizer and runs the suite once more, then runs the
+# fuzz harnesses (tests/fuzz/run.sh) for a short time each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,5 +20,9 @@ if [ "${DFEW_SKIP_SANITIZERS:-0}" != 1 ]; then
   fi
   meson compile -C build-asan
   meson test -C build-asan --print-errorlogs --timeout-multiplier 3
+  # libFuzzer harnesses of every parser of outside input, 20 s each under
+  # ASan and UBSan (clang; skipped with a message when its fuzzer runtime
+  # is missing). A longer run by hand: tests/fuzz/run.sh --seconds 600
+  tests/fuzz/run.sh --seconds "${DFEW_FUZZ_SECONDS:-20}"
 fi
 echo "test.sh: all tests passed"

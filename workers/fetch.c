@@ -2,7 +2,11 @@
  * http and https only (redirects too, at most 5), with connect, total and
  * stall timeouts and a size limit, computing the SHA-256 while the bytes
  * arrive. The file is written under a temporary name and renamed when
- * complete; a retry resumes a partial file with a Range request. The daemon
+ * complete; a retry resumes a partial file with a Range request and an
+ * If-Range header naming the first response's ETag (or Last-Modified), so
+ * that a file that changed on the server is downloaded again from the start
+ * and never spliced; without either validator it starts over. The last
+ * attempt says why it failed and removes what it downloaded. The daemon
  * then records the movie and queues its probe. It does not parse the video. */
 #include <ctype.h>
 #include <errno.h>
@@ -33,12 +37,85 @@ struct download {
     int write_failed;
     CURL *curl;
     uint64_t last_progress_ms;
+    /* validators: the last response's (header callback), and the stored one
+     * of the first response ("etag ..." or "date ..."; "" when none) */
+    char etag[256], last_modified[128];
+    long status;
+    char stored[300];
+    char *validator_path;
+    int seen_data;  /* on_data ran for this transfer */
+    int changed;    /* a resumed response is of another version of the file */
 };
+
+/* Header lines of every response (redirects too): the status line starts a
+ * new response, whose ETag and Last-Modified are kept. */
+static size_t on_header(char *data, size_t size, size_t n, void *ud)
+{
+    struct download *d = ud;
+    size_t len = size * n;
+    char line[512];
+    size_t k = len < sizeof line - 1 ? len : sizeof line - 1;
+    memcpy(line, data, k);
+    line[k] = '\0';
+    line[strcspn(line, "\r\n")] = '\0';
+    if (!strncasecmp(line, "HTTP/", 5)) {
+        d->etag[0] = d->last_modified[0] = '\0';
+        const char *sp = strchr(line, ' ');
+        d->status = sp ? strtol(sp + 1, NULL, 10) : 0;
+    } else if (!strncasecmp(line, "ETag:", 5)) {
+        snprintf(d->etag, sizeof d->etag, "%s", str_trim(line + 5));
+    } else if (!strncasecmp(line, "Last-Modified:", 14)) {
+        snprintf(d->last_modified, sizeof d->last_modified, "%s", str_trim(line + 14));
+    }
+    return len;
+}
+
+/* The validator of the response now arriving, as stored: a strong ETag
+ * (a weak one cannot be used in If-Range), else Last-Modified; "" when none. */
+static void response_validator(const struct download *d, char *out, size_t len)
+{
+    if (d->etag[0] && strncmp(d->etag, "W/", 2))
+        snprintf(out, len, "etag %s", d->etag);
+    else if (d->last_modified[0])
+        snprintf(out, len, "date %s", d->last_modified);
+    else
+        out[0] = '\0';
+}
+
+/* First bytes of a transfer: a fresh one stores its validator before any
+ * byte lands in the partial file; a resumed one must be the same version. */
+static int first_data(struct download *d)
+{
+    d->seen_data = 1;
+    char now[300];
+    response_validator(d, now, sizeof now);
+    if (d->resume_from > 0) {
+        /* Only a server that ignores If-Range sends a 206 of a changed
+         * file; its validator then differs from the first response's. */
+        if (now[0] && strcmp(now, d->stored)) {
+            d->changed = 1;
+            return -1;
+        }
+        return 0;
+    }
+    snprintf(d->stored, sizeof d->stored, "%s", now);
+    if (now[0]) {
+        if (write_file_atomic(d->validator_path, now, strlen(now)) != 0) {
+            d->write_failed = errno ? errno : EIO;
+            return -1;
+        }
+    } else {
+        unlink(d->validator_path);
+    }
+    return 0;
+}
 
 static size_t on_data(char *data, size_t size, size_t n, void *ud)
 {
     struct download *d = ud;
     size_t len = size * n;
+    if (!d->seen_data && first_data(d) != 0)
+        return 0;
     if (d->resume_from + d->written + (int64_t)len > d->max_bytes) {
         d->too_large = 1;
         return 0;
@@ -63,7 +140,23 @@ static int start_over(struct download *d)
     d->resume_from = 0;
     d->written = 0;
     d->restarted = 1;
+    d->seen_data = 0;
+    d->changed = 0;
+    d->stored[0] = '\0';
+    unlink(d->validator_path);
     return 0;
+}
+
+/* What the first response said, for If-Range; "" when nothing was kept. */
+static void read_validator(struct download *d)
+{
+    char *text = NULL;
+    size_t len = 0;
+    d->stored[0] = '\0';
+    if (read_small_file(d->validator_path, sizeof d->stored - 1, &text, &len) == 0 &&
+        (!strncmp(text, "etag ", 5) || !strncmp(text, "date ", 5)) && !strpbrk(text, "\r\n"))
+        snprintf(d->stored, sizeof d->stored, "%s", text);
+    free(text);
 }
 
 static int on_progress(void *ud, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal, curl_off_t ulnow)
@@ -134,28 +227,34 @@ int job_fetch(struct job_ctx *ctx)
         return rc;
     }
     /* The partial file's name depends only on the URL, so a retry finds it. */
-    char url_hash[65];
-    struct sha256_stream *uh = sha256_begin();
-    sha256_update(uh, url, strlen(url));
-    sha256_end(uh, url_hash);
-    url_hash[16] = '\0';
     struct sbuf partial = {0};
-    sbuf_addf(&partial, "%s/.partial-%s", dir, url_hash);
+    char *pp = fetch_partial_path(dir, url);
+    sbuf_add(&partial, pp);
+    free(pp);
+    struct sbuf validator = {0};
+    sbuf_addf(&validator, "%s%s", partial.s, FETCH_VALIDATOR_SUFFIX);
 
-    struct download d = {.ctx = ctx, .max_bytes = max_bytes};
-    d.f = fopen(partial.s, "a+b"); /* read back to hash what an earlier attempt got */
+    struct download d = {.ctx = ctx, .max_bytes = max_bytes, .validator_path = validator.s};
+    int pfd = open(partial.s, O_RDWR | O_CREAT | O_APPEND | O_NOFOLLOW | O_CLOEXEC, 0600);
+    d.f = pfd >= 0 ? fdopen(pfd, "a+b") : NULL; /* read back to hash what an earlier attempt got */
     if (!d.f) {
-        snprintf(ctx->error, sizeof ctx->error, "cannot write %s: %s", partial.s, strerror(errno));
+        int e = errno;
+        if (pfd >= 0)
+            close(pfd);
+        snprintf(ctx->error, sizeof ctx->error, "cannot write %s: %s", partial.s, strerror(e));
         ctx->retryable = 1;
         sbuf_free(&partial);
-        return -errno;
+        sbuf_free(&validator);
+        return -e;
     }
     struct stat st;
     fstat(fileno(d.f), &st);
     d.resume_from = st.st_size;
     d.sha = sha256_begin();
-    if (d.resume_from > 0 && sha256_update_from_fd(d.sha, fileno(d.f), (uint64_t)d.resume_from) != 0)
-        start_over(&d); /* unreadable partial file */
+    if (d.resume_from > 0)
+        read_validator(&d);
+    if (d.resume_from > 0 && (!d.stored[0] || sha256_update_from_fd(d.sha, fileno(d.f), (uint64_t)d.resume_from) != 0))
+        start_over(&d); /* nothing to check the server's file against, or an unreadable partial file */
 
     char curl_err[CURL_ERROR_SIZE] = "";
     CURL *c = d.curl = curl_easy_init();
@@ -178,14 +277,31 @@ int job_fetch(struct job_ctx *ctx)
     curl_easy_setopt(c, CURLOPT_USERAGENT, "dfew-fetch/" DFEW_VERSION);
     curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, &d);
+
     CURLcode cc;
     for (int tries = 0;; tries++) {
+        struct curl_slist *hdrs = NULL;
+        if (d.resume_from > 0) {
+            /* The rest of the same version, or (a 200) the whole new one. */
+            char h[340];
+            snprintf(h, sizeof h, "If-Range: %s", d.stored + 5);
+            hdrs = curl_slist_append(NULL, h);
+        }
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
         curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)(max_bytes - d.resume_from));
         curl_easy_setopt(c, CURLOPT_RESUME_FROM_LARGE, (curl_off_t)d.resume_from);
+        d.seen_data = 0;
         cc = curl_easy_perform(c);
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
+        curl_slist_free_all(hdrs);
         /* A server that cannot resume (it answers a Range request with the
-         * whole file) gets one more request, from the start. */
-        if (cc != CURLE_RANGE_ERROR || d.resume_from == 0 || tries > 0 || start_over(&d) != 0)
+         * whole file: the file changed, or it ignores ranges), or a resumed
+         * answer of another version, gets one more request, from the start. */
+        int again = cc == CURLE_RANGE_ERROR || (cc == CURLE_WRITE_ERROR && d.changed) ||
+                    (cc == CURLE_OK && d.resume_from > 0 && d.status != 206); /* a 200 as long as our part */
+        if (!again || d.resume_from == 0 || tries > 0 || start_over(&d) != 0)
             break;
         curl_err[0] = '\0';
     }
@@ -247,6 +363,11 @@ int job_fetch(struct job_ctx *ctx)
             snprintf(ctx->error, sizeof ctx->error, "%s: %s; check the URL (or this machine's DNS)", url, detail);
             keep_partial = 0;
             rc = -EHOSTUNREACH;
+        } else if (cc == CURLE_WRITE_ERROR && d.changed) {
+            snprintf(ctx->error, sizeof ctx->error, "%s: the file changed on the server while it was downloaded "
+                     "(another ETag or Last-Modified); starting over", url);
+            ctx->retryable = 1;
+            keep_partial = 0;
         } else if (cc == CURLE_WRITE_ERROR && d.write_failed) {
             snprintf(ctx->error, sizeof ctx->error, "%s: cannot write %s: %s", url, partial.s,
                      strerror(d.write_failed));
@@ -258,9 +379,25 @@ int job_fetch(struct job_ctx *ctx)
                      (long long)total);
             ctx->retryable = 1;
         }
-        if (!keep_partial)
+        if (ctx->retryable && ctx->max_attempts > 0 && ctx->attempt >= ctx->max_attempts) {
+            /* The last attempt: say why it ends, and keep nothing. */
+            char *tail;
+            if ((tail = strstr(ctx->error, "; will resume")) || (tail = strstr(ctx->error, " (a server error; retrying)")) ||
+                (tail = strstr(ctx->error, "; starting over")))
+                *tail = '\0';
+            size_t n = strlen(ctx->error);
+            snprintf(ctx->error + n, sizeof ctx->error - n,
+                     "; gave up after %d attempts ([queue] max_attempts), the partial download was removed: "
+                     "'dfewctl retry %lld' starts it again",
+                     ctx->attempt, (long long)ctx->id);
+            keep_partial = 0;
+        }
+        if (!keep_partial) {
             unlink(partial.s);
+            unlink(validator.s);
+        }
         sbuf_free(&partial);
+        sbuf_free(&validator);
         sbuf_free(&final_url);
         sbuf_free(&content_type);
         return rc;
@@ -270,6 +407,7 @@ int job_fetch(struct job_ctx *ctx)
     url_basename(final_url.s, base, sizeof base);
     struct sbuf dest = {0};
     sbuf_addf(&dest, "%s/%.16s-%s", dir, sha, base);
+    unlink(validator.s);
     if (rename(partial.s, dest.s) != 0) {
         snprintf(ctx->error, sizeof ctx->error, "cannot rename %s to %s: %s", partial.s, dest.s, strerror(errno));
         ctx->retryable = 1;
@@ -286,6 +424,7 @@ int job_fetch(struct job_ctx *ctx)
     }
     sbuf_free(&dest);
     sbuf_free(&partial);
+    sbuf_free(&validator);
     sbuf_free(&final_url);
     sbuf_free(&content_type);
     return rc;

@@ -116,6 +116,8 @@ static int run_job(const struct proto_msg *m)
         return 0;
     }
     kv_get_i64(&m->kv, "attempt", &attempt);
+    int64_t max_attempts = 0;
+    kv_get_i64(&m->kv, "max_attempts", &max_attempts);
     int64_t threads = 1, gen = -1;
     kv_get_i64(&m->kv, "threads", &threads);
     if (kv_get_i64(&m->kv, "threads_gen", &gen) || gen < 0) /* a dfewd that does not share: one thread */
@@ -124,6 +126,7 @@ static int run_job(const struct proto_msg *m)
         share_set((unsigned)gen << 8 | (unsigned)(threads < 1 ? 1 : threads > 255 ? 255 : threads));
     ctx.kind = kind;
     ctx.attempt = (int)attempt;
+    ctx.max_attempts = (int)max_attempts;
     ctx.args = &m->kv;
     ctx.retryable = 1;
     job_handler fn = NULL;

@@ -354,21 +354,20 @@ static int on_frame(void *ud, const struct track_frame *f)
         s->threads_min = share;
     s->width = f->width;
     s->height = f->height;
-    struct decoded_frame rgb = {0};
-    if (f->nfaces > 0) {
-        double t0 = mono_s();
-        rc = frame_converter_run(s->conv, f->av, 0, &rgb, s->err, sizeof s->err);
-        s->tm->align += mono_s() - t0;
-        if (rc)
-            return rc;
-    }
     for (int i = 0; i < f->nfaces; i++) {
         const struct track_face *tf = &f->faces[i];
         double t0 = mono_s();
         double five[10], m[6];
         align_five_points(tf->pts, five);
-        int ok = align_similarity(five, a->tpl, 5, m) == 0 &&
-                 align_warp(rgb.rgb, rgb.width, rgb.height, rgb.rgb_stride, m, s->crop, a->size) == 0;
+        /* the face warped from the decoded picture's planes: the picture is
+         * never converted to RGB whole */
+        int ok = align_similarity(five, a->tpl, 5, m) == 0;
+        if (ok) {
+            rc = frame_converter_warp(s->conv, f->av, m, a->size, s->crop, s->err, sizeof s->err);
+            if (rc == -ENOMEM || (rc && rc != -EINVAL))
+                return rc;
+            ok = rc == 0;
+        }
         double t1 = mono_s();
         s->tm->align += t1 - t0;
         if ((rc = grow_array((void **)&s->refs, &s->caprefs, s->nrefs + 1, sizeof *s->refs)) != 0)

@@ -13,6 +13,7 @@ struct job_ctx {
     int64_t id;
     const char *kind;
     int attempt;
+    int max_attempts;      /* 0: not known (an older dfewd) */
     const struct kv *args; /* from the job's JSON arguments */
     struct kv result;      /* fields of the "done" message */
     char error[2048];      /* for a failure: what is wrong and what to do */

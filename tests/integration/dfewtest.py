@@ -27,6 +27,14 @@ DEBIAN_DOG = '/usr/share/forensics-samples/original-files/movie1/VID_20191220_17
 SLOW = 4 if os.environ.get('DFEW_SANITIZE') else 1
 
 
+def _die_with_test():
+    """In the child before exec: dfewd gets SIGTERM when the test process
+    dies (killed by a timeout, interrupted), so no daemon outlives its test."""
+    import ctypes
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def video(name):
     """Path of a shared test video; skips the test (visibly) when absent."""
     p = os.path.join(TESTDATA, 'videos', name)
@@ -95,7 +103,7 @@ class Home:
         # O_APPEND, and read back by path: never share a file offset with the daemon
         with open(path, 'ab') as log:
             self.proc = subprocess.Popen(args + list(extra), stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=new_session)
+                                         start_new_session=new_session, preexec_fn=_die_with_test)
         if wait_ready:
             self.wait_for(lambda: self.ping() and self.ready_workers() >= 1, 20, 'dfewd to start')
         return self.proc
@@ -201,6 +209,24 @@ class HomeTest(unittest.TestCase):
             # A test that left the daemon running: stop it cleanly to catch leaks.
             self.home.stop()
         self.home.cleanup()
+
+
+def prep_clip_list(test, movie, clips, config='', timeout=300):
+    """Preps one movie with a clip list ("start,end" lines) in a fresh home
+    (2 workers, [prep] min_face_ratio = 0 so every clip keeps its faces.bin,
+    then config); returns the home (stopped, removed after the test) and the
+    clips' clip_status + clip_prep rows by start time."""
+    home = Home(config='[prep]\nmin_face_ratio = 0\n' + config, workers=2, prep=True)
+    test.addCleanup(home.cleanup)
+    lst = os.path.join(home.dir, 'clips.csv')
+    with open(lst, 'w') as f:
+        f.write(clips)
+    home.ctl('submit', movie, '--clips', lst)
+    home.start()
+    home.ctl('wait', '--timeout', str(timeout * SLOW), timeout=timeout * SLOW + 60)
+    rows = home.query('SELECT * FROM clip_status JOIN clip_prep USING (clip_id) ORDER BY start_s')
+    home.stop()
+    return home, rows
 
 
 class SharedHomeTest(unittest.TestCase):

@@ -1,7 +1,10 @@
 """Integration: URLs submitted to a real dfewd are fetched with libcurl from a
 local HTTP server started by the test (127.0.0.1): a full download that
-becomes a probed movie, a download resumed with a Range request after the
-connection was cut, a 404, a file over the size limit, a redirect to file://
+becomes a probed movie, a download resumed with a Range request (If-Range
+with the first response's ETag) after the connection was cut, a file that
+changed on the server meanwhile (downloaded again from the start, never
+spliced), a server without validators, downloads that die (the final reason,
+nothing partial left), a 404, a file over the size limit, a redirect to file://
 (refused), a host that does not resolve, and a URL submitted twice."""
 import hashlib
 import http.server
@@ -15,10 +18,12 @@ from dfewtest import HomeTest, main, video
 class Server(http.server.ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, payload):
+    def __init__(self, payload, other=b''):
         super().__init__(('127.0.0.1', 0), Handler)
         self.payload = payload
+        self.other = other   # what a file that changes becomes
         self.requests = []   # (path, Range header)
+        self.if_ranges = []  # (path, If-Range header)
         self.cut_once = set()
         self.lock = threading.Lock()
 
@@ -35,11 +40,13 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *args):
         pass
 
-    def send_body(self, data, status=200, extra=()):
+    def send_body(self, data, status=200, extra=(), etag='"v1"'):
         self.send_response(status)
         self.send_header('Content-Type', 'video/mp4')
         self.send_header('Content-Length', str(len(data)))
         self.send_header('Accept-Ranges', 'bytes')
+        if etag:
+            self.send_header('ETag', etag)
         for k, v in extra:
             self.send_header(k, v)
         self.end_headers()
@@ -48,9 +55,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         srv = self.server
         rng = self.headers.get('Range')
+        if_range = self.headers.get('If-Range')
         with srv.lock:
             srv.requests.append((self.path, rng))
+            srv.if_ranges.append((self.path, if_range))
         data = srv.payload
+        start = int(rng[6:].split('-')[0]) if rng and rng.startswith('bytes=') else 0
         if self.path == '/missing.mp4':
             self.send_error(404, 'Not Found')
         elif self.path == '/huge.mp4':
@@ -77,6 +87,42 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header('Location', '/movie.mp4')
             self.send_header('Content-Length', '0')
             self.end_headers()
+        elif self.path in ('/changed/movie.mp4', '/changed-ignores-if-range/movie.mp4', '/no-validator/movie.mp4'):
+            # cut the first time; then the file on the server is another one
+            first = self.path not in srv.cut_once
+            srv.cut_once.add(self.path)
+            etag = None if self.path.startswith('/no-validator') else '"v1"' if first else '"v2"'
+            if first:
+                self.send_response(200)
+                self.send_header('Content-Length', str(len(data)))
+                if etag:
+                    self.send_header('ETag', etag)
+                self.end_headers()
+                self.wfile.write(data[:len(data) // 3])
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return
+            if self.path.startswith('/changed/'):
+                data = srv.other
+            # as servers do: a Range alone is served from the file as it is now; with
+            # If-Range only when the version matches (else the whole file, 200)
+            if start and (self.path.startswith('/changed-ignores') or not if_range or if_range == etag):
+                self.send_body(data[start:], 206, [('Content-Range', 'bytes %d-%d/%d' % (start, len(data) - 1,
+                                                                                         len(data)))], etag=etag)
+            else:
+                self.send_body(data, etag=etag)
+        elif self.path == '/always-cut/movie.mp4':
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(data)))
+            self.send_header('ETag', '"v1"')
+            self.end_headers()
+            self.wfile.write(data[start:start + 1000])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(2)
+        elif self.path == '/error500':
+            self.send_error(500, 'Internal Server Error')
         elif self.path in ('/movie.mp4', '/cut/movie.mp4', '/cut-norange/movie.mp4'):
             start = 0
             if rng and rng.startswith('bytes='):
@@ -86,6 +132,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 # promise everything, send a third, hang up
                 self.send_response(200)
                 self.send_header('Content-Length', str(len(data)))
+                self.send_header('ETag', '"v1"')
                 self.end_headers()
                 self.wfile.write(data[:len(data) // 3])
                 self.wfile.flush()
@@ -109,7 +156,9 @@ class FetchTest(HomeTest):
         super().setUp()
         with open(video('single_face.mp4'), 'rb') as f:
             self.payload = f.read()
-        self.server = Server(self.payload)
+        with open(video('no_face.mp4'), 'rb') as f:
+            self.other = f.read()
+        self.server = Server(self.payload, self.other)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
         self.home.start()
@@ -152,6 +201,7 @@ class FetchTest(HomeTest):
         ranges = [r for p, r in self.server.requests if p == '/cut/movie.mp4']
         self.assertEqual(ranges[0], None)
         self.assertEqual(ranges[-1], 'bytes=%d-' % (len(self.payload) // 3))
+        self.assertEqual([r for p, r in self.server.if_ranges if p == '/cut/movie.mp4'], [None, '"v1"'])
         self.assertEqual(self.home.trail(job)[:4], ['queued', 'leased', 'failed', 'queued'])
         self.assertIn('will resume', self.home.scalar(
             "SELECT message FROM events WHERE job_id = ? AND to_state = 'failed'", job))
@@ -161,6 +211,43 @@ class FetchTest(HomeTest):
         self.assertEqual(result['sha256'], hashlib.sha256(self.payload).hexdigest())
         with open(result['path'], 'rb') as f:
             self.assertEqual(f.read(), self.payload)
+
+    def test_changed_file_is_downloaded_again_not_spliced(self):
+        import json
+        for path in ('/changed/movie.mp4', '/changed-ignores-if-range/movie.mp4'):
+            job, row = self.fetch(path)
+            self.assertEqual(row['state'], 'done', path)
+            want = self.other if path.startswith('/changed/') else self.payload
+            result = json.loads(row['result'])
+            self.assertEqual(result['sha256'], hashlib.sha256(want).hexdigest(), path)
+            self.assertEqual(result['resumed_from'], 0, path)
+            with open(result['path'], 'rb') as f:
+                self.assertEqual(f.read(), want, path)
+            # the resumed request named the first response's version
+            self.assertIn((path, '"v1"'), self.server.if_ranges)
+        self.assertEqual(self.home.scalar('SELECT count(*) FROM movies'), 2)
+
+    def test_no_validator_no_resume(self):
+        import json
+        job, row = self.fetch('/no-validator/movie.mp4')
+        self.assertEqual(row['state'], 'done')
+        ranges = [r for p, r in self.server.requests if p == '/no-validator/movie.mp4']
+        self.assertEqual(ranges, [None, None], 'nothing to check a resumed part against: from the start')
+        self.assertEqual(json.loads(row['result'])['sha256'], hashlib.sha256(self.payload).hexdigest())
+
+    def test_dead_download_says_why_and_leaves_nothing(self):
+        _, row = self.fetch('/always-cut/movie.mp4', expect_ok=False)
+        self.assertEqual((row['state'], row['attempts']), ('dead', 3))
+        self.assertNotIn('will resume', row['error'])
+        self.assertIn('gave up after 3 attempts', row['error'])
+        self.assertIn("'dfewctl retry", row['error'])
+        self.home.ctl('cancel', row['id'], check=False)
+        _, row = self.fetch('/error500', expect_ok=False)
+        self.assertEqual(row['state'], 'dead')
+        self.assertIn('HTTP 500', row['error'])
+        self.assertNotIn('retrying', row['error'])
+        d = os.path.join(self.home.dir, 'downloads')
+        self.assertEqual(os.listdir(d) if os.path.isdir(d) else [], [])
 
     def test_server_that_ignores_range_restarts_cleanly(self):
         job, row = self.fetch('/cut-norange/movie.mp4')

@@ -15,7 +15,7 @@ import os
 import subprocess
 import unittest
 
-from dfewtest import SLOW, Home, main, video
+from dfewtest import Home, main, prep_clip_list, video
 from test_prep import read_faces
 
 
@@ -30,16 +30,7 @@ def eye_distance(p):
 class FastAgainstEveryFrame(unittest.TestCase):
 
     def prep(self, movie, clips, detect):
-        home = Home(config='[prep]\nmin_face_ratio = 0\ndetect = %s\n' % detect, workers=2, prep=True)
-        self.addCleanup(home.cleanup)
-        lst = os.path.join(home.dir, 'clips.csv')
-        with open(lst, 'w') as f:
-            f.write(clips)
-        home.ctl('submit', movie, '--clips', lst)
-        home.start()
-        home.ctl('wait', '--timeout', str(600 * SLOW))
-        c = home.query('SELECT * FROM clip_status JOIN clip_prep USING (clip_id)')[0]
-        home.stop()
+        c = prep_clip_list(self, movie, clips, 'detect = %s\n' % detect, timeout=600)[1][0]
         self.assertEqual(c['detect_mode'], detect)
         return c, read_faces(os.path.join(c['output_dir'], 'faces.bin'))[1]
 

@@ -333,6 +333,11 @@ class ClipListTest(unittest.TestCase):
                  ('start,end\n0,1\nsoon,2\n', ":3: expected 'start,end'"),
                  ('0,1\n-1,2\n', ":2: expected 'start,end'"),
                  ('0:61,1:10\n', ":1: expected 'start,end'"),
+                 ('0x1,2\n', ":1: expected 'start,end'"),          # hex
+                 ('1e-320,1\n', ":1: expected 'start,end'"),       # an exponent
+                 ('0,1\n2,inf\n', ":2: expected 'start,end'"),
+                 ('abc,def\n', ":1: expected 'start,end'"),        # not a header: it names no columns
+                 ('start,end\n# ' + 'x' * 2000 + '\n0,1\n', ':2: a line longer than 1024 bytes'),
                  ('# only a comment\n', 'no clips in the list')]
         for text, msg in cases:
             r = self.home.ctl('submit', sf, '--clips', self.write('bad.csv', text), check=False)

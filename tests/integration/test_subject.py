@@ -26,7 +26,7 @@ import os
 import subprocess
 import unittest
 
-from dfewtest import SLOW, Home, main, video
+from dfewtest import SLOW, Home, main, prep_clip_list, video
 from test_prep import read_faces
 
 FPS = 25
@@ -75,17 +75,7 @@ class SubjectTest(unittest.TestCase):
 
     def run_clip(self, movie, clips, config=''):
         """One movie with a clip list in a fresh home; returns (home, clip rows)."""
-        home = Home(config='[prep]\nmin_face_ratio = 0\n' + config, workers=2, prep=True)
-        self.addCleanup(home.cleanup)
-        lst = os.path.join(home.dir, 'clips.csv')
-        with open(lst, 'w') as f:
-            f.write(clips)
-        home.ctl('submit', movie, '--clips', lst)
-        home.start()
-        home.ctl('wait', '--timeout', str(300 * SLOW))
-        rows = home.query('SELECT * FROM clip_status JOIN clip_prep USING (clip_id) ORDER BY start_s')
-        home.stop()
-        return home, rows
+        return prep_clip_list(self, movie, clips, config)
 
     def faces(self, clip):
         others = []

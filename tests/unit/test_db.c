@@ -1,8 +1,10 @@
 /* Unit tests for lib/db.c: migrations applied in order and tracked with
  * user_version, an older database migrated with its rows kept, a newer one
- * refused with a clear message, pragmas, and nested transactions. */
+ * refused with a clear message, pragmas, nested transactions, and a full
+ * disk's reason kept through the rollback. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "check.h"
@@ -137,6 +139,39 @@ static void test_nested_transactions(void)
     db_close(db);
 }
 
+/* A full disk (here: the database at its max_page_count): SQLite rolls the
+ * whole transaction back itself, and db_rollback must not hide why (a
+ * ROLLBACK of its own would fail with "no transaction is active", and dfewd
+ * logged that instead of "database or disk is full"). */
+static void test_full_disk_reason_survives_rollback(void)
+{
+    char path[256], err[512], sql[64];
+    snprintf(path, sizeof path, "%s/full.db", dir);
+    struct db *db;
+    CHECK_EQ_INT(db_open(path, -1, 1000, &db, err, sizeof err), 0);
+    CHECK_EQ_INT(db_exec(db, "CREATE TABLE filler (b BLOB)"), 0);
+    snprintf(sql, sizeof sql, "PRAGMA max_page_count = %lld", scalar(db, "PRAGMA page_count"));
+    CHECK_EQ_INT(db_exec(db, sql), 0);
+    for (int nested = 0; nested <= 1; nested++) {
+        CHECK_EQ_INT(db_begin(db), 0);
+        if (nested)
+            CHECK_EQ_INT(db_begin(db), 0);
+        CHECK_EQ_INT(db_exec(db, "INSERT INTO filler VALUES (zeroblob(1000000))"), -ENOSPC);
+        db_rollback(db);
+        if (nested)
+            db_rollback(db);
+        CHECK(strstr(db_errmsg(db), "full") != NULL);
+        CHECK_EQ_INT(db->tx_depth, 0);
+    }
+    /* space again: the connection works as before */
+    CHECK_EQ_INT(db_exec(db, "PRAGMA max_page_count = 1000000"), 0);
+    CHECK_EQ_INT(db_begin(db), 0);
+    CHECK_EQ_INT(db_exec(db, "INSERT INTO filler VALUES (zeroblob(1000000))"), 0);
+    CHECK_EQ_INT(db_commit(db), 0);
+    CHECK_EQ_INT(scalar(db, "SELECT count(*) FROM filler"), 1);
+    db_close(db);
+}
+
 int main(void)
 {
     if (!mkdtemp(dir)) {
@@ -149,6 +184,7 @@ int main(void)
     RUN(test_newer_database_refused);
     RUN(test_not_a_database);
     RUN(test_nested_transactions);
+    RUN(test_full_disk_reason_survives_rollback);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)

@@ -15,6 +15,7 @@
 #include <libavutil/frame.h>
 
 #include "check.h"
+#include "align.h"
 #include "decode.h"
 
 static char videos[1024], tmpdir[256];
@@ -304,6 +305,58 @@ static void test_raw_and_convert(void)
     decoder_close(grey);
 }
 
+/* A face warped from the YUV planes (frame_converter_warp) against the
+ * whole picture converted to RGB and warped (align_warp): the same square to
+ * within the different chroma interpolation; a rotated video goes the whole-
+ * picture way, so it matches exactly. */
+static void test_face_warp(void)
+{
+    const char *paths[2] = {vid("single_face.mp4"), NULL};
+    char rot[512];
+    snprintf(rot, sizeof rot, "%s/rot.mp4", tmpdir); /* made by test_rotation */
+    paths[1] = rot;
+    /* the face of single_face.mp4 (about 180 px at 214,114) onto 112 px */
+    const double m[6] = {0.62, 0.03, -130, -0.03, 0.62, -62};
+    for (int k = 0; k < 2; k++) {
+        char err[512];
+        struct decoder *d;
+        if (decoder_open(paths[k], DECODE_RAW, &d, err, sizeof err)) {
+            CHECK(!"the video opens");
+            continue;
+        }
+        int r;
+        decoder_geometry(d, NULL, NULL, &r, NULL);
+        struct frame_converter *c1, *c2;
+        CHECK(frame_converter_new(r, &c1) == 0 && frame_converter_new(r, &c2) == 0);
+        uint8_t a[112 * 112 * 3], b[112 * 112 * 3];
+        double sum = 0;
+        long most = 0, n = 0;
+        struct decoded_frame f, g;
+        while (n < 10 && decoder_next(d, &f, err, sizeof err) == 1) {
+            CHECK(frame_converter_warp(c1, f.av, m, 112, a, err, sizeof err) == 0);
+            CHECK(frame_converter_run(c2, f.av, 0, &g, err, sizeof err) == 0);
+            CHECK(align_warp(g.rgb, g.width, g.height, g.rgb_stride, m, b, 112) == 0);
+            for (int i = 0; i < 112 * 112 * 3; i++) {
+                long dv = labs((long)a[i] - b[i]);
+                sum += dv;
+                most = dv > most ? dv : most;
+            }
+            n++;
+        }
+        double mean = n ? sum / n / (112 * 112 * 3) : 999;
+        printf("face warp %s: mean difference %.2f, largest %ld (of 255), %ld frames\n", k ? "rotated" : "yuv420p",
+               mean, most, n);
+        CHECK_EQ_INT(n, 10);
+        if (k == 0)
+            CHECK(mean < 3 && most < 64);
+        else
+            CHECK(mean == 0);
+        frame_converter_free(c1);
+        frame_converter_free(c2);
+        decoder_close(d);
+    }
+}
+
 int main(void)
 {
     const char *td = getenv("DFEW_TESTDATA");
@@ -322,6 +375,7 @@ int main(void)
     RUN(test_rotation);
     RUN(test_damaged_truncated_hevc_odd);
     RUN(test_raw_and_convert);
+    RUN(test_face_warp);
     char cmd[512];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
     sh(cmd);
