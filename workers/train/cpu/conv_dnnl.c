@@ -142,7 +142,7 @@ struct entry {
     int bias, layout, block;
     dnnl_primitive_desc_t hint; /* the forward pd the backward pds are created from */
     struct prim fwd, bwd_w, bwd_d;
-    int bwd_w_pad;  /* 1: the weight gradient reads a zero-padded copy of the input */
+    int bwd_w_pad;  /* the weight gradient reads a zero-padded copy of the input: 1 in depth, 2 everywhere */
     int bwd_d_each; /* 1: the input gradient runs a sample at a time (its output is staged) */
     size_t din_sample, dout_sample; /* floats of a sample of dinp and dout (bwd_d_each) */
     size_t fwd_floats, bwd_floats;
@@ -319,13 +319,18 @@ static void shape_dims(const struct conv3d_shape *s, dnnl_dims_t src, dnnl_dims_
 
 /* The weight gradient of a conv whose kernel is deeper than its input (r3d18's
  * layer4: 2 frames, kernel 3, padding 1) has no direct kernel in oneDNN 2.6,
- * whose im2col + gemm one then wants 116 MB of scratchpad per thread. The
- * same gradient from a zero-padded copy of the input with no padding runs on
- * the direct kernel without scratchpad (and no slower). When the primitive
- * chosen needs more scratchpad than the weights' size, this tries that and
- * keeps it if it needs less: replaces e->bwd_w.pd and returns 1; else 0. */
+ * whose im2col + gemm one then wants 116 MB of scratchpad per thread; on
+ * AVX2 none of the 3x3x3 convs' has one, their depth padding being what its
+ * jit kernel refuses. The same gradient from a copy of the input padded with
+ * zero frames (and no depth padding) runs on the direct kernel without
+ * scratchpad, and faster. When the primitive chosen needs more scratchpad
+ * than the weights' size, this tries that (the height and width padding
+ * left to the primitive; else all of it in the copy) and keeps the first
+ * that needs less: replaces e->bwd_w.pd and returns 1 (depth only) or 2
+ * (every dimension padded in the copy); else 0. */
 static int bwd_w_padded(struct conv3d_dnnl *d, struct entry *e, const dnnl_convolution_desc_t *cd,
-                        const_dnnl_primitive_attr_t attr, const dnnl_memory_desc_t *bias_md, const dnnl_memory_desc_t *dst_any, dnnl_format_tag_t act)
+                        const_dnnl_primitive_attr_t attr, const dnnl_memory_desc_t *bias_md,
+                        const dnnl_memory_desc_t *dst_any, dnnl_format_tag_t act)
 {
     const struct conv3d_shape *s = &e->s;
     const dnnl_memory_desc_t *sp = dnnl_primitive_desc_query_md(e->bwd_w.pd, dnnl_query_scratchpad_md, 0);
@@ -334,33 +339,38 @@ static int bwd_w_padded(struct conv3d_dnnl *d, struct entry *e, const dnnl_convo
     const dnnl_dim_t *pr = cd->padding[1];
     if (scratch <= wbytes || pr[0] < 0 || pr[1] < 0 || pr[2] < 0)
         return 0;
-    dnnl_dims_t pd_dims = {s->n, s->c, s->t + s->pt + pr[0], s->h + s->ph + pr[1], s->w + s->pw + pr[2]};
-    dnnl_dims_t zero = {0, 0, 0};
-    dnnl_memory_desc_t src_pad;
-    dnnl_convolution_desc_t fd, bd;
-    dnnl_primitive_desc_t hint = NULL, pd = NULL;
-    int better = 0;
-    if (dnnl_memory_desc_init_by_tag(&src_pad, 5, pd_dims, dnnl_f32, act) == dnnl_success &&
-        dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_pad,
-                                           &cd->diff_weights_desc, bias_md, dst_any, cd->strides, zero, zero) ==
-            dnnl_success &&
-        dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL) == dnnl_success &&
-        dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &src_pad, &cd->diff_weights_desc,
-                                                    bias_md, dst_any, cd->strides, zero, zero) == dnnl_success &&
-        dnnl_primitive_desc_create(&pd, &bd, attr, d->eng, hint) == dnnl_success) {
-        const dnnl_memory_desc_t *sp2 = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
-        better = (sp2 ? dnnl_memory_desc_get_size(sp2) : 0) < scratch;
-    }
-    if (hint)
-        dnnl_primitive_desc_destroy(hint);
-    if (!better) {
+    for (int how = 1; how <= 2; how++) {
+        const int hw = how == 2; /* height and width padded in the copy too */
+        dnnl_dims_t pd_dims = {s->n, s->c, s->t + s->pt + pr[0], s->h + (hw ? s->ph + pr[1] : 0),
+                               s->w + (hw ? s->pw + pr[2] : 0)};
+        dnnl_dims_t pl = {0, hw ? 0 : s->ph, hw ? 0 : s->pw}, prr = {0, hw ? 0 : pr[1], hw ? 0 : pr[2]};
+        dnnl_memory_desc_t src_pad;
+        dnnl_convolution_desc_t fd, bd;
+        dnnl_primitive_desc_t hint = NULL, pd = NULL;
+        int better = 0;
+        if (dnnl_memory_desc_init_by_tag(&src_pad, 5, pd_dims, dnnl_f32, act) == dnnl_success &&
+            dnnl_convolution_forward_desc_init(&fd, dnnl_forward_training, dnnl_convolution_direct, &src_pad,
+                                               &cd->diff_weights_desc, bias_md, dst_any, cd->strides, pl, prr) ==
+                dnnl_success &&
+            dnnl_primitive_desc_create(&hint, &fd, NULL, d->eng, NULL) == dnnl_success &&
+            dnnl_convolution_backward_weights_desc_init(&bd, dnnl_convolution_direct, &src_pad,
+                                                        &cd->diff_weights_desc, bias_md, dst_any, cd->strides, pl,
+                                                        prr) == dnnl_success &&
+            dnnl_primitive_desc_create(&pd, &bd, attr, d->eng, hint) == dnnl_success) {
+            const dnnl_memory_desc_t *sp2 = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+            better = (sp2 ? dnnl_memory_desc_get_size(sp2) : 0) < scratch;
+        }
+        if (hint)
+            dnnl_primitive_desc_destroy(hint);
+        if (better) {
+            dnnl_primitive_desc_destroy(e->bwd_w.pd);
+            e->bwd_w.pd = pd;
+            return how;
+        }
         if (pd)
             dnnl_primitive_desc_destroy(pd);
-        return 0;
     }
-    dnnl_primitive_desc_destroy(e->bwd_w.pd);
-    e->bwd_w.pd = pd;
-    return 1;
+    return 0;
 }
 
 #define TRY(x)                                                                                                         \
@@ -446,7 +456,7 @@ static struct entry *entry_create(struct conv3d_dnnl *d, const struct conv3d_sha
     int padded = e->bwd_w_pad = bwd_w_padded(d, e, &cd, attr, bias ? &bias_md : NULL, &dst_any, prim_src);
     TRY(dnnl_primitive_create(&e->bwd_w.p, e->bwd_w.pd));
     off = 0;
-    dnnl_dims_t pad_at = {0, 0, s->pt, s->ph, s->pw};
+    dnnl_dims_t pad_at = {0, 0, s->pt, padded == 2 ? s->ph : 0, padded == 2 ? s->pw : 0};
     TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_DST, 0, &dst_u, dnnl_query_diff_dst_md, 0, NULL, NULL, &off));
     TRY(add_port(d, &e->bwd_w, DNNL_ARG_SRC, 0, &src_u, dnnl_query_src_md, 0, NULL, padded ? pad_at : NULL, &off));
     TRY(add_port(d, &e->bwd_w, DNNL_ARG_DIFF_WEIGHTS, 1, &wei_u, dnnl_query_diff_weights_md, 0, NULL, NULL, &off));
@@ -573,7 +583,7 @@ int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, i
         return -ENOTSUP;
     }
     snprintf(buf, len, "fwd %s, bwd_w %s%s, bwd_d %s%s", impl_name(&e->fwd), impl_name(&e->bwd_w),
-             e->bwd_w_pad ? " (padded input)" : "", impl_name(&e->bwd_d), e->bwd_d_each ? " (per sample)" : "");
+             e->bwd_w_pad == 1 ? " (padded input: t)" : e->bwd_w_pad ? " (padded input: t,h,w)" : "", impl_name(&e->bwd_d), e->bwd_d_each ? " (per sample)" : "");
     return 0;
 }
 

@@ -34,7 +34,7 @@ int conv3d_dnnl_backward(float *dinp, float *dweight, float *dbias, const float 
                          const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws);
 
 /* The implementations oneDNN chose for s (planned first), e.g. "fwd
- * jit:avx2, bwd_w jit:avx2 (padded input), bwd_d x64:gemm:jit (per
+ * jit:avx2, bwd_w jit:avx2 (padded input: t), bwd_d x64:gemm:jit (per
  * sample)", into buf; 0, or negative when s has no primitives. */
 int conv3d_dnnl_describe(struct conv3d_work *ws, const struct conv3d_shape *s, int bias, char *buf, size_t len);
 
