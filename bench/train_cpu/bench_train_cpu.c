@@ -9,7 +9,8 @@
  * DFEW_TRAIN_CPU_CONV / DFEW_TRAIN_CPU_LAYOUT (workers/train/README.md);
  * it links the backend statically and reads the model's conv counters.
  * Usage: bench_train_cpu [--arch r3d18|c3d] [--batch 4] [--steps 5] [--threads 0]
- *                        [--width 1] [--loss ce|ecstfl] */
+ *                        [--width 1] [--loss ce|ecstfl]
+ * (--steps 0: only the description: ISA, layout, implementations) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,7 +45,8 @@ static void impl_counts(struct dfew_train_model *m, int dir, char *out, size_t l
         const char *p = strstr(d, tag[order[dir]]);
         if (!p || sscanf(p + strlen(tag[order[dir]]), "%63[^ ,]", nm) != 1)
             continue;
-        if (dir == 2 && strstr(p, "(padded input)") && (!strchr(p, ',') || strstr(p, "(padded input)") < strchr(p, ',')))
+        const char *pad = strstr(p, "(padded input");
+        if (dir == 2 && pad && (!strchr(p, ',') || pad < strchr(p, ',')))
             padded++;
         int j = 0;
         while (j < k && strcmp(names[j], nm))
@@ -91,8 +93,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    if (steps < 1 || steps > 1000 || batch < 1) {
-        fprintf(stderr, "--steps must be 1..1000 and --batch positive\n");
+    if (steps < 0 || steps > 1000 || batch < 1) {
+        fprintf(stderr, "--steps must be 0..1000 and --batch positive\n");
         return 2;
     }
     cfg.max_batch = batch;
@@ -116,7 +118,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < batch; i++)
         lab[i] = i % cfg.num_classes;
     struct dfew_train_batch b = {batch, DFEW_INPUT_U8_NTHWC, u, lab};
-    double *t = malloc(sizeof(double) * steps);
+    double *t = malloc(sizeof(double) * (steps + 1));
     printf("OpenBLAS: %s\n", openblas_get_config());
     printf("ours: %s, %lld parameters, batch %d, %dx%dx%d, params+grads+momentum %.0f MB, activations %.0f MB, "
            "conv workspace %.1f MB\n",
@@ -149,10 +151,12 @@ int main(int argc, char **argv)
                cs[1], cs[2]);
         fflush(stdout);
     }
-    qsort(t, steps, sizeof *t, cmp);
-    struct rusage ru;
-    getrusage(RUSAGE_SELF, &ru);
-    printf("ours median %.3f s, peak RSS %.0f MB\n", t[steps / 2], ru.ru_maxrss / 1024.0);
+    if (steps) {
+        qsort(t, steps, sizeof *t, cmp);
+        struct rusage ru;
+        getrusage(RUSAGE_SELF, &ru);
+        printf("ours median %.3f s, peak RSS %.0f MB\n", t[steps / 2], ru.ru_maxrss / 1024.0);
+    }
     be->destroy(m);
     free(u), free(lab), free(t);
     return 0;
