@@ -12,8 +12,10 @@
 # missing), with the reason on stderr; 1 a daemon did not come up (its log
 # tail on stderr). Clients need SLURM_CONF=DIR/slurm.conf in their
 # environment. Options (environment): DFEW_SLURM_CPUS (CPUs the node
-# offers, default: nproc), DFEW_SLURM_MIN_JOB_AGE (seconds Slurm keeps an
-# ended job, default 300).
+# offers, default: nproc), DFEW_SLURM_GPUS (gpu generic resources the node
+# offers, default 5: Slurm's bookkeeping only, no device files, so that
+# train jobs' --gres=gpu:1 is scheduled as on a GPU node),
+# DFEW_SLURM_MIN_JOB_AGE (seconds Slurm keeps an ended job, default 300).
 set -euo pipefail
 
 cmd=${1:-}
@@ -89,6 +91,12 @@ print(*ps)')
 host=$(hostname -s)
 cpus=${DFEW_SLURM_CPUS:-$(nproc)}
 mem_mb=$(( $(awk '/MemTotal/ {print $2}' /proc/meminfo) / 1024 - 512 ))
+# fake GPUs: Slurm counts a gpu per device file it is given; character
+# devices every machine has stand in (jobs get CUDA_VISIBLE_DEVICES, no GPU)
+fake=(/dev/null /dev/zero /dev/full /dev/random /dev/urandom)
+gpus=${DFEW_SLURM_GPUS:-5}
+[ "$gpus" -le ${#fake[@]} ] || gpus=${#fake[@]}
+gpu_files=$(IFS=,; echo "${fake[*]:0:$gpus}")
 
 dd if=/dev/urandom of="$dir/munge/munge.key" bs=1024 count=1 status=none
 chmod 0400 "$dir/munge/munge.key"
@@ -126,9 +134,12 @@ KillWait=5
 InactiveLimit=0
 SlurmdTimeout=30
 MpiDefault=none
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
+GresTypes=gpu
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb Gres=gpu:$gpus State=UNKNOWN
 PartitionName=debug Nodes=$host Default=YES MaxTime=INFINITE State=UP
 CONF
+
+echo "NodeName=$host Name=gpu File=$gpu_files" > "$dir/gres.conf"
 
 export SLURM_CONF=$dir/slurm.conf
 slurmctld -f "$SLURM_CONF" -i 2>>"$dir/slurmctld.log" || {

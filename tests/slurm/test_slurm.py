@@ -18,11 +18,17 @@ root, packages missing).
   attempt once.
 - A Slurm-side requeue ([slurm] options = --requeue, the node DOWN) stays
   the same attempt.
-- dfewctl status shows the Slurm job, its state and node, and its progress."""
+- dfewctl status shows the Slurm job, its state and node, and its progress.
+- SlurmTrainTest (meson test slurm_train): twenty MEAD clips prepared on
+  Slurm, then `dfewctl train --folds all`: each fold its own Slurm job with
+  --gres=gpu:1 (the test node offers five fake GPUs); the node set DOWN
+  while fold 1 waits in epoch 2: its retry resumes from the epoch-1
+  checkpoint; every fold done, each recorded once."""
 import atexit
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -94,14 +100,15 @@ def tree_digests(root):
 SLURM_CONF = '[executor]\nkind = slurm\n[slurm]\npoll_interval = 0.3s\n'
 
 
-class SlurmTest(unittest.TestCase):
+class SlurmBase(unittest.TestCase):
     def home(self, config='', prep=False, slurm=True):
         h = Home((SLURM_CONF if slurm else '') + config, workers=0 if slurm else 2, prep=prep)
         self.addCleanup(h.cleanup)
         return h
 
     def slot_of(self, h, job):
-        for w in h.daemon_status()['workers']:
+        st = h.daemon_status()
+        for w in st['workers'] + st.get('trainers', []):
             if w.get('job') == job:
                 return w
         return None
@@ -115,6 +122,8 @@ class SlurmTest(unittest.TestCase):
     def events(self, h, job):
         return h.query('SELECT from_state, to_state, message FROM events WHERE job_id = ? ORDER BY id', job)
 
+
+class SlurmTest(SlurmBase):
     def test_pipeline_same_outputs_as_local(self):
         movie = video('short_hamilton_clip.mp4')
         homes = {'slurm': self.home(prep=True), 'local': self.home(prep=True, slurm=False)}
@@ -267,6 +276,56 @@ class SlurmTest(unittest.TestCase):
         text = h.ctl('status', '--once').stdout
         self.assertIn('Slurm', text)
         h.ctl('wait', '--timeout', '60', job)
+        self.assertEqual(h.stop(), 0)
+
+
+class SlurmTrainTest(SlurmBase):
+    TRAIN = ['--backend', 'cpu', '--width', '0.125', '--epochs', '2', '--batch', '8', '--crop', '28', '--threads',
+             '1', '--seed', '7', '--loss', 'ce', '--patience', '0']
+
+    def test_folds_are_gpu_jobs_resuming_from_checkpoint(self):
+        from test_train import VIDEOS, TrainTest
+        paths = {name: video('mead_eamm/' + name) for name in VIDEOS}
+        h = self.home('cpus = 1\n[prep]\nsize = 32\nframes = 8\nkeep_aligned = no\n[queue]\n'
+                      'retry_base_seconds = 0.2\n', prep=True)
+        TrainTest.t0 = time.time()  # prepare() times itself from there
+        TrainTest.prepare(h, paths)  # 20 clips, prepared as Slurm jobs, labelled, 5 folds
+        h.stop()
+        run = h.ctl_json('train', '--split', 'mead5', *self.TRAIN)
+        jobs = run['jobs']
+        self.assertEqual(len(jobs), 5)
+        con = h.db()
+        with con:  # fold 1's first attempt waits in epoch 2
+            con.execute("UPDATE jobs SET args = json_set(args, '$.stall_at', '2:1') WHERE id = ?", (jobs[0],))
+        con.close()
+        h.start()
+        h.wait_for(lambda: os.path.exists(os.path.join(run['out_dir'], 'fold-1.stall')), 120 * SLOW,
+                   'fold 1 to reach epoch 2')
+        slot = self.wait_running(h, jobs[0])
+        set_node('down', 'dfew-test')
+        try:
+            h.wait_for(lambda: slurm_state(slot['slurm_job'])[0] == 'NODE_FAIL', 30, 'Slurm to stop fold 1')
+        finally:
+            set_node('resume')
+        h.ctl('wait', '--timeout', str(300 * SLOW), timeout=300 * SLOW + 60)
+        log = h.log()
+        sids = set()
+        for j in jobs:
+            self.assertEqual(h.scalar('SELECT state FROM jobs WHERE id = ?', j), 'done')
+            self.assertEqual(h.done_events(j), 1)
+            found = re.findall(r'job=%d train submitted as Slurm job (\d+)' % j, log)
+            self.assertTrue(found, 'fold job %d never went to Slurm' % j)
+            sids.update(found)
+        self.assertGreaterEqual(len(sids), 6)  # five folds, fold 1 twice
+        for sid in sids:  # each with a GPU of its own (Slurm keeps ended jobs for MinJobAge)
+            self.assertIn('gres:gpu:1', slurm('scontrol', 'show', 'job', sid))
+        folds = h.query('SELECT fold, job_id, epochs_done, resumed_from FROM run_folds WHERE run_id = ? ORDER BY fold',
+                        run['run_id'])
+        self.assertEqual([f['epochs_done'] for f in folds], [2] * 5)
+        self.assertEqual(folds[0]['resumed_from'], 1)
+        self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', jobs[0]), 2)
+        msg = [e['message'] for e in self.events(h, jobs[0]) if e['from_state'] == 'leased'][0]
+        self.assertIn('NODE_FAIL', msg)
         self.assertEqual(h.stop(), 0)
 
 
