@@ -263,6 +263,18 @@ class SlurmTest(SlurmBase):
         self.assertEqual(os.listdir(os.path.join(h.dir, 'slurm')), [])
         self.assertEqual(h.stop(), 0)
 
+    def test_sigterm_drain_cancels_what_outlives_it(self):
+        h = self.home('[daemon]\ndrain_seconds = 1\n')
+        h.start()
+        job = h.ctl_json('noop', '--sleep-ms', '60000')['first_id']
+        sid = self.wait_running(h, job)['slurm_job']
+        self.assertEqual(h.stop(), 0)
+        self.assertEqual(slurm_state(sid)[0], 'CANCELLED')
+        # given back, the attempt not counted (as a local worker's drain)
+        self.assertEqual(h.scalar('SELECT state FROM jobs WHERE id = ?', job), 'queued')
+        self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', job), 0)
+        self.assertEqual(os.listdir(os.path.join(h.dir, 'slurm')), [])
+
     def test_status_shows_slurm_job_and_progress(self):
         h = self.home()
         h.start()
