@@ -275,6 +275,29 @@ class SlurmTest(SlurmBase):
         self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', job), 0)
         self.assertEqual(os.listdir(os.path.join(h.dir, 'slurm')), [])
 
+    def test_bad_slurm_config_is_refused_naming_the_key(self):
+        cases = [('cpus_prep = 0\n', 'cpus_prep wants a number of CPUs'),
+                 ('time_bogus = 1h\n', "'bogus' is not a job kind"),
+                 ('mem = lots\n', 'mem wants a memory size'),
+                 ('gres = gpu:1\n', 'gres is set per kind'),
+                 ('partition = a b\n', 'is not a Slurm name'),
+                 ('options = --qos=x extra\n', "'extra' is not an sbatch option"),
+                 ('colour = red\n', "unknown key 'colour' in [slurm]")]
+        for text, want in cases:
+            h = self.home(text)
+            h.start(wait_ready=False)
+            rc = h.proc.wait(timeout=30 * SLOW)
+            h.proc = None
+            self.assertNotEqual(rc, 0, text)
+            self.assertIn(want, h.log(), text)
+        # and kind = something else
+        h = self.home()
+        h.write_config('[executor]\nkind = cloud\n')
+        h.start(wait_ready=False)
+        self.assertNotEqual(h.proc.wait(timeout=30 * SLOW), 0)
+        h.proc = None
+        self.assertIn('local|slurm', h.log())
+
     def test_status_shows_slurm_job_and_progress(self):
         h = self.home()
         h.start()
