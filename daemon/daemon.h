@@ -166,6 +166,13 @@ int pool_target_size(const struct daemon *d);  /* general worker slots */
  * a training run that lasts hours does not hold a preprocessing worker. */
 int pool_trainer_target(const struct daemon *d);
 
+/* Keeps n live slots of one role (general or trainer): revives retiring
+ * ones (revive), retires the surplus, adds new ones (add appends one to
+ * d->workers). The executors differ only in those two. */
+void pool_resize_role(struct daemon *d, int trainer, int n, void (*revive)(struct worker *),
+                      struct worker *(*add)(struct daemon *, int));
+/* The slot takes the leased job (job is emptied): busy from now. */
+void pool_take_job(struct worker *w, struct leased_job *job);
 /* The job line a worker gets (proto.h "job ..."): the job's fields and its
  * JSON arguments as flat key=value fields, and its thread share. */
 void pool_job_line(struct daemon *d, const struct leased_job *job, int threads, unsigned gen, struct sbuf *out);

@@ -431,9 +431,8 @@ int pool_start(struct daemon *d)
     return 0;
 }
 
-/* Keeps n live slots of one role (general or trainer): revives retiring
- * ones, retires the surplus, adds new ones. */
-static void resize_role(struct daemon *d, int trainer, int n)
+void pool_resize_role(struct daemon *d, int trainer, int n, void (*revive)(struct worker *),
+                      struct worker *(*add)(struct daemon *, int))
 {
     int active = 0;
     for (int i = 0; i < d->nworkers; i++) {
@@ -444,21 +443,26 @@ static void resize_role(struct daemon *d, int trainer, int n)
             if (w->retiring) {
                 w->retiring = 0;
                 if (w->state == W_WAITING)
-                    spawn(w);
+                    revive(w);
             }
             active++;
         } else if (!w->retiring) {
             w->retiring = 1;
-            uv_timer_stop(&w->respawn_timer);
+            uv_timer_stop(&w->respawn_timer); /* a Slurm slot's is never started: a no-op */
         }
     }
-    while (active < n) {
-        d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
-        struct worker *w = slot_new(d, d->nworkers, trainer);
-        d->workers[d->nworkers++] = w;
-        spawn(w);
-        active++;
-    }
+    for (; active < n; active++)
+        add(d, trainer);
+}
+
+/* A new local slot with its worker starting. */
+static struct worker *add_spawned(struct daemon *d, int trainer)
+{
+    d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
+    struct worker *w = slot_new(d, d->nworkers, trainer);
+    d->workers[d->nworkers++] = w;
+    spawn(w);
+    return w;
 }
 
 void pool_resize(struct daemon *d, int n)
@@ -467,8 +471,8 @@ void pool_resize(struct daemon *d, int n)
         slurm_resize(d);
         return;
     }
-    resize_role(d, 0, n);
-    resize_role(d, 1, pool_trainer_target(d));
+    pool_resize_role(d, 0, n, spawn, add_spawned);
+    pool_resize_role(d, 1, pool_trainer_target(d), spawn, add_spawned);
     pool_quit_idle(d);
 }
 
@@ -488,12 +492,11 @@ static void on_written(uv_write_t *req, int status)
     free(wr);
 }
 
-static int send_line(struct worker *w, const char *verb, const struct kv *kv)
+/* Writes a whole line (taking it) to the worker's stdin. */
+static int send_raw(struct worker *w, char *line)
 {
-    struct sbuf b = {0};
-    proto_format(&b, verb, kv);
     struct write_req *wr = xcalloc(1, sizeof *wr);
-    wr->buf = sbuf_take(&b);
+    wr->buf = line;
     uv_buf_t buf = uv_buf_init(wr->buf, (unsigned)strlen(wr->buf));
     int rc = uv_write(&wr->req, (uv_stream_t *)&w->in, &buf, 1, on_written);
     if (rc) {
@@ -501,6 +504,13 @@ static int send_line(struct worker *w, const char *verb, const struct kv *kv)
         free(wr);
     }
     return rc;
+}
+
+static int send_line(struct worker *w, const char *verb, const struct kv *kv)
+{
+    struct sbuf b = {0};
+    proto_format(&b, verb, kv);
+    return send_raw(w, sbuf_take(&b));
 }
 
 static void on_job_timeout(uv_timer_t *t)
@@ -584,24 +594,8 @@ void pool_job_line(struct daemon *d, const struct leased_job *job, int threads, 
     kv_free(&kv);
 }
 
-static int send_raw(struct worker *w, char *line)
+void pool_take_job(struct worker *w, struct leased_job *job)
 {
-    struct write_req *wr = xcalloc(1, sizeof *wr);
-    wr->buf = line;
-    uv_buf_t buf = uv_buf_init(wr->buf, (unsigned)strlen(wr->buf));
-    int rc = uv_write(&wr->req, (uv_stream_t *)&w->in, &buf, 1, on_written);
-    if (rc) {
-        free(wr->buf);
-        free(wr);
-    }
-    return rc;
-}
-
-int pool_dispatch(struct worker *w, struct leased_job *job)
-{
-    struct daemon *d = w->d;
-    if (d->executor == EXECUTOR_SLURM)
-        return slurm_dispatch(w, job);
     w->job = *job;
     memset(job, 0, sizeof *job);
     w->has_job = 1;
@@ -610,7 +604,16 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->lease_renewed_at = w->job_started;
     w->last_progress_db = 0;
     w->pending_frac = -1;
+    w->kill_reason = KILL_NONE;
     w->threads = 0;
+}
+
+int pool_dispatch(struct worker *w, struct leased_job *job)
+{
+    struct daemon *d = w->d;
+    if (d->executor == EXECUTOR_SLURM)
+        return slurm_dispatch(w, job);
+    pool_take_job(w, job);
     pool_share_threads(d);
     struct sbuf line = {0};
     pool_job_line(d, &w->job, w->threads, d->thread_gen, &line);

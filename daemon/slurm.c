@@ -476,6 +476,10 @@ static void on_sbatch_done(struct cmd *c, void *data)
         char why[1024];
         snprintf(why, sizeof why, "sbatch refused the job: %s ([slurm] in %s)",
                  cmd_ok(c) ? "no job id in its answer" : cmd_why(c), d->config_path);
+        /* an sbatch that timed out may have submitted it all the same: the
+         * name is this attempt's alone, so nothing else is cancelled */
+        if (c->timed_out || c->term_signal)
+            scancel(d, 0, r->name);
         failed_to_submit(w, why);
         sched_maybe_finish(d);
         return;
@@ -528,16 +532,8 @@ static int write_job_files(struct daemon *d, struct worker *w, char *err, size_t
 
 static void take_job(struct worker *w, struct leased_job *job)
 {
-    w->job = *job;
-    memset(job, 0, sizeof *job);
-    w->has_job = 1;
-    w->state = W_BUSY;
-    w->job_started = now_s();
-    w->lease_renewed_at = w->job_started;
-    w->last_progress_db = 0;
-    w->pending_frac = -1;
-    w->kill_reason = KILL_NONE;
-    w->threads = slurm_cpus(w->d, w->job.kind);
+    pool_take_job(w, job);
+    w->threads = slurm_cpus(w->d, w->job.kind); /* the cores Slurm gives it */
 }
 
 static struct slurm_run *new_run(struct slurm_exec *x, struct worker *w)
@@ -779,32 +775,16 @@ static struct worker *slot_new(struct daemon *d, int trainer)
     return w;
 }
 
-static void resize_role(struct daemon *d, int trainer, int n)
+/* A slot back from retiring: free for a job (once started). */
+static void revive(struct worker *w)
 {
-    int active = 0;
-    for (int i = 0; i < d->nworkers; i++) {
-        struct worker *w = d->workers[i];
-        if (w->trainer != trainer)
-            continue;
-        if (active < n) {
-            if (w->retiring) {
-                w->retiring = 0;
-                if (w->state == W_WAITING)
-                    w->state = d->starting ? W_SPAWNING : W_IDLE;
-            }
-            active++;
-        } else {
-            w->retiring = 1;
-        }
-    }
-    for (; active < n; active++)
-        slot_new(d, trainer);
+    w->state = w->d->starting ? W_SPAWNING : W_IDLE;
 }
 
 void slurm_resize(struct daemon *d)
 {
-    resize_role(d, 0, pool_target_size(d));
-    resize_role(d, 1, pool_trainer_target(d));
+    pool_resize_role(d, 0, pool_target_size(d), revive, slot_new);
+    pool_resize_role(d, 1, pool_trainer_target(d), revive, slot_new);
     slurm_quit_idle(d);
 }
 
