@@ -52,6 +52,7 @@ struct slurm_run {
     char reason[160];
     char node[160];
     int ran;              /* seen RUNNING (a later PENDING is Slurm's requeue) */
+    int ran_pid;          /* the worker's pid in that run, once its "worker" file said */
     int asked;            /* in the squeue that runs now */
     double ended_seen;    /* when squeue first said it ended (or no longer knew it) without a result; 0: not */
     off_t progress_off;   /* bytes of the progress file already read */
@@ -287,6 +288,21 @@ static void end_run(struct worker *w, int keep_dir)
     run_free(r);
 }
 
+/* The pid the worker on the node wrote into its "worker" file; 0: none. */
+static int worker_pid(const struct slurm_run *r)
+{
+    char *who = join2(r->dir, "worker"), *text = NULL;
+    size_t len = 0;
+    int pid = 0;
+    if (read_small_file(who, 4096, &text, &len) == 0) {
+        const char *p = strstr(text, "pid=");
+        pid = p ? atoi(p + 4) : 0;
+    }
+    free(text);
+    free(who);
+    return pid > 0 ? pid : 0;
+}
+
 /* The job ended without a result: a lost attempt, like a worker that died
  * (the attempt counts unless dfewd itself stopped it for a drain). */
 static void lost(struct worker *w, const char *why)
@@ -294,15 +310,9 @@ static void lost(struct worker *w, const char *why)
     struct slurm_run *r = w->run;
     relay_output(w->d, w->job.id, r->id, r->dir);
     /* what the worker left under its temporary names: they carry its pid */
-    char *who = join2(r->dir, "worker"), *text = NULL;
-    size_t len = 0;
-    if (read_small_file(who, 4096, &text, &len) == 0) {
-        const char *p = strstr(text, "pid=");
-        if (p && atoi(p + 4) > 0)
-            pool_sweep_job_temps(w, atoi(p + 4));
-    }
-    free(text);
-    free(who);
+    int pid = worker_pid(r);
+    if (pid)
+        pool_sweep_job_temps(w, pid);
     int count = w->kill_reason != KILL_DRAIN;
     end_run(w, 0);
     w->state = W_IDLE;
@@ -672,6 +682,14 @@ static void follow(struct worker *w, const struct sq_row *row)
             kv_free(&kv);
             r->ran = 0;
             r->progress_off = 0;
+            /* the run Slurm stopped may have left files under its pid; the
+             * next run writes its own "worker" file */
+            if (r->ran_pid)
+                pool_sweep_job_temps(w, r->ran_pid);
+            r->ran_pid = 0;
+            char *who = join2(r->dir, "worker");
+            unlink(who);
+            free(who);
         }
         if (!strcmp(row->state, "RUNNING"))
             r->ran = 1;
@@ -680,6 +698,8 @@ static void follow(struct worker *w, const struct sq_row *row)
     snprintf(r->reason, sizeof r->reason, "%s", row->reason);
     if (*row->node && strcmp(row->node, "(null)"))
         snprintf(r->node, sizeof r->node, "%s", row->node);
+    if (r->ran && !r->ran_pid)
+        r->ran_pid = worker_pid(r);
     r->ended_seen = state_ended(row->state) ? r->ended_seen : 0;
     if (state_ended(row->state) && !take_result(w))
         ended_without_result(w, row);
