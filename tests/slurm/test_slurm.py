@@ -19,6 +19,9 @@ root, packages missing).
 - A Slurm-side requeue ([slurm] options = --requeue, the node DOWN) stays
   the same attempt.
 - dfewctl status shows the Slurm job, its state and node, and its progress.
+- SIGTERM: the running job gets drain_seconds, then scancel; its attempt is
+  given back.
+- Bad [slurm] and [executor] values: dfewd refuses to start, naming the key.
 - SlurmTrainTest (meson test slurm_train): twenty MEAD clips prepared on
   Slurm, then `dfewctl train --folds all`: each fold its own Slurm job with
   --gres=gpu:1 (the test node offers five fake GPUs); the node set DOWN
