@@ -87,9 +87,19 @@ static int print_status(struct ctl *c, int tty, long long start)
             *(t ? &tbusy : &busy) += !strncmp(p + 9, "busy", 4);
         }
         char *pid = strstr(reply, "\"pid\":");
-        printf("dfewd: running (pid %d), %d worker(s), %d busy", pid ? atoi(pid + 6) : 0, workers, busy);
-        if (trainers)
-            printf("; %d trainer slot(s), %d busy", trainers, tbusy);
+        if (strstr(reply, "\"executor\":\"slurm\"")) {
+            /* the slots are Slurm jobs in flight: dfewctl status --json shows each one's Slurm job and node */
+            printf("dfewd: running (pid %d), Slurm executor: %d of at most %d job(s) in flight",
+                   pid ? atoi(pid + 6) : 0, busy, workers);
+            if (trainers)
+                printf(", %d of at most %d train job(s)", tbusy, trainers);
+            if (strstr(reply, "\"ready\":false"))
+                printf(", checking shared storage from a compute node");
+        } else {
+            printf("dfewd: running (pid %d), %d worker(s), %d busy", pid ? atoi(pid + 6) : 0, workers, busy);
+            if (trainers)
+                printf("; %d trainer slot(s), %d busy", trainers, tbusy);
+        }
         printf("%s\n", strstr(reply, "\"draining\":true") ? ", draining" : "");
     } else if (req == -EACCES || req == -EPERM) {
         printf("dfewd: unknown (its control socket %s is private to the daemon's user; run dfewctl as that user)\n",

@@ -80,6 +80,7 @@ static void add_slots(struct sbuf *b, struct daemon *d, int trainer, double t)
             sbuf_addf(b, ",\"job\":%lld,\"kind\":", (long long)w->job.id);
             sbuf_add_json_str(b, w->job.kind);
             sbuf_addf(b, ",\"attempt\":%d,\"running_s\":%.3f", w->job.attempt, t - w->job_started);
+            slurm_slot_json(b, w);
         }
         sbuf_addc(b, '}');
     }
@@ -96,6 +97,8 @@ char *daemon_status_json(struct daemon *d)
     sbuf_addf(&b, ",\"uptime_s\":%.3f,\"draining\":%s,\"jobs_done\":%llu,\"jobs_failed\":%llu,\"jobs_requeued\":%llu",
               t - d->started_at, d->draining ? "true" : "false", (unsigned long long)d->jobs_done,
               (unsigned long long)d->jobs_failed, (unsigned long long)d->jobs_requeued);
+    sbuf_addf(&b, ",\"executor\":\"%s\",\"ready\":%s", d->executor == EXECUTOR_SLURM ? "slurm" : "local",
+              d->starting ? "false" : "true");
     sbuf_addf(&b, ",\"workers_target\":%d,\"workers\":[", pool_target_size(d));
     add_slots(&b, d, 0, t);
     /* trainer slots: train jobs only, beside the workers ([limits] train) */
@@ -123,7 +126,10 @@ static void answer(struct ctl_client *c, const char *line)
     } else if (req == CTLREQ_CANCEL) {
         struct worker *w = pool_find_job(d, id);
         if (w) {
-            log_info(id, "cancelled by dfewctl; stopping worker %d (pid %d)", w->slot, w->pid);
+            if (d->executor == EXECUTOR_SLURM)
+                log_info(id, "cancelled by dfewctl; cancelling its Slurm job");
+            else
+                log_info(id, "cancelled by dfewctl; stopping worker %d (pid %d)", w->slot, w->pid);
             pool_kill(w, KILL_CANCEL);
             sbuf_add(&r, "ok stopped");
         } else {

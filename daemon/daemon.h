@@ -16,6 +16,8 @@
 
 struct daemon;
 struct ctl_client;
+struct slurm_run;
+struct slurm_exec;
 
 /* The longest dfewd's loop waits for the database's write lock (ms). */
 #define DFEWD_BUSY_MS 200
@@ -77,6 +79,28 @@ struct worker {
     int takes_shares; /* its hello said it takes a new share by SIGRTMIN */
     int quit_sent; /* told to exit: gets no more jobs */
     int closing;  /* daemon shutdown: slot handles being closed */
+    /* executor = slurm: the slot has no process of its own; its job runs as
+     * this Slurm job (slurm.c), NULL while the slot is free */
+    struct slurm_run *run;
+};
+
+/* A short command run without blocking the loop (cmd.c). */
+struct cmd;
+typedef void (*cmd_cb)(struct cmd *c, void *data);
+struct cmd {
+    struct daemon *d;
+    uv_process_t proc;
+    uv_pipe_t out_pipe, err_pipe;
+    uv_timer_t timer;
+    int open_handles;
+    int exited, out_eof, err_eof, timed_out;
+    int spawn_rc; /* uv_spawn's error; 0 when it ran */
+    int64_t status;
+    int term_signal;
+    struct sbuf out, err;
+    char *what;
+    cmd_cb done;
+    void *data;
 };
 
 struct daemon {
@@ -111,6 +135,13 @@ struct daemon {
     double started_at;
     uint64_t jobs_done, jobs_failed, jobs_requeued;
     int exit_code;
+
+    enum executor_kind executor; /* chosen at start-up ([executor] kind); a reload does not change it */
+    struct slurm_exec *slurm;    /* executor = slurm */
+    int cmds_running;            /* cmd.c processes not yet closed */
+    int starting;                /* start-up checks still run: nothing is leased yet */
+    int ready_fd;                /* the parent waiting for "ok" or why not (background start); -1: none */
+    int openblas_set;            /* dfewd chose OPENBLAS_CORETYPE for its machine (not for cluster nodes) */
 };
 
 /* pool.c */
@@ -134,6 +165,45 @@ int pool_target_size(const struct daemon *d);  /* general worker slots */
  * They run train jobs only, and the general workers then never take one, so
  * a training run that lasts hours does not hold a preprocessing worker. */
 int pool_trainer_target(const struct daemon *d);
+
+/* Keeps n live slots of one role (general or trainer): revives retiring
+ * ones (revive), retires the surplus, adds new ones (add appends one to
+ * d->workers). The executors differ only in those two. */
+void pool_resize_role(struct daemon *d, int trainer, int n, void (*revive)(struct worker *),
+                      struct worker *(*add)(struct daemon *, int));
+/* The slot takes the leased job (job is emptied): busy from now. */
+void pool_take_job(struct worker *w, struct leased_job *job);
+/* The job line a worker gets (proto.h "job ..."): the job's fields and its
+ * JSON arguments as flat key=value fields, and its thread share. */
+void pool_job_line(struct daemon *d, const struct leased_job *job, int threads, unsigned gen, struct sbuf *out);
+/* Removes the temporary files the job of w left under pid's names in its
+ * out_dir and beside it (a worker, local or on a node, that died midway). */
+void pool_sweep_job_temps(struct worker *w, int pid);
+
+/* cmd.c: runs argv (found in PATH; env NULL: dfewd's) with stdout and
+ * stderr collected; done is called once the process has ended and its
+ * handles are closed, then the cmd is freed. timeout_s > 0: SIGKILL then. */
+int cmd_start(struct daemon *d, char **argv, char **env, double timeout_s, cmd_cb done, void *data);
+int cmd_ok(const struct cmd *c);   /* ran, exited 0 */
+const char *cmd_why(struct cmd *c); /* why it did not: stderr's last line, or how it ended */
+
+/* slurm.c: the Slurm executor ([executor] kind = slurm, docs/slurm.md).
+ * Its slots are struct workers without processes: a busy slot's job runs as
+ * a Slurm job that dfewd submitted with sbatch and follows with squeue and
+ * the job's result and progress files on the shared filesystem. pool.c's
+ * functions hand over to these when the executor is slurm. */
+int slurm_recover(struct daemon *d);   /* start-up: adopt jobs a previous dfewd left running in Slurm */
+void slurm_resize(struct daemon *d);
+int slurm_dispatch(struct worker *w, struct leased_job *job);
+void slurm_kill(struct worker *w, enum kill_reason why);
+void slurm_quit_idle(struct daemon *d);
+int slurm_alive(struct daemon *d);
+void slurm_close(struct daemon *d);
+/* The start-up storage check (a probe job on a node); daemon_started or
+ * daemon_refuse when it is over. 0: started (or not needed). */
+int slurm_check_storage(struct daemon *d);
+void slurm_slot_json(struct sbuf *b, const struct worker *w);
+const char *pool_kill_reason_text(enum kill_reason r);
 
 /* sched.c */
 int sched_init(struct daemon *d);    /* timers */
@@ -163,5 +233,9 @@ char *daemon_status_json(struct daemon *d);
 
 /* main.c */
 int daemon_reload_config(struct daemon *d);
+/* Start-up checks passed: tells a waiting parent, starts leasing. */
+void daemon_started(struct daemon *d);
+/* Start-up checks failed: tells a waiting parent why, logs it, stops (exit 1). */
+void daemon_refuse(struct daemon *d, const char *why);
 
 #endif

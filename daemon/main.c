@@ -113,6 +113,31 @@ static void tell_parent(int *ready_fd, const char *msg)
     }
 }
 
+void daemon_started(struct daemon *d)
+{
+    d->starting = 0;
+    if (d->executor == EXECUTOR_SLURM)
+        log_info(0, "ready: home %s, Slurm executor (at most %d job(s) and %d train job(s) in flight) running %s, "
+                    "database %s, control socket %s",
+                 d->paths.home, pool_target_size(d), pool_trainer_target(d), d->worker_program, d->paths.db,
+                 d->paths.sock);
+    else
+        log_info(0, "ready: home %s, %d worker(s) and %d trainer slot(s) running %s, database %s, control socket %s",
+                 d->paths.home, pool_target_size(d), pool_trainer_target(d), d->worker_program, d->paths.db,
+                 d->paths.sock);
+    tell_parent(&d->ready_fd, "ok");
+    sched_kick(d);
+}
+
+void daemon_refuse(struct daemon *d, const char *why)
+{
+    log_error(0, "not starting: %s", why);
+    tell_parent(&d->ready_fd, why);
+    d->exit_code = 1;
+    d->starting = 0;
+    sched_start_drain(d, "start-up check failed");
+}
+
 /* Takes the home's lock so that two daemons never share a queue. */
 static int take_lock(const char *path, char *err, size_t errlen)
 {
@@ -170,6 +195,9 @@ int daemon_reload_config(struct daemon *d)
         config_free(&c);
         return rc;
     }
+    if (config_executor(&c) != d->executor)
+        log_warn(0, "SIGHUP: [executor] kind changed; that takes a restart of dfewd (it stays %s until then)",
+                 d->executor == EXECUTOR_SLURM ? "slurm" : "local");
     config_free(&d->cfg);
     d->cfg = c;
     resolve_worker_program(d);
@@ -266,9 +294,10 @@ int main(int argc, char **argv)
     }
     d.workers_override = workers;
 
-    int ready_fd = -1;
+    d.ready_fd = -1;
+    d.executor = config_executor(&d.cfg);
     if (!foreground) {
-        int rc = daemonize(d.paths.log, &ready_fd);
+        int rc = daemonize(d.paths.log, &d.ready_fd);
         if (rc >= 0) {
             config_free(&d.cfg);
             free(d.config_path);
@@ -302,11 +331,13 @@ int main(int argc, char **argv)
     uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
 
     sched_init(&d);
-    if (ctlsock_start(&d, err, sizeof err) || sched_recover(&d)) {
+    /* the Slurm executor adopts what the previous dfewd left running
+     * before it releases the rest (slurm_recover) */
+    if (ctlsock_start(&d, err, sizeof err) || (d.executor == EXECUTOR_LOCAL && sched_recover(&d))) {
         if (!*err)
             snprintf(err, sizeof err, "cannot release stale leases: %s", db_errmsg(d.db));
         log_error(0, "%s", err);
-        tell_parent(&ready_fd, err);
+        tell_parent(&d.ready_fd, err);
         /* Drain with no workers: closes every handle, then the loop ends. */
         d.draining = 1;
         sched_maybe_finish(&d);
@@ -318,7 +349,8 @@ int main(int argc, char **argv)
      * trainer code runs: on a CPU model it does not know it would pick its
      * slow Prescott kernels. The variable is inherited through uv_spawn. */
     const char *core = train_openblas_coretype_env();
-    if (core)
+    d.openblas_set = core != NULL;
+    if (core && d.executor == EXECUTOR_LOCAL)
         log_info(0, "workers get OPENBLAS_CORETYPE=%s (from this CPU's features)", core);
     d.cpus = cpu_count();
     /* where workers keep the landmark model's flat copy (dlibc.h) */
@@ -326,16 +358,19 @@ int main(int argc, char **argv)
     sbuf_addf(&cache, "%s/cache", d.paths.home);
     setenv("DFEW_CACHE_DIR", cache.s, 1);
     sbuf_free(&cache);
-    pool_start(&d);
-    log_info(0, "ready: home %s, %d worker(s) and %d trainer slot(s) running %s, database %s, control socket %s",
-             d.paths.home, pool_target_size(&d), pool_trainer_target(&d), d.worker_program, d.paths.db, d.paths.sock);
-    tell_parent(&ready_fd, "ok");
     /* From now on the loop never waits long for another process's write
      * lock: what cannot be written now is written a moment later (results
      * are kept, leases renewed late, leasing tried again). */
     d.db->busy_ms = DFEWD_BUSY_MS;
-    db_busy_timeout(d.db, -1);
-    sched_kick(&d);
+    if (d.executor == EXECUTOR_SLURM) {
+        /* ready once a compute node has seen the home (slurm.c) */
+        slurm_recover(&d);
+        db_busy_timeout(d.db, -1);
+    } else {
+        pool_start(&d);
+        db_busy_timeout(d.db, -1);
+        daemon_started(&d);
+    }
 
     uv_run(&d.loop, UV_RUN_DEFAULT);
     rc = uv_loop_close(&d.loop);
@@ -353,7 +388,7 @@ fail_lock:
     close(lock_fd);
 fail_early:
     log_error(0, "%s", err);
-    tell_parent(&ready_fd, err);
+    tell_parent(&d.ready_fd, err);
 out:
     free(d.worker_program);
     config_free(&d.cfg);

@@ -1,7 +1,9 @@
 /* The worker pool: N long-lived dfew-worker processes started with uv_spawn,
  * their stdio pipes, the line protocol on top, and respawning with backoff
  * when one dies. Each slot owns its handles (libuv style: embedded in the
- * struct, freed in close callbacks). What a job means is sched.c's business. */
+ * struct, freed in close callbacks). What a job means is sched.c's business.
+ * With [executor] kind = slurm the slots run their jobs as Slurm jobs
+ * instead: the public functions here hand over to slurm.c. */
 #include <dirent.h>
 #include <errno.h>
 #include <signal.h>
@@ -18,6 +20,8 @@ static void spawn(struct worker *w);
 
 int pool_target_size(const struct daemon *d)
 {
+    if (d->executor == EXECUTOR_SLURM)
+        return d->cfg.slurm_max_jobs;
     if (d->workers_override > 0)
         return d->workers_override;
     if (d->cfg.workers > 0)
@@ -27,11 +31,13 @@ int pool_target_size(const struct daemon *d)
 
 int pool_trainer_target(const struct daemon *d)
 {
+    if (d->executor == EXECUTOR_SLURM)
+        return d->cfg.slurm_max_train_jobs;
     int n = config_limit(&d->cfg, "train");
     return n > 0 ? n : 0;
 }
 
-static const char *kill_reason_text(enum kill_reason r)
+const char *pool_kill_reason_text(enum kill_reason r)
 {
     switch (r) {
     case KILL_TIMEOUT: return "killed: the job ran past its timeout";
@@ -103,7 +109,7 @@ static int temp_of(const char *name, int pid)
  * under its temporary names, in the job's out_dir and beside it. Its next
  * attempt does not remove it all (a prep job removes its clip's, a segment
  * job nothing), and a job that died on its last attempt has none. */
-static void sweep_job_temps(struct worker *w)
+void pool_sweep_job_temps(struct worker *w, int pid)
 {
     sqlite3_stmt *st = db_prepare(w->d->db, "SELECT json_extract(?, '$.out_dir')");
     char *dir = NULL;
@@ -113,15 +119,14 @@ static void sweep_job_temps(struct worker *w)
             dir = xstrdup((const char *)sqlite3_column_text(st, 0));
         sqlite3_reset(st);
     }
-    if (dir && dir[0] == '/') {
+    if (dir && dir[0] == '/' && pid > 0) {
         char who[96];
-        snprintf(who, sizeof who, "worker %d (pid %d), which died in job %lld", w->slot, w->pid,
-                 (long long)w->job.id);
-        sweep_dir(dir, temp_of, w->pid, who);
+        snprintf(who, sizeof who, "worker %d (pid %d), which died in job %lld", w->slot, pid, (long long)w->job.id);
+        sweep_dir(dir, temp_of, pid, who);
         char *slash = strrchr(dir, '/');
         if (slash != dir) {
             *slash = '\0';
-            sweep_dir(dir, temp_of, w->pid, who);
+            sweep_dir(dir, temp_of, pid, who);
         }
     }
     free(dir);
@@ -194,7 +199,7 @@ static void finalize(struct worker *w)
     uv_timer_stop(&w->job_timer);
     if (w->has_job) {
         char why[512];
-        const char *k = kill_reason_text(w->kill_reason);
+        const char *k = pool_kill_reason_text(w->kill_reason);
         if (k)
             snprintf(why, sizeof why, "worker %d (pid %d) %s", w->slot, w->pid, k);
         else if (w->term_signal)
@@ -203,7 +208,7 @@ static void finalize(struct worker *w)
         else
             snprintf(why, sizeof why, "worker %d (pid %d) exited with status %lld in the middle of the job", w->slot,
                      w->pid, (long long)w->exit_status);
-        sweep_job_temps(w);
+        pool_sweep_job_temps(w, w->pid);
         /* A drain is our doing: the attempt is given back. Anything else may
          * have been caused by the job itself, so it counts. */
         sched_job_lost(w, why, w->kill_reason != KILL_DRAIN);
@@ -426,9 +431,8 @@ int pool_start(struct daemon *d)
     return 0;
 }
 
-/* Keeps n live slots of one role (general or trainer): revives retiring
- * ones, retires the surplus, adds new ones. */
-static void resize_role(struct daemon *d, int trainer, int n)
+void pool_resize_role(struct daemon *d, int trainer, int n, void (*revive)(struct worker *),
+                      struct worker *(*add)(struct daemon *, int))
 {
     int active = 0;
     for (int i = 0; i < d->nworkers; i++) {
@@ -439,27 +443,36 @@ static void resize_role(struct daemon *d, int trainer, int n)
             if (w->retiring) {
                 w->retiring = 0;
                 if (w->state == W_WAITING)
-                    spawn(w);
+                    revive(w);
             }
             active++;
         } else if (!w->retiring) {
             w->retiring = 1;
-            uv_timer_stop(&w->respawn_timer);
+            uv_timer_stop(&w->respawn_timer); /* a Slurm slot's is never started: a no-op */
         }
     }
-    while (active < n) {
-        d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
-        struct worker *w = slot_new(d, d->nworkers, trainer);
-        d->workers[d->nworkers++] = w;
-        spawn(w);
-        active++;
-    }
+    for (; active < n; active++)
+        add(d, trainer);
+}
+
+/* A new local slot with its worker starting. */
+static struct worker *add_spawned(struct daemon *d, int trainer)
+{
+    d->workers = xrealloc(d->workers, (size_t)(d->nworkers + 1) * sizeof *d->workers);
+    struct worker *w = slot_new(d, d->nworkers, trainer);
+    d->workers[d->nworkers++] = w;
+    spawn(w);
+    return w;
 }
 
 void pool_resize(struct daemon *d, int n)
 {
-    resize_role(d, 0, n);
-    resize_role(d, 1, pool_trainer_target(d));
+    if (d->executor == EXECUTOR_SLURM) {
+        slurm_resize(d);
+        return;
+    }
+    pool_resize_role(d, 0, n, spawn, add_spawned);
+    pool_resize_role(d, 1, pool_trainer_target(d), spawn, add_spawned);
     pool_quit_idle(d);
 }
 
@@ -479,12 +492,11 @@ static void on_written(uv_write_t *req, int status)
     free(wr);
 }
 
-static int send_line(struct worker *w, const char *verb, const struct kv *kv)
+/* Writes a whole line (taking it) to the worker's stdin. */
+static int send_raw(struct worker *w, char *line)
 {
-    struct sbuf b = {0};
-    proto_format(&b, verb, kv);
     struct write_req *wr = xcalloc(1, sizeof *wr);
-    wr->buf = sbuf_take(&b);
+    wr->buf = line;
     uv_buf_t buf = uv_buf_init(wr->buf, (unsigned)strlen(wr->buf));
     int rc = uv_write(&wr->req, (uv_stream_t *)&w->in, &buf, 1, on_written);
     if (rc) {
@@ -492,6 +504,13 @@ static int send_line(struct worker *w, const char *verb, const struct kv *kv)
         free(wr);
     }
     return rc;
+}
+
+static int send_line(struct worker *w, const char *verb, const struct kv *kv)
+{
+    struct sbuf b = {0};
+    proto_format(&b, verb, kv);
+    return send_raw(w, sbuf_take(&b));
 }
 
 static void on_job_timeout(uv_timer_t *t)
@@ -526,6 +545,8 @@ static void tell_threads(struct worker *w, unsigned gen)
 
 void pool_share_threads(struct daemon *d)
 {
+    if (d->executor == EXECUTOR_SLURM)
+        return; /* a Slurm job has its own cores ([slurm] cpus) */
     int busy = 0;
     for (int i = 0; i < d->nworkers; i++)
         busy += d->workers[i]->state == W_BUSY && d->workers[i]->has_job;
@@ -548,9 +569,8 @@ void pool_share_threads(struct daemon *d)
     }
 }
 
-int pool_dispatch(struct worker *w, struct leased_job *job)
+void pool_job_line(struct daemon *d, const struct leased_job *job, int threads, unsigned gen, struct sbuf *out)
 {
-    struct daemon *d = w->d;
     struct kv kv = {0};
     kv_setf(&kv, "id", "%lld", (long long)job->id);
     kv_set(&kv, "kind", job->kind);
@@ -568,6 +588,14 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
         }
         sqlite3_reset(st);
     }
+    kv_setf(&kv, "threads", "%d", threads);
+    kv_setf(&kv, "threads_gen", "%u", gen & 0xffffffu);
+    proto_format(out, "job", &kv);
+    kv_free(&kv);
+}
+
+void pool_take_job(struct worker *w, struct leased_job *job)
+{
     w->job = *job;
     memset(job, 0, sizeof *job);
     w->has_job = 1;
@@ -576,12 +604,20 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
     w->lease_renewed_at = w->job_started;
     w->last_progress_db = 0;
     w->pending_frac = -1;
+    w->kill_reason = KILL_NONE;
     w->threads = 0;
+}
+
+int pool_dispatch(struct worker *w, struct leased_job *job)
+{
+    struct daemon *d = w->d;
+    if (d->executor == EXECUTOR_SLURM)
+        return slurm_dispatch(w, job);
+    pool_take_job(w, job);
     pool_share_threads(d);
-    kv_setf(&kv, "threads", "%d", w->threads);
-    kv_setf(&kv, "threads_gen", "%u", d->thread_gen & 0xffffffu);
-    int rc = send_line(w, "job", &kv);
-    kv_free(&kv);
+    struct sbuf line = {0};
+    pool_job_line(d, &w->job, w->threads, d->thread_gen, &line);
+    int rc = send_raw(w, sbuf_take(&line));
     if (rc) {
         log_error(w->job.id, "cannot send the job to worker %d: %s", w->slot, uv_strerror(rc));
         pool_kill(w, KILL_PROTOCOL);
@@ -597,6 +633,10 @@ int pool_dispatch(struct worker *w, struct leased_job *job)
 
 void pool_kill(struct worker *w, enum kill_reason why)
 {
+    if (w->d->executor == EXECUTOR_SLURM) {
+        slurm_kill(w, why);
+        return;
+    }
     if (w->exited || w->state == W_EXITING || w->state == W_WAITING || !w->pid)
         return;
     if (!w->kill_reason)
@@ -606,6 +646,10 @@ void pool_kill(struct worker *w, enum kill_reason why)
 
 void pool_quit_idle(struct daemon *d)
 {
+    if (d->executor == EXECUTOR_SLURM) {
+        slurm_quit_idle(d);
+        return;
+    }
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
         if (w->state == W_IDLE && (w->retiring || d->draining)) {
@@ -618,6 +662,8 @@ void pool_quit_idle(struct daemon *d)
 
 int pool_alive(struct daemon *d)
 {
+    if (d->executor == EXECUTOR_SLURM)
+        return slurm_alive(d);
     int n = 0;
     for (int i = 0; i < d->nworkers; i++)
         if (d->workers[i]->state != W_WAITING)
@@ -635,6 +681,10 @@ struct worker *pool_find_job(struct daemon *d, int64_t job_id)
 
 void pool_close(struct daemon *d)
 {
+    if (d->executor == EXECUTOR_SLURM) {
+        slurm_close(d);
+        return;
+    }
     for (int i = 0; i < d->nworkers; i++) {
         struct worker *w = d->workers[i];
         w->closing = 1;

@@ -73,7 +73,7 @@ static void arm_wake(struct daemon *d, double retry_in_s)
 
 void sched_kick(struct daemon *d)
 {
-    if (d->draining || d->shutting_down)
+    if (d->draining || d->shutting_down || d->starting)
         return;
     double retry = 0;
     int empty[2] = {0, 0}; /* nothing left for general workers, for trainer slots */

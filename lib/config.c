@@ -52,6 +52,37 @@ void config_defaults(struct dfew_config *c)
     c->segment_max_s = 10;
     c->segment_track_gap_s = 0.5;
     c->segment_max_clips = 20; /* the DFEW paper: at most 20 clips per movie */
+    c->slurm_max_jobs = 64;
+    c->slurm_max_train_jobs = 5; /* the paper's five folds at once, one GPU each */
+    c->slurm_poll_s = 2;
+    c->slurm_check_storage = 1;
+    c->slurm_check_timeout_s = 600;
+    c->slurm_result_grace_s = 60;
+}
+
+enum executor_kind config_executor(const struct dfew_config *c)
+{
+    return c->executor && !strcmp(c->executor, "slurm") ? EXECUTOR_SLURM : EXECUTOR_LOCAL;
+}
+
+const char *config_slurm_res(const struct dfew_config *c, const char *what, const char *kind)
+{
+    char key[64];
+    snprintf(key, sizeof key, "%s_%s", what, kind);
+    const char *v = kv_get(&c->slurm_res, key);
+    if (v)
+        return v;
+    if (!strcmp(what, "gres") && !strcmp(kind, "train"))
+        return "gpu:1";
+    if (!strcmp(what, "cpus") && (!strcmp(kind, "prep") || !strcmp(kind, "segment")) && !kv_get(&c->slurm_res, what))
+        return "2";
+    if (!strcmp(what, "cpus") && !strcmp(kind, "train") && !kv_get(&c->slurm_res, what))
+        return "4";
+    if (!strcmp(what, "cpus") && !kv_get(&c->slurm_res, what))
+        return "1";
+    if (!strcmp(what, "gres"))
+        return NULL; /* gres is per kind only: a GPU for a probe job would be a waste */
+    return kv_get(&c->slurm_res, what);
 }
 
 enum segment_mode config_segment_mode(const struct dfew_config *c)
@@ -75,6 +106,11 @@ void config_free(struct dfew_config *c)
     free(c->prep_subject);
     free(c->train_backends);
     free(c->segment_mode);
+    free(c->executor);
+    free(c->slurm_partition);
+    free(c->slurm_account);
+    free(c->slurm_options);
+    kv_free(&c->slurm_res);
     kv_free(&c->limits);
     kv_free(&c->timeouts);
     memset(c, 0, sizeof *c);
@@ -135,7 +171,78 @@ static const struct key_desc keys[] = {
     {"segment", "max_seconds", K_SECONDS, OFF(segment_max_s), 0.04, 0, NULL},
     {"segment", "track_gap", K_SECONDS, OFF(segment_track_gap_s), 0, 0, NULL},
     {"segment", "max_clips", K_INT, OFF(segment_max_clips), 1, 0, NULL},
+    {"executor", "kind", K_CHOICE, OFF(executor), 0, 0, "local|slurm"},
+    {"slurm", "partition", K_STRING, OFF(slurm_partition), 0, 0, NULL},
+    {"slurm", "account", K_STRING, OFF(slurm_account), 0, 0, NULL},
+    {"slurm", "options", K_STRING, OFF(slurm_options), 0, 0, NULL},
+    {"slurm", "max_jobs", K_INT, OFF(slurm_max_jobs), 1, 100000, NULL},
+    {"slurm", "max_train_jobs", K_INT, OFF(slurm_max_train_jobs), 0, 100000, NULL},
+    {"slurm", "poll_interval", K_SECONDS, OFF(slurm_poll_s), 0.1, 0, NULL},
+    {"slurm", "check_storage", K_BOOL, OFF(slurm_check_storage), 0, 0, NULL},
+    {"slurm", "check_timeout", K_SECONDS, OFF(slurm_check_timeout_s), 1, 0, NULL},
+    {"slurm", "result_grace", K_SECONDS, OFF(slurm_result_grace_s), 0, 0, NULL},
 };
+
+/* A word Slurm takes as a name (partition, account, gres): letters, digits
+ * and - _ . : , = / (no spaces, nothing a shell or Slurm would split). */
+static int slurm_word(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("-_.:,=/+", *s))
+            return 0;
+    return 1;
+}
+
+/* [slurm] time|cpus|mem|gres[_KIND] = value: checked and normalised into
+ * c->slurm_res. Returns 1 when key is one of them (why set on a bad value). */
+static int slurm_resource(struct dfew_config *c, const char *key, const char *val, char *why, size_t whylen)
+{
+    static const char *const whats[] = {"time", "cpus", "mem", "gres"};
+    const char *what = NULL;
+    for (size_t i = 0; i < ARRAY_LEN(whats); i++) {
+        size_t n = strlen(whats[i]);
+        if (!strncmp(key, whats[i], n) && (key[n] == '\0' || key[n] == '_')) {
+            what = whats[i];
+            if (key[n] == '_' && !job_kind_known(key + n + 1)) {
+                snprintf(why, whylen, "[slurm] %s_KIND: '%s' is not a job kind (%s)", what, key + n + 1,
+                         JOB_KINDS_HELP);
+                return 1;
+            }
+        }
+    }
+    if (!what)
+        return 0;
+    if (!strcmp(what, "time")) {
+        double s;
+        if (parse_seconds(val, &s) || s < 60)
+            snprintf(why, whylen, "%s wants a time limit of at least a minute such as 30m, 2h or 2d, not '%s'",
+                     key, val);
+        else
+            kv_setf(&c->slurm_res, key, "%.0f", s);
+    } else if (!strcmp(what, "cpus")) {
+        int n;
+        if (parse_int(val, &n) || n < 1 || n > 255)
+            snprintf(why, whylen, "%s wants a number of CPUs from 1 to 255, not '%s'", key, val);
+        else
+            kv_setf(&c->slurm_res, key, "%d", n);
+    } else if (!strcmp(what, "mem")) {
+        int64_t b;
+        if (parse_bytes(val, &b) || b < (1 << 20))
+            snprintf(why, whylen, "%s wants a memory size such as 4G or 500M, not '%s'", key, val);
+        else
+            kv_setf(&c->slurm_res, key, "%lld", (long long)b);
+    } else if (!strcmp(val, "none") || slurm_word(val)) {
+        if (!strcmp(key, "gres"))
+            snprintf(why, whylen, "gres is set per kind (gres_train = gpu:1), not for every job");
+        else
+            kv_set(&c->slurm_res, key, val);
+    } else {
+        snprintf(why, whylen, "%s wants a generic resource such as gpu:1 or gpu:a100:1, or none, not '%s'", key, val);
+    }
+    return 1;
+}
 
 
 static int set_key(struct dfew_config *c, const struct key_desc *k, const char *val,
@@ -326,7 +433,15 @@ static void parse_line(struct dfew_config *c, char *line, char *section, size_t 
         for (size_t i = 0; i < ARRAY_LEN(keys); i++)
             if (!strcmp(keys[i].section, section) && !strcmp(keys[i].key, key))
                 k = &keys[i];
-        if (!k)
+        if (!k && !strcmp(section, "slurm")) {
+            if (seen_check(seen, nseen, section, key, lineno, why, whylen) == 0 &&
+                !slurm_resource(c, key, val, why, whylen))
+                snprintf(why, whylen,
+                         "unknown key '%.100s' in [slurm]; known: partition, account, options, max_jobs, "
+                         "max_train_jobs, poll_interval, check_storage, check_timeout, result_grace, and "
+                         "time, cpus, mem, gres, each also per kind (time_train)",
+                         key);
+        } else if (!k)
             snprintf(why, whylen, "unknown key '%.100s' in [%s]", key, section);
         else if (seen_check(seen, nseen, section, key, lineno, why, whylen) == 0)
             set_key(c, k, val, why, whylen);
@@ -377,6 +492,27 @@ int config_parse(const char *name, const char *text, size_t len, struct dfew_con
         snprintf(err, errlen, "%s: [segment] min_seconds = %g is more than max_seconds = %g; a clip cannot be both",
                  path, c->segment_min_s, c->segment_max_s);
         rc = -EINVAL;
+    }
+    const char *bad = !rc && c->slurm_partition && !slurm_word(c->slurm_partition) ? "partition"
+                      : !rc && c->slurm_account && !slurm_word(c->slurm_account) ? "account"
+                                                                                 : NULL;
+    if (bad) {
+        snprintf(err, errlen, "%s: [slurm] %s = '%s' is not a Slurm name (letters, digits, - _ . only)", path, bad,
+                 bad[0] == 'p' ? c->slurm_partition : c->slurm_account);
+        rc = -EINVAL;
+    }
+    if (!rc && c->slurm_options) {
+        /* each word an option of its own: sbatch gets them as arguments, no shell */
+        char *copy = xstrdup(c->slurm_options), *save = NULL;
+        for (char *w = strtok_r(copy, " \t", &save); w && !rc; w = strtok_r(NULL, " \t", &save))
+            if (w[0] != '-') {
+                snprintf(err, errlen,
+                         "%s: [slurm] options: '%s' is not an sbatch option (each word starts with -, values joined "
+                         "with =: --qos=normal --constraint=avx2)",
+                         path, w);
+                rc = -EINVAL;
+            }
+        free(copy);
     }
     if (!rc && c->prep_whole_movie >= 0) {
         /* the older key says what [segment] mode says now */

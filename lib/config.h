@@ -68,7 +68,30 @@ struct dfew_config {
     double segment_min_s, segment_max_s; /* clip durations */
     double segment_track_gap_s;        /* longest detector miss inside a face track */
     int segment_max_clips;             /* per movie (the DFEW paper's 20) */
+    /* [executor] where dfewd runs a leased job */
+    char *executor;             /* "local" (the worker pool) or "slurm"; NULL: local */
+    /* [slurm] executor = slurm (docs/slurm.md) */
+    char *slurm_partition;      /* sbatch --partition; NULL: the cluster's default */
+    char *slurm_account;        /* sbatch --account */
+    char *slurm_options;        /* more sbatch options, split at white space (no shell) */
+    int slurm_max_jobs;         /* Slurm jobs in flight at once, train jobs apart */
+    int slurm_max_train_jobs;   /* train jobs (folds) in flight at once; 0: they share max_jobs */
+    double slurm_poll_s;        /* how often dfewd asks squeue and reads progress and result files */
+    int slurm_check_storage;    /* at start-up, a probe job checks that a node sees HOME and the movies */
+    double slurm_check_timeout_s; /* how long dfewd waits for that probe job */
+    double slurm_result_grace_s;  /* a job Slurm calls COMPLETED may show its result file this much later (NFS) */
+    /* per kind resources: time, cpus, mem, gres; "time" is the default of
+     * every kind, "time_prep" prep's (values normalised: seconds, a count,
+     * bytes, a gres string or "none") */
+    struct kv slurm_res;
 };
+
+enum executor_kind { EXECUTOR_LOCAL, EXECUTOR_SLURM };
+enum executor_kind config_executor(const struct dfew_config *c);
+/* A [slurm] resource for a job kind: "<what>_<kind>", else "<what>", else
+ * the built-in default (cpus: 2 for prep and segment, 4 for train, else 1;
+ * gres: gpu:1 for train). NULL when none is set; "none" means none. */
+const char *config_slurm_res(const struct dfew_config *c, const char *what, const char *kind);
 
 enum segment_mode {
     SEGMENT_SHOTS, /* a segment job finds shots and face tracks: candidate clips */

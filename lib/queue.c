@@ -437,15 +437,17 @@ int queue_release(struct db *db, int64_t id, const char *token, const char *why,
     return finish(db, rc);
 }
 
-/* The ids a query returns (its one optional parameter bound to now). */
-static int select_ids(struct db *db, const char *select_sql, double now, int64_t **ids, size_t *n)
+/* The ids a query returns (its one optional parameter bound to text, else now). */
+static int select_ids(struct db *db, const char *select_sql, double now, const char *text, int64_t **ids, size_t *n)
 {
     *ids = NULL;
     *n = 0;
     sqlite3_stmt *st = db_prepare(db, select_sql);
     if (!st)
         return -EIO;
-    if (sqlite3_bind_parameter_count(st) > 0)
+    if (sqlite3_bind_parameter_count(st) > 0 && text)
+        sqlite3_bind_text(st, 1, text, -1, SQLITE_TRANSIENT);
+    else if (sqlite3_bind_parameter_count(st) > 0)
         sqlite3_bind_double(st, 1, now);
     size_t cap = 0;
     int rc;
@@ -461,8 +463,8 @@ static int select_ids(struct db *db, const char *select_sql, double now, int64_t
 }
 
 /* Releases every leased job matching the query (which selects ids). */
-static int release_where(struct db *db, const char *select_sql, double now, const char *why, int count_attempt,
-                         int *released)
+static int release_where(struct db *db, const char *select_sql, double now, const char *text, const char *why,
+                         int count_attempt, int *released)
 {
     *released = 0;
     int rc = db_begin(db);
@@ -470,7 +472,7 @@ static int release_where(struct db *db, const char *select_sql, double now, cons
         return rc;
     int64_t *ids;
     size_t n;
-    rc = select_ids(db, select_sql, now, &ids, &n);
+    rc = select_ids(db, select_sql, now, text, &ids, &n);
     for (size_t i = 0; i < n && !rc; i++) {
         struct job_row r;
         rc = load(db, ids[i], &r);
@@ -490,13 +492,56 @@ static int release_where(struct db *db, const char *select_sql, double now, cons
 
 int queue_expire_leases(struct db *db, double now, int *released)
 {
-    return release_where(db, "SELECT id FROM jobs WHERE state = 'leased' AND lease_expires < ? ORDER BY id", now,
+    return release_where(db, "SELECT id FROM jobs WHERE state = 'leased' AND lease_expires < ? ORDER BY id", now, NULL,
                          "lease expired (no result and no renewal in time)", 1, released);
 }
 
 int queue_release_stale(struct db *db, const char *why, int *released)
 {
-    return release_where(db, "SELECT id FROM jobs WHERE state = 'leased' ORDER BY id", 0, why, 1, released);
+    return release_where(db, "SELECT id FROM jobs WHERE state = 'leased' ORDER BY id", 0, NULL, why, 1, released);
+}
+
+int queue_release_stale_except(struct db *db, const char *owner, const char *why, int *released)
+{
+    return release_where(db, "SELECT id FROM jobs WHERE state = 'leased' AND lease_owner IS NOT ? ORDER BY id", 0,
+                         owner, why, 1, released);
+}
+
+int queue_adopt(struct db *db, const struct queue_policy *p, const char *owner, int64_t id, const char *token,
+                struct leased_job *out)
+{
+    memset(out, 0, sizeof *out);
+    int rc = db_begin(db);
+    if (rc)
+        return rc;
+    static const char sql[] = "SELECT kind, attempts, max_attempts, movie_id, clip_id, args FROM jobs "
+                              "WHERE id = ? AND state = 'leased' AND lease_token = ?";
+    sqlite3_stmt *st = db_prepare(db, sql);
+    if (!st)
+        return finish(db, -EIO);
+    sqlite3_bind_int64(st, 1, id);
+    sqlite3_bind_text(st, 2, token, -1, SQLITE_TRANSIENT);
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset(st);
+        finish(db, 0);
+        return rc == SQLITE_DONE ? -ESTALE : db_errno(rc);
+    }
+    out->id = id;
+    snprintf(out->kind, sizeof out->kind, "%s", (const char *)sqlite3_column_text(st, 0));
+    out->attempt = sqlite3_column_int(st, 1);
+    out->max_attempts = sqlite3_column_int(st, 2);
+    out->movie_id = sqlite3_column_int64(st, 3);
+    out->clip_id = sqlite3_column_int64(st, 4);
+    out->args_json = xstrdup((const char *)sqlite3_column_text(st, 5));
+    snprintf(out->token, sizeof out->token, "%s", token);
+    sqlite3_reset(st);
+    rc = set_fields(db, "UPDATE jobs SET lease_owner = ?, lease_expires = ? WHERE id = ?", id, "td", owner,
+                    now_s() + p->lease_s);
+    rc = finish(db, rc);
+    if (rc)
+        leased_job_free(out);
+    return rc;
 }
 
 int queue_promote_due(struct db *db, double now, int *promoted)
@@ -507,7 +552,8 @@ int queue_promote_due(struct db *db, double now, int *promoted)
         return rc;
     int64_t *ids;
     size_t n;
-    rc = select_ids(db, "SELECT id FROM jobs WHERE state = 'failed' AND run_after <= ? ORDER BY id", now, &ids, &n);
+    rc = select_ids(db, "SELECT id FROM jobs WHERE state = 'failed' AND run_after <= ? ORDER BY id", now, NULL, &ids,
+                    &n);
     for (size_t i = 0; i < n && !rc; i++) {
         rc = move(db, ids[i], JOB_FAILED, JOB_QUEUED, "backoff over, queued for another attempt");
         if (!rc) /* ready now, whatever clock the caller used */

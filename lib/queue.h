@@ -90,6 +90,14 @@ int queue_release(struct db *db, int64_t id, const char *token, const char *why,
 int queue_expire_leases(struct db *db, double now, int *released);
 /* At daemon start-up: every lease belongs to a daemon that is gone. */
 int queue_release_stale(struct db *db, const char *why, int *released);
+/* The same for every lease but those of owner (jobs a new dfewd adopted). */
+int queue_release_stale_except(struct db *db, const char *owner, const char *why, int *released);
+/* At dfewd's start-up, for jobs that outlive it (Slurm jobs): takes over the
+ * lease a previous dfewd held on job id with token, now held by owner and
+ * renewed; out as a lease fills it (attempt: the one running). -ESTALE when
+ * the job is no longer leased with that token (cancelled, expired, done). */
+int queue_adopt(struct db *db, const struct queue_policy *p, const char *owner, int64_t id, const char *token,
+                struct leased_job *out);
 /* failed jobs whose backoff is over -> queued. */
 int queue_promote_due(struct db *db, double now, int *promoted);
 /* queued | leased | failed -> cancelled. -EALREADY when already final. */

@@ -27,6 +27,8 @@ PKGS=(
   dpkg-dev debhelper lintian
   # libFuzzer harnesses (tests/fuzz/run.sh): clang with its fuzzer runtime
   clang libclang-rt-14-dev
+  # the Slurm executor's tests and benchmark: a one-node cluster (tests/slurm/cluster.sh)
+  slurm-wlm slurmctld slurmd slurm-client munge
 )
 
 missing=()

@@ -1,8 +1,16 @@
 /* dfew-worker: a long-lived compute process owned by dfewd. It says hello,
  * then reads one job per line on stdin, runs it, and writes progress and one
  * result line on stdout (protocol in lib/proto.h). Stateless between jobs
- * except for loaded models; it never writes the database. */
+ * except for loaded models; it never writes the database.
+ *
+ * On a cluster node (dfewd's Slurm executor, docs/slurm.md) it runs one job
+ * instead: --one-job SPEC reads the job line from the file SPEC and writes,
+ * beside it, the same progress lines to `progress` (appended) and the same
+ * result line to `result` (atomically, last); --check-storage DIR is the
+ * start-up probe job that says which of dfewd's paths this node sees. */
 #include <errno.h>
+#include <fcntl.h>
+#include <libgen.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -14,6 +22,7 @@
 #include <curl/curl.h>
 
 #include "dfew_build.h"
+#include "host.h"
 #include "log.h"
 #include "proto.h"
 #include "queue.h"
@@ -65,12 +74,26 @@ int job_threads(void)
     return n ? (int)n : 1;
 }
 
+/* --one-job: where the result line and the progress lines go (else stdout). */
+static const char *result_path;
+static int progress_fd = -1;
+
 static int send_msg(const char *verb, const struct kv *kv)
 {
     struct sbuf b = {0};
     proto_format(&b, verb, kv);
-    size_t n = fwrite(b.s, 1, b.len, stdout);
-    int rc = (n == b.len && fflush(stdout) == 0) ? 0 : -EPIPE;
+    int rc;
+    if (result_path && strcmp(verb, "progress")) {
+        rc = write_file_atomic(result_path, b.s, b.len);
+        if (rc)
+            log_error(0, "cannot write the result to %s: %s", result_path, strerror(-rc));
+    } else if (result_path) {
+        /* one write per line (O_APPEND): dfewd reads whole lines only */
+        rc = progress_fd < 0 || write(progress_fd, b.s, b.len) == (ssize_t)b.len ? 0 : -errno;
+    } else {
+        size_t n = fwrite(b.s, 1, b.len, stdout);
+        rc = (n == b.len && fflush(stdout) == 0) ? 0 : -EPIPE;
+    }
     sbuf_free(&b);
     return rc;
 }
@@ -160,6 +183,117 @@ static int run_job(const struct proto_msg *m)
     return rc;
 }
 
+/* A file beside spec (the one-job files live in one folder). */
+static char *beside(const char *spec, const char *name)
+{
+    char *copy = xstrdup(spec);
+    struct sbuf b = {0};
+    sbuf_addf(&b, "%s/%s", dirname(copy), name);
+    free(copy);
+    return sbuf_take(&b);
+}
+
+/* --one-job SPEC: the job line dfewd wrote into SPEC, run once. Exit 0 when
+ * the result file was written (the job done or failed), 1 when it could not
+ * be, 2 for a bad spec. */
+static int one_job(const char *spec)
+{
+    char *text = NULL, host[256] = "?";
+    size_t len = 0;
+    int rc = read_small_file(spec, DFEW_PROTO_MAX_LINE, &text, &len);
+    if (rc) {
+        log_error(0, "cannot read the job file %s: %s (is dfewd's home on a filesystem this node shares?)", spec,
+                  strerror(-rc));
+        return 2;
+    }
+    while (len && (text[len - 1] == '\n' || text[len - 1] == '\r'))
+        text[--len] = '\0';
+    struct proto_msg m;
+    if (proto_parse(text, len, &m) || strcmp(m.verb, "job")) {
+        log_error(0, "%s is not a job line written by dfewd (protocol %d)", spec, DFEW_PROTO_VERSION);
+        proto_msg_free(&m); /* zeroed by a failed parse: nothing to free */
+        free(text);
+        return 2;
+    }
+    free(text);
+    result_path = beside(spec, "result");
+    char *progress = beside(spec, "progress"), *who = beside(spec, "worker");
+    progress_fd = open(progress, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (progress_fd < 0)
+        log_warn(0, "cannot open %s (%s): this job's progress is not reported", progress, strerror(errno));
+    /* who runs it: dfewd removes what a job killed midway leaves under its pid */
+    gethostname(host, sizeof host - 1);
+    struct sbuf w = {0};
+    sbuf_addf(&w, "pid=%d host=%s\n", (int)getpid(), host);
+    write_file_atomic(who, w.s, w.len);
+    sbuf_free(&w);
+    log_info(0, "job %s (%s) on %s, pid %d", kv_get(&m.kv, "id") ? kv_get(&m.kv, "id") : "?",
+             kv_get(&m.kv, "kind") ? kv_get(&m.kv, "kind") : "?", host, (int)getpid());
+    rc = run_job(&m);
+    proto_msg_free(&m);
+    if (progress_fd >= 0)
+        close(progress_fd);
+    free(progress);
+    free(who);
+    free((char *)result_path);
+    result_path = NULL;
+    return rc ? 1 : 0;
+}
+
+/* --check-storage DIR: DIR/paths holds "nonce N" and then lines "r PATH"
+ * (must be readable here), "w PATH" (a folder this node must write in);
+ * DIR/result gets "nonce N", "host H" and one "ok PATH" or "bad PATH\tWHY"
+ * per path. The nonce proves that DIR itself is the same folder here. */
+static int check_storage(const char *dir)
+{
+    struct sbuf p = {0}, out = {0};
+    sbuf_addf(&p, "%s/paths", dir);
+    char *text = NULL;
+    size_t len = 0;
+    int rc = read_small_file(p.s, 1 << 20, &text, &len);
+    if (rc) {
+        log_error(0, "cannot read %s: %s: dfewd's home is not on a filesystem this node shares", p.s, strerror(-rc));
+        sbuf_free(&p);
+        return 1;
+    }
+    char host[256] = "?";
+    gethostname(host, sizeof host - 1);
+    char *save = NULL;
+    for (char *line = strtok_r(text, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        if (!strncmp(line, "nonce ", 6)) {
+            sbuf_addf(&out, "%s\nhost %s\n", line, host);
+            continue;
+        }
+        if (strlen(line) < 3 || line[1] != ' ')
+            continue;
+        const char *path = line + 2;
+        int err = 0;
+        if (line[0] == 'w') {
+            struct sbuf t = {0};
+            sbuf_addf(&t, "%s/.dfew-check", path);
+            err = write_file_atomic(t.s, "", 0);
+            if (!err)
+                unlink(t.s);
+            sbuf_free(&t);
+        } else if (access(path, R_OK) != 0) {
+            err = -errno;
+        }
+        if (err)
+            sbuf_addf(&out, "bad %s\t%s\n", path, strerror(-err));
+        else
+            sbuf_addf(&out, "ok %s\n", path);
+    }
+    free(text);
+    sbuf_reset(&p);
+    sbuf_addf(&p, "%s/result", dir);
+    rc = write_file_atomic(p.s, out.s ? out.s : "", out.len);
+    if (rc)
+        log_error(0, "cannot write %s: %s", p.s, strerror(-rc));
+    sbuf_free(&p);
+    sbuf_free(&out);
+    return rc ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     log_init("dfew-worker", stderr, getenv("DFEW_DEBUG") ? LOG_DEBUG : LOG_INFO);
@@ -167,9 +301,25 @@ int main(int argc, char **argv)
         printf("dfew-worker %s (protocol %d)\n", DFEW_VERSION, DFEW_PROTO_VERSION);
         return 0;
     }
+    if (argc == 3 && (!strcmp(argv[1], "--one-job") || !strcmp(argv[1], "--check-storage"))) {
+        /* OpenBLAS reads its kernel choice when it loads, before main: the
+         * one dfewd's machine chose may not be this node's, so choose here
+         * and start again with it (dfewd does this for its local workers) */
+        if (!getenv("OPENBLAS_CORETYPE") && train_openblas_coretype_env())
+            execv("/proc/self/exe", argv);
+        signal(SIGPIPE, SIG_IGN);
+        signal(SIGINT, SIG_IGN);
+        if (argv[1][2] == 'c')
+            return check_storage(argv[2]);
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        int rc = one_job(argv[2]);
+        curl_global_cleanup();
+        return rc;
+    }
     if (argc > 1) {
-        fprintf(stderr, "dfew-worker is started by dfewd and speaks its protocol on stdin/stdout; "
-                        "it takes no arguments (try dfewd --help).\n");
+        fprintf(stderr, "dfew-worker is started by dfewd and speaks its protocol on stdin/stdout; on a cluster "
+                        "node dfewd's Slurm jobs run it as dfew-worker --one-job SPEC or --check-storage DIR "
+                        "(try dfewd --help).\n");
         return 2;
     }
     /* Die with the daemon: an orphaned worker would hold a job nobody tracks. */

@@ -7,6 +7,7 @@ repeated; prints each step's seconds, the median and the peak RSS. Run it
 through run.sh, which sets the allocator and BLAS. Not a test.
 Usage: torch_step.py [--batch 4] [--steps 5] [--threads 2] [--arch r3d18|c3d]"""
 import argparse
+import ctypes
 import os
 import resource
 import statistics
@@ -33,8 +34,18 @@ m.train()
 opt = torch.optim.SGD(m.parameters(), lr=1e-3, momentum=0.9, weight_decay=5e-4)
 x = torch.randn(a.batch, 3, 16, 112, 112)
 y = torch.arange(a.batch) % 7
+# Debian's PyTorch runs its convolutions on the system's libdnnl (the one the
+# CPU backend uses): the instruction set it dispatches to, from the library
+# loaded in this process (ONEDNN_MAX_CPU_ISA caps both alike)
+ISA_NAMES = {0x1: "sse41", 0x3: "avx", 0x7: "avx2", 0x407: "avx2_vnni", 0x27: "avx512_core",
+             0x67: "avx512_core_vnni", 0xe7: "avx512_core_bf16", 0x3e7: "avx512_core_amx"}
+try:
+    isa = ctypes.CDLL("libdnnl.so.2").dnnl_get_effective_cpu_isa()
+    isa = ISA_NAMES.get(isa, hex(isa))
+except OSError:
+    isa = "unknown"
 print(f"torch {torch.__version__}: {a.arch}, {sum(p.numel() for p in m.parameters())} parameters, batch {a.batch}, "
-      f"{torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}, "
+      f"{torch.get_num_threads()} threads, mkldnn {torch.backends.mkldnn.is_available()}, oneDNN isa {isa}, "
       f"LD_PRELOAD={os.environ.get('LD_PRELOAD', '')}", flush=True)
 ts = []
 for i in range(a.steps):

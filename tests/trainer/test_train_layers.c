@@ -1,8 +1,9 @@
 /* test_train_layers.c: every CPU layer's backward against central finite
  * differences of its forward (loss = sum r_i * out_i with random r), the
- * tiled conv3d against the untiled one, the oneDNN conv3d (channels-first and
- * channels-last) against the reference, the channels-last twins of the
- * layers against the channels-first ones, EC-STFL (paper and L1 forms) and the
+ * tiled conv3d against the untiled one, the oneDNN conv3d (channels-first,
+ * channels-last and channel-blocked by 8 and 16) against the reference, the
+ * channels-last and blocked twins of the layers against the channels-first
+ * ones, EC-STFL (paper and L1 forms) and the
  * center loss gradients by finite differences, the single-class EC-STFL batch,
  * dropout masks, SGD against its formula. */
 #include <math.h>
@@ -78,20 +79,39 @@ static double conv_loss_g(void) { return conv_loss(cx, cw, cb); }
 /* Whether oneDNN on this CPU runs the weight gradient of s without im2col +
  * gemm on a zero-padded copy of the input without padding (conv_dnnl.c's
  * way around a kernel deeper than the input). */
-static int dnnl_has_direct_bwd_w(const struct conv3d_shape *s, int layout, int bias)
+static int dnnl_has_direct_bwd_w(const struct conv3d_shape *s, int layout, int block, int bias)
 {
     struct conv3d_shape d = *s;
     d.t = s->t + 2 * s->pt, d.h = s->h + 2 * s->ph, d.w = s->w + 2 * s->pw;
     d.pt = d.ph = d.pw = 0;
     char impls[256];
-    struct conv3d_work ws = {.threads = 2, .max_tile_floats = 1u << 20, .impl = CONV3D_DNNL, .layout = layout};
+    struct conv3d_work ws = {
+        .threads = 2, .max_tile_floats = 1u << 20, .impl = CONV3D_DNNL, .layout = layout, .block = block};
     int direct = conv3d_shape_init(&d) == 0 && conv3d_work_plan(&ws, &d, bias, NULL, 0) == 0 &&
                  conv3d_dnnl_describe(&ws, &d, bias, impls, sizeof impls) == 0 && !strstr(impls, "bwd_w x64:gemm");
     conv3d_work_release(&ws);
     return direct;
 }
 
-/* oneDNN's conv3d of the case (cx, cw, cb, g_r as dout) in both layouts
+/* Whether the padding lanes of a tensor of c channels in layout / block
+ * (N x ceil(c/B) x S x B) are all zero; 1 for layouts without padding. */
+static int pad_lanes_zero(const float *t, int n, int c, int64_t s, int layout, int block)
+{
+    if (layout != LAYOUT_BLOCKED || c % block == 0)
+        return 1;
+    const int nb = (c + block - 1) / block, last = c - (nb - 1) * block;
+    int zero = 1;
+    for (int i = 0; i < n; i++)
+        for (int64_t p = 0; p < s; p++)
+            for (int j = last; j < block; j++)
+                zero &= t[(((int64_t)i * nb + nb - 1) * s + p) * block + j] == 0.f;
+    return zero;
+}
+
+/* the layouts oneDNN's conv3d runs on: layout, block */
+static const int dnnl_layouts[4][2] = {{LAYOUT_NCDHW, 0}, {LAYOUT_NDHWC, 0}, {LAYOUT_BLOCKED, 8}, {LAYOUT_BLOCKED, 16}};
+
+/* oneDNN's conv3d of the case (cx, cw, cb, g_r as dout) in each layout
  * against the reference's; twice, bitwise the same (determinism) */
 static void conv_dnnl_case(const struct conv3d_shape *s, int bias)
 {
@@ -107,8 +127,13 @@ static void conv_dnnl_case(const struct conv3d_shape *s, int bias)
     struct conv3d_work ref = {.threads = 2, .max_tile_floats = 1u << 20};
     conv3d_forward(y, cx, cw, cb, s, &ref);
     conv3d_backward(dx, dw, bias ? db : NULL, g_r, cx, cw, s, &ref);
-    for (int layout = LAYOUT_NCDHW; layout <= LAYOUT_NDHWC; layout++) {
-        struct conv3d_work ws = {.threads = 2, .max_tile_floats = 1u << 20, .impl = CONV3D_DNNL, .layout = layout};
+    for (int li = 0; li < 4; li++) {
+        const int layout = dnnl_layouts[li][0], block = dnnl_layouts[li][1];
+        struct conv3d_work ws = {
+            .threads = 2, .max_tile_floats = 1u << 20, .impl = CONV3D_DNNL, .layout = layout, .block = block};
+        const int bi = act_block(layout, block, s->c), bo = act_block(layout, block, s->oc);
+        const int64_t xp = (int64_t)s->n * act_padded_c(layout, block, s->c) * S;
+        const int64_t op = (int64_t)s->n * act_padded_c(layout, block, s->oc) * SO;
         CHECK(conv3d_work_plan(&ws, s, bias, why, sizeof why) == 0);
         char impls[256];
         CHECK(conv3d_dnnl_describe(&ws, s, bias, impls, sizeof impls) == 0);
@@ -117,38 +142,32 @@ static void conv_dnnl_case(const struct conv3d_shape *s, int bias)
          * this CPU has a direct weight-gradient kernel for the padded copy;
          * oneDNN 2.6 has none below AVX2 */
         if (s->kt > s->t) {
-            if (dnnl_has_direct_bwd_w(s, layout, bias))
-                CHECK(strstr(impls, "(padded input)") || !strstr(impls, "bwd_w x64:gemm"));
+            if (dnnl_has_direct_bwd_w(s, layout, block, bias))
+                CHECK(strstr(impls, "(padded input") || !strstr(impls, "bwd_w x64:gemm"));
             else
                 printf("    no direct oneDNN weight gradient on this CPU: [%s]\n", impls);
         }
-        float *x = malloc(sizeof(float) * xn), *g = malloc(sizeof(float) * on), *y2[2], *dx2[2], *dw2[2], *db2[2];
-        if (layout == LAYOUT_NDHWC) {
-            layout_ncs_to_nsc(x, cx, s->n, s->c, S);
-            layout_ncs_to_nsc(g, g_r, s->n, s->oc, SO);
-        } else {
-            memcpy(x, cx, sizeof(float) * xn);
-            memcpy(g, g_r, sizeof(float) * on);
-        }
+        float *x = malloc(sizeof(float) * xp), *g = malloc(sizeof(float) * op), *y2[2], *dx2[2], *dw2[2], *db2[2];
+        layout_ncs_to_blk(x, cx, s->n, s->c, S, bi); /* blk 1: a copy */
+        layout_ncs_to_blk(g, g_r, s->n, s->oc, SO, bo);
         for (int rep = 0; rep < 2; rep++) {
-            y2[rep] = malloc(sizeof(float) * on), dx2[rep] = malloc(sizeof(float) * xn);
+            y2[rep] = malloc(sizeof(float) * op), dx2[rep] = malloc(sizeof(float) * xp);
             dw2[rep] = malloc(sizeof(float) * wn), db2[rep] = malloc(sizeof(float) * s->oc);
             conv3d_forward(y2[rep], x, cw, cb, s, &ws);
             conv3d_backward(dx2[rep], dw2[rep], bias ? db2[rep] : NULL, g, x, cw, s, &ws);
         }
-        CHECK(!memcmp(y2[0], y2[1], sizeof(float) * on) && !memcmp(dx2[0], dx2[1], sizeof(float) * xn));
+        CHECK(!memcmp(y2[0], y2[1], sizeof(float) * op) && !memcmp(dx2[0], dx2[1], sizeof(float) * xp));
         CHECK(!memcmp(dw2[0], dw2[1], sizeof(float) * wn) && (!bias || !memcmp(db2[0], db2[1], sizeof(float) * s->oc)));
-        if (layout == LAYOUT_NDHWC) { /* back to channels-first to compare */
-            layout_nsc_to_ncs(y2[1], y2[0], s->n, s->oc, SO);
-            layout_nsc_to_ncs(dx2[1], dx2[0], s->n, s->c, S);
-        } else {
-            memcpy(y2[1], y2[0], sizeof(float) * on);
-            memcpy(dx2[1], dx2[0], sizeof(float) * xn);
-        }
+        /* blocked outputs keep their padding lanes zero */
+        CHECK(pad_lanes_zero(y2[0], s->n, s->oc, SO, layout, block) &&
+              pad_lanes_zero(dx2[0], s->n, s->c, S, layout, block));
+        /* back to channels-first to compare */
+        layout_blk_to_ncs(y2[1], y2[0], s->n, s->oc, SO, bo);
+        layout_blk_to_ncs(dx2[1], dx2[0], s->n, s->c, S, bi);
         double ey = ref_relerr(y2[1], y, on, 1e-30), ex = ref_relerr(dx2[1], dx, xn, 1e-30);
         double ew = ref_relerr(dw2[0], dw, wn, 1e-30), eb = bias ? ref_relerr(db2[0], db, s->oc, 1e-30) : 0;
-        printf("    oneDNN %s vs reference: y %.2g dx %.2g dw %.2g db %.2g [%s]\n", layout ? "NDHWC" : "NCDHW", ey, ex, ew,
-               eb, impls);
+        printf("    oneDNN %-8s vs reference: y %.2g dx %.2g dw %.2g db %.2g [%s]\n", conv3d_layout_name(&ws), ey, ex,
+               ew, eb, impls);
         CHECK(ey < 1e-5 && ex < 1e-5 && ew < 1e-5 && eb < 1e-5);
         for (int rep = 0; rep < 2; rep++)
             free(y2[rep]), free(dx2[rep]), free(dw2[rep]), free(db2[rep]);
@@ -206,6 +225,18 @@ static void conv_case(struct conv3d_shape s, int bias, size_t tile)
     conv3d_work_release(&g_ws);
 }
 
+static void conv_dnnl_only(struct conv3d_shape s)
+{
+    CHECK(conv3d_shape_init(&s) == 0);
+    int64_t xn = (int64_t)s.n * s.c * s.t * s.h * s.w, wn = (int64_t)s.oc * s.c * s.kt * s.kh * s.kw;
+    int64_t on = (int64_t)s.n * s.oc * s.to * s.ho * s.wo;
+    printf("  conv3d c%d -> %d %dx%dx%d k%d%d%d s%d%d%d (oneDNN only)\n", s.c, s.oc, s.t, s.h, s.w, s.kt, s.kh, s.kw,
+           s.st, s.sh, s.sw);
+    cx = randv(xn, 1.f), cw = randv(wn, 0.5f), cb = NULL, g_r = randv(on, 1.f);
+    conv_dnnl_case(&s, 0);
+    free(cx), free(cw), free(g_r);
+}
+
 static void test_conv3d(void)
 {
     /* 3x3x3 pad 1 (the r3d/C3D body), forced to many tiles */
@@ -227,6 +258,13 @@ static void test_conv3d(void)
     conv_case((struct conv3d_shape){.n = 2, .c = 16, .t = 2, .h = 4, .w = 4, .oc = 8, .kt = 3, .kh = 3, .kw = 3,
                                     .st = 1, .sh = 1, .sw = 1, .pt = 1, .ph = 1, .pw = 1},
               1, 1 << 20);
+    /* channel counts the blocked layouts take without padding (oneDNN
+     * against the reference only): the stride-2 shapes, whose input gradient
+     * oneDNN runs on plain layouts on AVX2 (reordered around the call) */
+    conv_dnnl_only((struct conv3d_shape){.n = 2, .c = 16, .t = 4, .h = 6, .w = 5, .oc = 32, .kt = 3, .kh = 3,
+                                         .kw = 3, .st = 2, .sh = 2, .sw = 2, .pt = 1, .ph = 1, .pw = 1});
+    conv_dnnl_only((struct conv3d_shape){.n = 2, .c = 16, .t = 4, .h = 4, .w = 6, .oc = 32, .kt = 1, .kh = 1,
+                                         .kw = 1, .st = 2, .sh = 2, .sw = 2});
     /* pointwise (no column buffer) */
     conv_case((struct conv3d_shape){.n = 2, .c = 3, .t = 2, .h = 3, .w = 3, .oc = 5, .kt = 1, .kh = 1, .kw = 1,
                                     .st = 1, .sh = 1, .sw = 1},
@@ -360,84 +398,146 @@ static void test_layers_fd(void)
     layer_case(L_RELU, "relu");
 }
 
-/* ---- the channels-last twins equal the channels-first layers on the same
- * data: pooling bitwise (the same comparisons and sums in the same order),
- * batchnorm to rounding (its sums go by blocks of rows); the layout changes
- * are inverse transposes */
-static double diff_after(const float *cl, const float *cf, int n, int c, int64_t s)
+/* ---- the channels-last and blocked twins equal the channels-first layers
+ * on the same data: pooling bitwise (the same comparisons and sums in the
+ * same order), batchnorm to rounding (its sums go by runs of rows); the
+ * layout changes are inverse; blocked outputs keep their padding zero */
+static double diff_after(const float *bl, const float *cf, int n, int c, int64_t s, int blk)
 {
     float *t = malloc(sizeof(float) * (size_t)n * c * s);
-    layout_nsc_to_ncs(t, cl, n, c, s);
+    layout_blk_to_ncs(t, bl, n, c, s, blk);
     double e = ref_relerr(t, cf, (int64_t)n * c * s, 1e-30);
     free(t);
     return e;
 }
-static int same_after(const float *cl, const float *cf, int n, int c, int64_t s)
+static int same_after(const float *bl, const float *cf, int n, int c, int64_t s, int blk)
 {
-    return diff_after(cl, cf, n, c, s) == 0;
+    return diff_after(bl, cf, n, c, s, blk) == 0;
+}
+static int pad_zero(const float *t, int n, int c, int64_t s, int blk)
+{
+    return pad_lanes_zero(t, n, c, s, LAYOUT_BLOCKED, blk);
 }
 
-static void test_channels_last_twins(void)
+/* one block size; blk = c runs the channels-last (_cl) names */
+static void twins_case(int blk)
 {
-    /* 20 channels: one full 16-channel chunk and a partial one; S = 5 x 7 x 9 */
-    const int n = 3, c = 20;
-    const int64_t s = 5 * 7 * 9, cnt = (int64_t)n * c * s;
-    float *x = randv(cnt, 2.f), *xl = malloc(sizeof(float) * cnt), *back = malloc(sizeof(float) * cnt);
-    layout_ncs_to_nsc(xl, x, n, c, s);
-    CHECK(xl[((int64_t)1 * s + 17) * c + 13] == x[((int64_t)1 * c + 13) * s + 17]); /* n 1, position 17, channel 13 */
-    layout_nsc_to_ncs(back, xl, n, c, s);
+    /* 20 channels: with blk 8 or 16, full blocks and a padded one; S = 5 x 7 x 9 */
+    const int n = 3, c = 20, cl = blk == c, cp = (c + blk - 1) / blk * blk;
+    const int64_t s = 5 * 7 * 9, cnt = (int64_t)n * c * s, pcnt = (int64_t)n * cp * s;
+    printf("  blocks of %d channels%s\n", blk, cl ? " (channels-last)" : blk == 1 ? " (channels-first)" : "");
+    float *x = randv(cnt, 2.f), *xl = malloc(sizeof(float) * pcnt), *back = malloc(sizeof(float) * cnt);
+    layout_ncs_to_blk(xl, x, n, c, s, blk);
+    /* n 1, position 17, channel 13 */
+    CHECK(xl[((int64_t)(1 * (cp / blk) + 13 / blk) * s + 17) * blk + 13 % blk] == x[((int64_t)1 * c + 13) * s + 17]);
+    CHECK(pad_zero(xl, n, c, s, blk));
+    layout_blk_to_ncs(back, xl, n, c, s, blk);
     CHECK(!memcmp(back, x, sizeof(float) * cnt));
+    if (cl) { /* the channels-last names are the same changes */
+        layout_ncs_to_nsc(back, x, n, c, s);
+        CHECK(!memcmp(back, xl, sizeof(float) * cnt));
+    }
 
-    float *g = randv(c, 1.f), *b = randv(c, 1.f), *r = randv(cnt, 1.f), *rl = malloc(sizeof(float) * cnt);
-    layout_ncs_to_nsc(rl, r, n, c, s);
-    float *y = malloc(sizeof(float) * cnt), *yl = malloc(sizeof(float) * cnt), *dx = malloc(sizeof(float) * cnt);
-    float *dxl = malloc(sizeof(float) * cnt);
+    float *g = randv(c, 1.f), *b = randv(c, 1.f), *r = randv(cnt, 1.f), *rl = malloc(sizeof(float) * pcnt);
+    layout_ncs_to_blk(rl, r, n, c, s, blk);
+    float *y = malloc(sizeof(float) * cnt), *yl = malloc(sizeof(float) * pcnt), *dx = malloc(sizeof(float) * cnt);
+    float *dxl = malloc(sizeof(float) * pcnt);
     float sm[20], sr[20], sml[20], srl[20], rm[20], rv[20], rml[20], rvl[20], dg[20], db[20], dgl[20], dbl[20];
     for (int i = 0; i < c; i++)
         rm[i] = rml[i] = 0.1f * i, rv[i] = rvl[i] = 1.f + 0.05f * i;
     batchnorm3d_forward_train(y, sm, sr, rm, rv, x, g, b, n, c, s, 0.1f, 1e-5f);
-    batchnorm3d_forward_train_cl(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f);
-    CHECK(diff_after(yl, y, n, c, s) < 1e-6);
+    if (cl)
+        batchnorm3d_forward_train_cl(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f);
+    else
+        batchnorm3d_forward_train_blk(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f, blk);
+    CHECK(diff_after(yl, y, n, c, s, blk) < 1e-6 && pad_zero(yl, n, c, s, blk));
     CHECK(ref_relerr(sml, sm, c, 1e-30) < 1e-6 && ref_relerr(srl, sr, c, 1e-30) < 1e-6);
     CHECK(ref_relerr(rml, rm, c, 1e-30) < 1e-6 && ref_relerr(rvl, rv, c, 1e-30) < 1e-6);
     batchnorm3d_backward(dx, dg, db, r, x, g, sm, sr, n, c, s);
-    batchnorm3d_backward_cl(dxl, dgl, dbl, rl, xl, g, sml, srl, n, c, s);
-    CHECK(diff_after(dxl, dx, n, c, s) < 1e-6);
+    if (cl)
+        batchnorm3d_backward_cl(dxl, dgl, dbl, rl, xl, g, sml, srl, n, c, s);
+    else
+        batchnorm3d_backward_blk(dxl, dgl, dbl, rl, xl, g, sml, srl, n, c, s, blk);
+    CHECK(diff_after(dxl, dx, n, c, s, blk) < 1e-6 && pad_zero(dxl, n, c, s, blk));
     CHECK(ref_relerr(dgl, dg, c, 1e-30) < 1e-6 && ref_relerr(dbl, db, c, 1e-30) < 1e-6);
     batchnorm3d_forward_eval(y, x, g, b, rm, rv, n, c, s, 1e-5f);
-    batchnorm3d_forward_eval_cl(yl, xl, g, b, rm, rv, n, c, s, 1e-5f);
-    CHECK(same_after(yl, y, n, c, s));
+    if (cl)
+        batchnorm3d_forward_eval_cl(yl, xl, g, b, rm, rv, n, c, s, 1e-5f);
+    else
+        batchnorm3d_forward_eval_blk(yl, xl, g, b, rm, rv, n, c, s, 1e-5f, blk);
+    CHECK(same_after(yl, y, n, c, s, blk) && pad_zero(yl, n, c, s, blk));
 
-    /* the fused batchnorm + relu = the two calls, bitwise (channels-last both) */
-    float *y2 = malloc(sizeof(float) * cnt), *dx2 = malloc(sizeof(float) * cnt), *g2 = malloc(sizeof(float) * cnt);
+    /* the fused batchnorm + relu = the two calls, bitwise (both blocked) */
+    float *y2 = malloc(sizeof(float) * pcnt), *dx2 = malloc(sizeof(float) * pcnt), *g2 = malloc(sizeof(float) * pcnt);
     float dg2[20], db2[20];
     memcpy(rm, rml, sizeof rm), memcpy(rv, rvl, sizeof rv);
-    batchnorm3d_forward_train_cl(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f);
-    relu_forward(yl, yl, cnt);
-    batchnorm3d_relu_forward_train_cl(y2, sm, sr, rm, rv, xl, g, b, n, c, s, 0.1f, 1e-5f);
-    CHECK(!memcmp(y2, yl, sizeof(float) * cnt) && !memcmp(sm, sml, sizeof sm) && !memcmp(rv, rvl, sizeof rv));
-    memcpy(g2, rl, sizeof(float) * cnt);
-    relu_backward(g2, g2, yl, cnt);
-    batchnorm3d_backward_cl(dxl, dgl, dbl, g2, xl, g, sml, srl, n, c, s);
-    batchnorm3d_relu_backward_cl(dx2, dg2, db2, rl, yl, xl, g, sml, srl, n, c, s);
-    CHECK(!memcmp(dx2, dxl, sizeof(float) * cnt) && !memcmp(dg2, dgl, sizeof dg2) && !memcmp(db2, dbl, sizeof db2));
-    batchnorm3d_forward_eval_cl(yl, xl, g, b, rm, rv, n, c, s, 1e-5f);
-    relu_forward(yl, yl, cnt);
-    batchnorm3d_relu_forward_eval_cl(y2, xl, g, b, rm, rv, n, c, s, 1e-5f);
-    CHECK(!memcmp(y2, yl, sizeof(float) * cnt));
+    batchnorm3d_forward_train_blk(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f, blk);
+    relu_forward(yl, yl, pcnt);
+    if (cl)
+        batchnorm3d_relu_forward_train_cl(y2, sm, sr, rm, rv, xl, g, b, n, c, s, 0.1f, 1e-5f);
+    else
+        batchnorm3d_relu_forward_train_blk(y2, sm, sr, rm, rv, xl, g, b, n, c, s, 0.1f, 1e-5f, blk);
+    CHECK(!memcmp(y2, yl, sizeof(float) * pcnt) && !memcmp(sm, sml, sizeof sm) && !memcmp(rv, rvl, sizeof rv));
+    memcpy(g2, rl, sizeof(float) * pcnt);
+    relu_backward(g2, g2, yl, pcnt);
+    batchnorm3d_backward_blk(dxl, dgl, dbl, g2, xl, g, sml, srl, n, c, s, blk);
+    /* the relu's mask recomputed from the input (beta) = read from the output */
+    if (cl)
+        batchnorm3d_relu_backward_cl(dx2, dg2, db2, rl, xl, g, b, sml, srl, n, c, s);
+    else
+        batchnorm3d_relu_backward_blk(dx2, dg2, db2, rl, xl, g, b, sml, srl, n, c, s, blk);
+    CHECK(!memcmp(dx2, dxl, sizeof(float) * pcnt) && !memcmp(dg2, dgl, sizeof dg2) && !memcmp(db2, dbl, sizeof db2));
+    /* a residual block's end: relu(batchnorm + shortcut) = the three calls,
+     * and its backward, add_relu_backward = the sum and relu_backward */
+    float *res = malloc(sizeof(float) * pcnt), *y3 = malloc(sizeof(float) * pcnt);
+    layout_ncs_to_blk(res, r, n, c, s, blk);
+    memcpy(rm, rml, sizeof rm), memcpy(rv, rvl, sizeof rv);
+    batchnorm3d_forward_train_blk(yl, sml, srl, rml, rvl, xl, g, b, n, c, s, 0.1f, 1e-5f, blk);
+    for (int64_t i = 0; i < pcnt; i++)
+        yl[i] += res[i];
+    relu_forward(yl, yl, pcnt);
+    batchnorm3d_add_relu_forward_train_blk(y3, sm, sr, rm, rv, xl, res, g, b, n, c, s, 0.1f, 1e-5f, blk);
+    CHECK(!memcmp(y3, yl, sizeof(float) * pcnt) && !memcmp(sm, sml, sizeof sm) && !memcmp(rv, rvl, sizeof rv));
+    batchnorm3d_forward_eval_blk(yl, xl, g, b, rm, rv, n, c, s, 1e-5f, blk);
+    for (int64_t i = 0; i < pcnt; i++)
+        yl[i] += res[i];
+    relu_forward(yl, yl, pcnt);
+    batchnorm3d_add_relu_forward_eval_blk(y3, xl, res, g, b, rm, rv, n, c, s, 1e-5f, blk);
+    CHECK(!memcmp(y3, yl, sizeof(float) * pcnt) && pad_zero(y3, n, c, s, blk));
+    memcpy(g2, rl, sizeof(float) * pcnt);
+    for (int64_t i = 0; i < pcnt; i++)
+        g2[i] += res[i];
+    relu_backward(g2, g2, y3, pcnt);
+    memcpy(dx2, rl, sizeof(float) * pcnt);
+    add_relu_backward(dx2, res, y3, pcnt);
+    CHECK(!memcmp(dx2, g2, sizeof(float) * pcnt));
+    free(res), free(y3);
+    batchnorm3d_forward_eval_blk(yl, xl, g, b, rm, rv, n, c, s, 1e-5f, blk);
+    relu_forward(yl, yl, pcnt);
+    if (cl)
+        batchnorm3d_relu_forward_eval_cl(y2, xl, g, b, rm, rv, n, c, s, 1e-5f);
+    else
+        batchnorm3d_relu_forward_eval_blk(y2, xl, g, b, rm, rv, n, c, s, 1e-5f, blk);
+    CHECK(!memcmp(y2, yl, sizeof(float) * pcnt));
     int zeros = 0;
-    for (int64_t i = 0; i < cnt; i++)
+    for (int64_t i = 0; i < pcnt; i++)
         zeros += y2[i] == 0.f;
-    CHECK(zeros > cnt / 4 && zeros < cnt * 3 / 4); /* the relu did something */
+    CHECK(zeros - (pcnt - cnt) > cnt / 4 && zeros - (pcnt - cnt) < cnt * 3 / 4); /* the relu did something */
     free(y2), free(dx2), free(g2);
 
     float gap[60], gapl[60];
     avgpool_global_forward(gap, x, n, c, s);
-    avgpool_global_forward_cl(gapl, xl, n, c, s);
+    if (cl)
+        avgpool_global_forward_cl(gapl, xl, n, c, s);
+    else
+        avgpool_global_forward_blk(gapl, xl, n, c, s, blk);
     CHECK(!memcmp(gap, gapl, sizeof gap));
     avgpool_global_backward(dx, r, n, c, s);
-    avgpool_global_backward_cl(dxl, r, n, c, s); /* dout N x C is the same in both */
-    CHECK(same_after(dxl, dx, n, c, s));
+    if (cl)
+        avgpool_global_backward_cl(dxl, r, n, c, s); /* dout N x C is the same in all layouts */
+    else
+        avgpool_global_backward_blk(dxl, r, n, c, s, blk);
+    CHECK(same_after(dxl, dx, n, c, s, blk) && pad_zero(dxl, n, c, s, blk));
 
     /* max pooling 2x2x2 stride 2 with padding 0x1x1, ties included (rounded values) */
     struct conv3d_shape ps = {.n = n, .c = c, .t = 5, .h = 7, .w = 9, .oc = c, .kt = 2, .kh = 2, .kw = 2,
@@ -445,24 +545,38 @@ static void test_channels_last_twins(void)
     CHECK(conv3d_shape_init(&ps) == 0);
     for (int64_t i = 0; i < cnt; i++)
         x[i] = roundf(x[i] * 2.f);
-    layout_ncs_to_nsc(xl, x, n, c, s);
-    int64_t so = (int64_t)ps.to * ps.ho * ps.wo, ocnt = (int64_t)n * c * so;
-    int32_t *am = malloc(sizeof(int32_t) * ocnt), *aml = malloc(sizeof(int32_t) * ocnt);
+    layout_ncs_to_blk(xl, x, n, c, s, blk);
+    int64_t so = (int64_t)ps.to * ps.ho * ps.wo, ocnt = (int64_t)n * c * so, opcnt = (int64_t)n * cp * so;
+    int32_t *am = malloc(sizeof(int32_t) * ocnt), *aml = malloc(sizeof(int32_t) * opcnt);
     maxpool3d_forward(y, am, x, &ps);
-    maxpool3d_forward_cl(yl, aml, xl, &ps);
-    CHECK(same_after(yl, y, n, c, so));
+    if (cl)
+        maxpool3d_forward_cl(yl, aml, xl, &ps);
+    else
+        maxpool3d_forward_blk(yl, aml, xl, &ps, blk);
+    CHECK(same_after(yl, y, n, c, so, blk) && pad_zero(yl, n, c, so, blk));
     int am_same = 1;
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < c; ch++)
             for (int64_t p = 0; p < so; p++)
-                am_same &= am[((int64_t)i * c + ch) * so + p] == aml[((int64_t)i * so + p) * c + ch];
+                am_same &= am[((int64_t)i * c + ch) * so + p] ==
+                           aml[(((int64_t)i * (cp / blk) + ch / blk) * so + p) * blk + ch % blk];
     CHECK(am_same);
-    layout_ncs_to_nsc(rl, r, n, c, so);
+    layout_ncs_to_blk(rl, r, n, c, so, blk);
     maxpool3d_backward(dx, r, am, &ps);
-    maxpool3d_backward_cl(dxl, rl, aml, &ps);
-    CHECK(same_after(dxl, dx, n, c, s));
+    if (cl)
+        maxpool3d_backward_cl(dxl, rl, aml, &ps);
+    else
+        maxpool3d_backward_blk(dxl, rl, aml, &ps, blk);
+    CHECK(same_after(dxl, dx, n, c, s, blk) && pad_zero(dxl, n, c, s, blk));
     free(x), free(xl), free(back), free(g), free(b), free(r), free(rl), free(y), free(yl), free(dx), free(dxl);
     free(am), free(aml);
+}
+
+static void test_layout_twins(void)
+{
+    static const int blks[] = {20, 16, 8, 1};
+    for (size_t i = 0; i < sizeof blks / sizeof *blks; i++)
+        twins_case(blks[i]);
 }
 
 static void test_batchnorm_eval_and_stats(void)
@@ -649,7 +763,7 @@ int main(void)
 {
     RUN(test_conv3d);
     RUN(test_layers_fd);
-    RUN(test_channels_last_twins);
+    RUN(test_layout_twins);
     RUN(test_batchnorm_eval_and_stats);
     RUN(test_softmax_ce);
     RUN(test_feature_losses_fd);

@@ -248,10 +248,16 @@ static double params_relerr(struct dfew_train_model *a, struct dfew_train_model 
 }
 
 /* The convolution implementations and activation layouts a model can run
- * (DFEW_TRAIN_CPU_CONV, DFEW_TRAIN_CPU_LAYOUT), and what describe() says. */
-static const char *conv_modes[3][3] = {{"ref", "", "conv3d reference, NCDHW"},
-                                       {"dnnl", "", "conv3d oneDNN"},
-                                       {"dnnl", "ncdhw", "conv3d oneDNN"}};
+ * (DFEW_TRAIN_CPU_CONV, DFEW_TRAIN_CPU_LAYOUT), and what describe() says:
+ * the reference, then oneDNN in the layout it picks on this CPU (the
+ * default), then in each layout by name. */
+#define CONV_MODES 6
+static const char *conv_modes[CONV_MODES][3] = {{"ref", "", "conv3d reference, NCDHW"},
+                                                {"dnnl", "", " (auto: "},
+                                                {"dnnl", "ncdhw", ", NCDHW (DFEW_TRAIN_CPU_LAYOUT)"},
+                                                {"dnnl", "ndhwc", ", NDHWC (DFEW_TRAIN_CPU_LAYOUT)"},
+                                                {"dnnl", "nCdhw8c", ", nCdhw8c (DFEW_TRAIN_CPU_LAYOUT)"},
+                                                {"dnnl", "nCdhw16c", ", nCdhw16c (DFEW_TRAIN_CPU_LAYOUT)"}};
 
 /* A model of c at `threads` threads, two SGD steps on b; their losses. The
  * thread count is process-wide (model_create sets OpenMP's), so a model
@@ -297,7 +303,7 @@ static void test_threads(void)
     int32_t lab[4] = {0, 1, 1, 2};
     uint8_t *u = clips_u8(4, &c, 4);
     struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
-    for (int k = 0; k < (have ? 3 : 1); k++) {
+    for (int k = 0; k < (have ? CONV_MODES : 1); k++) {
         env_set("DFEW_TRAIN_CPU_CONV", conv_modes[k][0]);
         env_set("DFEW_TRAIN_CPU_LAYOUT", conv_modes[k][1]);
         float l1[2] = {0}, l2[2] = {0}, l2b[2] = {0};
@@ -309,7 +315,7 @@ static void test_threads(void)
             double e0 = fabs((double)l1[0] - l2[0]) / fabs(l1[0]), e1 = fabs((double)l1[1] - l2[1]) / fabs(l1[1]);
             double ep = params_relerr(m1, m2, worst, sizeof worst);
             printf("  %s %s, 1 vs 2 threads: losses %.9g, %.9g vs %.9g, %.9g (%.2g, %.2g), parameters %.2g (%s)\n",
-                   conv_modes[k][0], conv_modes[k][1][0] ? conv_modes[k][1] : k ? "ndhwc" : "ncdhw", l1[0], l1[1],
+                   conv_modes[k][0], conv_modes[k][1][0] ? conv_modes[k][1] : k ? "auto" : "ncdhw", l1[0], l1[1],
                    l2[0], l2[1], e0, e1, ep, worst);
             CHECK(e0 <= 1e-5 && e1 <= 1e-5 && ep <= 1e-4);
         }
@@ -450,9 +456,12 @@ static void test_bad_config(void)
 }
 
 /* The model with each convolution implementation and activation layout:
- * oneDNN channels-last (the default with oneDNN), oneDNN channels-first and
- * the reference agree over three SGD steps to fp32 rounding, for both
- * models; describe() says which ran; bad settings are refused with a message. */
+ * oneDNN in the layout it picks (the default with oneDNN), in each layout by
+ * name, and the reference agree over three SGD steps to fp32 rounding, for
+ * both models; describe() says which ran; the layout picked is the one of
+ * the kernels oneDNN 2.6 runs: nCdhw8c on AVX2 (its jit kernels' blocks;
+ * avx2.sh caps it so), channels-last on AVX-512 (its brgemm kernels); bad
+ * settings are refused with a message. */
 static void test_conv_implementations(void)
 {
     char *old_conv = getenv("DFEW_TRAIN_CPU_CONV"), *old_layout = getenv("DFEW_TRAIN_CPU_LAYOUT");
@@ -468,9 +477,9 @@ static void test_conv_implementations(void)
         int32_t lab[4] = {0, 1, 1, 2};
         uint8_t *u = clips_u8(4, &c, 5);
         struct dfew_train_batch bu = {4, DFEW_INPUT_U8_NTHWC, u, lab};
-        struct dfew_train_model *m[3] = {NULL, NULL, NULL};
-        float loss[3][3];
-        for (int k = 0; k < (have ? 3 : 1); k++) {
+        struct dfew_train_model *m[CONV_MODES] = {NULL};
+        float loss[CONV_MODES][3];
+        for (int k = 0; k < (have ? CONV_MODES : 1); k++) {
             env_set("DFEW_TRAIN_CPU_CONV", modes[k][0]);
             env_set("DFEW_TRAIN_CPU_LAYOUT", modes[k][1]);
             CHECK(be->model_create(&c, &m[k], err, sizeof err) == 0);
@@ -479,8 +488,14 @@ static void test_conv_implementations(void)
             struct dfew_train_info info;
             be->describe(m[k], &info);
             CHECK(strstr(info.device, modes[k][2]) != NULL);
-            if (k == 1)
-                CHECK(strstr(info.device, "NDHWC") != NULL);
+            if (k == 1) {
+                char isa[32];
+                conv3d_dnnl_isa(isa, sizeof isa);
+                const char *want = !strcmp(isa, "avx2") ? ", nCdhw8c (" : !strncmp(isa, "avx512_core", 11) ? ", NDHWC (" : NULL;
+                printf("  oneDNN on %s: %s\n", isa, info.device);
+                if (want)
+                    CHECK(strstr(info.device, want) != NULL);
+            }
             for (int st = 0; st < 3; st++) {
                 struct dfew_train_losses L;
                 CHECK(be->train_step(m[k], &bu, &L) == 0);
@@ -493,12 +508,12 @@ static void test_conv_implementations(void)
                 wl = fmax(wl, fabs(loss[k][st] - loss[0][st]) / fabs(loss[0][st]));
             double worst = params_relerr(m[0], m[k], why, sizeof why);
             printf("  %s, %s %s vs reference: losses %.2g, parameters %.2g (%s)\n", arch == DFEW_ARCH_C3D ? "c3d" : "r3d18",
-                   modes[k][0], modes[k][1][0] ? modes[k][1] : "ndhwc", wl, worst, why);
+                   modes[k][0], modes[k][1][0] ? modes[k][1] : "auto", wl, worst, why);
             /* the parameters' bound as test_train_ref's for gradients: batchnorm
              * biases of the tiny model are sums that nearly cancel */
             CHECK(wl < 1e-5 && worst < 5e-4);
         }
-        for (int k = 0; k < 3; k++)
+        for (int k = 0; k < CONV_MODES; k++)
             be->destroy(m[k]);
         free(u);
     }

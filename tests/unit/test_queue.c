@@ -384,6 +384,42 @@ static void test_names(void)
     CHECK(!job_state_final(JOB_FAILED) && !job_state_final(JOB_QUEUED) && !job_state_final(JOB_LEASED));
 }
 
+/* A restarted dfewd takes over the leases of jobs still running in Slurm
+ * (queue_adopt) and releases only the others. */
+static void test_adopt(void)
+{
+    struct db *db = fresh_db();
+    int64_t a = add(db, "noop", 0, NULL), b = add(db, "noop", 0, NULL), c = add(db, "noop", 0, NULL);
+    struct leased_job ja, jb, jc, got;
+    CHECK_EQ_INT(queue_lease(db, &pol, "old", NULL, &ja), 0);
+    CHECK_EQ_INT(queue_lease(db, &pol, "old", NULL, &jb), 0);
+    CHECK_EQ_INT(queue_lease(db, &pol, "old", NULL, &jc), 0);
+    double before = scalar_d(db, "SELECT lease_expires FROM jobs WHERE id = ?", a);
+    usleep(10000);
+    CHECK_EQ_INT(queue_adopt(db, &pol, "new", a, "not-the-token", &got), -ESTALE);
+    CHECK_EQ_INT(queue_adopt(db, &pol, "new", a, ja.token, &got), 0);
+    CHECK(got.id == a);
+    CHECK_EQ_INT(got.attempt, 1);
+    CHECK(!strcmp(got.kind, "noop") && !strcmp(got.token, ja.token));
+    CHECK(scalar_d(db, "SELECT lease_expires FROM jobs WHERE id = ?", a) > before);
+    leased_job_free(&got);
+    /* a cancelled job is not adopted */
+    enum job_state prev;
+    CHECK_EQ_INT(queue_cancel(db, c, NULL, &prev), 0);
+    CHECK_EQ_INT(queue_adopt(db, &pol, "new", c, jc.token, &got), -ESTALE);
+    int n = -1;
+    CHECK_EQ_INT(queue_release_stale_except(db, "new", "restarted", &n), 0);
+    CHECK_EQ_INT(n, 1);
+    CHECK_EQ_INT(state(db, a), JOB_LEASED);
+    CHECK_EQ_INT(state(db, b), JOB_QUEUED);
+    CHECK_EQ_INT(queue_complete(db, a, ja.token, "{}"), 0);
+    CHECK_EQ_INT(state(db, a), JOB_DONE);
+    leased_job_free(&ja);
+    leased_job_free(&jb);
+    leased_job_free(&jc);
+    db_close(db);
+}
+
 int main(void)
 {
     if (!mkdtemp(dbdir)) {
@@ -397,6 +433,7 @@ int main(void)
     RUN(test_permanent_failure);
     RUN(test_release);
     RUN(test_lease_expiry_and_stale);
+    RUN(test_adopt);
     RUN(test_cancel);
     RUN(test_done_is_final);
     RUN(test_priority_order_dedup);

@@ -90,11 +90,18 @@ static int cpu_describe(const struct dfew_train_model *m, struct dfew_train_info
     memset(info, 0, sizeof *info);
     cpu_probe(&dev);
     snprintf(info->backend, sizeof info->backend, "cpu");
-    char conv[64];
-    if (m->ws.impl == CONV3D_DNNL)
+    /* e.g. "...; conv3d oneDNN 2.6.3 avx2, nCdhw8c (auto: oneDNN's pick)": the
+     * convolutions' part whole, the CPU's name cut to what room is left */
+    char conv[32] = "reference", isa[24] = "", tail[112];
+    if (m->ws.impl == CONV3D_DNNL) {
         conv3d_dnnl_version(conv, sizeof conv);
-    snprintf(info->device, sizeof info->device, "%.80s; conv3d %.24s, %s", dev.name,
-             m->ws.impl == CONV3D_DNNL ? conv : "reference", m->ws.layout == LAYOUT_NDHWC ? "NDHWC" : "NCDHW");
+        conv3d_dnnl_isa(isa, sizeof isa);
+    }
+    int k = snprintf(tail, sizeof tail, "conv3d %s%s%s, %s%s%.40s%s", conv, isa[0] ? " " : "", isa,
+                     conv3d_layout_name(&m->ws), m->layout_note[0] ? " (" : "", m->layout_note,
+                     m->layout_note[0] ? ")" : "");
+    int room = (int)sizeof info->device - 3 - (k < (int)sizeof tail ? k : (int)sizeof tail - 1);
+    snprintf(info->device, sizeof info->device, "%.*s; %s", room > 0 ? room : 0, dev.name, tail);
     snprintf(info->arch, sizeof info->arch, "%s", m->cfg.arch == DFEW_ARCH_R3D18 ? "r3d18" : "c3d");
     info->num_params = m->num_params;
     info->num_tensors = m->ntensors;

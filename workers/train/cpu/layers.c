@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "conv_dnnl.h"
 #include "layers.h"
@@ -204,7 +205,7 @@ static void fill_nan(float *p, int64_t n)
         p[i] = NAN;
 }
 
-int conv3d_config_from_env(int *impl, int *layout, char *err, size_t err_len)
+int conv3d_config_from_env(int *impl, int *layout, int *block, char *err, size_t err_len)
 {
     const char *v = getenv("DFEW_TRAIN_CPU_CONV"), *l = getenv("DFEW_TRAIN_CPU_LAYOUT");
     char why[256];
@@ -222,18 +223,43 @@ int conv3d_config_from_env(int *impl, int *layout, char *err, size_t err_len)
         snprintf(err, err_len, "DFEW_TRAIN_CPU_CONV=%s: use ref (vol2col + OpenBLAS) or dnnl (oneDNN)", v);
         return -EINVAL;
     }
-    if (!l || !*l)
-        *layout = *impl == CONV3D_DNNL ? LAYOUT_NDHWC : LAYOUT_NCDHW;
+    *block = 0;
+    int dnnl = *impl == CONV3D_DNNL;
+    if (!l || !*l || !strcmp(l, "auto"))
+        *layout = dnnl ? LAYOUT_AUTO : LAYOUT_NCDHW;
     else if (!strcmp(l, "ncdhw"))
         *layout = LAYOUT_NCDHW;
-    else if (!strcmp(l, "ndhwc") && *impl == CONV3D_DNNL)
+    else if (!strcmp(l, "ndhwc") && dnnl)
         *layout = LAYOUT_NDHWC;
-    else {
-        snprintf(err, err_len, "DFEW_TRAIN_CPU_LAYOUT=%s: use ncdhw%s", l,
-                 *impl == CONV3D_DNNL ? " or ndhwc" : " (ndhwc needs DFEW_TRAIN_CPU_CONV=dnnl)");
+    else if ((!strcmp(l, "nCdhw8c") || !strcmp(l, "nCdhw16c")) && dnnl) {
+        *layout = LAYOUT_BLOCKED;
+        *block = l[5] == '8' ? 8 : 16;
+    } else {
+        snprintf(err, err_len, "DFEW_TRAIN_CPU_LAYOUT=%s: use auto or ncdhw%s", l,
+                 dnnl ? ", ndhwc, nCdhw8c or nCdhw16c" : " (any other needs DFEW_TRAIN_CPU_CONV=dnnl)");
         return -EINVAL;
     }
     return 0;
+}
+
+const char *conv3d_layout_name(const struct conv3d_work *ws)
+{
+    switch (ws->layout) {
+    case LAYOUT_NCDHW:
+        return "NCDHW";
+    case LAYOUT_NDHWC:
+        return "NDHWC";
+    case LAYOUT_BLOCKED:
+        return ws->block == 4 ? "nCdhw4c" : ws->block == 8 ? "nCdhw8c" : ws->block == 16 ? "nCdhw16c" : "nCdhw?c";
+    }
+    return "auto";
+}
+
+static double now_s(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + t.tv_nsec * 1e-9;
 }
 
 /* Threads that share the batch of a conv call, whole samples per thread;
@@ -402,16 +428,9 @@ static void conv_forward_sample(float *y, const float *x, const float *weight, c
 /* Whole samples go to threads (one parallel region per call, each thread
  * with its own column tile); with fewer samples than threads, the threads
  * share each sample's products and copies instead. */
-void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
-                    const struct conv3d_shape *s, struct conv3d_work *ws)
+static void conv3d_forward_ref(float *out, const float *inp, const float *weight, const float *bias,
+                               const struct conv3d_shape *s, struct conv3d_work *ws)
 {
-    int planned = conv3d_work_plan(ws, s, bias != NULL, NULL, 0) == 0;
-    if (planned && ws->impl == CONV3D_DNNL && conv3d_dnnl_forward(out, inp, weight, bias, s, ws) == 0)
-        return;
-    if (!conv3d_ref_ready(s, ws)) {
-        fill_nan(out, (int64_t)s->n * s->oc * s->to * s->ho * s->wo);
-        return;
-    }
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
     const size_t tile = conv3d_thread_tile(s, ws->max_tile_floats);
     int nt = conv3d_threads(s, ws);
@@ -425,6 +444,21 @@ void conv3d_forward(float *out, const float *inp, const float *weight, const flo
     for (int n = 0; n < s->n; n++)
         conv_forward_sample(out + n * (int64_t)s->oc * P, inp + n * in_sz, weight, bias, s, ws->buf,
                             ws->max_tile_floats);
+}
+
+void conv3d_forward(float *out, const float *inp, const float *weight, const float *bias,
+                    const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    int planned = conv3d_work_plan(ws, s, bias != NULL, NULL, 0) == 0;
+    if (planned && ws->impl == CONV3D_DNNL && conv3d_dnnl_forward(out, inp, weight, bias, s, ws) == 0)
+        return;
+    if (!conv3d_ref_ready(s, ws)) {
+        fill_nan(out, (int64_t)s->n * s->oc * s->to * s->ho * s->wo);
+        return;
+    }
+    const double t0 = now_s();
+    conv3d_forward_ref(out, inp, weight, bias, s, ws);
+    ws->seconds[CONV3D_FWD] += now_s() - t0;
 }
 
 /* One sample: dW (first ? = : +=) g . vol2col(x)^T; dx = col2vol(W^T . g)
@@ -463,19 +497,9 @@ static void conv_backward_sample(float *dx, float *dw, int first, const float *g
  * run's weight gradient into its own buffer (thread 0 into dweight) and the
  * buffers are added in thread order: deterministic for a thread count, and
  * a different thread count changes the rounding of dweight only. */
-void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
-                     const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
+static void conv3d_backward_ref(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                                const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
 {
-    int planned = conv3d_work_plan(ws, s, dbias != NULL, NULL, 0) == 0;
-    if (planned && ws->impl == CONV3D_DNNL &&
-        conv3d_dnnl_backward(dinp, dweight, dbias, dout, inp, weight, s, ws) == 0)
-        return;
-    if (!conv3d_ref_ready(s, ws)) {
-        fill_nan(dinp, (int64_t)s->n * s->c * s->t * s->h * s->w);
-        fill_nan(dweight, (int64_t)s->oc * s->c * s->kt * s->kh * s->kw);
-        fill_nan(dbias, dbias ? s->oc : 0);
-        return;
-    }
     const int K = s->c * s->kt * s->kh * s->kw;
     const int64_t P = (int64_t)s->to * s->ho * s->wo, in_sz = (int64_t)s->c * s->t * s->h * s->w;
     const int64_t wsize = (int64_t)s->oc * K;
@@ -528,6 +552,25 @@ void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dou
         dweight[i] = v;
     }
 }
+
+void conv3d_backward(float *dinp, float *dweight, float *dbias, const float *dout, const float *inp,
+                     const float *weight, const struct conv3d_shape *s, struct conv3d_work *ws)
+{
+    int planned = conv3d_work_plan(ws, s, dbias != NULL, NULL, 0) == 0;
+    if (planned && ws->impl == CONV3D_DNNL &&
+        conv3d_dnnl_backward(dinp, dweight, dbias, dout, inp, weight, s, ws) == 0)
+        return;
+    if (!conv3d_ref_ready(s, ws)) {
+        fill_nan(dinp, (int64_t)s->n * s->c * s->t * s->h * s->w);
+        fill_nan(dweight, (int64_t)s->oc * s->c * s->kt * s->kh * s->kw);
+        fill_nan(dbias, dbias ? s->oc : 0);
+        return;
+    }
+    const double t0 = now_s();
+    conv3d_backward_ref(dinp, dweight, dbias, dout, inp, weight, s, ws);
+    ws->seconds[CONV3D_BWD_WEIGHTS] += now_s() - t0;
+}
+
 
 /* ---------------------------------------------------------------- batchnorm3d */
 
@@ -612,200 +655,432 @@ void batchnorm3d_backward(float *dinp, float *dgamma, float *dbeta, const float 
     }
 }
 
-/* Channels-last batchnorm: the N*S rows hold C channels each. The per-channel
- * sums are taken over fixed blocks of BN_ROWS rows (each block's partial sums
- * in double, blocks in parallel, streaming whole rows), then added block by
- * block in order: the same order whatever the thread count. */
+/* Channel-blocked batchnorm (channels-last is blk = c): each block of blk
+ * channels holds, per sample, S rows of blk lanes; a channel's rows are the
+ * N*S rows of its block in (sample, position) order. The per-channel sums
+ * are taken over fixed runs of BN_ROWS of those rows (each run's partial sums
+ * in double, runs and channel blocks in parallel), then added run by run in
+ * order: the same order whatever the thread count, and for blk = c the
+ * order the channels-last layers have always had. */
 #define BN_ROWS 256
 
-/* room for nsums partial sums of c channels per block of rows */
-static double *bn_partials(int64_t rows, int c, int nsums)
+/* The channels per block, the blocks and the padded channel count of a
+ * blocked tensor; and the lanes of block cb that are channels (the rest is
+ * padding). */
+struct blk_geom {
+    int blk, nb, cp;
+};
+static struct blk_geom blk_geom(int c, int blk)
 {
-    int64_t blocks = (rows + BN_ROWS - 1) / BN_ROWS;
-    return malloc(sizeof(double) * (size_t)(blocks * nsums * c));
+    struct blk_geom g = {blk, (c + blk - 1) / blk, 0};
+    g.cp = g.nb * blk;
+    return g;
+}
+static inline int blk_lanes(int c, int blk, int cb)
+{
+    return c - cb * blk < blk ? c - cb * blk : blk;
 }
 
-/* part[b][ch] = sum over the rows of block b of x[r][ch] (center NULL), or
- * of (x[r][ch] - center[ch])^2 */
-static void bn_block_sums(double *part, const float *x, int64_t rows, int c, const double *center)
+/* The first moment sums of a run: part[r * 2cp + ch] = the sum over run r
+ * of the rows of x[ch] - pivot[ch], part[r * 2cp + cp + ch] that of its
+ * square (pivot: cp entries, a value of each channel, which keeps the
+ * one-pass variance as accurate as the two-pass one in double) */
+static void blk_moment_sums(double *part, const float *x, int n, int64_t s, struct blk_geom g, const float *pivot)
 {
-    const int64_t blocks = (rows + BN_ROWS - 1) / BN_ROWS;
-#pragma omp parallel for schedule(static) if(PAR_WORTH(rows * c))
-    for (int64_t b = 0; b < blocks; b++) {
-        double *acc = part + b * c;
-        for (int ch = 0; ch < c; ch++)
-            acc[ch] = 0;
-        const int64_t r1 = (b + 1) * BN_ROWS < rows ? (b + 1) * BN_ROWS : rows;
-        for (int64_t r = b * BN_ROWS; r < r1; r++)
-            if (center)
-                for (int ch = 0; ch < c; ch++) {
-                    double d = x[r * c + ch] - center[ch];
-                    acc[ch] += d * d;
+    const int64_t rows = (int64_t)n * s, runs = (rows + BN_ROWS - 1) / BN_ROWS;
+    const int blk = g.blk;
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH(rows * g.cp))
+    for (int64_t r = 0; r < runs; r++)
+        for (int cb = 0; cb < g.nb; cb++) {
+            double *a1 = part + r * 2 * g.cp + (int64_t)cb * blk, *a2 = a1 + g.cp;
+            const float *pv = pivot + (int64_t)cb * blk;
+            for (int j = 0; j < blk; j++)
+                a1[j] = a2[j] = 0;
+            const int64_t r0 = r * BN_ROWS, r1 = r0 + BN_ROWS < rows ? r0 + BN_ROWS : rows;
+            int64_t i = r0 / s, p = r0 % s;
+            for (int64_t q = r0; q < r1; q++) {
+                const float *xr = x + ((i * g.nb + cb) * s + p) * blk;
+#pragma omp simd
+                for (int j = 0; j < blk; j++) {
+                    double d = (double)xr[j] - pv[j];
+                    a1[j] += d;
+                    a2[j] += d * d;
                 }
-            else
-                for (int ch = 0; ch < c; ch++)
-                    acc[ch] += x[r * c + ch];
-    }
+                if (++p == s)
+                    p = 0, i++;
+            }
+        }
 }
 
-/* out[ch] = sum over blocks of part[b * stride + ch], in block order */
-static void bn_combine(double *out, const double *part, int64_t blocks, int64_t stride, int c)
+/* out[ch] = the sum over runs of part[r * stride + ch], in run order */
+static void bn_combine(double *out, const double *part, int64_t runs, int64_t stride, int c)
 {
     for (int ch = 0; ch < c; ch++)
         out[ch] = 0;
-    for (int64_t b = 0; b < blocks; b++)
+    for (int64_t r = 0; r < runs; r++)
         for (int ch = 0; ch < c; ch++)
-            out[ch] += part[b * stride + ch];
+            out[ch] += part[r * stride + ch];
 }
 
-/* out = batchnorm(inp), or relu(batchnorm(inp)) with relu */
-static void bn_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean, float *running_var,
-                        const float *inp, const float *gamma, const float *beta, int n, int c, int64_t s,
-                        float momentum, float eps, int relu)
+/* out = x * sc + sh per channel, plus res (NULL: none), then relu (with
+ * relu); padding lanes written zero. In place allowed. */
+static void bn_apply_blk(float *out, const float *inp, const float *res, const float *sc, const float *sh, int n,
+                         int c, int64_t s, int blk, int relu)
 {
-    const int64_t rows = (int64_t)n * s, blocks = (rows + BN_ROWS - 1) / BN_ROWS;
+    const struct blk_geom g = blk_geom(c, blk);
+    /* rows of blk lanes: (sample, block, position) */
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * g.cp * s))
+    for (int64_t q = 0; q < (int64_t)n * g.nb * s; q++) {
+        const int cb = (int)(q / s % g.nb), lanes = blk_lanes(c, blk, cb);
+        const float *x = inp + q * blk, *a = sc + cb * blk, *b = sh + cb * blk, *rr = res ? res + q * blk : NULL;
+        float *y = out + q * blk;
+        if (rr) {
+#pragma omp simd
+            for (int j = 0; j < lanes; j++) {
+                float v = (x[j] * a[j] + b[j]) + rr[j];
+                y[j] = relu && !(v > 0.f) ? 0.f : v;
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < lanes; j++) {
+                float v = x[j] * a[j] + b[j];
+                y[j] = relu && !(v > 0.f) ? 0.f : v;
+            }
+        }
+        for (int j = lanes; j < blk; j++)
+            y[j] = 0.f;
+    }
+}
+
+/* out = batchnorm(inp) [+ res] [then relu]: the statistics in one pass over
+ * the rows (moments about a pivot), the normalisation in a second */
+static void bn_train_blk(float *out, float *save_mean, float *save_rstd, float *running_mean, float *running_var,
+                         const float *inp, const float *res, const float *gamma, const float *beta, int n, int c,
+                         int64_t s, float momentum, float eps, int relu, int blk)
+{
+    const struct blk_geom g = blk_geom(c, blk);
+    const int64_t rows = (int64_t)n * s, runs = (rows + BN_ROWS - 1) / BN_ROWS;
     const double m = (double)rows;
-    double *part = bn_partials(rows, c, 1), *sum = malloc(sizeof(double) * 2 * (size_t)c), *mean = sum + c;
-    float *sc = malloc(sizeof(float) * 2 * (size_t)c), *sh = sc + c;
+    double *part = malloc(sizeof(double) * 2 * (size_t)(runs * g.cp)), *sum = malloc(sizeof(double) * 2 * (size_t)g.cp);
+    float *sc = malloc(sizeof(float) * 3 * (size_t)g.cp), *sh = sc + g.cp, *pivot = sh + g.cp;
     if (!part || !sum || !sc) { /* a few hundred KB; NaN rather than silently wrong */
         free(part), free(sum), free(sc);
-        fill_nan(out, rows * c);
+        fill_nan(out, (int64_t)n * g.cp * s);
         return;
     }
-    const int par = PAR_WORTH(rows * c);
-    bn_block_sums(part, inp, rows, c, NULL);
-    bn_combine(sum, part, blocks, c, c);
-    for (int ch = 0; ch < c; ch++)
-        mean[ch] = sum[ch] / m;
-    bn_block_sums(part, inp, rows, c, mean);
-    bn_combine(sum, part, blocks, c, c); /* now the squared deviations */
-    for (int ch = 0; ch < c; ch++) {
-        double var = sum[ch] / m;
+    for (int ch = 0; ch < g.cp; ch++) /* sample 0, position 0 */
+        pivot[ch] = ch < c ? inp[(int64_t)(ch / blk) * s * blk + ch % blk] : 0.f;
+    blk_moment_sums(part, inp, n, s, g, pivot);
+    bn_combine(sum, part, runs, 2 * g.cp, 2 * g.cp);
+    for (int ch = 0; ch < g.cp; ch++) {
+        sc[ch] = sh[ch] = 0.f; /* padding */
+        if (ch >= c)
+            continue;
+        double d = sum[ch] / m, mean = pivot[ch] + d;
+        double sq = sum[g.cp + ch] - sum[ch] * d; /* the squared deviations from the mean */
+        if (sq < 0)
+            sq = 0;
+        double var = sq / m;
         float rstd = (float)(1.0 / sqrt(var + eps));
-        save_mean[ch] = (float)mean[ch];
+        save_mean[ch] = (float)mean;
         save_rstd[ch] = rstd;
-        running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * (float)mean[ch];
-        running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * (float)(m > 1 ? sum[ch] / (m - 1) : var);
+        running_mean[ch] = (1.f - momentum) * running_mean[ch] + momentum * (float)mean;
+        running_var[ch] = (1.f - momentum) * running_var[ch] + momentum * (float)(m > 1 ? sq / (m - 1) : var);
         sc[ch] = gamma[ch] * rstd;
-        sh[ch] = beta[ch] - (float)mean[ch] * sc[ch];
+        sh[ch] = beta[ch] - (float)mean * sc[ch];
     }
-#pragma omp parallel for schedule(static) if(par)
-    for (int64_t r = 0; r < rows; r++)
-        for (int ch = 0; ch < c; ch++) {
-            float y = inp[r * c + ch] * sc[ch] + sh[ch];
-            out[r * c + ch] = relu && !(y > 0.f) ? 0.f : y;
-        }
+    bn_apply_blk(out, inp, res, sc, sh, n, c, s, blk, relu);
     free(part), free(sum), free(sc);
 }
 
+void batchnorm3d_forward_train_blk(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                   float *running_var, const float *inp, const float *gamma, const float *beta,
+                                   int n, int c, int64_t s, float momentum, float eps, int blk)
+{
+    bn_train_blk(out, save_mean, save_rstd, running_mean, running_var, inp, NULL, gamma, beta, n, c, s, momentum, eps,
+                 0, blk);
+}
+
+void batchnorm3d_relu_forward_train_blk(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                        float *running_var, const float *inp, const float *gamma,
+                                        const float *beta, int n, int c, int64_t s, float momentum, float eps,
+                                        int blk)
+{
+    bn_train_blk(out, save_mean, save_rstd, running_mean, running_var, inp, NULL, gamma, beta, n, c, s, momentum, eps,
+                 1, blk);
+}
+
+void batchnorm3d_add_relu_forward_train_blk(float *out, float *save_mean, float *save_rstd, float *running_mean,
+                                            float *running_var, const float *inp, const float *res,
+                                            const float *gamma, const float *beta, int n, int c, int64_t s,
+                                            float momentum, float eps, int blk)
+{
+    bn_train_blk(out, save_mean, save_rstd, running_mean, running_var, inp, res, gamma, beta, n, c, s, momentum, eps,
+                 1, blk);
+}
+
+static void bn_eval_blk(float *out, const float *inp, const float *res, const float *gamma, const float *beta,
+                        const float *running_mean, const float *running_var, int n, int c, int64_t s, float eps,
+                        int relu, int blk)
+{
+    const struct blk_geom g = blk_geom(c, blk);
+    float *sc = malloc(sizeof(float) * 2 * (size_t)g.cp), *sh = sc + g.cp;
+    if (!sc) {
+        fill_nan(out, (int64_t)n * g.cp * s);
+        return;
+    }
+    for (int ch = 0; ch < g.cp; ch++) {
+        sc[ch] = ch < c ? gamma[ch] / sqrtf(running_var[ch] + eps) : 0.f;
+        sh[ch] = ch < c ? beta[ch] - running_mean[ch] * sc[ch] : 0.f;
+    }
+    bn_apply_blk(out, inp, res, sc, sh, n, c, s, blk, relu);
+    free(sc);
+}
+
+void batchnorm3d_forward_eval_blk(float *out, const float *inp, const float *gamma, const float *beta,
+                                  const float *running_mean, const float *running_var, int n, int c, int64_t s,
+                                  float eps, int blk)
+{
+    bn_eval_blk(out, inp, NULL, gamma, beta, running_mean, running_var, n, c, s, eps, 0, blk);
+}
+
+void batchnorm3d_relu_forward_eval_blk(float *out, const float *inp, const float *gamma, const float *beta,
+                                       const float *running_mean, const float *running_var, int n, int c,
+                                       int64_t s, float eps, int blk)
+{
+    bn_eval_blk(out, inp, NULL, gamma, beta, running_mean, running_var, n, c, s, eps, 1, blk);
+}
+
+void batchnorm3d_add_relu_forward_eval_blk(float *out, const float *inp, const float *res, const float *gamma,
+                                           const float *beta, const float *running_mean, const float *running_var,
+                                           int n, int c, int64_t s, float eps, int blk)
+{
+    bn_eval_blk(out, inp, res, gamma, beta, running_mean, running_var, n, c, s, eps, 1, blk);
+}
+
+/* The batchnorm backward's loops go by chunks of BN_CHUNK lanes in blocks
+ * of at most 2 * BN_CHUNK channels (oneDNN's 8 and 16): a chunk's sums and
+ * coefficients stay in registers while the loop walks the rows. Wider
+ * blocks (channels-last) are walked whole, row by row. Either way each lane
+ * sums its rows in the same order. */
+#define BN_CHUNK 8
+/* rows per tile of the input gradient's loop: a tile stays in cache while
+ * the loop walks its chunks */
+#define BN_TILE 64
+
+/* g where v (the relu's input) is positive, or everywhere when relu is 0;
+ * else +0. A bit mask rather than `v > 0 ? g : 0`, whose conditional read
+ * GCC neither vectorizes nor if-converts: with the relu masks of training
+ * (half the lanes, at random) the branch costs 5x in the backward passes. */
+static inline __attribute__((always_inline)) float relu_pass(float g, float v, int relu)
+{
+    uint32_t gb, mask = -(uint32_t)((v > 0.f) | !relu);
+    memcpy(&gb, &g, sizeof gb);
+    gb &= mask;
+    memcpy(&g, &gb, sizeof g);
+    return g;
+}
+
+/* Per channel (cp entries, padding zero): mean, rstd, gamma * rstd (the
+ * forward's sc), the forward's sh, mean(g), mean(g * xhat). */
+struct bn_coef {
+    float *mu, *rs, *a, *b, *mg, *mgx;
+};
+
+/* the backward's sums over rows r0..r1 of block cb for lanes j0..j0+nl:
+ * ag = sum g, agx = sum g * xhat, g masked by the recomputed relu (relu) */
+static inline __attribute__((always_inline)) void bn_bwd_sums(double *restrict ag, double *restrict agx,
+                                                              const float *restrict dout,
+                                                              const float *restrict inp, struct bn_coef k,
+                                                              int64_t r0, int64_t r1, int64_t s, struct blk_geom g,
+                                                              int cb, int j0, int nl, int relu)
+{
+    const float *restrict mu = k.mu + cb * g.blk + j0, *restrict rs = k.rs + cb * g.blk + j0;
+    const float *restrict a = k.a + cb * g.blk + j0, *restrict b = k.b + cb * g.blk + j0;
+    for (int j = 0; j < nl; j++)
+        ag[j] = agx[j] = 0;
+    int64_t i = r0 / s, p = r0 % s;
+    for (int64_t q = r0; q < r1; q++) {
+        const int64_t at = ((i * g.nb + cb) * s + p) * g.blk + j0;
+        const float *x = inp + at, *d = dout + at;
+#pragma omp simd
+        for (int j = 0; j < nl; j++) {
+            const float gv = relu_pass(d[j], x[j] * a[j] + b[j], relu);
+            ag[j] += gv;
+            agx[j] += gv * ((x[j] - mu[j]) * rs[j]);
+        }
+        if (++p == s)
+            p = 0, i++;
+    }
+}
+
+/* the same for BN_CHUNK lanes, the sums in registers */
+static void bn_bwd_sums_chunk(double *ag, double *agx, const float *dout, const float *inp, struct bn_coef k,
+                              int64_t r0, int64_t r1, int64_t s, struct blk_geom g, int cb, int j0, int relu)
+{
+    double sg[BN_CHUNK], sgx[BN_CHUNK];
+    bn_bwd_sums(sg, sgx, dout, inp, k, r0, r1, s, g, cb, j0, BN_CHUNK, relu);
+    for (int j = 0; j < BN_CHUNK; j++)
+        ag[j] = sg[j], agx[j] = sgx[j];
+}
+
+/* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) for rows q0..q1
+ * (rows of the blocked tensor, all in block cb) and lanes j0..j0+nl */
+static inline __attribute__((always_inline)) void bn_bwd_dx(float *restrict dinp, const float *restrict dout,
+                                                            const float *restrict inp, struct bn_coef k, int64_t q0,
+                                                            int64_t q1, int blk, int cb, int j0, int nl, int relu)
+{
+    const int64_t o = (int64_t)cb * blk + j0;
+    const float *restrict mu = k.mu + o, *restrict rs = k.rs + o, *restrict a = k.a + o, *restrict b = k.b + o;
+    const float *restrict mg = k.mg + o, *restrict mgx = k.mgx + o;
+    for (int64_t q = q0; q < q1; q++) {
+        const int64_t at = q * blk + j0;
+        const float *x = inp + at, *d = dout + at;
+        float *dx = dinp + at;
+#pragma omp simd
+        for (int j = 0; j < nl; j++) {
+            const float gv = relu_pass(d[j], x[j] * a[j] + b[j], relu);
+            dx[j] = a[j] * (gv - mg[j] - (x[j] - mu[j]) * rs[j] * mgx[j]);
+        }
+    }
+}
+
+static void bn_bwd_dx_chunk(float *dinp, const float *dout, const float *inp, struct bn_coef k, int64_t q0,
+                            int64_t q1, int blk, int cb, int j0, int relu)
+{
+    bn_bwd_dx(dinp, dout, inp, k, q0, q1, blk, cb, j0, BN_CHUNK, relu);
+}
+
+/* beta NULL: batchnorm's backward; else that of relu(batchnorm(.)): the
+ * gradient passes where the forward's value before the relu, inp * sc + sh
+ * with sc = gamma * rstd and sh = beta - mean * sc, was positive (recomputed
+ * with the forward's arithmetic, so the same mask as its output's, without
+ * reading that output) */
+static void bn_backward_blk(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                            const float *gamma, const float *beta, const float *save_mean, const float *save_rstd,
+                            int n, int c, int64_t s, int blk)
+{
+    const struct blk_geom g = blk_geom(c, blk);
+    const int64_t rows = (int64_t)n * s, runs = (rows + BN_ROWS - 1) / BN_ROWS, cp2 = 2 * (int64_t)g.cp;
+    const int chunk = blk <= 2 * BN_CHUNK ? BN_CHUNK : blk, chunks = (blk + chunk - 1) / chunk;
+    const double m = (double)rows;
+    const int relu = beta != NULL;
+    double *part = malloc(sizeof(double) * (size_t)(runs * cp2)), *sg = malloc(sizeof(double) * (size_t)cp2);
+    double *sgx = sg + g.cp;
+    float *kf = calloc(6 * (size_t)g.cp, sizeof(float));
+    if (!part || !sg || !kf) {
+        free(part), free(sg), free(kf);
+        fill_nan(dinp, (int64_t)n * g.cp * s), fill_nan(dgamma, c), fill_nan(dbeta, c);
+        return;
+    }
+    struct bn_coef k = {kf, kf + g.cp, kf + 2 * g.cp, kf + 3 * g.cp, kf + 4 * g.cp, kf + 5 * g.cp};
+    for (int ch = 0; ch < c; ch++) {
+        k.mu[ch] = save_mean[ch];
+        k.rs[ch] = save_rstd[ch];
+        k.a[ch] = gamma[ch] * k.rs[ch];
+        k.b[ch] = relu ? beta[ch] - k.mu[ch] * k.a[ch] : 0.f;
+    }
+    const int par = PAR_WORTH(rows * g.cp);
+#pragma omp parallel for schedule(static) collapse(2) if(par)
+    for (int64_t r = 0; r < runs; r++)
+        for (int cb = 0; cb < g.nb; cb++) {
+            const int64_t r0 = r * BN_ROWS, r1 = r0 + BN_ROWS < rows ? r0 + BN_ROWS : rows;
+            for (int h = 0; h < chunks; h++) {
+                const int j0 = h * chunk, nl = blk - j0 < chunk ? blk - j0 : chunk;
+                double *ag = part + r * cp2 + (int64_t)cb * blk + j0, *agx = ag + g.cp;
+                if (nl == BN_CHUNK)
+                    bn_bwd_sums_chunk(ag, agx, dout, inp, k, r0, r1, s, g, cb, j0, relu);
+                else
+                    bn_bwd_sums(ag, agx, dout, inp, k, r0, r1, s, g, cb, j0, nl, relu);
+            }
+        }
+    bn_combine(sg, part, runs, cp2, g.cp);
+    bn_combine(sgx, part + g.cp, runs, cp2, g.cp);
+    for (int ch = 0; ch < c; ch++) {
+        dbeta[ch] = (float)sg[ch];
+        dgamma[ch] = (float)sgx[ch];
+        k.mg[ch] = (float)(sg[ch] / m);
+        k.mgx[ch] = (float)(sgx[ch] / m);
+    }
+    /* tiles of rows of a (sample, block) slab; padding lanes written zero */
+    const int64_t tiles = (s + BN_TILE - 1) / BN_TILE;
+#pragma omp parallel for schedule(static) if(par)
+    for (int64_t t = 0; t < (int64_t)n * g.nb * tiles; t++) {
+        const int64_t slab = t / tiles, p0 = t % tiles * BN_TILE, p1 = p0 + BN_TILE < s ? p0 + BN_TILE : s;
+        const int cb = (int)(slab % g.nb), lanes = blk_lanes(c, blk, cb);
+        const int64_t q0 = slab * s + p0, q1 = slab * s + p1;
+        for (int h = 0; h < chunks; h++) {
+            const int j0 = h * chunk, nl = blk - j0 < chunk ? blk - j0 : chunk;
+            if (nl == BN_CHUNK)
+                bn_bwd_dx_chunk(dinp, dout, inp, k, q0, q1, blk, cb, j0, relu);
+            else
+                bn_bwd_dx(dinp, dout, inp, k, q0, q1, blk, cb, j0, nl, relu);
+        }
+        if (lanes < blk)
+            for (int64_t q = q0; q < q1; q++)
+                for (int j = lanes; j < blk; j++)
+                    dinp[q * blk + j] = 0.f;
+    }
+    free(part), free(sg), free(kf);
+}
+
+void batchnorm3d_backward_blk(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                              const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
+                              int64_t s, int blk)
+{
+    bn_backward_blk(dinp, dgamma, dbeta, dout, inp, gamma, NULL, save_mean, save_rstd, n, c, s, blk);
+}
+
+void batchnorm3d_relu_backward_blk(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                   const float *gamma, const float *beta, const float *save_mean,
+                                   const float *save_rstd, int n, int c, int64_t s, int blk)
+{
+    bn_backward_blk(dinp, dgamma, dbeta, dout, inp, gamma, beta, save_mean, save_rstd, n, c, s, blk);
+}
+
+/* the channels-last twins: one block of c channels */
 void batchnorm3d_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
                                   float *running_var, const float *inp, const float *gamma, const float *beta,
                                   int n, int c, int64_t s, float momentum, float eps)
 {
-    bn_train_cl(out, save_mean, save_rstd, running_mean, running_var, inp, gamma, beta, n, c, s, momentum, eps, 0);
+    bn_train_blk(out, save_mean, save_rstd, running_mean, running_var, inp, NULL, gamma, beta, n, c, s, momentum, eps,
+                 0, c);
 }
 
 void batchnorm3d_relu_forward_train_cl(float *out, float *save_mean, float *save_rstd, float *running_mean,
                                        float *running_var, const float *inp, const float *gamma, const float *beta,
                                        int n, int c, int64_t s, float momentum, float eps)
 {
-    bn_train_cl(out, save_mean, save_rstd, running_mean, running_var, inp, gamma, beta, n, c, s, momentum, eps, 1);
-}
-
-static void bn_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
-                       const float *running_mean, const float *running_var, int n, int c, int64_t s, float eps,
-                       int relu)
-{
-    const int64_t rows = (int64_t)n * s;
-#pragma omp parallel if(PAR_WORTH(rows * c))
-    {
-        float *sc = __builtin_alloca(sizeof(float) * 2 * (size_t)c), *sh = sc + c;
-        for (int ch = 0; ch < c; ch++) {
-            sc[ch] = gamma[ch] / sqrtf(running_var[ch] + eps);
-            sh[ch] = beta[ch] - running_mean[ch] * sc[ch];
-        }
-#pragma omp for schedule(static)
-        for (int64_t r = 0; r < rows; r++)
-            for (int ch = 0; ch < c; ch++) {
-                float y = inp[r * c + ch] * sc[ch] + sh[ch];
-                out[r * c + ch] = relu && !(y > 0.f) ? 0.f : y;
-            }
-    }
+    bn_train_blk(out, save_mean, save_rstd, running_mean, running_var, inp, NULL, gamma, beta, n, c, s, momentum, eps,
+                 1, c);
 }
 
 void batchnorm3d_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
                                  const float *running_mean, const float *running_var, int n, int c, int64_t s,
                                  float eps)
 {
-    bn_eval_cl(out, inp, gamma, beta, running_mean, running_var, n, c, s, eps, 0);
+    bn_eval_blk(out, inp, NULL, gamma, beta, running_mean, running_var, n, c, s, eps, 0, c);
 }
 
 void batchnorm3d_relu_forward_eval_cl(float *out, const float *inp, const float *gamma, const float *beta,
                                       const float *running_mean, const float *running_var, int n, int c, int64_t s,
                                       float eps)
 {
-    bn_eval_cl(out, inp, gamma, beta, running_mean, running_var, n, c, s, eps, 1);
-}
-
-/* out NULL: batchnorm's backward; else that of relu(batchnorm(.)), out the
- * forward's output (the gradient passes where out > 0) */
-static void bn_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *out,
-                           const float *inp, const float *gamma, const float *save_mean, const float *save_rstd,
-                           int n, int c, int64_t s)
-{
-    const int64_t rows = (int64_t)n * s, blocks = (rows + BN_ROWS - 1) / BN_ROWS;
-    const double m = (double)rows;
-    double *part = bn_partials(rows, c, 2), *sg = malloc(sizeof(double) * 2 * (size_t)c), *sgx = sg + c;
-    float *kk = malloc(sizeof(float) * 3 * (size_t)c), *mg = kk + c, *mgx = mg + c;
-    if (!part || !sg || !kk) {
-        free(part), free(sg), free(kk);
-        fill_nan(dinp, rows * c), fill_nan(dgamma, c), fill_nan(dbeta, c);
-        return;
-    }
-    const int par = PAR_WORTH(rows * c);
-#pragma omp parallel for schedule(static) if(par)
-    for (int64_t b = 0; b < blocks; b++) {
-        double *ag = part + b * 2 * c, *agx = ag + c;
-        for (int ch = 0; ch < 2 * c; ch++)
-            ag[ch] = 0;
-        for (int64_t r = b * BN_ROWS; r < rows && r < (b + 1) * BN_ROWS; r++)
-            for (int ch = 0; ch < c; ch++) {
-                float g = out && !(out[r * c + ch] > 0.f) ? 0.f : dout[r * c + ch];
-                ag[ch] += g;
-                agx[ch] += g * ((inp[r * c + ch] - save_mean[ch]) * save_rstd[ch]);
-            }
-    }
-    bn_combine(sg, part, blocks, 2 * c, c);
-    bn_combine(sgx, part + c, blocks, 2 * c, c);
-    for (int ch = 0; ch < c; ch++) {
-        dbeta[ch] = (float)sg[ch];
-        dgamma[ch] = (float)sgx[ch];
-        kk[ch] = gamma[ch] * save_rstd[ch];
-        mg[ch] = (float)(sg[ch] / m);
-        mgx[ch] = (float)(sgx[ch] / m);
-    }
-    /* dx = gamma * rstd * (g - mean(g) - xhat * mean(g * xhat)) */
-#pragma omp parallel for schedule(static) if(par)
-    for (int64_t r = 0; r < rows; r++)
-        for (int ch = 0; ch < c; ch++) {
-            float g = out && !(out[r * c + ch] > 0.f) ? 0.f : dout[r * c + ch];
-            dinp[r * c + ch] = kk[ch] * (g - mg[ch] - (inp[r * c + ch] - save_mean[ch]) * save_rstd[ch] * mgx[ch]);
-        }
-    free(part), free(sg), free(kk);
+    bn_eval_blk(out, inp, NULL, gamma, beta, running_mean, running_var, n, c, s, eps, 1, c);
 }
 
 void batchnorm3d_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
                              const float *gamma, const float *save_mean, const float *save_rstd, int n, int c,
                              int64_t s)
 {
-    bn_backward_cl(dinp, dgamma, dbeta, dout, NULL, inp, gamma, save_mean, save_rstd, n, c, s);
+    bn_backward_blk(dinp, dgamma, dbeta, dout, inp, gamma, NULL, save_mean, save_rstd, n, c, s, c);
 }
 
-void batchnorm3d_relu_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *out,
-                                  const float *inp, const float *gamma, const float *save_mean,
+void batchnorm3d_relu_backward_cl(float *dinp, float *dgamma, float *dbeta, const float *dout, const float *inp,
+                                  const float *gamma, const float *beta, const float *save_mean,
                                   const float *save_rstd, int n, int c, int64_t s)
 {
-    bn_backward_cl(dinp, dgamma, dbeta, dout, out, inp, gamma, save_mean, save_rstd, n, c, s);
+    bn_backward_blk(dinp, dgamma, dbeta, dout, inp, gamma, beta, save_mean, save_rstd, n, c, s, c);
 }
 
 /* ---------------------------------------------------------------- relu */
@@ -821,7 +1096,15 @@ void relu_backward(float *dinp, const float *dout, const float *out, int64_t cou
 {
 #pragma omp parallel for schedule(static) if(PAR_WORTH(count))
     for (int64_t i = 0; i < count; i++)
-        dinp[i] = out[i] > 0.f ? dout[i] : 0.f;
+        dinp[i] = relu_pass(dout[i], out[i], 1);
+}
+
+void add_relu_backward(float *dinp, const float *dadd, const float *out, int64_t count)
+{
+#pragma omp parallel for schedule(static) if(PAR_WORTH(count))
+    for (int64_t i = 0; i < count; i++) {
+        dinp[i] = relu_pass(dinp[i] + dadd[i], out[i], 1);
+    }
 }
 
 /* ---------------------------------------------------------------- maxpool3d */
@@ -898,33 +1181,33 @@ static int pool_taps(int32_t *idx, const struct conv3d_shape *s, int ot, int oh,
     return k;
 }
 
-/* Each thread takes whole output positions of all channels; the same
- * comparisons per channel as maxpool3d_forward. */
-void maxpool3d_forward_cl(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s)
+/* Each thread takes whole output positions of a block's lanes; per lane
+ * the same comparisons in the same order as maxpool3d_forward. */
+void maxpool3d_forward_blk(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s, int blk)
 {
-    const int c = s->c;
+    const struct blk_geom g = blk_geom(s->c, blk);
     const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
-#pragma omp parallel if(PAR_WORTH((int64_t)s->n * c * plane))
+#pragma omp parallel if(PAR_WORTH((int64_t)s->n * g.cp * plane))
     {
         int32_t *idx = __builtin_alloca(sizeof(int32_t) * (size_t)s->kt * s->kh * s->kw);
 #pragma omp for schedule(static)
-        for (int64_t no = 0; no < (int64_t)s->n * oplane; no++) {
-            const int64_t n = no / oplane, o = no % oplane;
+        for (int64_t q = 0; q < (int64_t)s->n * g.nb * oplane; q++) {
+            const int64_t slab = q / oplane, o = q % oplane; /* slab: (sample, block) */
             const int ow = (int)(o % s->wo), oh = (int)(o / s->wo % s->ho), ot = (int)(o / ((int64_t)s->wo * s->ho));
             const int taps = pool_taps(idx, s, ot, oh, ow);
-            float *y = out + no * c;
-            int32_t *am = argmax + no * c;
-            for (int ch = 0; ch < c; ch++)
-                y[ch] = -INFINITY, am[ch] = -1;
+            float *y = out + q * blk;
+            int32_t *am = argmax + q * blk;
+            for (int j = 0; j < blk; j++)
+                y[j] = -INFINITY, am[j] = -1;
             for (int k = 0; k < taps; k++) {
                 if (idx[k] < 0)
                     continue;
-                const float *x = inp + (n * plane + idx[k]) * c;
-                for (int ch = 0; ch < c; ch++) {
-                    float v = x[ch];
-                    if (v > y[ch] || am[ch] < 0 || isnan(v)) {
-                        y[ch] = v;
-                        am[ch] = idx[k];
+                const float *x = inp + (slab * plane + idx[k]) * blk;
+                for (int j = 0; j < blk; j++) {
+                    float v = x[j];
+                    if (v > y[j] || am[j] < 0 || isnan(v)) {
+                        y[j] = v;
+                        am[j] = idx[k];
                     }
                 }
             }
@@ -932,24 +1215,35 @@ void maxpool3d_forward_cl(float *out, int32_t *argmax, const float *inp, const s
     }
 }
 
-/* Whole samples per thread: the scatter-adds of one sample never meet
- * another thread's. */
-void maxpool3d_backward_cl(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s)
+/* Whole (sample, block) slabs per thread: the scatter-adds of one slab never
+ * meet another thread's; per lane in output order, as maxpool3d_backward. */
+void maxpool3d_backward_blk(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s,
+                            int blk)
 {
-    const int c = s->c;
+    const struct blk_geom g = blk_geom(s->c, blk);
     const int64_t plane = (int64_t)s->t * s->h * s->w, oplane = (int64_t)s->to * s->ho * s->wo;
-#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * c * plane))
-    for (int n = 0; n < s->n; n++) {
-        float *dx = dinp + (int64_t)n * plane * c;
-        memset(dx, 0, sizeof(float) * (size_t)(plane * c));
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)s->n * g.cp * plane))
+    for (int64_t slab = 0; slab < (int64_t)s->n * g.nb; slab++) {
+        float *dx = dinp + slab * plane * blk;
+        memset(dx, 0, sizeof(float) * (size_t)(plane * blk));
         for (int64_t o = 0; o < oplane; o++) {
-            const float *g = dout + ((int64_t)n * oplane + o) * c;
-            const int32_t *am = argmax + ((int64_t)n * oplane + o) * c;
-            for (int ch = 0; ch < c; ch++)
-                if (am[ch] >= 0)
-                    dx[(int64_t)am[ch] * c + ch] += g[ch];
+            const float *gr = dout + (slab * oplane + o) * blk;
+            const int32_t *am = argmax + (slab * oplane + o) * blk;
+            for (int j = 0; j < blk; j++)
+                if (am[j] >= 0)
+                    dx[(int64_t)am[j] * blk + j] += gr[j];
         }
     }
+}
+
+void maxpool3d_forward_cl(float *out, int32_t *argmax, const float *inp, const struct conv3d_shape *s)
+{
+    maxpool3d_forward_blk(out, argmax, inp, s, s->c);
+}
+
+void maxpool3d_backward_cl(float *dinp, const float *dout, const int32_t *argmax, const struct conv3d_shape *s)
+{
+    maxpool3d_backward_blk(dinp, dout, argmax, s, s->c);
 }
 
 /* ---------------------------------------------------------------- global average pool */
@@ -975,36 +1269,55 @@ void avgpool_global_backward(float *dinp, const float *dout, int n, int c, int64
     }
 }
 
-/* a task of avgpool_global_forward_cl: one sample's run of CL_CHUNK channels
- * (a 64-byte line of each row) through its positions in order */
+/* a task of avgpool_global_forward_blk: one sample's run of up to CL_CHUNK
+ * lanes of a block (a 64-byte line of each row) through its positions in
+ * order, as the channels-first sum */
 #define CL_CHUNK 16
+
+void avgpool_global_forward_blk(float *out, const float *inp, int n, int c, int64_t s, int blk)
+{
+    const struct blk_geom g = blk_geom(c, blk);
+    const int chunks = (blk + CL_CHUNK - 1) / CL_CHUNK;
+#pragma omp parallel for schedule(static) collapse(3) if(PAR_WORTH((int64_t)n * g.cp * s))
+    for (int i = 0; i < n; i++)
+        for (int cb = 0; cb < g.nb; cb++)
+            for (int k = 0; k < chunks; k++) {
+                const int j0 = k * CL_CHUNK, lanes = blk_lanes(c, blk, cb);
+                const int nc = lanes - j0 < CL_CHUNK ? lanes - j0 : CL_CHUNK;
+                double acc[CL_CHUNK] = {0};
+                for (int64_t p = 0; p < s; p++) {
+                    const float *x = inp + (((int64_t)i * g.nb + cb) * s + p) * blk + j0;
+                    for (int j = 0; j < nc; j++)
+                        acc[j] += x[j];
+                }
+                for (int j = 0; j < nc; j++)
+                    out[(int64_t)i * c + cb * blk + j0 + j] = (float)(acc[j] / (double)s);
+            }
+}
+
+void avgpool_global_backward_blk(float *dinp, const float *dout, int n, int c, int64_t s, int blk)
+{
+    const struct blk_geom g = blk_geom(c, blk);
+#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * g.cp * s))
+    for (int64_t q = 0; q < (int64_t)n * g.nb * s; q++) {
+        const int64_t i = q / s / g.nb;
+        const int cb = (int)(q / s % g.nb), lanes = blk_lanes(c, blk, cb);
+        const float *gr = dout + i * c + cb * blk;
+        for (int j = 0; j < lanes; j++)
+            dinp[q * blk + j] = gr[j] / (float)s;
+        for (int j = lanes; j < blk; j++)
+            dinp[q * blk + j] = 0.f;
+    }
+}
 
 void avgpool_global_forward_cl(float *out, const float *inp, int n, int c, int64_t s)
 {
-    const int chunks = (c + CL_CHUNK - 1) / CL_CHUNK;
-#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * c * s))
-    for (int i = 0; i < n; i++)
-        for (int k = 0; k < chunks; k++) {
-            const int c0 = k * CL_CHUNK, nc = c - c0 < CL_CHUNK ? c - c0 : CL_CHUNK;
-            double acc[CL_CHUNK] = {0};
-            for (int64_t p = 0; p < s; p++) {
-                const float *x = inp + ((int64_t)i * s + p) * c + c0;
-                for (int j = 0; j < nc; j++)
-                    acc[j] += x[j];
-            }
-            for (int j = 0; j < nc; j++)
-                out[(int64_t)i * c + c0 + j] = (float)(acc[j] / (double)s);
-        }
+    avgpool_global_forward_blk(out, inp, n, c, s, c);
 }
 
 void avgpool_global_backward_cl(float *dinp, const float *dout, int n, int c, int64_t s)
 {
-#pragma omp parallel for schedule(static) if(PAR_WORTH((int64_t)n * c * s))
-    for (int64_t r = 0; r < (int64_t)n * s; r++) {
-        const float *g = dout + r / s * c;
-        for (int ch = 0; ch < c; ch++)
-            dinp[r * c + ch] = g[ch] / (float)s;
-    }
+    avgpool_global_backward_blk(dinp, dout, n, c, s, c);
 }
 
 /* ---------------------------------------------------------------- layout changes */
@@ -1032,6 +1345,49 @@ void layout_ncs_to_nsc(float *dst, const float *src, int n, int c, int64_t s)
 void layout_nsc_to_ncs(float *dst, const float *src, int n, int c, int64_t s)
 {
     transpose_samples(dst, src, n, s, c);
+}
+
+/* Each (sample, block) slab is the transpose of the block's lanes' rows of
+ * the channels-first sample, by 16-position tiles; to_blk 1: into the
+ * blocked layout (padding zeroed), 0: out of it. */
+static void blk_transpose(float *blkd, float *ncs, int n, int c, int64_t s, int blk, int to_blk)
+{
+    const struct blk_geom g = blk_geom(c, blk);
+#pragma omp parallel for schedule(static) collapse(2) if(PAR_WORTH((int64_t)n * g.cp * s))
+    for (int i = 0; i < n; i++)
+        for (int cb = 0; cb < g.nb; cb++) {
+            const int lanes = blk_lanes(c, blk, cb);
+            float *b = blkd + ((int64_t)i * g.nb + cb) * s * blk, *f = ncs + ((int64_t)i * c + cb * blk) * s;
+            for (int64_t p0 = 0; p0 < s; p0 += 16) {
+                const int64_t p1 = p0 + 16 < s ? p0 + 16 : s;
+                for (int j = 0; j < lanes; j++)
+                    for (int64_t p = p0; p < p1; p++)
+                        if (to_blk)
+                            b[p * blk + j] = f[j * s + p];
+                        else
+                            f[j * s + p] = b[p * blk + j];
+                if (to_blk)
+                    for (int64_t p = p0; p < p1; p++)
+                        for (int j = lanes; j < blk; j++)
+                            b[p * blk + j] = 0.f;
+            }
+        }
+}
+
+void layout_ncs_to_blk(float *dst, const float *src, int n, int c, int64_t s, int blk)
+{
+    if (blk == c)
+        transpose_samples(dst, src, n, c, s);
+    else
+        blk_transpose(dst, (float *)src, n, c, s, blk, 1);
+}
+
+void layout_blk_to_ncs(float *dst, const float *src, int n, int c, int64_t s, int blk)
+{
+    if (blk == c)
+        transpose_samples(dst, src, n, s, c);
+    else
+        blk_transpose((float *)src, dst, n, c, s, blk, 0);
 }
 
 /* ---------------------------------------------------------------- linear */

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "conv_dnnl.h"
 #include "model.h"
 #include "rng.h"
 
@@ -44,6 +45,17 @@ static int64_t act_alloc(struct dfew_train_model *m, int64_t per_sample)
     return off;
 }
 
+/* floats per position of an activation of c channels (its layout's padding
+ * included) and the channels per block its layers are called with */
+static int act_c(const struct dfew_train_model *m, int c)
+{
+    return act_padded_c(m->ws.layout, m->ws.block, c);
+}
+static int act_blk(const struct dfew_train_model *m, int c)
+{
+    return act_block(m->ws.layout, m->ws.block, c);
+}
+
 static int width_of(const struct dfew_train_model *m, int base)
 {
     int c = (int)lround(base * (double)m->cfg.width);
@@ -61,7 +73,9 @@ static int add_unit(struct dfew_train_model *m, const char *conv_name, const cha
     memset(u, 0, sizeof *u);
     u->cs = (struct conv3d_shape){.n = m->cfg.max_batch, .c = c, .t = t, .h = h, .w = w, .oc = oc,
                                   .kt = k[0], .kh = k[1], .kw = k[2], .st = st[0], .sh = st[1], .sw = st[2],
-                                  .pt = pd[0], .ph = pd[1], .pw = pd[2]};
+                                  .pt = pd[0], .ph = pd[1], .pw = pd[2],
+                                  /* the first unit reads the model's input */
+                                  .in_ncdhw = m->nunits == 0 && m->ws.layout == LAYOUT_BLOCKED};
     if (conv3d_shape_init(&u->cs))
         return -1;
     char nm[DFEW_TRAIN_NAME_MAX];
@@ -74,7 +88,7 @@ static int add_unit(struct dfew_train_model *m, const char *conv_name, const cha
         u->b = add_tensor(m, nm, DFEW_TENSOR_PARAM, 1, cs1);
     }
     int64_t S = (int64_t)u->cs.to * u->cs.ho * u->cs.wo;
-    u->pre = act_alloc(m, oc * S);
+    u->pre = act_alloc(m, act_c(m, oc) * S);
     u->bn = bn_name != NULL;
     u->relu = relu;
     if (u->bn) {
@@ -86,7 +100,7 @@ static int add_unit(struct dfew_train_model *m, const char *conv_name, const cha
         u->rm = add_tensor(m, nm, DFEW_TENSOR_BUFFER, 1, cs1);
         snprintf(nm, sizeof nm, "%s.running_var", bn_name);
         u->rv = add_tensor(m, nm, DFEW_TENSOR_BUFFER, 1, cs1);
-        u->out = act_alloc(m, oc * S);
+        u->out = act_alloc(m, act_c(m, oc) * S);
         u->smean = act_alloc(m, (oc + m->cfg.max_batch - 1) / m->cfg.max_batch);
         u->srstd = act_alloc(m, (oc + m->cfg.max_batch - 1) / m->cfg.max_batch);
     } else {
@@ -196,15 +210,16 @@ static int build_c3d(struct dfew_train_model *m)
             if (conv3d_shape_init(&p->cs) || p->cs.to < 1 || p->cs.ho < 1 || p->cs.wo < 1)
                 return -1;
             int64_t S = (int64_t)p->cs.to * p->cs.ho * p->cs.wo;
-            p->out = act_alloc(m, c * S);
-            p->argmax = act_alloc(m, c * S); /* int32 */
+            p->out = act_alloc(m, act_c(m, c) * S);
+            p->argmax = act_alloc(m, act_c(m, c) * S); /* int32 */
             m->ops[m->nops++] = (struct op){OP_POOL, np++};
             t = p->cs.to, h = p->cs.ho, w = p->cs.wo;
         }
     }
     int flat = c * t * h * w, hid = width_of(m, 4096);
-    /* channels-last: fc6 reads pool5's output in PyTorch's flatten order */
-    m->flat = m->ws.layout == LAYOUT_NDHWC ? act_alloc(m, flat) : -1;
+    /* channels-last or blocked: fc6 reads pool5's output in PyTorch's
+     * flatten order */
+    m->flat = m->ws.layout != LAYOUT_NCDHW ? act_alloc(m, flat) : -1;
     add_fc(m, "fc6", flat, hid, 1, 1);
     add_fc(m, "fc7", hid, hid, 1, 1);
     add_fc(m, "fc8", hid, m->cfg.num_classes, 0, 0);
@@ -265,10 +280,11 @@ static void init_weights(struct dfew_train_model *m)
     }
 }
 
-/* with_acts = 0: the plan, parameters and momentum only (no gradients,
- * activations or scratch): the CUDA backend's host shadow (model.h). */
-static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_config *cfg, int with_acts,
-                            char *err, size_t err_len)
+/* The plan for convolutions through impl on activations in layout / block:
+ * tensors and their offsets, the layers' shapes, the activations' offsets.
+ * Allocates nothing. */
+static int model_plan(struct dfew_train_model *m, const struct dfew_train_config *cfg, int impl, int layout,
+                      int block, char *err, size_t err_len)
 {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
@@ -293,10 +309,13 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
     }
     m->ws.threads = omp_get_max_threads();
     m->ws.max_tile_floats = CONV_TILE_FLOATS;
+    m->ws.impl = impl;
+    m->ws.layout = layout;
+    m->ws.block = block;
     int rc;
-    /* the shadow's plan stays channels-first, as PyTorch's */
-    if (with_acts && (rc = conv3d_config_from_env(&m->ws.impl, &m->ws.layout, err, err_len)))
-        return rc;
+    /* the input: channels-last in the channels-last layout (brgemm kernels
+     * read it so), else channels-first (the first-layer kernels of the
+     * blocked layouts read it so; the first conv's in_ncdhw) */
     m->input = act_alloc(m, 3LL * cfg->in_t * cfg->in_h * cfg->in_w);
     if (cfg->arch == DFEW_ARCH_R3D18)
         rc = build_r3d18(m);
@@ -320,7 +339,7 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
     m->probs = act_alloc(m, cfg->num_classes);
     m->dlogits = act_alloc(m, cfg->num_classes);
     m->dfeat = act_alloc(m, m->feat_dim);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 3; i++)
         m->gbuf[i] = act_alloc(m, m->max_act / cfg->max_batch);
     /* offsets: learnable parameters first (one SGD range), then buffers */
     int64_t off = 0;
@@ -332,17 +351,58 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
                 if (!pass)
                     m->num_params += m->tensors[i].info.numel;
                 if (!pass)
-                    m->num_floats = off;
+                    m->param_floats = off;
             }
+    m->num_floats = off;
+    return 0;
+}
+
+/* The layout oneDNN's convolutions want for this model on this CPU
+ * (conv3d_dnnl_pick_layout over its convs at max_batch), with the reason in
+ * note; m is scratch (its plan is redone after). */
+static int model_pick_layout(struct dfew_train_model *m, const struct dfew_train_config *cfg, int impl,
+                             int *layout, int *block, char *note, size_t note_len, char *err, size_t err_len)
+{
+    int rc = model_plan(m, cfg, impl, LAYOUT_NDHWC, 0, err, err_len);
+    if (rc)
+        return rc;
+    struct conv3d_shape shapes[MODEL_MAX_UNITS];
+    for (int i = 0; i < m->nunits; i++)
+        shapes[i] = m->units[i].cs;
+    if ((rc = conv3d_dnnl_pick_layout(shapes, m->nunits, layout, block, note, note_len))) {
+        snprintf(err, err_len, "%s; DFEW_TRAIN_CPU_CONV=ref uses the reference convolution", note);
+        return rc;
+    }
+    return 0;
+}
+
+/* with_acts = 0: the plan, parameters and momentum only (no gradients,
+ * activations or scratch): the CUDA backend's host shadow (model.h). */
+static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_config *cfg, int with_acts,
+                            char *err, size_t err_len)
+{
+    int impl = CONV3D_REF, layout = LAYOUT_NCDHW, block = 0, rc;
+    char note[sizeof m->layout_note] = "";
+    memset(m, 0, sizeof *m);
+    /* the shadow's plan stays channels-first, as PyTorch's */
+    if (with_acts && (rc = conv3d_config_from_env(&impl, &layout, &block, err, err_len)))
+        return rc;
+    if (layout == LAYOUT_AUTO) {
+        if ((rc = model_pick_layout(m, cfg, impl, &layout, &block, note, sizeof note, err, err_len)))
+            return rc;
+    } else if (with_acts && impl == CONV3D_DNNL) {
+        snprintf(note, sizeof note, "DFEW_TRAIN_CPU_LAYOUT");
+    }
+    if ((rc = model_plan(m, cfg, impl, layout, block, err, err_len)))
+        return rc;
+    snprintf(m->layout_note, sizeof m->layout_note, "%s", note);
     /* the convolutions' primitives (oneDNN) and workspace, at max_batch */
     if (with_acts && (rc = model_prepare(m, cfg->max_batch))) {
         snprintf(err, err_len, "%s", m->err);
         conv3d_work_release(&m->ws);
         return rc;
     }
-    int64_t pfloats = m->num_floats;
-    m->param_floats = pfloats;
-    m->num_floats = off;
+    const int64_t off = m->num_floats, pfloats = m->param_floats;
     m->params = aligned_alloc(64, sizeof(float) * (size_t)off);
     m->mom = aligned_alloc(64, sizeof(float) * (size_t)pfloats);
     if (with_acts) {
@@ -359,6 +419,10 @@ static int model_build_impl(struct dfew_train_model *m, const struct dfew_train_
     if (with_acts)
         memset(m->grads, 0, sizeof(float) * (size_t)pfloats);
     memset(m->mom, 0, sizeof(float) * (size_t)pfloats);
+    /* blocked activations: the padding lanes of channel counts that are not
+     * a multiple of the block start zero, and every layer keeps them so */
+    if (with_acts && layout == LAYOUT_BLOCKED)
+        memset(m->acts, 0, sizeof(float) * (size_t)m->act_floats);
     init_weights(m);
     m->rng = cfg->seed * 0x9E3779B97F4A7C15ull + 1;
     return 0;
@@ -391,8 +455,9 @@ int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b
         return -EINVAL;
     float *x = model_act(m, m->input);
     int64_t S = (int64_t)c->in_t * c->in_h * c->in_w;
+    const int cl = m->ws.layout == LAYOUT_NDHWC; /* else channels-first (see model_plan) */
     if (b->input == DFEW_INPUT_F32_NCTHW) {
-        if (m->ws.layout == LAYOUT_NDHWC)
+        if (cl)
             layout_ncs_to_nsc(x, b->data, b->n, 3, S);
         else
             memcpy(x, b->data, sizeof(float) * (size_t)(b->n * m->in_floats));
@@ -401,7 +466,7 @@ int model_set_input(struct dfew_train_model *m, const struct dfew_train_batch *b
     if (b->input != DFEW_INPUT_U8_NTHWC)
         return -EINVAL;
     const uint8_t *u = b->data;
-    if (m->ws.layout == LAYOUT_NDHWC) { /* the clips' own order */
+    if (cl) { /* the clips' own order */
         float sc[3], sh[3];
         for (int ch = 0; ch < 3; ch++)
             sc[ch] = 1.f / (255.f * c->std[ch]), sh[ch] = -c->mean[ch] / c->std[ch];
@@ -438,7 +503,10 @@ int model_prepare(struct dfew_train_model *m, int n)
 
 /* ------------------------------------------------------------ forward */
 
-static void unit_forward(struct dfew_train_model *m, const struct unit *u, const float *x, int n, int train)
+/* res (NULL: none): a residual block's shortcut, added after the unit's
+ * batchnorm, then a relu (channels-last and blocked layouts only) */
+static void unit_forward(struct dfew_train_model *m, const struct unit *u, const float *x, int n, int train,
+                         const float *res)
 {
     struct conv3d_shape cs = u->cs;
     cs.n = n;
@@ -447,14 +515,20 @@ static void unit_forward(struct dfew_train_model *m, const struct unit *u, const
     float *g = u->bn ? model_param(m, u->g) : NULL, *b = u->bn ? model_param(m, u->be) : NULL;
     float *rm = u->bn ? model_param(m, u->rm) : NULL, *rv = u->bn ? model_param(m, u->rv) : NULL;
     conv3d_forward(pre, x, model_param(m, u->w), u->b >= 0 ? model_param(m, u->b) : NULL, &cs, &m->ws);
-    if (u->bn && m->ws.layout == LAYOUT_NDHWC) { /* channels-last: batchnorm and relu in one pass */
-        if (train)
-            (u->relu ? batchnorm3d_relu_forward_train_cl : batchnorm3d_forward_train_cl)(
+    if (u->bn && m->ws.layout != LAYOUT_NCDHW) { /* channels-last or blocked: batchnorm and relu in one pass */
+        const int blk = act_blk(m, cs.oc);
+        if (res && train)
+            batchnorm3d_add_relu_forward_train_blk(out, model_act(m, u->smean), model_act(m, u->srstd), rm, rv, pre, res,
+                                                   g, b, n, cs.oc, S, BN_MOMENTUM, BN_EPS, blk);
+        else if (res)
+            batchnorm3d_add_relu_forward_eval_blk(out, pre, res, g, b, rm, rv, n, cs.oc, S, BN_EPS, blk);
+        else if (train)
+            (u->relu ? batchnorm3d_relu_forward_train_blk : batchnorm3d_forward_train_blk)(
                 out, model_act(m, u->smean), model_act(m, u->srstd), rm, rv, pre, g, b, n, cs.oc, S, BN_MOMENTUM,
-                BN_EPS);
+                BN_EPS, blk);
         else
-            (u->relu ? batchnorm3d_relu_forward_eval_cl : batchnorm3d_forward_eval_cl)(out, pre, g, b, rm, rv, n, cs.oc,
-                                                                                       S, BN_EPS);
+            (u->relu ? batchnorm3d_relu_forward_eval_blk : batchnorm3d_forward_eval_blk)(out, pre, g, b, rm, rv, n,
+                                                                                         cs.oc, S, BN_EPS, blk);
         return;
     }
     if (u->bn && train)
@@ -463,12 +537,13 @@ static void unit_forward(struct dfew_train_model *m, const struct unit *u, const
     else if (u->bn)
         batchnorm3d_forward_eval(out, pre, g, b, rm, rv, n, cs.oc, S, BN_EPS);
     if (u->relu)
-        relu_forward(out, out, (int64_t)n * cs.oc * S);
+        relu_forward(out, out, (int64_t)n * act_c(m, cs.oc) * S);
 }
 
-static int64_t unit_count(const struct unit *u, int n)
+/* floats of a unit's output at batch n (padding included) */
+static int64_t unit_count(const struct dfew_train_model *m, const struct unit *u, int n)
 {
-    return (int64_t)n * u->cs.oc * u->cs.to * u->cs.ho * u->cs.wo;
+    return (int64_t)n * act_c(m, u->cs.oc) * u->cs.to * u->cs.ho * u->cs.wo;
 }
 
 static void fc_forward(struct dfew_train_model *m, const struct fc *f, const float *x, int n, int train)
@@ -486,49 +561,60 @@ void model_forward(struct dfew_train_model *m, int n, int train)
     const float *x = model_act(m, m->input);
     if (m->cfg.arch == DFEW_ARCH_R3D18) {
         const struct unit *stem = &m->units[m->ops[0].idx];
-        unit_forward(m, stem, x, n, train);
+        unit_forward(m, stem, x, n, train, NULL);
         x = model_act(m, stem->out);
         for (int bi = 0; bi < m->nblocks; bi++) {
             const struct block *b = &m->blocks[bi];
             const struct unit *u1 = &m->units[b->u1], *u2 = &m->units[b->u2];
-            unit_forward(m, u1, x, n, train);
-            unit_forward(m, u2, model_act(m, u1->out), n, train);
             const float *sc = x;
             if (b->down >= 0) {
-                unit_forward(m, &m->units[b->down], x, n, train);
+                unit_forward(m, &m->units[b->down], x, n, train, NULL);
                 sc = model_act(m, m->units[b->down].out);
             }
+            unit_forward(m, u1, x, n, train, NULL);
             float *y = model_act(m, b->out);
-            int64_t cnt = unit_count(u2, n);
+            if (m->ws.layout != LAYOUT_NCDHW) { /* relu(bn2 + shortcut) in the batchnorm's pass */
+                unit_forward(m, u2, model_act(m, u1->out), n, train, sc);
+            } else {
+                unit_forward(m, u2, model_act(m, u1->out), n, train, NULL);
+                int64_t cnt = unit_count(m, u2, n);
 #pragma omp parallel for schedule(static) if (cnt >= 65536)
-            for (int64_t i = 0; i < cnt; i++) {
-                float v = y[i] + sc[i];
-                y[i] = v > 0.f ? v : 0.f;
+                for (int64_t i = 0; i < cnt; i++) {
+                    float v = y[i] + sc[i];
+                    y[i] = v > 0.f ? v : 0.f;
+                }
             }
             x = y;
         }
         const struct unit *last = &m->units[m->blocks[m->nblocks - 1].u2];
-        (m->ws.layout == LAYOUT_NDHWC ? avgpool_global_forward_cl : avgpool_global_forward)(
-            model_act(m, m->gap), x, n, last->cs.oc, (int64_t)last->cs.to * last->cs.ho * last->cs.wo);
+        const int64_t S = (int64_t)last->cs.to * last->cs.ho * last->cs.wo;
+        if (m->ws.layout != LAYOUT_NCDHW)
+            avgpool_global_forward_blk(model_act(m, m->gap), x, n, last->cs.oc, S, act_blk(m, last->cs.oc));
+        else
+            avgpool_global_forward(model_act(m, m->gap), x, n, last->cs.oc, S);
         fc_forward(m, &m->fcs[0], model_act(m, m->gap), n, train);
     } else {
         for (int i = 0; i < m->nops; i++) {
             if (m->ops[i].kind == OP_UNIT) {
                 const struct unit *u = &m->units[m->ops[i].idx];
-                unit_forward(m, u, x, n, train);
+                unit_forward(m, u, x, n, train, NULL);
                 x = model_act(m, u->out);
             } else {
                 struct pool *p = &m->pools[m->ops[i].idx];
                 struct conv3d_shape cs = p->cs;
                 cs.n = n;
-                (m->ws.layout == LAYOUT_NDHWC ? maxpool3d_forward_cl : maxpool3d_forward)(
-                    model_act(m, p->out), (int32_t *)model_act(m, p->argmax), x, &cs);
+                if (m->ws.layout != LAYOUT_NCDHW)
+                    maxpool3d_forward_blk(model_act(m, p->out), (int32_t *)model_act(m, p->argmax), x, &cs,
+                                          act_blk(m, cs.c));
+                else
+                    maxpool3d_forward(model_act(m, p->out), (int32_t *)model_act(m, p->argmax), x, &cs);
                 x = model_act(m, p->out);
             }
         }
         if (m->flat >= 0) {
             const struct pool *p5 = &m->pools[m->ops[m->nops - 1].idx];
-            layout_nsc_to_ncs(model_act(m, m->flat), x, n, p5->cs.c, (int64_t)p5->cs.to * p5->cs.ho * p5->cs.wo);
+            layout_blk_to_ncs(model_act(m, m->flat), x, n, p5->cs.c, (int64_t)p5->cs.to * p5->cs.ho * p5->cs.wo,
+                              act_blk(m, p5->cs.c));
             x = model_act(m, m->flat);
         }
         for (int i = 0; i < m->nfc; i++) {
@@ -543,7 +629,8 @@ void model_forward(struct dfew_train_model *m, int n, int train)
 /* ------------------------------------------------------------ loss + backward */
 
 /* dout (may be modified in place: the relu's mask) -> dx (NULL for the first
- * layer); tmp is scratch of the unit's output size. */
+ * layer); tmp is scratch of the unit's output size, and may be dout (the
+ * batchnorm's gradient then overwrites it) but not dx. */
 static void unit_backward(struct dfew_train_model *m, const struct unit *u, const float *x, float *dout, float *dx,
                           float *tmp, int n)
 {
@@ -551,17 +638,19 @@ static void unit_backward(struct dfew_train_model *m, const struct unit *u, cons
     cs.n = n;
     int64_t S = (int64_t)cs.to * cs.ho * cs.wo;
     float *g = dout;
-    if (u->bn && m->ws.layout == LAYOUT_NDHWC) { /* the relu's mask read inside batchnorm's backward */
+    if (u->bn && m->ws.layout != LAYOUT_NCDHW) { /* the relu's mask read inside batchnorm's backward */
         float *dg = model_grad(m, u->g), *db = model_grad(m, u->be), *gamma = model_param(m, u->g);
         float *sm = model_act(m, u->smean), *sr = model_act(m, u->srstd), *pre = model_act(m, u->pre);
+        const int blk = act_blk(m, cs.oc);
         if (u->relu)
-            batchnorm3d_relu_backward_cl(tmp, dg, db, dout, model_act(m, u->out), pre, gamma, sm, sr, n, cs.oc, S);
+            batchnorm3d_relu_backward_blk(tmp, dg, db, dout, pre, gamma, model_param(m, u->be), sm, sr, n, cs.oc, S,
+                                          blk);
         else
-            batchnorm3d_backward_cl(tmp, dg, db, dout, pre, gamma, sm, sr, n, cs.oc, S);
+            batchnorm3d_backward_blk(tmp, dg, db, dout, pre, gamma, sm, sr, n, cs.oc, S, blk);
         g = tmp;
     } else {
         if (u->relu)
-            relu_backward(dout, dout, model_act(m, u->out), (int64_t)n * cs.oc * S);
+            relu_backward(dout, dout, model_act(m, u->out), (int64_t)n * act_c(m, cs.oc) * S);
         if (u->bn) {
             batchnorm3d_backward(tmp, model_grad(m, u->g), model_grad(m, u->be), dout, model_act(m, u->pre),
                                  model_param(m, u->g), model_act(m, u->smean), model_act(m, u->srstd), n, cs.oc, S);
@@ -622,42 +711,54 @@ void model_loss_backward(struct dfew_train_model *m, int n, const int32_t *label
         }
     }
 
-    float *g[4];
-    for (int i = 0; i < 4; i++)
+    float *g[3];
+    for (int i = 0; i < 3; i++)
         g[i] = model_act(m, m->gbuf[i]);
     if (m->cfg.arch == DFEW_ARCH_R3D18) {
         const struct unit *last = &m->units[m->blocks[m->nblocks - 1].u2];
-        (m->ws.layout == LAYOUT_NDHWC ? avgpool_global_backward_cl : avgpool_global_backward)(
-            g[0], dfeat, n, last->cs.oc, (int64_t)last->cs.to * last->cs.ho * last->cs.wo);
+        const int64_t S = (int64_t)last->cs.to * last->cs.ho * last->cs.wo;
+        if (m->ws.layout != LAYOUT_NCDHW)
+            avgpool_global_backward_blk(g[0], dfeat, n, last->cs.oc, S, act_blk(m, last->cs.oc));
+        else
+            avgpool_global_backward(g[0], dfeat, n, last->cs.oc, S);
+        /* g0: d(sum) of the last block, through its final relu */
+        const struct block *lb = &m->blocks[m->nblocks - 1];
+        relu_backward(g[0], g[0], model_act(m, lb->out), unit_count(m, &m->units[lb->u2], n));
         for (int bi = m->nblocks - 1; bi >= 0; bi--) {
             const struct block *b = &m->blocks[bi];
             const struct unit *u1 = &m->units[b->u1], *u2 = &m->units[b->u2];
             const float *x = bi > 0 ? model_act(m, m->blocks[bi - 1].out) : model_act(m, m->units[0].out);
-            int64_t cnt_in = (int64_t)n * u1->cs.c * u1->cs.t * u1->cs.h * u1->cs.w;
-            /* g0: d(block out) -> d(sum) through the final relu */
-            relu_backward(g[0], g[0], model_act(m, b->out), unit_count(u2, n));
-            unit_backward(m, u2, model_act(m, u1->out), g[0], g[1], g[2], n); /* g1 = d(u1 out) */
-            unit_backward(m, u1, x, g[1], g[3], g[2], n);                     /* g3 = dx, main path */
+            int64_t cnt_in = (int64_t)n * act_c(m, u1->cs.c) * u1->cs.t * u1->cs.h * u1->cs.w;
+            /* three buffers: g0 d(sum), kept for the shortcut; the
+             * batchnorm gradients overwrite their input where it is not
+             * needed after */
+            unit_backward(m, u2, model_act(m, u1->out), g[0], g[1], g[2], n);     /* g1 = d(u1 out) */
+            unit_backward(m, u1, x, g[1], g[2], g[1], n);                         /* g2 = dx, main path */
             const float *dsc = g[0];
             if (b->down >= 0) {
-                unit_backward(m, &m->units[b->down], x, g[0], g[2], g[1], n); /* g2 = dx, shortcut */
-                dsc = g[2];
+                unit_backward(m, &m->units[b->down], x, g[0], g[1], g[0], n); /* g1 = dx, shortcut */
+                dsc = g[1];
             }
+            if (bi > 0) /* the previous block's d(sum), through its final relu */
+                add_relu_backward(g[2], dsc, model_act(m, m->blocks[bi - 1].out), cnt_in);
+            else { /* the stem's relu is its unit's */
 #pragma omp parallel for schedule(static) if (cnt_in >= 65536)
-            for (int64_t i = 0; i < cnt_in; i++)
-                g[3][i] += dsc[i];
+                for (int64_t i = 0; i < cnt_in; i++)
+                    g[2][i] += dsc[i];
+            }
             float *t = g[0];
-            g[0] = g[3];
-            g[3] = t;
+            g[0] = g[2];
+            g[2] = t;
         }
-        unit_backward(m, &m->units[0], model_act(m, m->input), g[0], NULL, g[1], n);
+        unit_backward(m, &m->units[0], model_act(m, m->input), g[0], NULL, g[0], n);
     } else {
         /* fc7 and fc6 (fc8 done above; dfeat = d(fc7 out)) */
         const struct pool *p5 = &m->pools[m->nops > 0 ? m->ops[m->nops - 1].idx : 0];
         fc_backward(m, &m->fcs[1], model_act(m, m->fcs[0].y), dfeat, g[1], n);
         if (m->flat >= 0) { /* fc6 read the channels-first copy of pool5's output */
             fc_backward(m, &m->fcs[0], model_act(m, m->flat), g[1], g[2], n);
-            layout_ncs_to_nsc(g[0], g[2], n, p5->cs.c, (int64_t)p5->cs.to * p5->cs.ho * p5->cs.wo);
+            layout_ncs_to_blk(g[0], g[2], n, p5->cs.c, (int64_t)p5->cs.to * p5->cs.ho * p5->cs.wo,
+                              act_blk(m, p5->cs.c));
         } else {
             fc_backward(m, &m->fcs[0], model_act(m, p5->out), g[1], g[0], n);
         }
@@ -670,8 +771,11 @@ void model_loss_backward(struct dfew_train_model *m, int n, const int32_t *label
                 const struct pool *p = &m->pools[m->ops[i].idx];
                 struct conv3d_shape cs = p->cs;
                 cs.n = n;
-                (m->ws.layout == LAYOUT_NDHWC ? maxpool3d_backward_cl : maxpool3d_backward)(
-                    g[1], g[0], (const int32_t *)model_act(m, p->argmax), &cs);
+                if (m->ws.layout != LAYOUT_NCDHW)
+                    maxpool3d_backward_blk(g[1], g[0], (const int32_t *)model_act(m, p->argmax), &cs,
+                                           act_blk(m, cs.c));
+                else
+                    maxpool3d_backward(g[1], g[0], (const int32_t *)model_act(m, p->argmax), &cs);
             } else {
                 unit_backward(m, &m->units[m->ops[i].idx], x, g[0], i > 0 ? g[1] : NULL, g[2], n);
             }

@@ -66,13 +66,14 @@ struct dfew_train_model {
     struct fc fcs[3]; /* r3d18: fc; c3d: fc6, fc7, fc8 */
     int nfc;
     int centers;      /* tensor index of the center loss centres, -1 */
-    int64_t input, gap, feat, logits, probs, dfeat, dlogits, gbuf[4];
-    int64_t flat; /* C3D with channels-last activations: pool5's output channels-first, for fc6; else -1 */
+    int64_t input, gap, feat, logits, probs, dfeat, dlogits, gbuf[3]; /* gbuf: backward scratch, max_act each */
+    int64_t flat; /* C3D with channels-last or blocked activations: pool5's output channels-first, for fc6; else -1 */
     int feat_dim;
     int64_t in_floats; /* per sample */
 
     uint64_t rng;      /* dropout stream */
     int64_t sgd_steps; /* momentum buffers valid when > 0 */
+    char layout_note[96]; /* why ws.layout: "auto: brgemm convs", "DFEW_TRAIN_CPU_LAYOUT", ... */
     char err[256];
 };
 
