@@ -20,6 +20,9 @@ PKGS=(
   python3-statsmodels
   # an independent .xlsx writer for the annotation.xlsx import test
   python3-openpyxl
+  # dfew-web: its HTTP library; its tests drive Debian's headless chromium
+  # through the DevTools protocol (python3-websocket)
+  libmicrohttpd-dev chromium python3-websocket
   # libFuzzer harnesses (tests/fuzz/run.sh): clang with its fuzzer runtime
   clang libclang-rt-14-dev
 )
