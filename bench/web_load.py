@@ -56,7 +56,9 @@ def client(args):
         data = r.read()
         lat.setdefault(what, []).append((time.perf_counter() - t0) * 1000)
         if r.status != want:
-            raise SystemExit('%s %s: HTTP %d' % (method, path, r.status))
+            # reported by the parent (an exception here would hang Pool.map)
+            lat.setdefault('errors', []).append('%s %s: HTTP %d %s' % (method, path, r.status, data[:200]))
+            return b''
         return data
 
     end = time.time() + seconds
@@ -140,6 +142,9 @@ def main():
             with multiprocessing.Pool(a.clients) as pool:
                 lats = pool.map(client, jobs)
             wall = time.perf_counter() - t0
+            errors = [e for l in lats for e in l.pop('errors', [])]
+            if errors:
+                sys.exit('%d requests failed, e.g. %s' % (len(errors), errors[:3]))
             for what in sorted({w for l in lats for w in l}):
                 allv = [x for l in lats for x in l.get(what, [])]
                 results[what] = (statistics.median(allv), pct(allv, 99), len(allv) / wall, len(allv))

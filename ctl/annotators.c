@@ -122,10 +122,12 @@ static int annotators_list(struct ctl *c, int argc, char **argv)
         return 1;
     int n = ctl_print_query(c,
                             "SELECT p.name, p.votes, "
-                            "(SELECT count(*) FROM clips k WHERE k.state = 'usable' AND "
-                            "(SELECT count(*) FROM votes v WHERE v.clip_id = k.id) < "
+                            "(SELECT count(*) FROM clips k JOIN clip_vote_counts n ON n.clip_id = k.id "
+                            "WHERE k.state = 'usable' AND n.votes < "
                             "(SELECT annotators_per_clip FROM label_settings WHERE id = 1) AND NOT EXISTS "
-                            "(SELECT 1 FROM votes v WHERE v.clip_id = k.id AND v.annotator = p.name)) AS open_clips, "
+                            "(SELECT 1 FROM votes v WHERE v.clip_id = k.id AND v.annotator = p.name) AND NOT EXISTS "
+                            "(SELECT 1 FROM annotator_skips s WHERE s.clip_id = k.id AND s.annotator_id = "
+                            "p.annotator_id)) AS open_clips, "
                             "coalesce(p.last_vote, '') AS last_vote, p.created "
                             "FROM annotator_progress p ORDER BY p.name",
                             NULL, "no annotators (dfewctl annotators add NAME adds one)");

@@ -2,7 +2,8 @@
  * H.264 preview, or its frames when the clip has no movie), chooses one of
  * the seven emotions (keys 1-7) or skips it. Clips are handed out fairly:
  * usable clips with fewer than [labels] annotators_per_clip votes, fewest
- * votes first (clips held for other annotators count as votes while held),
+ * votes first (clips held for other annotators count as votes while held;
+ * votes per clip come from the clip_vote_counts table, schema 0012),
  * never one the annotator voted on or skipped. A vote is stored by
  * vote_store (lib/votes.c), the code `dfewctl labels import` uses. */
 #include <errno.h>
@@ -43,65 +44,74 @@ static void hold(struct web *w, int64_t annotator_id, int64_t clip, double now)
     w->assign[w->nassign++] = (struct assignment){annotator_id, clip, now + WEB_ASSIGN_S};
 }
 
-/* The clip this annotator is holding, if it still needs their vote. */
-static int64_t current_hold(struct req *r, double now)
+/* Whether clip still needs this annotator's vote. */
+static int needs_vote(struct req *r, int64_t clip)
 {
-    struct web *w = r->w;
-    for (int i = 0; i < w->nassign; i++) {
-        struct assignment *a = &w->assign[i];
-        if (a->annotator_id != r->annotator_id || a->until <= now)
-            continue;
-        sqlite3_stmt *st = db_prepare(r->db,
-                                      "SELECT 1 FROM clips c WHERE c.id = ?1 AND c.state = 'usable' "
-                                      "AND (SELECT count(*) FROM votes v WHERE v.clip_id = c.id) < ?3 "
-                                      "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.clip_id = c.id AND v.annotator = ?2) "
-                                      "AND NOT EXISTS (SELECT 1 FROM annotator_skips s WHERE s.clip_id = c.id "
-                                      "AND s.annotator_id = ?4)");
-        if (!st)
-            return 0;
-        sqlite3_bind_int64(st, 1, a->clip_id);
-        sqlite3_bind_text(st, 2, r->annotator, -1, SQLITE_TRANSIENT);
-        sqlite3_bind_int(st, 3, w->max_votes);
-        sqlite3_bind_int64(st, 4, r->annotator_id);
-        int ok = sqlite3_step(st) == SQLITE_ROW;
-        sqlite3_reset(st);
-        return ok ? a->clip_id : 0;
-    }
-    return 0;
+    sqlite3_stmt *st = db_prepare(r->db, "SELECT 1 FROM clips c JOIN clip_vote_counts k ON k.clip_id = c.id "
+                                         "WHERE c.id = ?1 AND c.state = 'usable' AND k.votes < ?3 "
+                                         "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.clip_id = c.id "
+                                         "AND v.annotator = ?2) "
+                                         "AND NOT EXISTS (SELECT 1 FROM annotator_skips s WHERE s.clip_id = c.id "
+                                         "AND s.annotator_id = ?4)");
+    if (!st)
+        return 0;
+    sqlite3_bind_int64(st, 1, clip);
+    sqlite3_bind_text(st, 2, r->annotator, -1, SQLITE_TRANSIENT);
+    sqlite3_bind_int(st, 3, r->w->max_votes);
+    sqlite3_bind_int64(st, 4, r->annotator_id);
+    int ok = sqlite3_step(st) == SQLITE_ROW;
+    sqlite3_reset(st);
+    return ok;
 }
 
-/* The next clip for this annotator (0: none needs their vote). */
+/* The next clip for this annotator (0: none needs their vote): the clip
+ * they hold while it still needs their vote, else of the CANDIDATES clips
+ * with the fewest votes (the clip_vote_counts index, in order) the one with
+ * the fewest votes + holds of others. */
 static int64_t next_clip(struct req *r)
 {
     struct web *w = r->w;
     double now = now_s();
+    int64_t held = 0;
     pthread_mutex_lock(&w->assign_mu);
-    int64_t clip = current_hold(r, now);
-    if (clip) {
-        pthread_mutex_unlock(&w->assign_mu);
-        return clip;
-    }
-    release_holds(w, r->annotator_id, now);
+    for (int i = 0; i < w->nassign; i++)
+        if (w->assign[i].annotator_id == r->annotator_id && w->assign[i].until > now)
+            held = w->assign[i].clip_id;
+    pthread_mutex_unlock(&w->assign_mu);
+    if (held && needs_vote(r, held))
+        return held;
+    /* Under the lock: a vote commits before its annotator's hold is dropped,
+     * so this query sees either the vote or the hold, never neither. The
+     * query walks an index and stops at CANDIDATES rows: it is short. */
+    int64_t ids[CANDIDATES];
+    int votes[CANDIDATES], n = 0;
+    pthread_mutex_lock(&w->assign_mu);
     sqlite3_stmt *st = db_prepare(r->db,
-                                  "SELECT id, n FROM (SELECT c.id, (SELECT count(*) FROM votes v WHERE v.clip_id = c.id) "
-                                  "AS n FROM clips c WHERE c.state = 'usable' "
-                                  "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.clip_id = c.id AND v.annotator = ?1) "
-                                  "AND NOT EXISTS (SELECT 1 FROM annotator_skips s WHERE s.clip_id = c.id "
-                                  "AND s.annotator_id = ?2)) WHERE n < ?3 ORDER BY n, id LIMIT 64");
-    int best_load = 1 << 30;
+                                  "SELECT k.clip_id, k.votes FROM clip_vote_counts k JOIN clips c ON c.id = k.clip_id "
+                                  "WHERE k.votes < ?3 AND c.state = 'usable' "
+                                  "AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.clip_id = k.clip_id "
+                                  "AND v.annotator = ?1) "
+                                  "AND NOT EXISTS (SELECT 1 FROM annotator_skips s WHERE s.clip_id = k.clip_id "
+                                  "AND s.annotator_id = ?2) ORDER BY k.votes, k.clip_id LIMIT 64");
     if (st) {
         sqlite3_bind_text(st, 1, r->annotator, -1, SQLITE_TRANSIENT);
         sqlite3_bind_int64(st, 2, r->annotator_id);
         sqlite3_bind_int(st, 3, w->max_votes);
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            int load = sqlite3_column_int(st, 1) + held_by_others(w, id, r->annotator_id);
-            if (load < best_load) {
-                best_load = load;
-                clip = id;
-            }
+        while (n < CANDIDATES && sqlite3_step(st) == SQLITE_ROW) {
+            ids[n] = sqlite3_column_int64(st, 0);
+            votes[n++] = sqlite3_column_int(st, 1);
         }
         sqlite3_reset(st);
+    }
+    int64_t clip = 0;
+    int best_load = 1 << 30;
+    release_holds(w, r->annotator_id, now);
+    for (int i = 0; i < n; i++) {
+        int load = votes[i] + held_by_others(w, ids[i], r->annotator_id);
+        if (load < best_load) {
+            best_load = load;
+            clip = ids[i];
+        }
     }
     if (clip)
         hold(w, r->annotator_id, clip, now);

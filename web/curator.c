@@ -211,7 +211,7 @@ static const struct {
     const char *name, *asc, *desc;
 } sorts[] = {
     {"id", "c.id", "c.id DESC"},
-    {"duration", "c.end_s - c.start_s, c.id", "c.end_s - c.start_s DESC, c.id"},
+    {"duration", "c.end_s - c.start_s, c.id", "c.end_s - c.start_s DESC, c.id DESC"}, /* index clips_duration */
     {"face_ratio", "c.face_ratio, c.id", "c.face_ratio DESC, c.id"},
     {"state", "c.state, c.id", "c.state DESC, c.id"},
     {"movie", "c.movie_id, c.start_s", "c.movie_id DESC, c.start_s"},
@@ -331,18 +331,27 @@ enum MHD_Result page_clips(struct req *r)
     /* ?1 state, ?2 label kind (''/single/ambiguous/unlabelled), ?3 label id, ?4 bucket, ?5 fold, ?6 offset */
     const char *binds[] = {state ? state : "", label_s, label_id_s, bucket ? bucket : "", fold_s, offset, NULL};
     struct sbuf sql = {0};
-    sbuf_add(&sql,
-             "WITH sp AS (SELECT id FROM splits ORDER BY id DESC LIMIT 1), "
-             "page AS (SELECT c.id, c.movie_id, c.state, c.start_s, c.end_s, c.duration_known, c.face_ratio, c.reason "
-             "FROM clips c WHERE (?1 = '' OR c.state = ?1) "
-             "AND (?4 = '' OR (c.duration_known AND CASE WHEN c.end_s - c.start_s < 2 THEN '0-2s' "
-             "WHEN c.end_s - c.start_s < 5 THEN '2-5s' ELSE '5s+' END = ?4)) "
-             "AND (?5 = '0' OR c.id IN (SELECT clip_id FROM fold_members WHERE split_id = (SELECT id FROM sp) "
-             "AND fold = CAST(?5 AS INTEGER))) "
-             "AND (?2 = '' OR (?2 = 'unlabelled' AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.clip_id = c.id)) "
-             "OR (?2 = 'single' AND c.id IN (SELECT clip_id FROM clip_labels WHERE label = CAST(?3 AS INTEGER))) "
-             "OR (?2 = 'ambiguous' AND c.id IN (SELECT clip_id FROM clip_labels WHERE label IS NULL))) "
-             "ORDER BY ");
+    /* Only the filters in use go into the query (fixed fragments; every
+     * value is a bound parameter): a label filter reads the clip_labels
+     * view, which costs a pass over all votes. */
+    sbuf_add(&sql, "WITH sp AS (SELECT id FROM splits ORDER BY id DESC LIMIT 1), "
+                   "page AS (SELECT c.id, c.movie_id, c.state, c.start_s, c.end_s, c.duration_known, c.face_ratio, "
+                   "c.reason FROM clips c WHERE ?1 = ?1 AND ?2 = ?2 AND ?3 = ?3 AND ?4 = ?4 AND ?5 = ?5");
+    if (state && *state)
+        sbuf_add(&sql, " AND c.state = ?1");
+    if (bucket && *bucket)
+        sbuf_add(&sql, " AND c.duration_known AND CASE WHEN c.end_s - c.start_s < 2 THEN '0-2s' "
+                       "WHEN c.end_s - c.start_s < 5 THEN '2-5s' ELSE '5s+' END = ?4");
+    if (fold_n)
+        sbuf_add(&sql, " AND c.id IN (SELECT clip_id FROM fold_members WHERE split_id = (SELECT id FROM sp) "
+                       "AND fold = CAST(?5 AS INTEGER))");
+    if (!strcmp(label_s, "unlabelled"))
+        sbuf_add(&sql, " AND NOT EXISTS (SELECT 1 FROM votes v WHERE v.clip_id = c.id)");
+    else if (!strcmp(label_s, "single"))
+        sbuf_add(&sql, " AND c.id IN (SELECT clip_id FROM clip_labels WHERE label = CAST(?3 AS INTEGER))");
+    else if (!strcmp(label_s, "ambiguous"))
+        sbuf_add(&sql, " AND c.id IN (SELECT clip_id FROM clip_labels WHERE label IS NULL)");
+    sbuf_add(&sql, " ORDER BY ");
     sbuf_add(&sql, desc ? sorts[si].desc : sorts[si].asc);
     sbuf_addf(&sql, " LIMIT %d OFFSET CAST(?6 AS INTEGER)) "
                     "SELECT p.id, p.movie_id, p.state, CASE WHEN p.duration_known THEN "
@@ -479,8 +488,8 @@ enum MHD_Result page_dataset(struct req *r)
                      NULL, NULL);
     sbuf_add(&b, "<h2>Votes per clip</h2>");
     html_query_table(&b, r->db,
-                     "SELECT n AS votes, count(*) AS clips FROM (SELECT (SELECT count(*) FROM votes v "
-                     "WHERE v.clip_id = c.id) AS n FROM clips c WHERE c.state = 'usable') GROUP BY n ORDER BY n",
+                     "SELECT k.votes, count(*) AS clips FROM clip_vote_counts k JOIN clips c ON c.id = k.clip_id "
+                     "WHERE c.state = 'usable' GROUP BY k.votes ORDER BY k.votes",
                      NULL, "No usable clips.");
     sbuf_addf(&b, "<h2>Single-labelled clips per emotion and duration (the paper's Table 2; r = %d)</h2>"
                   "<table id=\"table2\"><thead><tr><th>duration</th>", t.threshold);
@@ -533,9 +542,9 @@ enum MHD_Result page_annotators(struct req *r)
                      NULL, "No annotators yet.");
     sbuf_add(&b, "<h2>Clips still needing votes</h2>");
     html_query_table(&b, r->db,
-                     "SELECT count(*) AS clips, coalesce(sum(?1 - n), 0) AS votes_missing FROM (SELECT "
-                     "(SELECT count(*) FROM votes v WHERE v.clip_id = c.id) AS n FROM clips c "
-                     "WHERE c.state = 'usable') WHERE n < CAST(?1 AS INTEGER)",
+                     "SELECT count(*) AS clips, coalesce(sum(?1 - k.votes), 0) AS votes_missing "
+                     "FROM clip_vote_counts k JOIN clips c ON c.id = k.clip_id "
+                     "WHERE c.state = 'usable' AND k.votes < CAST(?1 AS INTEGER)",
                      binds, NULL);
     html_end(&b);
     return reply_html(r, MHD_HTTP_OK, &b);

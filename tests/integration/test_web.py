@@ -175,6 +175,12 @@ class WebTest(unittest.TestCase):
         self.assertEqual(listing['ann05']['votes'], 3)
         self.assertEqual(listing['ann10']['votes'], 0)
 
+        # the hand-out's vote counts (kept by triggers) agree with the votes table
+        drift = "SELECT count(*) FROM clips c LEFT JOIN clip_vote_counts k ON k.clip_id = c.id " \
+                "WHERE k.votes IS NOT (SELECT count(*) FROM votes v WHERE v.clip_id = c.id)"
+        self.assertEqual(self.home.scalar(drift), 0)
+        self.assertEqual(self.home.scalar('SELECT votes FROM clip_vote_counts WHERE clip_id = ?', a), 10)
+
         # the curator sees the votes, single labels and live kappa
         self.login_admin()
         self.assertEqual(b.goto(self.server.base + '/dataset'), 200)
@@ -339,6 +345,14 @@ class WebTest(unittest.TestCase):
         rows = b.eval("[...document.querySelectorAll('table')].pop().querySelectorAll('tbody tr').length")
         self.assertEqual(rows, 7)
         b.screenshot('page-run')
+        # a vote deleted with sqlite3 (the last test: it changes the labels): the counts follow
+        con = self.home.db()
+        with con:
+            con.execute("DELETE FROM votes WHERE annotator = 'ann00'")
+        con.close()
+        self.assertEqual(self.home.scalar("SELECT count(*) FROM clips c JOIN clip_vote_counts k ON k.clip_id = c.id "
+                                          "WHERE k.votes <> (SELECT count(*) FROM votes v WHERE v.clip_id = c.id)"), 0)
+        self.assertEqual(self.home.scalar('SELECT sum(votes) FROM clip_vote_counts'), 27)
         self.assertEqual(b.goto(s.base + '/nope'), 404)
 
 
