@@ -233,12 +233,13 @@ enum MHD_Result post_vote(struct req *r)
         }
     }
     if (rc == -EEXIST)
-        return reply_text(r, MHD_HTTP_CONFLICT, "you already voted %s for clip %lld", emotion_name(stored),
-                          (long long)clip);
+        return reply_error(r, MHD_HTTP_CONFLICT, "You already voted %s for clip %lld. Go on at /annotate.",
+                           emotion_name(stored), (long long)clip);
     if (rc == -EDQUOT)
-        return reply_text(r, MHD_HTTP_CONFLICT,
-                          "clip %lld has its %d votes already ([labels] annotators_per_clip): your vote is not stored",
-                          (long long)clip, r->w->max_votes);
+        return reply_error(r, MHD_HTTP_CONFLICT,
+                           "Clip %lld has its %d votes already ([labels] annotators_per_clip): your vote is not "
+                           "stored. Go on with the next clip at /annotate.",
+                           (long long)clip, r->w->max_votes);
     if (rc < 0)
         return reply_text(r, MHD_HTTP_SERVICE_UNAVAILABLE, "the vote could not be stored (%s): try again",
                           strerror(-rc));
