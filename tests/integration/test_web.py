@@ -6,7 +6,7 @@ driven by Debian's headless chromium through the DevTools protocol.
   add`, the clip's H.264 preview plays, a key press votes, the vote is in the
   votes table (source web), the next clip comes; clips are handed out fewest
   votes first; after 10 annotators (annotators_per_clip) an 11th vote is
-  refused and not stored;
+  refused and not stored; a skipped clip is not shown to that annotator again;
 - a wrong or missing token is refused; an annotator's token opens no curator
   page; a POST without (or with a wrong) CSRF token, or from another origin,
   is refused; a path-traversal attempt is refused; oversized bodies too;
@@ -311,6 +311,7 @@ class WebTest(unittest.TestCase):
         for bad in ('state=dead%27--', 'sort=id;drop', 'page=0', 'fold=x', 'label=joy', 'dir=up'):
             self.assertEqual(b.goto(s.base + '/clips?' + bad), 400, bad)
         self.assertEqual(b.goto(s.base + '/clip/999999'), 404)
+        self.assertEqual(b.goto(s.base + '/nope'), 404)
 
     def test_6_folds_and_runs(self):
         """Needs test_1's votes (all clips single-labelled): 3 folds, a run whose
@@ -353,7 +354,17 @@ class WebTest(unittest.TestCase):
         self.assertEqual(self.home.scalar("SELECT count(*) FROM clips c JOIN clip_vote_counts k ON k.clip_id = c.id "
                                           "WHERE k.votes <> (SELECT count(*) FROM votes v WHERE v.clip_id = c.id)"), 0)
         self.assertEqual(self.home.scalar('SELECT sum(votes) FROM clip_vote_counts'), 27)
-        self.assertEqual(b.goto(s.base + '/nope'), 404)
+        # each clip has room for one vote again: the 11th annotator gets them and skips each with s
+        link = self.home.ctl_json('annotators', 'add', '--url', s.base, 'skipper')['link']
+        self.assertEqual(b.goto(link), 200)
+        seen = []
+        for _ in range(3):
+            seen.append(self.shown_clip())
+            self.assertEqual(b.key('s'), 200)
+        self.assertEqual(sorted(seen), sorted(self.clips), 'each clip once, none twice')
+        self.assertTrue(b.eval("!!document.getElementById('done')"), 'skipped clips do not come back')
+        self.assertEqual(self.home.scalar("SELECT skipped FROM annotator_progress WHERE name = 'skipper'"), 3)
+        self.assertEqual(self.home.scalar("SELECT count(*) FROM votes WHERE annotator = 'skipper'"), 0)
 
 
 if __name__ == '__main__':
