@@ -36,6 +36,48 @@ def median_of(n, fn):
     return statistics.median(fn() for _ in range(n))
 
 
+def write_votes(path, clips, seed=1):
+    """DFEW-sized synthetic data: a long-format vote CSV at path (10 annotators
+    a0..a9 per clip, 80 % of them agreeing on a dominant emotion), and the
+    rows for 1,500 movies and the clips (97 % usable). Returns (per-clip vote
+    counts, movie hashes, clip rows)."""
+    rng = random.Random(seed)
+    table = []
+    with open(path, 'w') as f:
+        f.write('clip,annotator,emotion\n')
+        for c in range(1, clips + 1):
+            dom, row = rng.randrange(7), [0] * 7
+            for k in range(10):
+                e = dom if rng.random() < 0.8 else rng.randrange(7)
+                row[e] += 1
+                f.write('%d,a%d,%d\n' % (c, k, e + 1))
+            table.append(row)
+    movies = [os.urandom(32).hex() for _ in range(1500)]
+    clip_rows = [(1 + rng.randrange(1500), i * 10.0, i * 10.0 + 0.5 + rng.random() * 8,
+                  'usable' if rng.random() > 0.03 else 'unusable') for i in range(clips)]
+    return table, movies, clip_rows
+
+
+def fill_home(home, movies, clip_rows):
+    """Adds the movies and clips of write_votes to the database of an existing home."""
+    con = sqlite3.connect(os.path.join(home, 'dfew.db'))
+    with con:
+        con.executemany("INSERT INTO movies (sha256, source, added_at) VALUES (?, 'm', 0)", [(m,) for m in movies])
+        con.executemany("INSERT INTO clips (movie_id, start_s, end_s, state, created_at, updated_at) "
+                        "VALUES (?, ?, ?, ?, 0, 0)", clip_rows)
+    con.close()
+
+
+def make_home(ctl, home, clips=16372):
+    """A dfew home at DFEW's size (clips, 10 votes each through dfewctl labels
+    import, 1,500 movies); for other benchmarks (bench/web_load.py)."""
+    run(ctl, home, 'report')
+    votes = os.path.join(home, 'votes.csv')
+    _, movies, clip_rows = write_votes(votes, clips)
+    fill_home(home, movies, clip_rows)
+    run(ctl, home, 'labels', 'import', votes)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--build', default=os.path.join(os.path.dirname(__file__), '..', 'build'))
@@ -45,32 +87,13 @@ def main():
     ctl = os.path.abspath(os.path.join(a.build, 'dfewctl'))
     tmp = tempfile.mkdtemp(prefix='dfew-bench-')
     try:
-        rng = random.Random(1)
         votes = os.path.join(tmp, 'votes.csv')
-        table = []
-        with open(votes, 'w') as f:
-            f.write('clip,annotator,emotion\n')
-            for c in range(1, a.clips + 1):
-                dom, row = rng.randrange(7), [0] * 7
-                for k in range(10):
-                    e = dom if rng.random() < 0.8 else rng.randrange(7)
-                    row[e] += 1
-                    f.write('%d,a%d,%d\n' % (c, k, e + 1))
-                table.append(row)
-        movies = [os.urandom(32).hex() for _ in range(1500)]
-        clip_rows = [(1 + rng.randrange(1500), i * 10.0, i * 10.0 + 0.5 + rng.random() * 8,
-                      'usable' if rng.random() > 0.03 else 'unusable') for i in range(a.clips)]
+        table, movies, clip_rows = write_votes(votes, a.clips)
 
         def fresh_home():
             home = tempfile.mkdtemp(dir=tmp)
             run(ctl, home, 'report')
-            con = sqlite3.connect(os.path.join(home, 'dfew.db'))
-            with con:
-                con.executemany("INSERT INTO movies (sha256, source, added_at) VALUES (?, 'm', 0)",
-                                [(m,) for m in movies])
-                con.executemany("INSERT INTO clips (movie_id, start_s, end_s, state, created_at, updated_at) "
-                                "VALUES (?, ?, ?, ?, 0, 0)", clip_rows)
-            con.close()
+            fill_home(home, movies, clip_rows)
             return home
 
         times = {}

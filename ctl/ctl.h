@@ -65,6 +65,8 @@ int cmd_sheet(struct ctl *c, int argc, char **argv);
 int cmd_train(struct ctl *c, int argc, char **argv);
 int cmd_runs(struct ctl *c, int argc, char **argv);
 int cmd_metrics(struct ctl *c, int argc, char **argv);
+int cmd_annotators(struct ctl *c, int argc, char **argv);
+int cmd_web(struct ctl *c, int argc, char **argv);
 
 /* Common option handling for commands: --home and --json are accepted
  * anywhere. Returns the getopt result for anything else. */

@@ -11,34 +11,13 @@ int ds_open(struct ctl *c, int flags)
 {
     if (ctl_open(c, flags | CTL_NEED_CONFIG))
         return 1;
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT threshold, annotators_per_clip FROM label_settings WHERE id = 1");
-    if (!st || sqlite3_step(st) != SQLITE_ROW) {
-        fprintf(stderr, "%s: cannot read label_settings: %s\n", c->prog, db_errmsg(c->db));
-        return 1;
-    }
-    int r = sqlite3_column_int(st, 0), a = sqlite3_column_int(st, 1);
-    sqlite3_reset(st);
-    if (r == c->cfg.single_label_threshold && a == c->cfg.annotators_per_clip)
-        return 0;
-    int rc = db_begin(c->db);
-    if (!rc) {
-        st = db_prepare(c->db, "UPDATE label_settings SET threshold = ?, annotators_per_clip = ?, updated_at = ? "
-                               "WHERE id = 1");
-        sqlite3_bind_int(st, 1, c->cfg.single_label_threshold);
-        sqlite3_bind_int(st, 2, c->cfg.annotators_per_clip);
-        sqlite3_bind_double(st, 3, now_s());
-        rc = db_step_done(c->db, st);
-        if (!rc)
-            rc = db_commit(c->db);
-        else
-            db_rollback(c->db);
-    }
-    if (rc) {
+    int r = 0, rc = votes_sync_settings(c->db, c->cfg.single_label_threshold, c->cfg.annotators_per_clip, &r);
+    if (rc < 0) {
         fprintf(stderr, "%s: cannot store the [labels] settings of %s in the database: %s\n", c->prog, c->paths.conf,
                 db_errmsg(c->db));
         return 1;
     }
-    if (r != c->cfg.single_label_threshold)
+    if (rc > 0 && r != c->cfg.single_label_threshold)
         fprintf(stderr, "%s: single-label threshold r is now %d (was %d; from %s): clip_labels follows it\n",
                 c->prog, c->cfg.single_label_threshold, r, c->paths.conf);
     return 0;
@@ -139,35 +118,9 @@ int ds_set_counts(struct ctl *c, int64_t clip, const int counts[EMOTION_COUNT], 
     return nstored ? DS_REPLACED : DS_ADDED;
 }
 
-int ds_kappa(struct ctl *c, struct ds_kappa *k)
+int ds_kappa(struct ctl *c, struct votes_kappa *k)
 {
-    memset(k, 0, sizeof *k);
-    k->threshold = c->cfg.single_label_threshold; /* = label_settings.threshold after ds_open */
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT happy, sad, neutral, angry, surprise, disgust, fear, label IS NOT NULL "
-                           "FROM clip_labels ORDER BY clip_id");
-    if (!st)
-        return -EIO;
-    size_t n = 0, ns = 0, cap = 1024;
-    int *all = xmalloc(cap * EMOTION_COUNT * sizeof *all), *single = xmalloc(cap * EMOTION_COUNT * sizeof *single);
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        if (n == cap) {
-            cap *= 2;
-            all = xrealloc(all, cap * EMOTION_COUNT * sizeof *all);
-            single = xrealloc(single, cap * EMOTION_COUNT * sizeof *single);
-        }
-        for (int j = 0; j < EMOTION_COUNT; j++)
-            all[n * EMOTION_COUNT + (size_t)j] = sqlite3_column_int(st, j);
-        if (sqlite3_column_int(st, EMOTION_COUNT))
-            memcpy(single + ns++ * EMOTION_COUNT, all + n * EMOTION_COUNT, EMOTION_COUNT * sizeof *all);
-        n++;
-    }
-    sqlite3_reset(st);
-    k->rc_all = fleiss_kappa(all, (int)n, EMOTION_COUNT, &k->all);
-    k->rc_single = fleiss_kappa(single, (int)ns, EMOTION_COUNT, &k->single);
-    free(all);
-    free(single);
-    return rc == SQLITE_DONE ? 0 : db_errno(rc);
+    return votes_kappa(c->db, k); /* label_settings.threshold = [labels] after ds_open */
 }
 
 int64_t ds_split(struct ctl *c, const char *cmd, const char *name, char **name_out)

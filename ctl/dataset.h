@@ -10,6 +10,7 @@
 
 #include "ctl.h"
 #include "labels.h"
+#include "votes.h"
 
 /* ctl_open with the config required, then copies [labels] of dfew.conf into
  * the label_settings table when they differ (so that the clip_labels view
@@ -33,13 +34,8 @@ int ds_set_counts(struct ctl *c, int64_t clip, const int counts[EMOTION_COUNT], 
                   char *why, size_t whylen);
 
 /* Fleiss' kappa over every annotated clip and over the single-labelled ones
- * (as clip_labels has them). rc_*: 0, or -EDOM when undefined. */
-struct ds_kappa {
-    struct kappa_result all, single;
-    int rc_all, rc_single;
-    int threshold;
-};
-int ds_kappa(struct ctl *c, struct ds_kappa *k);
+ * (votes_kappa of lib/votes.c). */
+int ds_kappa(struct ctl *c, struct votes_kappa *k);
 
 /* The split called name; when name is NULL, the official split DS_OFFICIAL_SPLIT
  * (what `import dfew` stores) when there is one, else the only split. Several

@@ -12,10 +12,9 @@
 #include "csv.h"
 #include "dataset.h"
 #include "xlsx.h"
+#include "votes.h"
 
 enum csv_format { FMT_LONG, FMT_WIDE };
-
-#define LABELS_MAX_ANNOTATOR 128 /* bytes of UTF-8 */
 
 struct import_run {
     struct ctl *c;
@@ -72,15 +71,6 @@ static int64_t row_clip(struct import_run *r, struct csv_reader *in, int col)
     return clip > 0 ? clip : 0;
 }
 
-static int vote_count(struct import_run *r, int64_t clip)
-{
-    sqlite3_stmt *st = db_prepare(r->c->db, "SELECT count(*) FROM votes WHERE clip_id = ?");
-    sqlite3_bind_int64(st, 1, clip);
-    int n = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_reset(st);
-    return n;
-}
-
 /* Where a key was seen earlier in this file (temp table, this connection only). */
 static int seen_line(struct import_run *r, int64_t clip, const char *annotator, int line)
 {
@@ -108,61 +98,39 @@ static void long_row(struct import_run *r, struct csv_reader *in)
     int64_t clip = row_clip(r, in, 0);
     const char *who = in->field[1];
     int emotion = emotion_parse(in->field[2]);
-    if (!*who)
-        row_error(r, in->line, "the annotator is empty");
-    else if (strlen(who) > LABELS_MAX_ANNOTATOR)
-        row_error(r, in->line, "the annotator name is %zu bytes long, more than %d", strlen(who),
-                  LABELS_MAX_ANNOTATOR);
-    else if (*who == '#')
-        row_error(r, in->line, "annotator names starting with '#' are reserved for anonymous vote counts");
+    char why[200];
+    int bad_who = vote_check_annotator(who, why, sizeof why);
+    if (bad_who)
+        row_error(r, in->line, "%s", why);
     if (emotion < 0)
         row_error(r, in->line, "unknown emotion '%s' (use %s)", in->field[2], EMOTION_NAMES_HELP);
-    if (!clip || !*who || *who == '#' || strlen(who) > LABELS_MAX_ANNOTATOR || emotion < 0)
+    if (!clip || bad_who || emotion < 0)
         return;
     int prev = seen_line(r, clip, who, in->line);
     if (prev) {
         row_error(r, in->line, "annotator '%s' votes twice for clip %s (also on line %d)", who, in->field[0], prev);
         return;
     }
-    sqlite3_stmt *st = db_prepare(r->c->db, "SELECT emotion FROM votes WHERE clip_id = ? AND annotator = ?");
-    sqlite3_bind_int64(st, 1, clip);
-    sqlite3_bind_text(st, 2, who, -1, SQLITE_TRANSIENT);
-    int stored = sqlite3_step(st) == SQLITE_ROW ? sqlite3_column_int(st, 0) : 0;
-    sqlite3_reset(st);
-    if (stored == emotion) {
+    struct vote v = {.clip = clip, .annotator = who, .emotion = emotion, .source = r->file, .replace = r->replace,
+                     .max_votes = r->c->cfg.annotators_per_clip};
+    int stored = 0, rc = vote_store(r->c->db, &v, &stored);
+    if (rc == VOTE_UNCHANGED)
         r->unchanged++;
-        return;
-    }
-    if (stored && !r->replace) {
+    else if (rc == VOTE_REPLACED)
+        r->replaced++;
+    else if (rc == VOTE_ADDED)
+        r->added++;
+    else if (rc == -EEXIST)
         row_error(r, in->line,
                   "annotator '%s' already voted %s for clip %s (stored); this line says %s: add --replace to "
                   "overwrite stored votes",
                   who, emotion_name(stored), in->field[0], emotion_name(emotion));
-        return;
-    }
-    st = stored ? db_prepare(r->c->db, "UPDATE votes SET emotion = ?3, source = ?4, added_at = ?5 "
-                                       "WHERE clip_id = ?1 AND annotator = ?2")
-                : db_prepare(r->c->db, "INSERT INTO votes (clip_id, annotator, emotion, source, added_at) "
-                                       "VALUES (?1, ?2, ?3, ?4, ?5)");
-    sqlite3_bind_int64(st, 1, clip);
-    sqlite3_bind_text(st, 2, who, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_int(st, 3, emotion);
-    sqlite3_bind_text(st, 4, r->file, -1, SQLITE_TRANSIENT);
-    sqlite3_bind_double(st, 5, now_s());
-    if (db_step_done(r->c->db, st)) {
-        row_error(r, in->line, "cannot store the vote: %s", db_errmsg(r->c->db));
-        return;
-    }
-    if (stored) {
-        r->replaced++;
-        return;
-    }
-    r->added++;
-    int n = vote_count(r, clip), max = r->c->cfg.annotators_per_clip;
-    if (n > max)
+    else if (rc == -EDQUOT)
         row_error(r, in->line,
                   "clip %s would have %d votes, more than annotators_per_clip = %d ([labels] in dfew.conf)",
-                  in->field[0], n, max);
+                  in->field[0], stored + 1, v.max_votes);
+    else
+        row_error(r, in->line, "cannot store the vote: %s", db_errmsg(r->c->db));
 }
 
 static void wide_row(struct import_run *r, struct csv_reader *in)
@@ -489,7 +457,7 @@ static int labels_kappa(struct ctl *c, int argc, char **argv)
         return rc;
     if (ds_open(c, 0))
         return 1;
-    struct ds_kappa k;
+    struct votes_kappa k;
     if (ds_kappa(c, &k)) {
         fprintf(stderr, "dfewctl labels kappa: cannot read the votes: %s\n", db_errmsg(c->db));
         return 1;

@@ -9,37 +9,12 @@
 
 #include "dataset.h"
 
-#define NBUCKET 4
-static const char *const bucket_names[NBUCKET] = {"0-2s", "2-5s", "5s+", "unknown"};
-
-struct table2 {
-    long n[NBUCKET][EMOTION_COUNT];
-    long row[NBUCKET], col[EMOTION_COUNT], total;
-    int threshold;
-};
+#define NBUCKET TABLE2_BUCKETS
+#define bucket_names table2_bucket_names
 
 static int load_table2(struct ctl *c, struct table2 *t)
 {
-    memset(t, 0, sizeof *t);
-    t->threshold = c->cfg.single_label_threshold; /* = label_settings.threshold after ds_open */
-    /* The buckets of the clip_status view: [0, 2), [2, 5), [5, inf) seconds. */
-    sqlite3_stmt *st = db_prepare(c->db, "SELECT CASE WHEN c.duration_known = 0 THEN 3 WHEN c.end_s - c.start_s < 2 THEN 0 "
-                           "WHEN c.end_s - c.start_s < 5 THEN 1 ELSE 2 END AS b, l.label, count(*) "
-                           "FROM clip_labels l JOIN clips c ON c.id = l.clip_id WHERE l.label IS NOT NULL "
-                           "GROUP BY b, l.label");
-    if (!st)
-        return -EIO;
-    int rc;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        int b = sqlite3_column_int(st, 0), e = sqlite3_column_int(st, 1) - 1;
-        long v = sqlite3_column_int64(st, 2);
-        t->n[b][e] = v;
-        t->row[b] += v;
-        t->col[e] += v;
-        t->total += v;
-    }
-    sqlite3_reset(st);
-    return rc == SQLITE_DONE ? 0 : db_errno(rc);
+    return votes_table2(c->db, t); /* label_settings.threshold = [labels] after ds_open */
 }
 
 static double pct(long part, long whole) { return whole ? 100.0 * (double)part / (double)whole : 0; }
@@ -201,7 +176,7 @@ static int report_summary(struct ctl *c)
     }
     if (st)
         sqlite3_reset(st);
-    struct ds_kappa k;
+    struct votes_kappa k;
     if (ds_kappa(c, &k))
         return 1;
     long nsplits = scalar(c, "SELECT count(*) FROM splits");

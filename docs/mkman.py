@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build step: the man pages dfewctl(1), dfewd(8), dfew-worker(8) and
+"""Build step: the man pages dfewctl(1), dfewd(8), dfew-worker(8), dfew-web(8) and
 dfew.conf(5), and dfewctl's bash completion, made from what the programs
 print for --help (and, for dfew.conf(5), from packaging/dfew.conf.sample,
 the file that documents every key): one source, so the pages and the
@@ -10,6 +10,7 @@ page frame: NAME, SYNOPSIS, FILES, ENVIRONMENT, SEE ALSO.
     mkman.py dfewctl DFEWCTL VERSION OUT.1
     mkman.py dfewd DFEWD VERSION OUT.8
     mkman.py worker DFEW_WORKER VERSION OUT.8
+    mkman.py web DFEW_WEB VERSION OUT.8
     mkman.py conf dfew.conf.sample VERSION OUT.5
     mkman.py completion DFEWCTL OUT
 """
@@ -149,6 +150,22 @@ def man_worker(worker, version, out):
     page = header('dfew-worker', '8', version, 'the compute process that dfewd starts')
     page += ('.SH SYNOPSIS\n.B dfew\\-worker\n.SH DESCRIPTION\n' + verbatim(text) +
              '.SH SEE ALSO\n\\fBdfewd\\fR(8)\n')
+    write(out, page)
+
+
+def man_web(web, version, out):
+    _, text = run_help(web, '--help')
+    usage, rest = split_help(text)
+    page = header('dfew-web', '8', version, "the dfew curator's pages and annotation tool over HTTP")
+    page += synopsis(usage)
+    page += '.SH DESCRIPTION\n' + verbatim(rest)
+    page += tagged('FILES', 'I', [
+        ('HOME/web.token', "the curator's token (mode 0600; made on first use)"),
+        ('HOME/web-cache/', 'contact sheets made for the clip pages'),
+        ('/lib/systemd/system/dfew-web.service',
+         'the system service on /var/lib/dfew as user dfew (not enabled by default)')])
+    page += tagged('ENVIRONMENT', 'B', [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')])
+    page += '.SH SEE ALSO\n\\fBdfewctl\\fR(1), \\fBdfewd\\fR(8)\n'
     write(out, page)
 
 
@@ -302,6 +319,8 @@ def main():
         man_dfewd(*sys.argv[2:5])
     elif what == 'worker':
         man_worker(*sys.argv[2:5])
+    elif what == 'web':
+        man_web(*sys.argv[2:5])
     elif what == 'conf':
         man_conf(*sys.argv[2:5])
     elif what == 'completion':

@@ -25,6 +25,9 @@ PKGS=(
   man-db bash-completion
   # the Debian package (packaging/debian; tests/package/test_deb.py)
   dpkg-dev debhelper lintian
+  # dfew-web: its HTTP library; its tests drive Debian's headless chromium
+  # through the DevTools protocol (python3-websocket)
+  libmicrohttpd-dev chromium python3-websocket
   # libFuzzer harnesses (tests/fuzz/run.sh): clang with its fuzzer runtime
   clang libclang-rt-14-dev
   # the Slurm executor's tests and benchmark: a one-node cluster (tests/slurm/cluster.sh)

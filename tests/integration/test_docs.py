@@ -18,6 +18,7 @@ from dfewtest import BUILD, SOURCE, main
 DOCS = os.path.join(BUILD, 'docs')
 DFEWCTL = os.path.join(BUILD, 'dfewctl')
 DFEWD = os.path.join(BUILD, 'dfewd')
+DFEW_WEB = os.path.join(BUILD, 'web', 'dfew-web')
 ENV = dict(os.environ, LC_ALL='C.UTF-8', ASAN_OPTIONS='detect_leaks=0')
 
 
@@ -100,7 +101,8 @@ def completion(*words):
 
 
 class ManPageTest(unittest.TestCase):
-    PAGES = ['dfewctl.1', 'dfewd.8', 'dfew-worker.8', 'dfew.conf.5']
+    PAGES = ['dfewctl.1', 'dfewd.8', 'dfew-worker.8', 'dfew.conf.5'] + (['dfew-web.8'] if os.path.exists(DFEW_WEB)
+                                                                        else [])
 
     def test_pages_render_without_warnings(self):
         if not shutil.which('man'):
@@ -141,6 +143,19 @@ class ManPageTest(unittest.TestCase):
         for line in r.stdout.split('\n'):
             if line.strip():
                 self.assertIn(squash(re.sub(r'^usage: ', '', line)), page, 'dfewd --help line missing from dfewd(8)')
+
+    def test_dfew_web_page_holds_its_help(self):
+        if not os.path.exists(DFEW_WEB):
+            self.skipTest('dfew-web is not built (libmicrohttpd-dev missing)')
+        page = squash(rendered('dfew-web.8'))
+        r = run(DFEW_WEB, '--help')
+        self.assertEqual(r.returncode, 0)
+        for line in r.stdout.split('\n'):
+            if line.strip():
+                self.assertIn(squash(re.sub(r'^usage: ', '', line)), page,
+                              'dfew-web --help line missing from dfew-web(8)')
+        for opt in parser_options(os.path.join(SOURCE, 'web', 'main.c')):
+            self.assertIn(opt, help_options(page), 'dfew-web parses %s but dfew-web --help does not name it' % opt)
 
     def test_every_parsed_option_is_documented(self):
         ctl_page = rendered('dfewctl.1')

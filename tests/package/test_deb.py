@@ -163,10 +163,12 @@ class DebTest(unittest.TestCase):
 
     def check_installed(self, deb):
         contents = sh('dpkg-deb', '--contents', deb).stdout
-        for p in ('./usr/bin/dfewd', './usr/bin/dfewctl', './usr/bin/dfew-worker', '/dfew/train/dfew-train-cpu.so',
+        for p in ('./usr/bin/dfewd', './usr/bin/dfewctl', './usr/bin/dfew-worker', './usr/bin/dfew-web',
+                  '/dfew/train/dfew-train-cpu.so',
                   './usr/share/dfew/schema/0001_init.sql', './usr/share/dfew/schema/README.md',
                   './usr/share/dfew/dfew.conf.sample', './lib/systemd/system/dfewd.service',
                   './lib/systemd/system/dfew-batch.service', './lib/systemd/system/dfew-batch.timer',
+                  './lib/systemd/system/dfew-web.service',
                   './usr/lib/sysusers.d/dfew.conf', './etc/default/dfew', './usr/share/man/man1/dfewctl.1.gz',
                   './usr/share/man/man8/dfewd.8.gz', './usr/share/man/man5/dfew.conf.5.gz',
                   './usr/share/bash-completion/completions/dfewctl'):
@@ -178,10 +180,11 @@ class DebTest(unittest.TestCase):
         self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (u.pw_uid, grp.getgrnam('dfew').gr_gid,
                                                                            0o750))
         # dfewd.service enabled (deb-systemd-helper keeps the links' state
-        # without systemd too), the nightly timer not
+        # without systemd too), the nightly timer and dfew-web not
         wants = '/var/lib/systemd/deb-systemd-helper-enabled/'
         self.assertTrue(os.path.exists(wants + 'multi-user.target.wants/dfewd.service'))
         self.assertFalse(os.path.exists(wants + 'timers.target.wants/dfew-batch.timer'))
+        self.assertFalse(os.path.exists(wants + 'multi-user.target.wants/dfew-web.service'))
         with open('/etc/default/dfew') as f:
             self.assertIn('DFEW_INCOMING=', f.read())
         # the trainer backend loads and has its entry point

@@ -241,8 +241,10 @@ class SlurmTest(SlurmBase):
         job = h.ctl_json('noop', '--sleep-ms', '4000')['first_id']
         slot = self.node_down_and_back(h, job, requeued=True)
         self.assertEqual(h.scalar('SELECT state FROM jobs WHERE id = ?', job), 'done')
-        self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', job), 1)
-        self.assertEqual(h.trail(job), ['queued', 'leased', 'done'])
+        # on a failure, what dfewd saw (Slurm's states as squeue reported them)
+        why = 'events %r; dfewd log:\n%s' % (self.events(h, job), h.log()[-4000:])
+        self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', job), 1, why)
+        self.assertEqual(h.trail(job), ['queued', 'leased', 'done'], why)
         self.assertIn('Slurm requeued job %d' % slot['slurm_job'], h.log())
         self.assertEqual(h.stop(), 0)
 
