@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds dfew's libFuzzer harnesses (tests/fuzz/fuzz_*.c) with clang, ASan
 # and UBSan, directly against the sources they need (the main build is gcc),
-# and runs each for a while from its seed corpus (tests/fuzz/corpus/NAME/).
+# and runs each for a while from its seed corpus (tests/fuzz/corpus/NAME/),
+# one per core at a time (FUZZ_JOBS=N for another count).
 #
 #   tests/fuzz/run.sh                      every harness, 20 s each (CI)
 #   tests/fuzz/run.sh --seconds 600        a longer run by hand
@@ -78,14 +79,32 @@ echo "fuzz: built ${names[*]} in $out/bin"
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+# one harness per core at a time (each is single-threaded); reports in order
+jobs=${FUZZ_JOBS:-$(nproc)}
+fuzz_one() {
+  local n=$1 dict=() log="$out/fuzz_$1.log"
+  mkdir -p "$out/corpus/$n" "tests/fuzz/corpus/$n"
+  [ -f "tests/fuzz/$n.dict" ] && dict=(-dict="tests/fuzz/$n.dict")
+  local rc=0
+  "$out/bin/fuzz_$n" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
+    -artifact_prefix="$out/crashes/$n-" "${dict[@]}" "$out/corpus/$n" "tests/fuzz/corpus/$n" >"$log" 2>&1 || rc=$?
+  echo "$rc" >"$out/fuzz_$n.rc"
+}
+running=0
+for n in "${names[@]}"; do
+  rm -f "$out/fuzz_$n.rc"
+  fuzz_one "$n" &
+  running=$((running + 1))
+  if [ "$running" -ge "$jobs" ]; then
+    wait -n || true
+    running=$((running - 1))
+  fi
+done
+wait
 failed=()
 for n in "${names[@]}"; do
-  mkdir -p "$out/corpus/$n" "tests/fuzz/corpus/$n"
-  dict=()
-  [ -f "tests/fuzz/$n.dict" ] && dict=(-dict="tests/fuzz/$n.dict")
   log="$out/fuzz_$n.log"
-  if "$out/bin/fuzz_$n" -max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -max_len=65536 \
-       -artifact_prefix="$out/crashes/$n-" "${dict[@]}" "$out/corpus/$n" "tests/fuzz/corpus/$n" >"$log" 2>&1; then
+  if [ "$(cat "$out/fuzz_$n.rc" 2>/dev/null)" = 0 ]; then
     echo "fuzz: $n: $(grep -o '#[0-9]*.*DONE.*' "$log" | tail -1 || true) no crash in ${seconds} s" \
          "($(ls "$out/corpus/$n" | wc -l) new inputs)"
   else
