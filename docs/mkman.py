@@ -126,23 +126,30 @@ def man_dfewctl(dfewctl, version, out):
     write(out, page)
 
 
-def man_dfewd(dfewd, version, out):
-    _, text = run_help(dfewd, '--help')
+def man_program(exe, name, section, version, summary, files, see_also, out):
+    """A program's page: its usage line as the synopsis, the rest of its
+    --help as the description, then FILES, ENVIRONMENT (DFEW_HOME) and SEE ALSO."""
+    _, text = run_help(exe, '--help')
     usage, rest = split_help(text)
-    page = header('dfewd', '8', version, 'the dfew daemon: runs the queued jobs on a pool of workers')
+    page = header(name, section, version, summary)
     page += synopsis(usage)
     page += '.SH DESCRIPTION\n' + verbatim(rest)
-    page += tagged('FILES', 'I', [
+    page += tagged('FILES', 'I', files)
+    page += tagged('ENVIRONMENT', 'B', [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')])
+    page += '.SH SEE ALSO\n' + see_also + '\n'
+    write(out, page)
+
+
+def man_dfewd(dfewd, version, out):
+    man_program(dfewd, 'dfewd', '8', version, 'the dfew daemon: runs the queued jobs on a pool of workers', [
         ('HOME/dfew.db', 'the queue and everything the jobs record'),
         ('HOME/dfew.conf', 'the configuration, see \\fBdfew.conf\\fR(5)'),
         ('HOME/dfewd.sock', 'the control socket that \\fBdfewctl\\fR(1) talks to (mode 0600)'),
         ('HOME/dfewd.lock', 'held while dfewd runs; holds its pid'),
         ('HOME/dfewd.log', 'the log when dfewd runs in the background'),
         ('/lib/systemd/system/dfewd.service',
-         'the system service: dfewd \\-\\-foreground \\-\\-home /var/lib/dfew as user dfew')])
-    page += tagged('ENVIRONMENT', 'B', [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')])
-    page += '.SH SEE ALSO\n\\fBdfewctl\\fR(1), \\fBdfew.conf\\fR(5), \\fBdfew\\-worker\\fR(8)\n'
-    write(out, page)
+         'the system service: dfewd \\-\\-foreground \\-\\-home /var/lib/dfew as user dfew')],
+        '\\fBdfewctl\\fR(1), \\fBdfew.conf\\fR(5), \\fBdfew\\-worker\\fR(8)', out)
 
 
 def man_worker(worker, version, out):
@@ -154,19 +161,12 @@ def man_worker(worker, version, out):
 
 
 def man_web(web, version, out):
-    _, text = run_help(web, '--help')
-    usage, rest = split_help(text)
-    page = header('dfew-web', '8', version, "the dfew curator's pages and annotation tool over HTTP")
-    page += synopsis(usage)
-    page += '.SH DESCRIPTION\n' + verbatim(rest)
-    page += tagged('FILES', 'I', [
+    man_program(web, 'dfew-web', '8', version, "the dfew curator's pages and annotation tool over HTTP", [
         ('HOME/web.token', "the curator's token (mode 0600; made on first use)"),
         ('HOME/web-cache/', 'contact sheets made for the clip pages'),
         ('/lib/systemd/system/dfew-web.service',
-         'the system service on /var/lib/dfew as user dfew (not enabled by default)')])
-    page += tagged('ENVIRONMENT', 'B', [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')])
-    page += '.SH SEE ALSO\n\\fBdfewctl\\fR(1), \\fBdfewd\\fR(8)\n'
-    write(out, page)
+         'the system service on /var/lib/dfew as user dfew (not enabled by default)')],
+        '\\fBdfewctl\\fR(1), \\fBdfewd\\fR(8)', out)
 
 
 def man_conf(sample, version, out):
