@@ -350,6 +350,16 @@ def same_bytes_problems(home, copies):
     return out, compared
 
 
+def mount_tmpfs(test, path, options):
+    """Mounts a tmpfs on path for test (test.mounted = True), or cleans up
+    test.home and skips the test with the reason."""
+    r = subprocess.run(['mount', '-t', 'tmpfs', '-o', options, 'tmpfs', path], capture_output=True, text=True)
+    if r.returncode != 0:
+        test.home.cleanup()
+        test.skipTest('cannot mount a tmpfs (no CAP_SYS_ADMIN in this container?): %s' % r.stderr.strip())
+    test.mounted = True
+
+
 class Batch:
     """The movies of a run: distinct copies of the test videos with their
     clip lists, made in a temporary folder outside the home."""
@@ -633,12 +643,7 @@ class DiskFullTest(unittest.TestCase):
         self.home = Home(chaos_config(2), workers=2, prep=True)
         self.mnt = os.path.join(self.home.dir, 'outputs')
         os.mkdir(self.mnt)
-        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=64m,mode=0755', 'tmpfs', self.mnt],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            self.home.cleanup()
-            self.skipTest('cannot mount a tmpfs (no CAP_SYS_ADMIN in this container?): %s' % r.stderr.strip())
-        self.mounted = True
+        mount_tmpfs(self, self.mnt, 'size=64m,mode=0755')
 
     def tearDown(self):
         if self.home.proc is not None and self.home.proc.poll() is None:
@@ -710,12 +715,7 @@ class FullHomeDiskTest(unittest.TestCase):
         self.batch = None
         self.mounted = False
         self.home = Home(workers=2, prep=True)
-        r = subprocess.run(['mount', '-t', 'tmpfs', '-o', 'size=112m,mode=0700', 'tmpfs', self.home.dir],
-                           capture_output=True, text=True)
-        if r.returncode != 0:
-            self.home.cleanup()
-            self.skipTest('cannot mount a tmpfs (no CAP_SYS_ADMIN in this container?): %s' % r.stderr.strip())
-        self.mounted = True
+        mount_tmpfs(self, self.home.dir, 'size=112m,mode=0700')
 
     def fill(self):
         """Takes every byte left on the tmpfs; returns the filler's path."""
