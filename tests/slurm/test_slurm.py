@@ -78,6 +78,20 @@ def slurm_state(slurm_id):
     return out.strip().split('|') if out.strip() else ['', '']
 
 
+def stepd_alive(slurm_id):
+    """Whether a slurmstepd of the Slurm job still runs on this machine."""
+    tag = b'slurmstepd: [%d.' % slurm_id
+    for pid in os.listdir('/proc'):
+        if pid.isdigit():
+            try:
+                with open('/proc/%s/cmdline' % pid, 'rb') as f:
+                    if f.read().startswith(tag):
+                        return True
+            except OSError:
+                pass
+    return False
+
+
 def node_state():
     return slurm('sinfo', '-h', '-n', CLUSTER['node'], '-o', '%T').strip()
 
@@ -208,6 +222,13 @@ class SlurmTest(SlurmBase):
         set_node('down', 'dfew-test')
         try:
             h.wait_for(lambda: slurm_state(slot['slurm_job'])[0] != 'RUNNING', 30, 'Slurm to stop the job')
+            # The node is this machine, so the run Slurm gave up on is still
+            # being killed there; its batch-completion message must reach
+            # slurmctld before the node is back. Otherwise Slurm may take it
+            # for the end of the requeued run it has just started on the same
+            # node and end the job FAILED (a one-node test cluster's race, not
+            # a real node failure's).
+            h.wait_for(lambda: not stepd_alive(slot['slurm_job']), 60, 'the stopped run to end on the node')
         finally:
             set_node('resume')
         h.wait_for(lambda: node_state().startswith(('idle', 'mixed', 'alloc')), 60, 'the node to come back')
