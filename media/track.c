@@ -568,8 +568,7 @@ static int process(struct tracker *t, int pos)
         double t0 = now_s();
         struct dlibc_detector *helper = NULL;
         if (fast && t->o.threads_now && t->o.threads_now() >= 2) {
-            char err[256];
-            if (!t->helper && dlibc_detector_new(&t->helper, err, sizeof err) != 0)
+            if (!t->helper && dlibc_detector_clone(t->det, &t->helper) != 0)
                 t->helper = NULL; /* then on one thread */
             helper = t->helper;
         }

@@ -300,6 +300,35 @@ extern "C" int dlibc_detector_new(dlibc_detector **out, char *err, size_t errlen
     }
 }
 
+extern "C" int dlibc_detector_clone(const dlibc_detector *src, dlibc_detector **out)
+{
+    *out = nullptr;
+    if (!src)
+        return -EINVAL;
+    try {
+        // the scanners are not copyable: the configuration is, as in
+        // dlibc_detector_new, from the loaded detector instead of the model
+        dlibc_detector *d = new dlibc_detector;
+        d->det = src->det;
+        d->one_level.copy_configuration(src->one_level);
+        d->one_level.set_max_pyramid_levels(1);
+        d->fb = src->fb;
+        d->thresh = src->thresh;
+        d->overlap = src->overlap;
+        d->cell = src->cell;
+        d->padding = src->padding;
+        d->min_w = src->min_w;
+        d->min_h = src->min_h;
+        d->max_levels = src->max_levels;
+        *out = d;
+        return 0;
+    } catch (const std::bad_alloc &) {
+        return -ENOMEM;
+    } catch (...) {
+        return -EIO;
+    }
+}
+
 extern "C" void dlibc_detector_free(dlibc_detector *d) { delete d; }
 
 extern "C" int dlibc_detect(dlibc_detector *d, const dlibc_image *img, int upsample, dlibc_box *boxes, int max)

@@ -40,6 +40,9 @@ struct dlibc_predictor;
 
 /* The HOG frontal face detector (built into dlib; no model file). */
 int dlibc_detector_new(struct dlibc_detector **out, char *err, size_t errlen);
+/* Another detector like src for another thread (a copy: milliseconds,
+ * where dlibc_detector_new deserialises dlib's model again). */
+int dlibc_detector_clone(const struct dlibc_detector *src, struct dlibc_detector **out);
 void dlibc_detector_free(struct dlibc_detector *d);
 /* Detects faces, each image side upsampled 2^upsample times first (0 or 1
  * in practice: 1 finds faces down to about 40 px, at 4x the cost). Writes at

@@ -341,7 +341,8 @@ int main(void)
     }
     fclose(f);
     char err[512];
-    if (dlibc_detector_new(&det, err, sizeof err) || dlibc_detector_new(&helper, err, sizeof err) ||
+    /* the split searches' helper is a clone: exact_paths checks it finds what det does */
+    if (dlibc_detector_new(&det, err, sizeof err) || dlibc_detector_clone(det, &helper) ||
         dlibc_predictor_open(model_path(), 0, &sp, err, sizeof err) ||
         dlibc_predictor_open(model_path(), DLIBC_PREDICTOR_STOCK, &sp_stock, err, sizeof err)) {
         printf("SKIP: %s\n", err);
