@@ -383,7 +383,11 @@ static void spawn(struct worker *w)
     stdio[1].data.stream = (uv_stream_t *)&w->out;
     stdio[2].flags = UV_CREATE_PIPE | UV_WRITABLE_PIPE;
     stdio[2].data.stream = (uv_stream_t *)&w->err;
-    char *args[] = {d->worker_program, NULL};
+    /* a job worker loads the dlib models before its first job; a trainer
+     * slot never needs them */
+    const char *model = d->cfg.prep_landmark_model && *d->cfg.prep_landmark_model ? d->cfg.prep_landmark_model
+                                                                                   : DFEW_LANDMARK_MODEL;
+    char *args[] = {d->worker_program, w->trainer ? NULL : "--preload", (char *)model, NULL};
     uv_process_options_t opt = {0};
     opt.exit_cb = on_worker_exit;
     opt.file = d->worker_program;

@@ -24,6 +24,7 @@
 #include "dfew_build.h"
 #include "host.h"
 #include "log.h"
+#include "models.h"
 #include "proto.h"
 #include "queue.h"
 #include "util.h"
@@ -301,6 +302,13 @@ int main(int argc, char **argv)
         printf("dfew-worker %s (protocol %d)\n", DFEW_VERSION, DFEW_PROTO_VERSION);
         return 0;
     }
+    /* dfewd starts its job workers with --preload MODEL: the models load
+     * while the worker waits for its first job, not in that job's time */
+    const char *preload = NULL;
+    if (argc == 3 && !strcmp(argv[1], "--preload")) {
+        preload = argv[2];
+        argc = 1;
+    }
     if (argc == 3 && (!strcmp(argv[1], "--one-job") || !strcmp(argv[1], "--check-storage"))) {
         /* OpenBLAS reads its kernel choice when it loads, before main: the
          * one dfewd's machine chose may not be this node's, so choose here
@@ -348,6 +356,8 @@ int main(int argc, char **argv)
     sbuf_free(&kinds);
     int rc = send_msg("hello", &hello);
     kv_free(&hello);
+    if (preload && !rc)
+        worker_models_preload(preload);
 
     char *line = NULL;
     size_t cap = 0;
