@@ -37,81 +37,8 @@
 #include "tim.h"
 #include "track.h"
 #include "util.h"
+#include "prep_scan.h"
 #include "worker.h"
-
-struct prep_args {
-    const char *path, *out_dir, *model;
-    int64_t clip_id;
-    double start_s, end_s;
-    int frames, size, template_size, upsample;
-    int keep_aligned; /* write every aligned face frame to aligned.u8 */
-    double min_face_ratio;
-    enum tim_mode interp;
-    enum img_format format;
-    double tpl[10]; /* template scaled to size */
-    struct track_opts track;
-    double cut_threshold;
-    enum subject_rule subject;
-    int has_hint;
-    struct dlibc_box hint; /* the subject's box at the clip's first frame (segment job) */
-    int threads;
-};
-
-struct prep_times {
-    double decode, detect, align, write;
-};
-
-/* One face of one frame, as the scan saw it: where its aligned crop and
- * its record are in the scratch files. */
-struct face_ref {
-    int64_t frame;
-    int track;
-    int aligned; /* its crop is usable (the landmarks gave a transform) */
-};
-
-/* What the scratch record of a face holds (this process only). */
-struct face_scratch {
-    int32_t track;
-    float box[4];
-    float score;
-    float pts[2 * DLIBC_LANDMARKS];
-};
-
-struct frame_info {
-    double t;
-    int faces;
-};
-
-/* Scratch records of a fixed size: the first SCRATCH_MEM bytes in memory,
- * the rest in an unlinked file in the job's temporary directory (a
- * whole-movie clip's faces do not fit in memory; a normal clip's never
- * touch the disk, whose sync before the rename would write them too). */
-#define SCRATCH_MEM (32u << 20)
-struct scratch {
-    const char *dir, *name;
-    size_t rec, limit; /* record size; bytes kept in memory (whole records) */
-    uint8_t *mem;
-    size_t cap;
-    int fd; /* -1 until the memory is full */
-};
-
-/* The scan's state and what it collects. */
-struct prep_scan {
-    struct job_ctx *ctx;
-    const struct prep_args *a;
-    struct frame_converter *conv;
-    struct scratch crops, recs;
-    uint8_t *crop;
-    struct face_ref *refs;
-    int64_t nrefs, caprefs;
-    struct frame_info *frames;
-    int64_t nframes, capframes;
-    int width, height;
-    int threads_min; /* the smallest share of the cores the job had while it ran */
-    double last_report;
-    struct prep_times *tm;
-    char err[512];
-};
 
 static int get_int(const struct kv *kv, const char *key, int def, int lo, int hi, int *out)
 {
@@ -139,8 +66,9 @@ static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
     if (job_arg_num(ctx, "min_face_px", 80, 1, 100000, &o.min_face_px) ||
         job_arg_num(ctx, "detect_interval_s", 2.0, 0, 1e6, &o.detect_interval_s) ||
         job_arg_num(ctx, "track_gap_s", 0.5, 0, 1e6, &o.track_gap_s) ||
-        job_arg_num(ctx, "cut_threshold", 0.15, 0, 1, &a->cut_threshold))
-        return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s or cut_threshold out of range");
+        job_arg_num(ctx, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
+        job_arg_num(ctx, "range_min_s", 5.0, 0, 1e6, &a->range_min_s))
+        return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s, cut_threshold or range_min_s out of range");
     if (subject_rule_parse(subject ? subject : "longest", &a->subject))
         return job_bad_arg(ctx, "'subject' must be longest or largest_first");
     const char *hint = kv_get(kv, "subject_box");
@@ -282,7 +210,7 @@ static int scratch_file(const char *dir, const char *name, int *fd)
     return rc;
 }
 
-static void scratch_init(struct scratch *s, const char *dir, const char *name, size_t rec)
+void scratch_init(struct scratch *s, const char *dir, const char *name, size_t rec)
 {
     memset(s, 0, sizeof *s);
     s->dir = dir;
@@ -292,7 +220,7 @@ static void scratch_init(struct scratch *s, const char *dir, const char *name, s
     s->fd = -1;
 }
 
-static void scratch_free(struct scratch *s)
+void scratch_free(struct scratch *s)
 {
     free(s->mem);
     if (s->fd >= 0)
@@ -302,7 +230,7 @@ static void scratch_free(struct scratch *s)
 }
 
 /* Record i (rec bytes) from buf. */
-static int scratch_put(struct scratch *s, int64_t i, const void *buf)
+int scratch_put(struct scratch *s, int64_t i, const void *buf)
 {
     size_t at = (size_t)i * s->rec;
     if (at < s->limit) {
@@ -325,7 +253,7 @@ static int scratch_put(struct scratch *s, int64_t i, const void *buf)
     return rc ? rc : pwrite_all(s->fd, buf, s->rec, (off_t)(at - s->limit));
 }
 
-static int scratch_get(const struct scratch *s, int64_t i, void *buf)
+int scratch_get(const struct scratch *s, int64_t i, void *buf)
 {
     size_t at = (size_t)i * s->rec;
     if (at < s->limit) {
@@ -341,7 +269,7 @@ static int scratch_get(const struct scratch *s, int64_t i, void *buf)
 
 /* Each frame as the tracker finishes it: every face aligned into the
  * scratch files. */
-static int on_frame(void *ud, const struct track_frame *f)
+int on_frame(void *ud, const struct track_frame *f)
 {
     struct prep_scan *s = ud;
     const struct prep_args *a = s->a;
@@ -384,6 +312,8 @@ static int on_frame(void *ud, const struct track_frame *f)
         s->tm->write += mono_s() - t1;
     }
     s->nframes++;
+    if (s->share)
+        return range_frame(s, f->t); /* the whole clip's progress, and the wait for a core */
     double now = mono_s();
     if (now - s->last_report > 0.5) {
         s->last_report = now;
@@ -562,7 +492,7 @@ static void set_io_error(struct job_ctx *ctx, int rc, const char *what, const ch
 /* --- the driver --- */
 
 /* The scan stage: decoding, tracking and aligning every face. */
-static int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detector *det,
+int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detector *det,
                     struct dlibc_predictor *sp, struct prep_scan *s, struct scan_stats *st, struct decoder_stats *ds,
                     struct track_stats *ts, int *ntracks_out, int *subject_out)
 {
@@ -677,7 +607,12 @@ int job_prep(struct job_ctx *ctx)
     struct decoder_stats ds = {0};
     struct track_stats ts = {0};
     int ntracks = 0, subject = -1;
-    if ((rc = run_scan(ctx, &a, det, sp, &s, &st, &ds, &ts, &ntracks, &subject)) != 0)
+    int nranges = prep_ranges_plan(&a), used = 1;
+    if (nranges > 1)
+        rc = run_scan_ranges(ctx, &a, nranges, det, sp, &s, &st, &ds, &ts, &ntracks, &subject, &used);
+    else
+        rc = run_scan(ctx, &a, det, sp, &s, &st, &ds, &ts, &ntracks, &subject);
+    if (rc)
         goto out;
     tm.decode = st.decode_s;
     tm.detect = st.track_s;
@@ -738,6 +673,7 @@ int job_prep(struct job_ctx *ctx)
     kv_set(&ctx->result, "detect", a.track.detect == TRACK_EVERY_FRAME ? "every_frame" : "fast");
     kv_setf(&ctx->result, "threads", "%d", a.threads);
     kv_setf(&ctx->result, "threads_min", "%d", s.threads_min);
+    kv_setf(&ctx->result, "ranges", "%d", used);
     kv_setf(&ctx->result, "decode_s", "%.4f", tm.decode);
     kv_setf(&ctx->result, "detect_s", "%.4f", tm.detect);
     kv_setf(&ctx->result, "align_s", "%.4f", tm.align);

@@ -1,0 +1,161 @@
+"""Integration: a long clip scanned in time ranges, one thread each (issue 12,
+"use the cores when the queue is short"; workers/prep_ranges.c), through a
+real dfewd on real footage.
+
+Two homes with one worker (a job alone gets every core), whole-movie clips,
+[prep] min_face_ratio = 0 (every clip keeps its faces.bin): one with
+`[prep] range_min = 1s`, so that even these short test videos are split,
+one with `range_min = 0` (never split: the decoding thread beside the
+tracker). On four testdata videos (a 256x256 speaker, a 640x360 webcam
+speaker, multi-shot stage footage whose face comes and goes, 1080p footage
+of 2-4 people walking):
+
+- the split home's prep jobs ran in 2 ranges, the other's in 1;
+- the same frames (count and times) and the same usable decision;
+- the subject's per-frame face decisions agree on at least 99.5 % of the
+  frames, and where both find it the landmarks are within 2 % of the
+  inter-ocular distance on average (issue 12's fidelity figures);
+- one person stays one track across the join: on the one-speaker videos
+  the split clip has the unsplit clip's tracks and its face in every frame,
+  and no clip's subject box ever jumps between consecutive frames.
+
+`[daemon] threads_per_job = 1` (every job one thread) leaves a long clip in
+one range whatever range_min says."""
+import math
+import os
+import unittest
+
+from dfewtest import SLOW, Home, main, video
+from test_prep import read_faces
+
+WHOLE = '[segment]\nmode = whole\n[prep]\nmin_face_ratio = 0\nkeep_aligned = no\n'
+VIDEOS = ['mead_eamm/surprised.mp4', 'single_face.mp4', 'short_hamilton_clip.mp4', 'crowd_1080p.mp4']
+ONE_SPEAKER = ['mead_eamm/surprised.mp4', 'single_face.mp4']
+
+
+def iod(pts):
+    """Distance between the eye centres (points 36-41 and 42-47)."""
+    lx = sum(pts[2 * i] for i in range(36, 42)) / 6
+    ly = sum(pts[2 * i + 1] for i in range(36, 42)) / 6
+    rx = sum(pts[2 * i] for i in range(42, 48)) / 6
+    ry = sum(pts[2 * i + 1] for i in range(42, 48)) / 6
+    return math.hypot(rx - lx, ry - ly)
+
+
+def iou(a, b):
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    if w <= 0 or h <= 0:
+        return 0.0
+    i = w * h
+    return i / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - i)
+
+
+class RangesTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        if len(os.sched_getaffinity(0)) < 2:
+            raise unittest.SkipTest('one core: a clip is never split (os.sched_getaffinity)')
+        cls.paths = [video(v) for v in VIDEOS]
+        cls.split = cls.run_home('[prep]\nrange_min = 1s\n')
+        cls.whole = cls.run_home('[prep]\nrange_min = 0\n')
+
+    @classmethod
+    def run_home(cls, extra):
+        home = Home(config=WHOLE + extra, workers=1, prep=True)
+        try:
+            home.start()
+            home.ctl_json('submit', *cls.paths)
+            home.ctl('wait', '--timeout', str(600 * SLOW), timeout=700 * SLOW)
+            rows = home.query("SELECT m.path, c.state, c.output_dir, c.frames_total, c.frames_face, "
+                              "json_extract(j.result, '$.ranges') AS ranges, "
+                              "json_extract(j.result, '$.tracks') AS tracks, "
+                              "json_extract(j.result, '$.threads') AS threads "
+                              "FROM clip_status c JOIN movies m ON m.id = c.movie_id "
+                              "JOIN jobs j ON j.kind = 'prep' AND j.clip_id = c.clip_id")
+            out = {}
+            for r in rows:
+                others = []
+                r['faces'] = read_faces(os.path.join(r['output_dir'], 'faces.bin'), others)
+                r['others'] = others
+                out[os.path.realpath(r['path'])] = r
+            home.stop()
+        finally:
+            home.cleanup()
+        return out
+
+    def pair(self, name):
+        p = os.path.realpath(video(name))
+        return self.split[p], self.whole[p]
+
+    def test_split_into_ranges_only_when_asked(self):
+        for name in VIDEOS:
+            s, w = self.pair(name)
+            self.assertEqual(s['threads'], 2 if len(os.sched_getaffinity(0)) == 2 else s['threads'])
+            self.assertEqual(s['ranges'], 2, name)
+            self.assertEqual(w['ranges'], 1, name)
+
+    def test_same_frames_and_usable_decision(self):
+        for name in VIDEOS:
+            s, w = self.pair(name)
+            self.assertEqual(s['frames_total'], w['frames_total'], name)
+            self.assertEqual([r['t'] for r in s['faces'][1]], [r['t'] for r in w['faces'][1]], name)
+            self.assertEqual(s['state'], w['state'], name)
+
+    def test_same_faces(self):
+        agree = total = 0
+        dists = []
+        for name in VIDEOS:
+            s, w = self.pair(name)
+            a = b = 0
+            for rs, rw in zip(s['faces'][1], w['faces'][1]):
+                total += 1
+                agree += rs['found'] == rw['found']
+                a += rs['found'] == rw['found']
+                b += 1
+                if rs['found'] and rw['found']:
+                    d = iod(rw['pts'])
+                    if d > 0:
+                        dists.append(sum(math.hypot(rs['pts'][2 * i] - rw['pts'][2 * i],
+                                                    rs['pts'][2 * i + 1] - rw['pts'][2 * i + 1])
+                                         for i in range(68)) / 68 / d)
+            print('\n  %s: %d of %d subject decisions the same; faces %d split, %d whole'
+                  % (name, a, b, s['frames_face'], w['frames_face']))
+        mean = 100 * sum(dists) / len(dists)
+        print('  all: %.2f %% of %d the same; landmarks %.3f %% IOD on average' % (100 * agree / total, total, mean))
+        self.assertGreaterEqual(agree / total, 0.995)
+        self.assertGreater(len(dists), 500)
+        self.assertLessEqual(mean, 2.0)
+
+    def test_one_person_stays_one_track(self):
+        for name in ONE_SPEAKER:
+            s, w = self.pair(name)
+            self.assertEqual(s['tracks'], w['tracks'], name)
+            self.assertEqual(s['frames_face'], s['frames_total'], name)
+        for name in VIDEOS:
+            s, _ = self.pair(name)
+            prev = None
+            for r in s['faces'][1]:
+                if r['found'] and prev is not None and r['index'] == prev['index'] + 1:
+                    self.assertGreater(iou(r['box'], prev['box']), 0.3,
+                                       '%s: the subject jumps at frame %d' % (name, r['index']))
+                prev = r if r['found'] else None
+
+
+class OneThreadTest(unittest.TestCase):
+
+    def test_one_thread_a_job_is_one_range(self):
+        home = Home(config=WHOLE + '[prep]\nrange_min = 1s\n[daemon]\nthreads_per_job = 1\n', workers=1, prep=True)
+        self.addCleanup(home.cleanup)
+        home.start()
+        home.ctl_json('submit', video('mead_eamm/surprised.mp4'))
+        home.ctl('wait', '--timeout', str(300 * SLOW), timeout=400 * SLOW)
+        r = home.query("SELECT json_extract(result, '$.ranges') AS ranges, "
+                       "json_extract(result, '$.threads') AS threads FROM jobs WHERE kind = 'prep'")[0]
+        self.assertEqual((r['threads'], r['ranges']), (1, 1))
+        home.stop()
+
+
+if __name__ == '__main__':
+    main()
