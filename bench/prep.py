@@ -291,10 +291,28 @@ class Dfewd:
             ws = (st.get('daemon') or {}).get('workers') or []
             if sum(w.get('state') == 'idle' for w in ws) == workers:
                 self.pids = [w['pid'] for w in ws]
+                self.wait_preload(workers, deadline)
                 return
             time.sleep(0.05)
         self.close()
         raise SystemExit('dfewd did not start within 60 s (%s)' % self.errpath)
+
+    def wait_preload(self, workers, deadline):
+        """A daemon that has been up: the clock starts once each job worker has
+        loaded the dlib models it loads before its first job (dfew-worker
+        --preload). A build without it is not waited for."""
+        def preloads(pid):
+            try:
+                with open('/proc/%d/cmdline' % pid, 'rb') as f:
+                    return b'--preload' in f.read()
+            except OSError:
+                return False
+        n = sum(preloads(p) for p in self.pids)
+        while time.monotonic() < deadline:
+            log = open(self.errpath).read()
+            if log.count('before the first job') + log.count('cannot load the models before') >= n:
+                return
+            time.sleep(0.05)
 
     def sql(self, q):
         r = subprocess.run(['sqlite3', '-json', os.path.join(self.home, 'dfew.db'), q], check=True,
@@ -383,8 +401,9 @@ def dfew(ctx, batches, mode, workers=2, threads_per_job=None):
         if dead:
             raise SystemExit('dfew (%s): jobs not done: %s' % (mode, dead))
         rows = d.sql('SELECT * FROM clip_prep ORDER BY clip_id')
-        threads = {r['clip_id']: r['threads'] for r in d.sql(
-            "SELECT clip_id, json_extract(result, '$.threads') AS threads FROM jobs WHERE kind = 'prep'")}
+        prep_res = {r['clip_id']: r for r in d.sql(
+            "SELECT clip_id, json_extract(result, '$.threads') AS threads, json_extract(result, '$.ranges') AS ranges "
+            "FROM jobs WHERE kind = 'prep'")}
         by_src = {}
         for r in rows:
             if r['movie'] in by_src:
@@ -406,7 +425,9 @@ def dfew(ctx, batches, mode, workers=2, threads_per_job=None):
                     'clip_id', 'state', 'reason', 'frames_total', 'frames_face', 'prep_s', 'decode_s', 'detect_s',
                     'align_s', 'write_s', 'detect_mode', 'faces_tracked', 'searches')}
                 b['per_video'][v.name]['frames'] = r['frames_total']
-                b['per_video'][v.name]['threads'] = threads.get(r['clip_id'])  # what the prep job ran on
+                # what the prep job ran on: its threads, and the ranges a long clip was split into
+                b['per_video'][v.name]['threads'] = (prep_res.get(r['clip_id']) or {}).get('threads')
+                b['per_video'][v.name]['ranges'] = (prep_res.get(r['clip_id']) or {}).get('ranges')
                 fb = os.path.join(r['output_dir'], 'faces.bin') if r['output_dir'] else None
                 if fb is None and r['frames_face']:
                     raise SystemExit('dfew: clip %d of %s found faces but has no faces.bin' % (r['clip_id'], v.name))
@@ -524,8 +545,9 @@ def threads_test(ctx, video, reps):
             runs[str(tpj)].append(dict(wall=b['wall'], frames=b['frames'], fps=b['frames'] / b['wall'], rss=rss,
                                   load=load, clip=pv))
             log('threads rep %d threads_per_job=%d: %d frames in %.2f s = %.2f frames/s (prep_s %.2f, decode %.2f, '
-                'detect %.2f), load %.1f' % (i + 1, tpj, b['frames'], b['wall'], b['frames'] / b['wall'],
-                                             pv['prep_s'], pv['decode_s'], pv['detect_s'], load))
+                'detect %.2f; %s thread(s), %s range(s)), load %.1f'
+                % (i + 1, tpj, b['frames'], b['wall'], b['frames'] / b['wall'], pv['prep_s'], pv['decode_s'],
+                   pv['detect_s'], pv['threads'], pv['ranges'], load))
     return runs
 
 
