@@ -35,9 +35,9 @@ worker's time goes (clip_prep), and one long HD clip with 1 worker,
 [daemon] threads_per_job = 1 against 0 (auto); a build whose dfewd refuses
 that key is told apart and that part is skipped.
 
-usage: bench/prep.py [--build DIR] [--reps N] [--set low|hd|both] [--quick]
+usage: bench/prep.py [--build DIR] [--reps N] [--set low|hd|both|none] [--quick]
                      [--json OUT] [--threads-per-job N] [--hd-dir DIR]
-                     [--no-threads] [VIDEO...]
+                     [--no-threads] [--ceiling] [VIDEO...]
        bench/prep.py --report OUT        (the tables again from a --json file)"""
 import argparse
 import concurrent.futures
@@ -551,6 +551,29 @@ def threads_test(ctx, video, reps):
     return runs
 
 
+def ceiling_test(ctx, video, reps):
+    """Two one-thread prep jobs of the long clip at once (2 workers, a copy
+    of the file remuxed with another title so that dfew takes it for another
+    movie) against the one-thread job alone: 2 x its prep_s / the slower of
+    the pair's prep_s is what the cores give two independent jobs, the
+    ceiling of any split of one job."""
+    copy = os.path.join(ctx.work, 'copy-' + video.name)
+    subprocess.run(['ffmpeg', '-nostdin', '-v', 'error', '-y', '-i', video.path, '-map', '0', '-c', 'copy',
+                    '-metadata', 'title=dfew bench copy', copy], check=True)
+    twin = Video(copy, 'a stream copy of %s' % video.name)
+    probe_videos(ctx.build, [twin])
+    out = []
+    for i in range(reps):
+        one, _, _ = dfew(ctx, [('one', [video])], 'fast', 1, 1)
+        two, _, _ = dfew(ctx, [('two', [video, twin])], 'fast', 2, 1)
+        alone = one[0]['per_video'][video.name]['prep_s']
+        pair = [two[0]['per_video'][x.name]['prep_s'] for x in (video, twin)]
+        out.append(dict(alone=alone, pair=pair, ratio=2 * alone / max(pair)))
+        log('ceiling rep %d: one job prep_s %.2f; two at once %.2f, %.2f: %.2fx'
+            % (i + 1, alone, pair[0], pair[1], out[-1]['ratio']))
+    return out
+
+
 # ---------------------------------------------------------------- report
 
 def med(xs):
@@ -755,6 +778,11 @@ def report(raw):
                 spread([r['fps'] for r in rs]), ', '.join('%.2f' % r['fps'] for r in rs),
                 med([r['clip']['prep_s'] for r in rs]), med([r['clip']['decode_s'] for r in rs]),
                 med([r['clip']['detect_s'] for r in rs])))
+        if threads.get('ceiling'):
+            c = threads['ceiling']
+            print('\nthe ceiling of any split on this machine: two one-thread jobs of the clip at once (2 workers) '
+                  'against one alone, 2 x prep_s alone / the slower prep_s of the pair: %s (median %.2fx)'
+                  % (', '.join('%.2fx' % r['ratio'] for r in c), med([r['ratio'] for r in c])))
     if 'hd' in results:
         f720 = {k: med(batch_fps(results['hd'][k], '720p')) for k in PIPELINES}
         print('\n### projection: DFEW\'s %.2f M frames at 720p on this machine, 2 workers\n' % (DFEW_FRAMES / 1e6))
@@ -779,12 +807,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument('--build', default=os.path.join(SRC, 'build'), help='the build directory (default: %(default)s)')
     ap.add_argument('--reps', type=int, default=3, help='repetitions (default 3; medians are reported)')
-    ap.add_argument('--set', choices=('low', 'hd', 'both'), default='both')
+    ap.add_argument('--set', choices=('low', 'hd', 'both', 'none'), default='both',
+                    help='the video sets (none: only the long HD clip of the threads test)')
     ap.add_argument('--quick', action='store_true', help='1 repetition, fewer files (a smoke run)')
     ap.add_argument('--json', metavar='OUT', help='write every raw number to OUT')
     ap.add_argument('--threads-per-job', type=int, metavar='N',
                     help='set [daemon] threads_per_job = N for the 2-worker dfew runs (default: not set)')
     ap.add_argument('--no-threads', action='store_true', help='skip the threads_per_job test on the long HD clip')
+    ap.add_argument('--ceiling', action='store_true',
+                    help='also run two one-thread jobs of the long clip at once (2 workers): what any split of one '
+                         'job could reach on this machine')
     ap.add_argument('--hd-dir', help='where the made HD files are kept (default: BUILD/bench/prep-hd)')
     ap.add_argument('--report', metavar='JSON', help='print the report of an earlier run\'s --json and exit')
     ap.add_argument('videos', nargs='*', help='run these videos as one set instead (no targets)')
@@ -855,6 +887,8 @@ def main():
                 v = Video(*make_video(a.hd_dir, long_name))
                 probe_videos(a.build, [v])
                 threads = dict(video=v.name, info=v.info(), runs=threads_test(ctx, v, a.reps))
+                if a.ceiling:
+                    threads['ceiling'] = ceiling_test(ctx, v, a.reps)
         for s, batches in sets.items():
             raw['sets'][s] = dict(videos=[v.info() for _, vs in batches for v in vs],
                                   batches=[dict(label=l, videos=[v.name for v in vs]) for l, vs in batches],
