@@ -58,6 +58,7 @@ class Home:
         self.prep = prep
         self.proc = None
         self.logs = []
+        self.log_dir = self.dir  # where dfewd's output is kept (a test may keep it off a disk it fills)
         if config or not prep:
             self.write_config(config or '')
 
@@ -95,7 +96,7 @@ class Home:
     # --- dfewd ---
     def start(self, *extra, wait_ready=True, new_session=False):
         assert self.proc is None
-        path = os.path.join(self.dir, 'dfewd.test.log.%d' % len(self.logs))
+        path = os.path.join(self.log_dir, 'dfewd.test.log.%d' % len(self.logs))
         self.logs.append(path)
         args = [os.path.join(BUILD, 'dfewd'), '--foreground', '--home', self.dir]
         if self.workers:
