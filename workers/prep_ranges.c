@@ -202,8 +202,7 @@ static int64_t ref_at(const struct prep_scan *s, int64_t i)
 /* Appends range b's frames to m (ranges before, tracks with global ids)
  * from b's first frame on, m's own frames from there dropped. -EAGAIN when
  * they do not meet (frames between them that neither range has). */
-static int join_range(struct prep_scan *m, const struct prep_scan *b, double gap_s, int *next_id, int **map_out,
-                      int *nmap_out)
+static int join_range(struct prep_scan *m, const struct prep_scan *b, double gap_s, int *next_id)
 {
     int rc = 0;
     if (b->nframes == 0)
@@ -313,13 +312,7 @@ static int join_range(struct prep_scan *m, const struct prep_scan *b, double gap
 out:
     free(v);
     free(taken);
-    if (rc) {
-        free(map);
-        map = NULL;
-        nb = 0;
-    }
-    *map_out = map;
-    *nmap_out = nb;
+    free(map);
     return rc;
 }
 
@@ -530,9 +523,7 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
     for (int64_t r = 0; !rc && !failed_start && r < s->nrefs; r++)
         nid = s->refs[r].track + 1 > nid ? s->refs[r].track + 1 : nid;
     for (int k = 1; k < n && !rc && !failed_start; k++) {
-        int *map = NULL, nmap = 0;
-        rc = join_range(s, rj[k].s, a->track.track_gap_s, &nid, &map, &nmap);
-        free(map);
+        rc = join_range(s, rj[k].s, a->track.track_gap_s, &nid);
     }
     if (failed_start || rc == -EAGAIN) {
         /* ranges that do not meet (a stream whose timestamps jump) or no
