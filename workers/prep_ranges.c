@@ -254,9 +254,9 @@ static int join_range(struct prep_scan *m, const struct prep_scan *b, double gap
     if (rc)
         goto out;
     assign(v, nv, map, taken);
-    /* a face missed on the overlap: a track that ended less than gap_s
-     * before b's start and one of b's that starts less than gap_s after it,
-     * in about the same place (the tracker's own rule across a gap) */
+    /* a face missed on the overlap: a track that ended before b's start
+     * and one of b's that starts after it, at most gap_s apart, in about
+     * the same place (the tracker's own rule across a gap) */
     nv = 0;
     for (int64_t ra = ref_at(m, keep) - 1; ra >= 0 && m->frames[m->refs[ra].frame].t >= t0 - gap_s && !rc; ra--) {
         int a = m->refs[ra].track;
@@ -274,8 +274,11 @@ static int join_range(struct prep_scan *m, const struct prep_scan *b, double gap
                 first &= b->refs[q].track != bt;
             if (!first || map[bt] >= 0 || (rc = scratch_get(&b->recs, rb, &fb)) != 0)
                 continue;
+            /* the gap itself, from its last detection in m to its first in
+             * b, no longer than one tracker would bridge */
+            double gap = b->frames[b->refs[rb].frame].t - m->frames[m->refs[ra].frame].t;
             double o = box_iou(fa.box, fb.box);
-            if (o >= GAP_IOU)
+            if (o >= GAP_IOU && gap <= gap_s + 1e-6)
                 rc = add_vote(&v, &nv, &capv, a, bt, o);
         }
     }
