@@ -107,6 +107,17 @@ class SubjectTest(unittest.TestCase):
         r = home.ctl_json('sheet', c['clip_id'], '-o', out)
         home.stop()
         self.assertGreater(r['other_faces'], 0)
+        # ... in their own colour: the subject's box green, the others' magenta (ctl/sheet.c)
+        w, h = [int(v) for v in subprocess.run(['ffprobe', '-v', 'error', '-select_streams', 'v', '-show_entries',
+                                                 'stream=width,height', '-of', 'csv=p=0', out], check=True,
+                                                capture_output=True, text=True).stdout.split(',')]
+        px = subprocess.run(['ffmpeg', '-nostdin', '-v', 'error', '-i', out, '-f', 'rawvideo', '-pix_fmt', 'rgb24', '-'],
+                            check=True, capture_output=True).stdout
+        self.assertEqual(len(px), w * h * 3)
+        count = lambda rgb: sum(1 for i in range(0, len(px), 3) if px[i:i + 3] == bytes(rgb))
+        magenta, green = count((230, 60, 230)), count((40, 220, 60))
+        self.assertGreaterEqual(magenta, 20 * r['other_faces'], 'the other faces are not drawn in magenta')
+        self.assertGreater(green, 0, 'the subject is not drawn in green')
         print('\n  crowd 0-4.2 s: the subject (track %d) in %d of 105 frames, %d faces followed, %d other-face '
               'records; sheet shows %d other faces' % (hdr['subject'], c['frames_face'], c['faces_tracked'],
                                                       hdr['others'], r['other_faces']))
