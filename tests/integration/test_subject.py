@@ -174,6 +174,14 @@ class SubjectTest(unittest.TestCase):
             self.assertLess(((x - x0) ** 2 + (y - y0) ** 2) ** 0.5, 0.25 * side(found[0]['box']), r)
         self.assertEqual(jumps(recs), [])
         self.assertGreaterEqual(len(found), 40)
+        # ... and of his size, within one step of the detector's pyramid (1.2x): the woman's face is
+        # about 0.7 of his, two steps
+        for r in found:
+            self.assertLess(abs(side(r['box']) / side(found[0]['box']) - 1), 0.25, r)
+        # she is one track of her own until she reaches him (0.5-1.2 s: from x 620 to 450, he ends at 420)
+        before = {o['track'] for o in others if o['index'] < 1.2 * FPS}
+        self.assertEqual(len(before), 1, 'the moving face changes track before the crossing')
+        self.assertNotIn(hdr['subject'], before)
         # the woman passes in front of him: frames where she covers his face are no-face frames
         self.assertLess(len(found), len(recs))
         print('\n  crossing: the still speaker in %d of %d frames, box within a quarter side of its place; %d '
