@@ -281,7 +281,7 @@ static char *prep_args(const struct dfew_config *cfg, const char *outputs_dir, c
     sbuf_add_json_str(&b, cfg->prep_subject ? cfg->prep_subject : "longest");
     sbuf_addf(&b, ",\"min_face_px\":%.17g,\"detect_interval_s\":%.17g,\"track_gap_s\":%.17g,\"cut_threshold\":%.17g",
               cfg->prep_min_face_px, cfg->prep_detect_interval_s, cfg->prep_track_gap_s, cfg->segment_cut_threshold);
-    sbuf_addf(&b, ",\"range_min_s\":%.17g", cfg->prep_range_min_s);
+    sbuf_addf(&b, ",\"range_min_s\":%.17g,\"follow_frames\":%d", cfg->prep_range_min_s, cfg->prep_follow_frames);
     if (subject_box && *subject_box) {
         sbuf_add(&b, ",\"subject_box\":");
         sbuf_add_json_str(&b, subject_box);

@@ -46,6 +46,7 @@ void config_defaults(struct dfew_config *c)
     c->prep_detect_interval_s = 2.0;
     c->prep_track_gap_s = 0.5;
     c->prep_range_min_s = 5.0;
+    c->prep_follow_frames = 2;
     c->prep_subject = xstrdup("longest");
     c->segment_cut_threshold = 0.15;
     c->segment_detect_interval_s = 1.0; /* whole-frame searches; followed faces are looked for in every frame */
@@ -164,6 +165,7 @@ static const struct key_desc keys[] = {
     {"prep", "detect_interval", K_SECONDS, OFF(prep_detect_interval_s), 0, 0, NULL},
     {"prep", "track_gap", K_SECONDS, OFF(prep_track_gap_s), 0, 0, NULL},
     {"prep", "range_min", K_SECONDS, OFF(prep_range_min_s), 0, 0, NULL},
+    {"prep", "follow_frames", K_INT, OFF(prep_follow_frames), 0, 5, NULL},
     {"prep", "subject", K_CHOICE, OFF(prep_subject), 0, 0, "longest|largest_first"},
     {"train", "backends", K_STRING, OFF(train_backends), 0, 0, NULL},
     {"segment", "mode", K_CHOICE, OFF(segment_mode), 0, 0, "shots|whole|off"},

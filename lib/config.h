@@ -58,6 +58,7 @@ struct dfew_config {
     double prep_min_face_px;    /* the smallest face a whole-frame search looks for */
     double prep_detect_interval_s; /* whole-frame search at least this often while faces are followed */
     double prep_track_gap_s;    /* a face not seen for longer ends its track */
+    int prep_follow_frames;     /* frames a face may be followed by its landmarks alone between near searches */
     double prep_range_min_s;    /* a clip at least twice this long is scanned in ranges on the job's threads (0: never) */
     char *prep_subject;         /* "longest" or "largest_first": which track is the clip's subject */
     /* [train] */

@@ -136,8 +136,8 @@ static int sink_push(struct sink *k, const struct slot *s)
 
 static int sink_finish(struct sink *k)
 {
-    tracker_finish(k->tr);
-    return drain(k);
+    int rc = tracker_finish(k->tr);
+    return rc ? rc : drain(k);
 }
 
 /* The threaded scan: a decoding thread fills a ring of slots. */

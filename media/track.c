@@ -18,6 +18,13 @@
 #define MIN_IOU 0.25       /* a detection this close to a predicted box can continue its track */
 #define MIN_NCC 0.45       /* below: not the same face (only for tracks with a history) */
 #define NCC_HISTORY 3      /* detections before a track's appearance is trusted */
+#define FOLLOW_SHAPE 0.08  /* a followed face's landmarks against the frame before: similarity residual, eye distances */
+#define FOLLOW_SIZE 0.12   /* its size against the frame before, relative */
+#define FOLLOW_NCC 0.6     /* its appearance patch against the track's */
+#define FOLLOW_MOVE 0.25   /* its centre's move from the frame before, in box sides */
+#define FOLLOW_CLEAR 0.5   /* no other face within this many box sides of it (crossing faces are searched) */
+#define FOLLOW_SETTLED 0.85  /* the predictor's box against the box it ran in: one run is enough */
+#define FOLLOW_CONVERGED 0.7 /* overlap of the boxes of the predictor's two runs */
 
 /* The appearance patch's five points: a face aligned in a DESC x DESC square. */
 static const double DESC_TPL[10] = {6.8, 9.2, 13.1, 9.2, 10.0, 12.8, 7.4, 16.5, 12.6, 16.5};
@@ -37,6 +44,15 @@ struct track {
     float desc[DESC * DESC];
     int has_desc, seen;
     int hit; /* matched in the frame being processed */
+    /* following by landmarks (fast): */
+    float pts[2 * DLIBC_LANDMARKS]; /* in the frame it was last detected or followed in */
+    double rel[4];                  /* its last detected box in the frame of that detection's landmarks */
+    int has_rel;
+    struct dlibc_box fbox;          /* its last followed box, at frame f_follow, time t_follow */
+    int64_t f_follow;               /* -1: none since its last detection */
+    double t_follow;
+    int nfollow;                    /* followed faces since its last detection (not confirmed yet) */
+    int followed_now;               /* followed in the frame being processed */
 };
 
 struct buffered {
@@ -98,7 +114,8 @@ int tracker_new(struct dlibc_detector *det, struct dlibc_predictor *sp, const st
                 struct tracker **out)
 {
     *out = NULL;
-    if (!det || (o->landmarks && !sp) || o->lost_interval < 1 || o->max_tracks < 1 || o->max_tracks > 64)
+    if (!det || (o->landmarks && !sp) || o->lost_interval < 1 || o->max_tracks < 1 || o->max_tracks > 64 ||
+        o->follow_frames < 0 || o->follow_frames >= o->lost_interval)
         return -EINVAL;
     struct tracker *t = calloc(1, sizeof *t);
     if (!t)
@@ -224,19 +241,89 @@ static double ncc(const float *a, const float *b)
  * jump by a cell, so velocities are rough). */
 static struct dlibc_box predict(const struct track *tr, double t)
 {
-    double dt = t - tr->t_last;
+    int fol = tr->f_follow > tr->f_last;
+    const struct dlibc_box *box = fol ? &tr->fbox : &tr->box;
+    double dt = t - (fol ? tr->t_follow : tr->t_last);
     double damp = exp(-dt / 0.3);
-    double s = side(&tr->box);
+    double s = side(box);
     double mx = tr->vx * dt * damp, my = tr->vy * dt * damp;
     double m = sqrt(mx * mx + my * my);
     if (m > 0.5 * s) {
         mx *= 0.5 * s / m;
         my *= 0.5 * s / m;
     }
-    double cx = 0.5 * (tr->box.x0 + tr->box.x1) + mx, cy = 0.5 * (tr->box.y0 + tr->box.y1) + my;
+    double cx = 0.5 * (box->x0 + box->x1) + mx, cy = 0.5 * (box->y0 + box->y1) + my;
     double k = fmax(0.8, fmin(1.25, 1 + tr->vs * dt * damp));
-    double w = (tr->box.x1 - tr->box.x0) * k, h = (tr->box.y1 - tr->box.y0) * k;
+    double w = (box->x1 - box->x0) * k, h = (box->y1 - box->y0) * k;
     return (struct dlibc_box){cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, tr->box.score};
+}
+
+/* When track tr was last seen: detected, or followed by its landmarks. */
+static double seen_t(const struct track *tr) { return tr->f_follow > tr->f_last ? tr->t_follow : tr->t_last; }
+
+/* The frame a face's landmarks give: their centre and spread (root mean
+ * square distance from the centre). */
+static void pts_frame(const float *pts, double *cx, double *cy, double *sp)
+{
+    double x = 0, y = 0, ss = 0;
+    for (int i = 0; i < DLIBC_LANDMARKS; i++)
+        x += pts[2 * i], y += pts[2 * i + 1];
+    x /= DLIBC_LANDMARKS;
+    y /= DLIBC_LANDMARKS;
+    for (int i = 0; i < DLIBC_LANDMARKS; i++)
+        ss += (pts[2 * i] - x) * (pts[2 * i] - x) + (pts[2 * i + 1] - y) * (pts[2 * i + 1] - y);
+    *cx = x;
+    *cy = y;
+    *sp = sqrt(ss / DLIBC_LANDMARKS);
+}
+
+/* Remembers where the detector put box around landmarks pts. */
+static void rel_set(struct track *tr, const struct dlibc_box *box, const float *pts)
+{
+    double cx, cy, sp;
+    pts_frame(pts, &cx, &cy, &sp);
+    tr->has_rel = sp > 1;
+    if (!tr->has_rel)
+        return;
+    tr->rel[0] = (box->x0 - cx) / sp;
+    tr->rel[1] = (box->y0 - cy) / sp;
+    tr->rel[2] = (box->x1 - cx) / sp;
+    tr->rel[3] = (box->y1 - cy) / sp;
+}
+
+/* The box the detector would give the face of landmarks pts (as it did at
+ * the track's last detection). */
+static struct dlibc_box box_from_pts(const struct track *tr, const float *pts)
+{
+    double cx, cy, sp;
+    pts_frame(pts, &cx, &cy, &sp);
+    return (struct dlibc_box){cx + tr->rel[0] * sp, cy + tr->rel[1] * sp, cx + tr->rel[2] * sp, cy + tr->rel[3] * sp,
+                              tr->box.score};
+}
+
+/* How far the shape of landmarks a is from b's: a mapped onto b by the best
+ * similarity, the root mean square distance left, in b's eye distances. */
+static double shape_residual(const float *a, const float *b)
+{
+    double src[2 * DLIBC_LANDMARKS], dst[2 * DLIBC_LANDMARKS], m[6];
+    for (int i = 0; i < 2 * DLIBC_LANDMARKS; i++) {
+        src[i] = a[i];
+        dst[i] = b[i];
+    }
+    if (align_similarity(src, dst, DLIBC_LANDMARKS, m))
+        return INFINITY;
+    double lx = 0, ly = 0, rx = 0, ry = 0, ss = 0;
+    for (int i = 36; i < 42; i++)
+        lx += b[2 * i] / 6.0, ly += b[2 * i + 1] / 6.0;
+    for (int i = 42; i < 48; i++)
+        rx += b[2 * i] / 6.0, ry += b[2 * i + 1] / 6.0;
+    double eyes = hypot(rx - lx, ry - ly);
+    for (int i = 0; i < DLIBC_LANDMARKS; i++) {
+        double x = m[0] * src[2 * i] + m[1] * src[2 * i + 1] + m[2];
+        double y = m[3] * src[2 * i] + m[4] * src[2 * i + 1] + m[5];
+        ss += (x - dst[2 * i]) * (x - dst[2 * i]) + (y - dst[2 * i + 1]) * (y - dst[2 * i + 1]);
+    }
+    return eyes > 1 ? sqrt(ss / DLIBC_LANDMARKS) / eyes : INFINITY;
 }
 
 static struct dlibc_image gray_image(const struct buffered *b)
@@ -327,7 +414,14 @@ static int record(struct tracker *t, struct buffered *b, struct track *tr, const
     } else {
         tr->vx = tr->vy = tr->vs = 0;
     }
-    tr->f_prev = tr->seen ? tr->f_last : -1;
+    /* followed faces up to the frame before are confirmed by this detection */
+    tr->f_prev = tr->seen ? (tr->f_follow > tr->f_last ? tr->f_follow : tr->f_last) : -1;
+    tr->f_follow = -1;
+    tr->nfollow = 0;
+    if (t->o.landmarks) {
+        memcpy(tr->pts, c->pts, sizeof tr->pts);
+        rel_set(tr, &c->box, c->pts);
+    }
     tr->box = c->box;
     tr->t_last = b->t;
     tr->f_last = b->index;
@@ -370,6 +464,7 @@ static struct track *new_track(struct tracker *t)
     memset(tr, 0, sizeof *tr);
     tr->id = t->nsum; /* ids follow the summaries: one per track ever started */
     tr->active = 1;
+    tr->f_follow = -1;
     t->ntr++;
     t->st.tracks++;
     return tr;
@@ -415,7 +510,7 @@ static int associate(struct tracker *t, struct buffered *b, struct cand *c, int 
     if (nt > 64)
         nt = 64;
     for (int i = 0; i < nt; i++) {
-        t->tr[i].hit = 0;
+        t->tr[i].hit = t->tr[i].followed_now; /* found by its landmarks: takes no detection */
         if (t->tr[i].active)
             pred[i] = predict(&t->tr[i], b->t);
         for (int j = 0; j < nc; j++)
@@ -448,6 +543,13 @@ static int associate(struct tracker *t, struct buffered *b, struct cand *c, int 
         if (bj < 0)
             break;
         c[bj].taken = 1;
+        /* not a face followed by its landmarks in this frame (another
+         * track's near search can find it) */
+        int followed = 0;
+        for (int k = 0; k < b->nfaces && !followed; k++)
+            followed = b->faces[k].followed && iou(&b->faces[k].box, &c[bj].box) > 0.3;
+        if (followed)
+            continue;
         struct track *tr = new_track(t);
         if (!tr)
             continue;
@@ -458,18 +560,26 @@ static int associate(struct tracker *t, struct buffered *b, struct cand *c, int 
     return 0;
 }
 
-/* Tracks not detected for longer than the gap end; at a cut, all do. */
-static void expire(struct tracker *t, double now, int cut)
+static int verify_followed(struct tracker *t, int pos, struct track *tr);
+
+/* Tracks not detected for longer than the gap end; at a cut, all do (their
+ * followed faces checked first). pos: the frame being processed. */
+static int expire(struct tracker *t, int pos, double now, int cut)
 {
     int k = 0;
     for (int i = 0; i < t->ntr; i++) {
         struct track *tr = &t->tr[i];
-        if (cut || now - tr->t_last > t->o.track_gap_s + 1e-6)
+        if (cut || now - seen_t(tr) > t->o.track_gap_s + 1e-6) {
+            int rc = tr->nfollow ? verify_followed(t, pos, tr) : 0;
+            if (rc)
+                return rc;
             tr->active = 0;
+        }
         if (tr->active)
             t->tr[k++] = *tr;
     }
     t->ntr = k;
+    return 0;
 }
 
 /* Adds the detections in boxes (n) to cands, dropping exact repeats. */
@@ -510,7 +620,10 @@ static int follow_back(struct tracker *t, int pos, struct track *tr)
     back.vx = back.vy = back.vs = 0;
     for (int p = pos - 1; p >= 0; p--) {
         struct buffered *b = &t->buf[(t->head + p) % t->cap];
-        if (b->index <= tr->f_prev || b->searched)
+        int mine = 0;
+        for (int k = 0; k < b->nfaces && !mine; k++)
+            mine = b->faces[k].track == tr->id;
+        if (b->index <= tr->f_prev || b->searched || mine)
             break;
         struct dlibc_box found[MAX_DET];
         int n = search_near(t, b, &back.box, NEAR_MARGIN, found);
@@ -546,15 +659,137 @@ static int follow_back(struct tracker *t, int pos, struct track *tr)
     return 0;
 }
 
+/* Another active track's predicted box within FOLLOW_CLEAR sides of tr's. */
+static int others_near(const struct tracker *t, const struct track *tr, double now)
+{
+    struct dlibc_box p = predict(tr, now);
+    double m = FOLLOW_CLEAR * side(&p);
+    struct dlibc_box g = {p.x0 - m, p.y0 - m, p.x1 + m, p.y1 + m, 0};
+    for (int i = 0; i < t->ntr; i++) {
+        const struct track *o = &t->tr[i];
+        if (o == tr || !o->active || now - seen_t(o) > t->o.track_gap_s + 1e-6)
+            continue;
+        struct dlibc_box q = predict(o, now);
+        if (iou(&g, &q) > 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Follows track tr into frame b by its landmarks alone (see track.h);
+ * sets tr->followed_now when the checks pass. */
+static int try_follow(struct tracker *t, struct buffered *b, struct track *tr)
+{
+    struct dlibc_image img = gray_image(b);
+    struct dlibc_box p = predict(tr, b->t);
+    struct cand c;
+    float pts1[2 * DLIBC_LANDMARKS];
+    memset(&c, 0, sizeof c);
+    double t0 = now_s();
+    int rc = dlibc_predict(t->sp, &img, &p, pts1);
+    struct dlibc_box box1 = box_from_pts(tr, pts1);
+    if (!rc && iou(&p, &box1) >= FOLLOW_SETTLED) {
+        memcpy(c.pts, pts1, sizeof c.pts); /* the landmarks put the face where it was looked for */
+        c.box = box1;
+    } else if (!rc) { /* again, in the box they gave */
+        rc = dlibc_predict(t->sp, &img, &box1, c.pts);
+        c.box = box_from_pts(tr, c.pts);
+    }
+    t->st.landmarks_s += now_s() - t0;
+    if (rc)
+        return rc;
+    const struct dlibc_box *last = tr->f_follow > tr->f_last ? &tr->fbox : &tr->box;
+    double cx = 0.5 * (c.box.x0 + c.box.x1), cy = 0.5 * (c.box.y0 + c.box.y1), sd = side(&c.box);
+    int ok = iou(&box1, &c.box) >= FOLLOW_CONVERGED && fabs(sd / fmax(1, side(last)) - 1) <= FOLLOW_SIZE &&
+             centre_distance(last, &c.box) <= FOLLOW_MOVE && cx - 0.25 * sd >= 0 && cy - 0.25 * sd >= 0 &&
+             cx + 0.25 * sd <= b->width && cy + 0.25 * sd <= b->height &&
+             shape_residual(c.pts, tr->pts) <= FOLLOW_SHAPE && describe(b, c.pts, c.desc) == 0 &&
+             ncc(tr->desc, c.desc) >= FOLLOW_NCC;
+    if (!ok) {
+        t->st.follow_refused++;
+        return 0;
+    }
+    struct track_face f = {.track = tr->id, .box = c.box, .followed = 1};
+    memcpy(f.pts, c.pts, sizeof f.pts);
+    if ((rc = add_face(b, &f)) != 0 || (rc = track_summary_add(t, tr->id, b->index, &c.box)) != 0)
+        return rc;
+    memcpy(tr->pts, c.pts, sizeof tr->pts);
+    tr->fbox = c.box;
+    tr->f_follow = b->index;
+    tr->t_follow = b->t;
+    tr->nfollow++;
+    tr->followed_now = 1;
+    t->st.followed++;
+    return 0;
+}
+
+/* Track tr's followed faces were not confirmed (a near search after them
+ * found nothing, or the track ends): each is searched near its box, from
+ * the last back to the track's last detection; the first the detector
+ * finds confirms itself and those before it, and becomes the detection
+ * (its box and landmarks as every_frame would have them); those after it
+ * are dropped. pos: the frame being processed (not searched here). */
+static int verify_followed(struct tracker *t, int pos, struct track *tr)
+{
+    struct track_summary *s = &t->sum[tr->id];
+    for (int p = pos - 1; p >= 0; p--) {
+        struct buffered *b = &t->buf[(t->head + p) % t->cap];
+        if (b->index <= tr->f_last)
+            break;
+        int k = -1;
+        for (int i = 0; i < b->nfaces && k < 0; i++)
+            if (b->faces[i].track == tr->id && b->faces[i].followed)
+                k = i;
+        if (k < 0)
+            break;
+        struct dlibc_box found[MAX_DET];
+        int n = search_near(t, b, &b->faces[k].box, NEAR_MARGIN, found), best = -1;
+        if (n < 0)
+            return n;
+        double best_o = 0.5;
+        for (int j = 0; j < n; j++)
+            if (iou(&found[j], &b->faces[k].box) > best_o) {
+                best_o = iou(&found[j], &b->faces[k].box);
+                best = j;
+            }
+        if (best >= 0) {
+            struct cand c;
+            memset(&c, 0, sizeof c);
+            c.box = found[best];
+            int rc = describe_cand(t, b, &c);
+            if (rc)
+                return rc;
+            s->size_sum += side(&c.box) - side(&b->faces[k].box);
+            b->faces[k].box = c.box;
+            memcpy(b->faces[k].pts, c.pts, sizeof c.pts);
+            b->faces[k].followed = 0;
+            tr->box = c.box;
+            tr->t_last = b->t;
+            tr->f_last = b->index;
+            break;
+        }
+        s->frames--;
+        s->size_sum -= side(&b->faces[k].box);
+        b->faces[k] = b->faces[--b->nfaces];
+        t->st.follow_dropped++;
+    }
+    s->last = tr->f_last;
+    tr->f_follow = -1;
+    tr->nfollow = 0;
+    return 0;
+}
+
 static int process(struct tracker *t, int pos)
 {
     struct buffered *b = &t->buf[(t->head + pos) % t->cap];
     struct dlibc_image img = gray_image(b);
-    expire(t, b->t, b->cut);
-    /* lost: no followed face was detected in the frame before */
+    int rc = expire(t, pos, b->t, b->cut);
+    if (rc)
+        return rc;
+    /* lost: no face was detected or followed in the frame before */
     int lost = 1;
     for (int i = 0; i < t->ntr && lost; i++)
-        lost = t->tr[i].f_last != b->index - 1;
+        lost = t->tr[i].f_last != b->index - 1 && t->tr[i].f_follow != b->index - 1;
     int fast = t->o.detect == TRACK_FAST;
     int search = !fast || b->cut || t->last_search_f < 0 ||
                  b->t - t->last_search_t >= t->o.detect_interval_s - 1e-6 ||
@@ -562,7 +797,7 @@ static int process(struct tracker *t, int pos)
     struct cand *c = malloc(sizeof *c * MAX_DET);
     if (!c)
         return -ENOMEM;
-    int nc = 0, rc = 0;
+    int nc = 0;
     struct dlibc_box found[MAX_DET];
     if (search) {
         double t0 = now_s();
@@ -585,15 +820,26 @@ static int process(struct tracker *t, int pos)
         t->last_search_f = b->index;
         t->last_search_t = b->t;
     }
+    /* faces seen in the frame before, between near searches: by their
+     * landmarks alone, when no other face is near */
+    for (int i = 0; i < t->ntr; i++) {
+        struct track *tr = &t->tr[i];
+        tr->followed_now = 0;
+        if (fast && !search && t->o.landmarks && tr->nfollow < t->o.follow_frames && tr->has_rel &&
+            tr->has_desc && tr->seen >= NCC_HISTORY &&
+            (tr->f_last == b->index - 1 || tr->f_follow == b->index - 1) && !others_near(t, tr, b->t) &&
+            (rc = try_follow(t, b, tr)) != 0)
+            goto out;
+    }
     /* followed faces near their predicted boxes (a whole-frame search
      * already covered those of at least min_face_px); the window grows
      * while a face is not seen */
     for (int i = 0; fast && i < t->ntr; i++) {
         struct track *tr = &t->tr[i];
-        if (search && side(&tr->box) >= 1.5 * t->o.min_face_px)
+        if (tr->followed_now || (search && side(&tr->box) >= 1.5 * t->o.min_face_px))
             continue;
         struct dlibc_box p = predict(tr, b->t);
-        int n = search_near(t, b, &p, fmin(1.0, NEAR_MARGIN + 1.5 * (b->t - tr->t_last)), found);
+        int n = search_near(t, b, &p, fmin(1.0, NEAR_MARGIN + 1.5 * (b->t - seen_t(tr))), found);
         if (n < 0) {
             rc = n;
             goto out;
@@ -604,6 +850,12 @@ static int process(struct tracker *t, int pos)
         rc = describe_cand(t, b, &c[j]);
     if (!rc)
         rc = associate(t, b, c, nc);
+    /* followed faces the detector did not confirm here */
+    for (int i = 0; !rc && i < t->ntr; i++) {
+        struct track *tr = &t->tr[i];
+        if (tr->nfollow && !tr->followed_now && tr->f_last != b->index)
+            rc = verify_followed(t, pos, tr);
+    }
     /* faces detected after frames without them: look for them back in time */
     for (int i = 0; fast && !rc && i < t->ntr; i++) {
         struct track *tr = &t->tr[i];
@@ -649,7 +901,20 @@ int tracker_push(struct tracker *t, const struct track_input *in)
     return rc;
 }
 
-void tracker_finish(struct tracker *t) { t->finished = 1; }
+int tracker_finish(struct tracker *t)
+{
+    if (t->finished)
+        return 0;
+    t->finished = 1;
+    /* followed faces no near search came after */
+    for (int i = 0; i < t->ntr; i++)
+        if (t->tr[i].nfollow) {
+            int rc = verify_followed(t, t->count, &t->tr[i]);
+            if (rc)
+                return rc;
+        }
+    return 0;
+}
 
 int tracker_pop(struct tracker *t, struct track_frame *out)
 {

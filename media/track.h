@@ -17,6 +17,20 @@
  *     the same box with the same score as a whole-frame search would.
  *     A face found by a whole-frame search after frames without any face is
  *     followed back through those buffered frames, so it is not found late.
+ *     Between near searches a face detected (or followed) in the frame
+ *     before, with no other face near it, is followed by its landmarks
+ *     alone for up to follow_frames frames: the predictor runs in the box
+ *     its motion predicts (again in the box those landmarks give when that
+ *     box moved: the detector's box is kept relative to the landmarks, as
+ *     at its last detection), and the face is taken only when the landmarks
+ *     have the shape they had a frame before (similarity residual), its
+ *     size and place barely changed and its aligned patch looks like the
+ *     track's. A track is seen (for track_gap) when it was detected or
+ *     followed. The next near search confirms the run; when it finds
+ *     nothing, the followed frames are searched near their boxes from the
+ *     last back, and those where the detector does not find the face are
+ *     no longer frames of it: a face is never kept in a frame the detector
+ *     would not confirm next to it.
  *
  * Tracking: the detections of a frame are matched to the tracks by their
  * overlap with each track's predicted box (constant velocity from its last
@@ -54,8 +68,10 @@ struct track_opts {
     int landmarks;            /* run the 68-point predictor on every detected face */
     int max_tracks;           /* faces followed at once (the largest); more are ignored until a slot frees */
     int (*threads_now)(void); /* may be NULL (1): with 2 or more, whole-frame searches use a second thread */
+    int follow_frames;        /* frames a face may be followed by its landmarks alone between near searches
+                                 (fast, with landmarks; 0: a near search in every frame) */
 };
-#define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 2.0, 6, 0.5, 1, 12, NULL}
+#define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 2.0, 6, 0.5, 1, 12, NULL, 2}
 
 struct AVFrame;
 
@@ -75,6 +91,7 @@ struct track_face {
     struct dlibc_box box;
     float pts[2 * DLIBC_LANDMARKS]; /* with landmarks */
     int back;        /* found by following the track back in time */
+    int followed;    /* found by its landmarks alone (confirmed by the next near search) */
 };
 
 /* One frame as it comes out; valid until the next tracker call. */
@@ -101,7 +118,9 @@ struct track_summary {
 };
 
 struct track_stats {
-    int64_t frames, full_searches, near_searches, back_frames, predicted;
+    int64_t frames, full_searches, near_searches, back_frames;
+    int64_t followed, follow_refused, follow_dropped; /* faces followed by landmarks; tries the checks
+                                                         refused; followed faces a near search then did not confirm */
     double search_s, near_s, landmarks_s;
     int tracks;
 };
@@ -116,8 +135,9 @@ void tracker_free(struct tracker *t);
 void tracker_reset(struct tracker *t);
 /* 0 or a negative errno (-ENOMEM, or dlib's). */
 int tracker_push(struct tracker *t, const struct track_input *in);
-/* No more frames: everything buffered can come out. */
-void tracker_finish(struct tracker *t);
+/* No more frames: everything buffered can come out (followed faces no
+ * near search came after are checked first: 0 or a negative errno). */
+int tracker_finish(struct tracker *t);
 /* 1 and the next frame, or 0 when none is ready yet (or none is left after
  * tracker_finish). */
 int tracker_pop(struct tracker *t, struct track_frame *out);

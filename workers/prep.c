@@ -69,6 +69,10 @@ static int parse_track_args(struct job_ctx *ctx, struct prep_args *a)
         job_arg_num(ctx, "cut_threshold", 0.15, 0, 1, &a->cut_threshold) ||
         job_arg_num(ctx, "range_min_s", 5.0, 0, 1e6, &a->range_min_s))
         return job_bad_arg(ctx, "min_face_px, detect_interval_s, track_gap_s, cut_threshold or range_min_s out of range");
+    double follow;
+    if (job_arg_num(ctx, "follow_frames", o.follow_frames, 0, o.lost_interval - 1, &follow) || follow != (int)follow)
+        return job_bad_arg(ctx, "follow_frames out of range");
+    o.follow_frames = (int)follow;
     if (subject_rule_parse(subject ? subject : "longest", &a->subject))
         return job_bad_arg(ctx, "'subject' must be longest or largest_first");
     const char *hint = kv_get(kv, "subject_box");
@@ -670,6 +674,12 @@ int job_prep(struct job_ctx *ctx)
     }
     kv_setf(&ctx->result, "tracks", "%d", ntracks);
     kv_setf(&ctx->result, "searches", "%lld", (long long)ts.full_searches);
+    kv_setf(&ctx->result, "near_searches", "%lld", (long long)ts.near_searches);
+    kv_setf(&ctx->result, "followed", "%lld", (long long)ts.followed);
+    kv_setf(&ctx->result, "follow_dropped", "%lld", (long long)ts.follow_dropped);
+    kv_setf(&ctx->result, "search_s", "%.4f", ts.search_s);
+    kv_setf(&ctx->result, "near_s", "%.4f", ts.near_s);
+    kv_setf(&ctx->result, "landmarks_s", "%.4f", ts.landmarks_s);
     kv_set(&ctx->result, "detect", a.track.detect == TRACK_EVERY_FRAME ? "every_frame" : "fast");
     kv_setf(&ctx->result, "threads", "%d", a.threads);
     kv_setf(&ctx->result, "threads_min", "%d", s.threads_min);

@@ -402,7 +402,9 @@ static void add_stats(struct range_job *r, struct scan_stats *st, struct decoder
     ts->full_searches += r->ts.full_searches;
     ts->near_searches += r->ts.near_searches;
     ts->back_frames += r->ts.back_frames;
-    ts->predicted += r->ts.predicted;
+    ts->followed += r->ts.followed;
+    ts->follow_refused += r->ts.follow_refused;
+    ts->follow_dropped += r->ts.follow_dropped;
     ts->search_s += r->ts.search_s;
     ts->near_s += r->ts.near_s;
     ts->landmarks_s += r->ts.landmarks_s;

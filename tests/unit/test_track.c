@@ -47,7 +47,7 @@ struct run {
     struct track_face *all; /* every face of every frame, for the subject afterwards */
     int64_t *frame_of;
     int64_t nall, capall;
-    int64_t full_searches;
+    int64_t full_searches, followed, dropped;
     int tracks;
 };
 
@@ -118,6 +118,8 @@ static int scan_video(const char *path, enum track_detect mode, int threads, str
             memcpy(r->pts[r->frame_of[i]], r->all[i].pts, sizeof r->pts[0]);
         }
     r->full_searches = tracker_stats(tr)->full_searches;
+    r->followed = tracker_stats(tr)->followed;
+    r->dropped = tracker_stats(tr)->follow_dropped;
     r->tracks = nt;
     tracker_free(tr);
     decoder_close(dec);
@@ -158,14 +160,16 @@ static void compare_modes(const char *name, int threads)
     }
     double agreement = ref.n ? (double)agree / ref.n : 0, mean = both ? dist / both : 0;
     printf("  %-26s %4lld frames, subject in %lld (every frame) / %lld (fast, %d thread%s); agree %.2f %%, "
-           "landmarks %.3f %% of the eye distance; whole-frame searches %lld / %lld; tracks %d / %d\n",
+           "landmarks %.3f %% of the eye distance; whole-frame searches %lld / %lld; tracks %d / %d; "
+           "followed by landmarks %lld, dropped %lld\n",
            name, (long long)ref.n, (long long)nref, (long long)nfast, threads, threads == 1 ? "" : "s",
            100 * agreement, 100 * mean, (long long)ref.full_searches, (long long)fast.full_searches, ref.tracks,
-           fast.tracks);
+           fast.tracks, (long long)fast.followed, (long long)fast.dropped);
     CHECK(agreement >= 0.995);
     CHECK((2 * nref >= ref.n) == (2 * nfast >= fast.n));
     CHECK(mean <= 0.02);
     CHECK(fast.full_searches * 4 <= fast.n + 8); /* the point of the fast mode */
+    CHECK(fast.followed * 3 >= nfast);          /* and of following by landmarks (2 of 3 frames at most) */
     run_free(&ref);
     run_free(&fast);
 }
