@@ -18,7 +18,8 @@ root, packages missing).
   attempt once.
 - A Slurm-side requeue ([slurm] options = --requeue, the node DOWN) stays
   the same attempt.
-- dfewctl status shows the Slurm job, its state and node, and its progress.
+- dfewctl status shows the Slurm job, its state and node, and its progress
+  (the JSON's slot, and the running job's line of the text).
 - SIGTERM: the running job gets drain_seconds, then scancel; its attempt is
   given back.
 - Bad [slurm] and [executor] values: dfewd refuses to start, naming the key.
@@ -329,14 +330,18 @@ class SlurmTest(SlurmBase):
         h.start()
         st = h.daemon_status()
         self.assertEqual(st['executor'], 'slurm')
-        job = h.ctl_json('noop', '--sleep-ms', '3000', '--progress', '5')['first_id']
+        job = h.ctl_json('noop', '--sleep-ms', '60000', '--progress', '5')['first_id']
         self.wait_running(h, job)
         # progress lines the worker wrote on the node reach the database
         h.wait_for(lambda: (h.scalar('SELECT progress FROM jobs WHERE id = ?', job) or 0) > 0, 30,
                    'progress of job %d' % job)
+        slot = self.wait_running(h, job)
         text = h.ctl('status', '--once').stdout
-        self.assertIn('Slurm', text)
-        h.ctl('wait', '--timeout', '60', job)
+        # the running job's line: its progress, and where it runs in Slurm
+        self.assertRegex(text, r'\n  job %d +noop +[0-9.]+ s +\d+%% .*\(Slurm job %d RUNNING on %s\)' %
+                         (job, slot['slurm_job'], re.escape(CLUSTER['node'])))
+        h.ctl('cancel', job)  # not a minute's wait for it
+        h.wait_for(lambda: self.slot_of(h, job) is None, 30, 'the slot to let go of the job')
         self.assertEqual(h.stop(), 0)
 
 
