@@ -48,6 +48,32 @@ static void batch_progress(struct ctl *c, long long start, long long *finished, 
     sqlite3_finalize(st);
 }
 
+/* " (Slurm job N STATE on NODE)" for a running job, from the daemon's status
+ * reply (its slot's slurm_job, slurm_state and node); nothing for a local
+ * worker's job or when dfewd is not up. */
+static void print_slurm_where(const char *reply, long long id)
+{
+    char key[48];
+    snprintf(key, sizeof key, "\"job\":%lld,", id); /* "slurm_job" has _ before job: no false match */
+    const char *p = reply ? strstr(reply, key) : NULL;
+    const char *end = p ? strchr(p, '}') : NULL;
+    const char *s = p ? strstr(p, "\"slurm_job\":") : NULL;
+    if (!s || !end || s > end)
+        return;
+    char state[32] = "", node[160] = "";
+    const char *q = strstr(p, "\"slurm_state\":\"");
+    if (q && q < end)
+        snprintf(state, sizeof state, "%.*s", (int)strcspn(q + 15, "\""), q + 15);
+    q = strstr(p, "\"node\":\"");
+    if (q && q < end)
+        snprintf(node, sizeof node, "%.*s", (int)strcspn(q + 8, "\""), q + 8);
+    long long sid = atoll(s + 12);
+    if (sid)
+        printf(" (Slurm job %lld %s%s%s)", sid, state, node[0] ? " on " : "", node);
+    else
+        printf(" (being submitted to Slurm)");
+}
+
 static int print_status(struct ctl *c, int tty, long long start)
 {
     char reply[65536];
@@ -175,6 +201,8 @@ static int print_status(struct ctl *c, int tty, long long start)
                 printf("  %3.0f%%", 100 * sqlite3_column_double(st, 3));
             if (sqlite3_column_text(st, 4))
                 printf(" %s", (const char *)sqlite3_column_text(st, 4));
+            if (up)
+                print_slurm_where(reply, (long long)sqlite3_column_int64(st, 0));
             printf("  %s\n", (const char *)sqlite3_column_text(st, 5));
         }
         sqlite3_finalize(st);

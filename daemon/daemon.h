@@ -199,9 +199,6 @@ void slurm_kill(struct worker *w, enum kill_reason why);
 void slurm_quit_idle(struct daemon *d);
 int slurm_alive(struct daemon *d);
 void slurm_close(struct daemon *d);
-/* The start-up storage check (a probe job on a node); daemon_started or
- * daemon_refuse when it is over. 0: started (or not needed). */
-int slurm_check_storage(struct daemon *d);
 void slurm_slot_json(struct sbuf *b, const struct worker *w);
 const char *pool_kill_reason_text(enum kill_reason r);
 

@@ -6,8 +6,15 @@ root, packages missing).
 
 - A movie's probe, segment and prep jobs run as Slurm jobs, after the
   start-up storage check; the clips and every output file are byte for byte
-  those of a local run of the same movie.
-- The storage check refuses to start, naming the path a node cannot read.
+  those of a local run of the same movie; dfew-worker, what runs on the
+  node, has no SQLite in it (so the node never opens the database).
+- The storage check refuses to start, naming the path a node cannot read,
+  or HOME/outputs when it is not a folder a node can write in.
+- [slurm] partition, account, time_KIND, cpus_KIND, mem_KIND and options
+  reach sbatch (scontrol show job says them); max_jobs caps the Slurm jobs
+  in flight.
+- sbatch refusing a job (no such partition): failed attempts with Slurm's
+  message, then dead; dfewd goes on (a reload, and the next job runs).
 - dfewctl cancel of a running job: scancel, the job cancelled, its process
   on the node gone, nothing recorded.
 - The node set DOWN mid-job: a failed attempt with Slurm's reason
@@ -18,7 +25,8 @@ root, packages missing).
   attempt once.
 - A Slurm-side requeue ([slurm] options = --requeue, the node DOWN) stays
   the same attempt.
-- dfewctl status shows the Slurm job, its state and node, and its progress.
+- dfewctl status shows the Slurm job, its state and node, and its progress
+  (the JSON's slot, and the running job's line of the text).
 - SIGTERM: the running job gets drain_seconds, then scancel; its attempt is
   given back.
 - Bad [slurm] and [executor] values: dfewd refuses to start, naming the key.
@@ -40,7 +48,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'integration'))
-from dfewtest import SLOW, Home, main, video  # noqa: E402
+from dfewtest import BUILD, SLOW, Home, main, video  # noqa: E402
 
 FIXTURE = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'cluster.sh')
 CLUSTER = {}  # dir, node
@@ -161,8 +169,10 @@ class SlurmTest(SlurmBase):
         for j in s.query('SELECT id, kind, attempts FROM jobs'):
             self.assertEqual(j['attempts'], 1, j)
             self.assertRegex(log, r'job=%d %s submitted as Slurm job \d+' % (j['id'], j['kind']))
-        # no job folder left behind, and the database never opened on the node
+        # no job folder left behind
         self.assertEqual(os.listdir(os.path.join(s.dir, 'slurm')), [])
+        # and the database never opened on the node: what runs there (dfew-worker) has no SQLite in it
+        self.assertWorkerHasNoSqlite()
         # the same clips and the same bytes as the local run
         q = 'SELECT start_s, end_s FROM clip_status ORDER BY start_s'
         self.assertEqual(s.query(q), loc.query(q))
@@ -173,6 +183,20 @@ class SlurmTest(SlurmBase):
             self.assertEqual(a[p], b[p], 'outputs/%s differs between the Slurm and the local run' % p)
         for h in homes.values():
             self.assertEqual(h.stop(), 0)
+
+    def assertWorkerHasNoSqlite(self):
+        worker = os.path.join(BUILD, 'dfew-worker')  # dfewd's worker program: the one beside it
+        self.assertTrue(os.access(worker, os.X_OK), worker)
+        dyn = subprocess.run(['readelf', '-d', worker], capture_output=True, text=True, check=True).stdout
+        needed = re.findall(r'\(NEEDED\)\s+Shared library: \[([^\]]+)\]', dyn)
+        self.assertTrue(any(n.startswith('libc.so') for n in needed), needed)  # the parse found the list
+        self.assertFalse([n for n in needed if 'sqlite' in n], needed)
+        syms = ''
+        for flags in (['-D'], []):  # dynamic symbols, and the symbol table unless stripped
+            r = subprocess.run(['nm'] + flags + [worker], capture_output=True, text=True)
+            syms += r.stdout
+        self.assertIn(' main', syms)  # nm did read it
+        self.assertNotRegex(syms, r'\bsqlite3_open', 'dfew-worker can open an SQLite database')
 
     def test_storage_check_names_the_path_a_node_cannot_read(self):
         h = self.home()
@@ -324,19 +348,111 @@ class SlurmTest(SlurmBase):
         h.proc = None
         self.assertIn('local|slurm', h.log())
 
+    def test_resources_reach_sbatch(self):
+        cpus = min(2, int(slurm('sinfo', '-h', '-n', CLUSTER['node'], '-o', '%c').strip()))
+        # no accounting database on the test cluster: Slurm takes any account name and shows it
+        h = self.home('partition = debug\naccount = dfewlab\ntime_noop = 5m\ncpus_noop = %d\nmem_noop = 100M\n'
+                      'options = --comment=dfew-test\n' % cpus)
+        h.start()
+        job = h.ctl_json('noop', '--sleep-ms', '500')['first_id']
+        h.ctl('wait', '--timeout', '60', job)
+        self.assertEqual(h.scalar('SELECT state FROM jobs WHERE id = ?', job), 'done')
+        found = re.search(r'job=%d noop submitted as Slurm job (\d+)' % job, h.log())
+        self.assertTrue(found, h.log()[-3000:])
+        sid = found.group(1)
+        show = slurm('scontrol', 'show', 'job', sid)  # Slurm keeps an ended job for MinJobAge
+        for want in ('Partition=debug', 'Account=dfewlab', 'TimeLimit=00:05:00', 'NumCPUs=%d' % cpus,
+                     'MinMemoryNode=100M', 'Comment=dfew-test', 'Requeue=0'):
+            self.assertRegex(show, r'(^|\s)%s(\s|$)' % re.escape(want), show)
+        self.assertEqual(h.stop(), 0)
+
+    def test_max_jobs_caps_in_flight(self):
+        h = self.home('max_jobs = 2\ncheck_storage = no\n')  # not its subject: a faster start
+        h.start()
+        first = h.ctl_json('noop', '--count', '5', '--sleep-ms', '2000')['first_id']
+        jobs = list(range(first, first + 5))
+        # a Slurm job is in flight for dfewd from sbatch until dfewd took its
+        # result (then its folder goes): squeue's live jobs of this home
+        # whose folder has no result yet
+        seen, peak = set(), 0
+        deadline = time.time() + 120 * SLOW
+        while h.scalar("SELECT count(*) FROM jobs WHERE state = 'done'") < 5:
+            self.assertLess(time.time(), deadline, 'the five jobs did not finish:\n' + h.log()[-3000:])
+            self.assertIsNone(h.proc.poll(), 'dfewd exited')
+            out = slurm('squeue', '-h', '--states=PENDING,CONFIGURING,RUNNING', '-o', '%i|%j')
+            now = set()
+            for line in out.split():
+                sid, name = line.split('|')
+                folder = os.path.join(h.dir, 'slurm', 'job-' + name.split('-', 2)[-1])
+                if name.startswith('dfew-') and os.path.isdir(folder) and not os.path.exists(
+                        os.path.join(folder, 'result')):
+                    now.add(sid)
+            seen |= now
+            peak = max(peak, len(now))
+            self.assertLessEqual(len(now), 2, 'more than max_jobs = 2 in flight: %s' % out)
+            time.sleep(0.1)
+        self.assertEqual(peak, 2)  # the cap was reached, not only kept
+        self.assertEqual(len(seen), 5)  # each job its own Slurm job
+        for j in jobs:
+            self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', j), 1)
+            self.assertEqual(h.done_events(j), 1)
+        self.assertEqual(h.stop(), 0)
+
+    def test_sbatch_refusal_is_a_failed_attempt_with_slurms_message(self):
+        # no storage check: its probe job would be refused as well
+        h = self.home('partition = nosuch\ncheck_storage = no\n[queue]\nretry_base_seconds = 0.2\n')
+        h.start()
+        job = h.ctl_json('noop', '--max-attempts', '2')['first_id']
+        h.wait_for(lambda: h.scalar('SELECT state FROM jobs WHERE id = ?', job) == 'dead', 60,
+                   'job %d to end dead' % job)
+        self.assertEqual(h.scalar('SELECT attempts FROM jobs WHERE id = ?', job), 2)
+        self.assertEqual(h.done_events(job), 0)
+        failed = [e['message'] for e in self.events(h, job) if e['from_state'] == 'leased']
+        self.assertEqual(len(failed), 2, self.events(h, job))
+        for m in failed:
+            self.assertIn('sbatch refused the job', m)
+            self.assertIn('Invalid partition name specified', m)  # Slurm's own words
+        self.assertEqual(os.listdir(os.path.join(h.dir, 'slurm')), [])
+        # dfewd goes on serving: a partition Slurm has, after a reload, and the next job runs
+        self.assertIsNone(h.proc.poll())
+        h.write_config(SLURM_CONF + 'partition = debug\n')
+        h.proc.send_signal(signal.SIGHUP)
+        h.wait_for(lambda: 'config reloaded' in h.log(), 30, 'the reload')
+        nxt = h.ctl_json('noop')['first_id']
+        h.ctl('wait', '--timeout', '60', nxt)
+        self.assertEqual(h.scalar('SELECT state FROM jobs WHERE id = ?', nxt), 'done')
+        self.assertEqual(h.stop(), 0)
+
+    def test_storage_check_refuses_outputs_that_are_not_a_folder(self):
+        h = self.home()
+        outputs = os.path.join(h.dir, 'outputs')
+        with open(outputs, 'w') as f:
+            f.write('not a folder\n')
+        h.start(wait_ready=False)
+        rc = h.proc.wait(timeout=60 * SLOW)
+        h.proc = None
+        self.assertEqual(rc, 1)
+        log = h.log()
+        self.assertIn("not starting: the storage check: compute node %s cannot use dfewd's outputs folder %s "
+                      "(Not a directory)" % (CLUSTER['node'], outputs), log)
+
     def test_status_shows_slurm_job_and_progress(self):
         h = self.home()
         h.start()
         st = h.daemon_status()
         self.assertEqual(st['executor'], 'slurm')
-        job = h.ctl_json('noop', '--sleep-ms', '3000', '--progress', '5')['first_id']
+        job = h.ctl_json('noop', '--sleep-ms', '60000', '--progress', '5')['first_id']
         self.wait_running(h, job)
         # progress lines the worker wrote on the node reach the database
         h.wait_for(lambda: (h.scalar('SELECT progress FROM jobs WHERE id = ?', job) or 0) > 0, 30,
                    'progress of job %d' % job)
+        slot = self.wait_running(h, job)
         text = h.ctl('status', '--once').stdout
-        self.assertIn('Slurm', text)
-        h.ctl('wait', '--timeout', '60', job)
+        # the running job's line: its progress, and where it runs in Slurm
+        self.assertRegex(text, r'\n  job %d +noop +[0-9.]+ s +\d+%% .*\(Slurm job %d RUNNING on %s\)' %
+                         (job, slot['slurm_job'], re.escape(CLUSTER['node'])))
+        h.ctl('cancel', job)  # not a minute's wait for it
+        h.wait_for(lambda: self.slot_of(h, job) is None, 30, 'the slot to let go of the job')
         self.assertEqual(h.stop(), 0)
 
 
