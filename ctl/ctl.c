@@ -262,3 +262,25 @@ int ctl_print_record(struct ctl *c, const char *sql, const char *const *binds)
     sqlite3_finalize(st);
     return 0;
 }
+
+int ctl_path_utf8(const char *path, char **shown, char *why, size_t whylen)
+{
+    *shown = NULL;
+    size_t len = strlen(path), bad = utf8_bad_at(path, len);
+    if (bad == len)
+        return 0;
+    struct sbuf b = {0};
+    for (size_t i = 0; i < len;) {
+        size_t ok = utf8_bad_at(path + i, len - i);
+        sbuf_addn(&b, path + i, ok);
+        i += ok;
+        if (i < len)
+            sbuf_addf(&b, "\\x%02x", (unsigned char)path[i++]);
+    }
+    *shown = sbuf_take(&b);
+    snprintf(why, whylen,
+             "the path is not valid UTF-8 (byte 0x%02x at character %zu); dfew stores paths as UTF-8 text: rename "
+             "it (convmv -f latin1 -t utf8 converts Latin-1 names) and give it again",
+             (unsigned char)path[bad], utf8_chars(path, bad) + 1);
+    return -EILSEQ;
+}

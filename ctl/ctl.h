@@ -68,6 +68,12 @@ int cmd_metrics(struct ctl *c, int argc, char **argv);
 int cmd_annotators(struct ctl *c, int argc, char **argv);
 int cmd_web(struct ctl *c, int argc, char **argv);
 
+/* Paths given to dfewctl go into the database as text, so they must be UTF-8.
+ * 0 when path is; else -EILSEQ with *shown a printable copy of it (each byte
+ * that is not UTF-8 as \xNN; the caller frees it) and why a sentence
+ * that says where and what to do. */
+int ctl_path_utf8(const char *path, char **shown, char *why, size_t whylen);
+
 /* Common option handling for commands: --home and --json are accepted
  * anywhere. Returns the getopt result for anything else. */
 #define CTL_COMMON_LONGOPTS {"home", required_argument, NULL, 1000}, {"json", no_argument, NULL, 1001}, \

@@ -816,15 +816,28 @@ int cmd_import(struct ctl *c, int argc, char **argv)
     }
     r.dir = argv[optind];
     int rc = 1;
+    char *shown = NULL, why[256];
+    /* the release's path goes into the database as text: UTF-8 only */
+    if (ctl_path_utf8(r.dir, &shown, why, sizeof why)) {
+        fprintf(stderr, "dfewctl import: %s: %s\n", shown, why);
+        free(shown);
+        goto out;
+    }
     if (locate(&r) || abs_path(r.dir, &r.absdir))
         goto out;
-    /* Frame folders are stored as absolute paths. */
-    char **dirs[] = {&r.dir16, &r.diral, &r.dirorig};
+    /* Frame folders are stored as absolute paths (with the folders above
+     * the release, or a link's target: UTF-8 too). */
+    char **dirs[] = {&r.absdir, &r.dir16, &r.diral, &r.dirorig};
     for (size_t i = 0; i < ARRAY_LEN(dirs); i++) {
         char *a;
-        if (*dirs[i] && !abs_path(*dirs[i], &a)) {
+        if (i > 0 && *dirs[i] && !abs_path(*dirs[i], &a)) {
             free(*dirs[i]);
             *dirs[i] = a;
+        }
+        if (*dirs[i] && ctl_path_utf8(*dirs[i], &shown, why, sizeof why)) {
+            fprintf(stderr, "dfewctl import: %s: %s\n", shown, why);
+            free(shown);
+            goto out;
         }
     }
     if (ds_open(c, CTL_CREATE))

@@ -58,6 +58,19 @@ static void report(struct submit_run *r, const char *path, const char *status, l
         printf("known    %s  (%s)\n", path, detail);
 }
 
+/* A path that is not UTF-8 is refused (it would enter the database as
+ * text): reported, shown with its bad bytes as \xNN. 1 when refused. */
+static int refuse_non_utf8(struct submit_run *r, const char *path)
+{
+    char *shown, why[256];
+    if (!ctl_path_utf8(path, &shown, why, sizeof why))
+        return 0;
+    report(r, shown, "error", 0, 0, why);
+    r->errors++;
+    free(shown);
+    return 1;
+}
+
 /* A URL becomes a fetch job (deduplicated by URL); the movie row appears
  * when the download is complete and its content hash known. */
 static void submit_url(struct submit_run *r, const char *url)
@@ -176,9 +189,14 @@ static int submit_file(struct submit_run *r, const char *path, const struct stat
     struct db *db = r->c->db;
     char *abs = NULL;
     if (abs_path(path, &abs)) {
-        report(r, path, "error", 0, 0, strerror(errno));
+        int e = errno;
+        report(r, path, "error", 0, 0, strerror(e));
         r->errors++;
-        return -errno;
+        return -e;
+    }
+    if (refuse_non_utf8(r, abs)) { /* the folders above it or a link's target */
+        free(abs);
+        return -EILSEQ;
     }
     char sha[65];
     uint64_t size = 0;
@@ -344,6 +362,11 @@ static void walk(struct submit_run *r, const char *dir, int *files_seen, int *vi
                     walk(r, p.s, files_seen, videos);
             } else if (S_ISREG(sb.st_mode)) {
                 (*files_seen)++;
+                if (refuse_non_utf8(r, p.s)) {
+                    sbuf_free(&p);
+                    free(names[i]);
+                    continue;
+                }
                 char *abs = NULL;
                 int seen = r->batch && abs_path(p.s, &abs) == 0 ? seen_before(r, abs, &sb) : -1;
                 if (seen == 1) {
@@ -465,7 +488,9 @@ int cmd_submit(struct ctl *c, int argc, char **argv)
     for (int i = 0; i < npaths; i++) {
         const char *path = optind < argc ? argv[optind + i] : incoming;
         struct stat sb;
-        if (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8)) {
+        if (refuse_non_utf8(&r, path)) {
+            /* reported */
+        } else if (!strncasecmp(path, "http://", 7) || !strncasecmp(path, "https://", 8)) {
             submit_url(&r, path);
         } else if (strstr(path, "://")) {
             report(&r, path, "error", 0, 0, "only http:// and https:// URLs can be fetched; for a local file give its path");

@@ -17,7 +17,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (nl)
         *nl = '\0';
     int64_t id;
-    if (ctl_request_parse(line, &id) == CTLREQ_CANCEL && id <= 0)
+    /* a cancel is "cancel" and a positive decimal id, nothing after it
+     * (`cancel 12abc` was once cancel 12: corpus/ctlreq/regress-cancel-12abc) */
+    if (ctl_request_parse(line, &id) == CTLREQ_CANCEL &&
+        (id <= 0 || strspn(line + 7, "0123456789") != strlen(line + 7)))
         __builtin_trap();
     free(line);
     return 0;

@@ -14,7 +14,8 @@
 # in the tree are only read. A crash fails the run and names its input: copy
 # it into tests/fuzz/corpus/NAME/ as a regression input once it is fixed.
 # Without clang's fuzzer runtime (Debian: clang, libclang-rt-14-dev) it says
-# so and exits 0, so that scripts/test.sh goes on.
+# so and exits 0, so that scripts/test.sh goes on; with DFEW_REQUIRE_FUZZ=1
+# (CI: .ci/run) it fails instead, with the reason.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -25,7 +26,7 @@ while [ $# -gt 0 ]; do
   case "$1" in
     --seconds) seconds="$2"; shift 2 ;;
     --build-only) build_only=1; shift ;;
-    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     -*) echo "run.sh: unknown option $1" >&2; exit 2 ;;
     *) names+=("$1"); shift ;;
   esac
@@ -39,8 +40,12 @@ mkdir -p "$out/obj" "$out/bin" "$out/crashes"
 probe="$out/probe.c"
 echo 'int LLVMFuzzerTestOneInput(const unsigned char *d, unsigned long n) { (void)d; (void)n; return 0; }' >"$probe"
 if ! command -v "$CC" >/dev/null || ! "$CC" -fsanitize=fuzzer,address,undefined "$probe" -o "$out/probe" 2>/dev/null; then
-  echo "fuzz: SKIPPED: $CC with its fuzzer runtime is missing (Debian: apt-get install clang libclang-rt-14-dev," \
-       "or scripts/setup-deps.sh); the harnesses were not run"
+  why="$CC with its fuzzer runtime is missing (Debian: apt-get install clang libclang-rt-14-dev, or scripts/setup-deps.sh)"
+  if [ "${DFEW_REQUIRE_FUZZ:-0}" = 1 ]; then
+    echo "fuzz: FAILED: $why; DFEW_REQUIRE_FUZZ=1 asks for the harnesses to run" >&2
+    exit 1
+  fi
+  echo "fuzz: SKIPPED: $why; the harnesses were not run (DFEW_REQUIRE_FUZZ=1 makes this an error)"
   exit 0
 fi
 

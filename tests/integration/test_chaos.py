@@ -18,7 +18,10 @@ SIGKILL of a worker (a busy one when there is one), SIGKILL of dfewd (its
 workers die with it) and a restart, SIGKILL of dfewd while it starts up, and
 SIGTERM (a drain) and a restart. A seed replays the schedule (which kill,
 after what pause, which worker); where in a job each kill lands depends on
-the machine's load. [queue] max_attempts is above the number of kills, so
+the machine's load. Every planned kill must land on work (a busy worker, a
+dfewd with jobs to do): the last movies are held back until the last kills,
+a kill that hit nothing is drawn again, and the test fails when fewer
+landed. [queue] max_attempts is above the number of kills, so
 kills alone never make a job dead.
 
 The invariants, checked once everything is done and dfewd has drained:
@@ -447,37 +450,43 @@ class ChaosTest(unittest.TestCase):
             return []  # not answering (yet): nothing to pick
         return [(w['pid'], w.get('job')) for w in ws if w.get('pid') in kids]
 
+    # Each returns whether the kill landed: on a worker with a job, or on a
+    # dfewd with jobs left to do (not on an idle pool or a finished batch).
     def kill_worker(self):
         ws = self.our_workers()
         busy = [w for w in ws if w[1]]
         pool = sorted(busy or ws)
         if not pool:
             self.actions.append('worker: none running')
-            return
+            return False
         pid, job = pool[self.rng.randrange(len(pool))]
         os.kill(pid, signal.SIGKILL)
         self.actions.append('SIGKILL worker %d (job %s)' % (pid, job))
+        return job is not None
 
     def kill_daemon(self, pause):
-        pid = self.home.proc.pid
+        pid, work = self.home.proc.pid, self.unfinished()
         self.home.kill9()
         self.actions.append('SIGKILL dfewd %d, down %.2f s' % (pid, pause))
         time.sleep(pause)
+        return work > 0
 
     def kill_starting_daemon(self, after):
-        pid = self.home.proc.pid
+        pid, work = self.home.proc.pid, self.unfinished()
         self.home.kill9()
         self.home.start(wait_ready=False)
         self.daemon_pids.append(self.home.proc.pid)
         time.sleep(after)
         self.home.kill9()
         self.actions.append('SIGKILL dfewd %d, then the next %.2f s into its start' % (pid, after))
+        return work > 0
 
     def drain_daemon(self):
-        pid = self.home.proc.pid
+        pid, work = self.home.proc.pid, self.unfinished()
         rc = self.home.stop(signal.SIGTERM)
         self.actions.append('SIGTERM dfewd %d (exit %s)' % (pid, rc))
         self.assertEqual(rc, 0, 'dfewd drained with exit %s (seed %d)' % (rc, self.seed))
+        return work > 0
 
     def unfinished(self):
         return self.home.scalar("SELECT count(*) FROM jobs WHERE state NOT IN ('done', 'dead', 'cancelled')")
@@ -513,29 +522,44 @@ class ChaosTest(unittest.TestCase):
         while len(sources) < len(movies) // 2:
             submit_next()
         self.start()
-        for i in range(self.kills):
+        # Every planned kill must land on work: the rest of the movies is held
+        # back so that the last ones go in only as the last kills land (one
+        # after each kill once no more kills are left than movies), and one
+        # more goes in whenever the queue ran dry; a kill that found nothing
+        # to hit (an idle pool, jobs waiting out a backoff) is drawn again,
+        # up to four tries per planned kill.
+        landed = tries = 0
+        while landed < self.kills and tries < 4 * self.kills:
+            tries += 1
             time.sleep(self.rng.uniform(0.1, 1.5))
             if self.home.proc.poll() is not None:
                 self.fail_with(['dfewd %d exited by itself (%s)' % (self.home.proc.pid, self.home.proc.returncode)],
                                'dfewd died')
-            if len(sources) == len(movies) and not self.unfinished():
-                self.actions.append('(the batch ended before kill %d)' % (i + 1))
-                break
+            if not self.unfinished():
+                if len(sources) == len(movies):
+                    self.actions.append('(the batch ended before kill %d)' % (landed + 1))
+                    break
+                submit_next()
             r = self.rng.random()
             if r < 0.6:
-                self.kill_worker()
+                hit = self.kill_worker()
             elif r < 0.8:
-                self.kill_daemon(self.rng.uniform(0, 0.5))
+                hit = self.kill_daemon(self.rng.uniform(0, 0.5))
             elif r < 0.9:
-                self.kill_starting_daemon(self.rng.uniform(0, 0.4))
+                hit = self.kill_starting_daemon(self.rng.uniform(0, 0.4))
             else:
-                self.drain_daemon()
-            if len(sources) < len(movies):
+                hit = self.drain_daemon()
+            landed += hit
+            if not hit:
+                self.actions[-1] += ' (missed)'
+            if hit and len(movies) - len(sources) > self.kills - landed:
                 submit_next()  # also while dfewd is down
             if self.home.proc is None:
                 self.start()
         while len(sources) < len(movies):
             submit_next()
+        self.assertEqual(landed, self.kills, 'kills that landed on work, of %d planned, in %d tries (seed %d; '
+                         'actions: %s)' % (self.kills, tries, self.seed, '; '.join(self.actions)))
         self.home.wait_for(lambda: not self.unfinished(), 300 if OPTS.long else 120, 'the batch to finish')
         rc = self.home.stop(signal.SIGTERM)
         print('chaos: %d movies, %d clips, %d jobs in %.1f s; %s' % (

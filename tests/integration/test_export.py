@@ -361,7 +361,11 @@ class ExportTest(HomeTest):
     def release(self, root, ann, tests, trains=None, frames=()):
         """A hand-made DFEW-layout release."""
         os.makedirs(os.path.join(root, 'Annotation'))
-        write_text(os.path.join(root, 'Annotation/annotation.csv'), ann)
+        if isinstance(ann, bytes):  # as it is, not as UTF-8
+            with open(os.path.join(root, 'Annotation/annotation.csv'), 'wb') as f:
+                f.write(ann)
+        else:
+            write_text(os.path.join(root, 'Annotation/annotation.csv'), ann)
         for part, sets in (('test', tests), ('train', trains)):
             if sets is None:
                 continue
@@ -396,6 +400,12 @@ class ExportTest(HomeTest):
             ('one test set', ann, good_tests[:1], None, 'needs set_1.csv, set_2.csv'),
             ('name with a slash', ann + '1,1,1,1,1,1,1,../x,0\n', good_tests, None,
              "annotation.csv:6: the clip name '../x' may hold letters, digits"),
+            # text from the release enters the database: UTF-8 only (a Latin-1
+            # file is refused naming line and column), fields capped at 1024 bytes
+            ('Latin-1', ann.encode().replace(b'00003', b'0000\xfc3'), good_tests, None,
+             'annotation.csv:4: not UTF-8 at column 19 (byte 0xfc)'),
+            ('field too long', ann + '1,1,1,1,1,1,1,%s,0\n' % ('7' * 1025), good_tests, None,
+             'annotation.csv:6: field 8 is 1025 bytes long, more than 1024'),
         ]
         before = dump(self.home)
         for i, (what, a, tests, trains, reason) in enumerate(cases):

@@ -5,10 +5,13 @@ with the first response's ETag) after the connection was cut, a file that
 changed on the server meanwhile (downloaded again from the start, never
 spliced), a server without validators, downloads that die (the final reason,
 nothing partial left), a 404, a file over the size limit, a redirect to file://
-(refused), a host that does not resolve, and a URL submitted twice."""
+(refused), a host that does not resolve, a URL submitted twice, and a
+fetch worker killed mid-download (retried and done, or dead: no partial file
+left either way)."""
 import hashlib
 import http.server
 import os
+import signal
 import threading
 import time
 
@@ -68,7 +71,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.send_header('Content-Length', str(50 * 1024 * 1024))
             self.end_headers()
             self.wfile.write(b'\0' * 65536)
-        elif self.path == '/slow/movie.mp4':
+        elif self.path.startswith('/slow/'):
             self.send_response(200)
             self.send_header('Content-Length', str(len(data)))
             self.end_headers()
@@ -273,6 +276,54 @@ class FetchTest(HomeTest):
         self.home.wait_for(progress_shown, 20, 'download progress in dfewctl status')
         self.home.ctl('wait', '--timeout', '60', job)
         self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', job), 'done')
+
+    def partials(self):
+        d = os.path.join(self.home.dir, 'downloads')
+        return sorted(n for n in os.listdir(d) if n.startswith('.partial')) if os.path.isdir(d) else []
+
+    def kill_mid_download(self, job, attempt):
+        """SIGKILLs the worker that runs attempt `attempt` of fetch job `job`
+        once its partial file holds some bytes (attempt 1) or once it runs."""
+        def busy():
+            if self.home.scalar('SELECT attempts FROM jobs WHERE id = ?', job) != attempt:
+                return None
+            w = [w for w in self.home.daemon_status()['workers'] if w.get('job') == job]
+            if not w or (attempt == 1 and not any(os.path.getsize(os.path.join(self.home.dir, 'downloads', n)) > 0
+                                                  for n in self.partials() if not n.endswith('validator'))):
+                return None
+            return w[0]
+        self.home.wait_for(lambda: busy() is not None, 20, 'attempt %d of job %d downloading' % (attempt, job))
+        os.kill(busy()['pid'], signal.SIGKILL)
+
+    def test_killed_download_leaves_no_partial(self):
+        # killed once: the retry downloads it and the partial file is gone
+        job = self.home.ctl_json('submit', self.server.url('/slow/once.mp4'))['files'][0]['job_id']
+        self.kill_mid_download(job, 1)
+        self.home.ctl('wait', '--timeout', '60', job)
+        row = self.home.query('SELECT * FROM jobs WHERE id = ?', job)[0]
+        self.assertEqual(row['state'], 'done')
+        self.assertIn('killed by signal 9', self.home.scalar(
+            "SELECT group_concat(message, ' | ') FROM events WHERE job_id = ?", job))
+        import json
+        with open(json.loads(row['result'])['path'], 'rb') as f:
+            self.assertEqual(f.read(), self.payload)
+        self.assertEqual(self.partials(), [])
+        # killed on every attempt: dead, and dfewd removes what it left
+        job = self.home.ctl_json('submit', self.server.url('/slow/always.mp4'))['files'][0]['job_id']
+        attempts = self.home.scalar('SELECT max_attempts FROM jobs WHERE id = ?', job)
+        for attempt in range(1, attempts + 1):
+            self.kill_mid_download(job, attempt)
+            if attempt == 1:
+                self.assertNotEqual(self.partials(), [], 'a partial file while it downloads')
+        r = self.home.ctl('wait', '--timeout', '60', job, check=False)
+        self.assertEqual(r.returncode, 1, r.stdout + r.stderr)
+        self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', job), 'dead')
+        self.assertEqual(self.partials(), [])
+        # retried by hand after that and done: still nothing partial
+        self.home.ctl('retry', job)
+        self.home.ctl('wait', '--timeout', '60', job)
+        self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', job), 'done')
+        self.assertEqual(self.partials(), [])
 
     def test_failures_end_with_clear_reasons(self):
         _, row = self.fetch('/missing.mp4', expect_ok=False)

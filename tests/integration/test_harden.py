@@ -4,6 +4,7 @@ symbolic link planted at dfewctl's temporary output name, the database's
 file modes, finished results while another process holds the database,
 config files that cannot be read or are ambiguous, and label files that are
 not UTF-8 or hold huge fields."""
+import json
 import os
 import shutil
 import signal
@@ -178,6 +179,46 @@ class HardenTest(HomeTest):
             f.write('clip,annotator,emotion\n{},Müller,sad\n'.format(clip).encode())
         self.home.ctl('labels', 'import', bad)
         self.assertEqual(self.home.scalar('SELECT annotator FROM votes'), 'Müller')
+
+    def test_paths_must_be_utf8(self):
+        """Movie paths for submit and a release's path for import dfew go into
+        the database as text: one that is not UTF-8 (a Latin-1 file name) is
+        refused with a clear message and nothing is stored."""
+        init_db(self.home)
+        latin1 = os.fsdecode(b'M\xfcller')  # what a Latin-1 system names Müller
+        folder = os.path.join(self.home.dir, 'movies')
+        os.makedirs(folder)
+        movie = os.path.join(folder, latin1 + '.mp4')
+        with open(movie, 'wb') as f:  # refused on its name, before its content is looked at
+            f.write(b'\0' * 4096)
+        r = self.home.ctl('submit', movie, check=False)
+        self.assertNotEqual(r.returncode, 0, r.stdout)
+        self.assertIn('movies/M\\xfcller.mp4: the path is not valid UTF-8 (byte 0xfc at character', r.stderr)
+        self.assertIn('rename it', r.stderr)
+        # found in a folder
+        r = self.home.ctl('--json', 'submit', folder, check=False)
+        self.assertNotEqual(r.returncode, 0)
+        out = json.loads(r.stdout)
+        errors = [f for f in out['files'] if f['status'] == 'error']
+        self.assertTrue(any(f['path'].endswith('movies/M\\xfcller.mp4') and 'not valid UTF-8' in f['detail']
+                            for f in errors), out)
+        # a folder above it that is not UTF-8
+        above = os.path.join(self.home.dir, latin1)
+        os.makedirs(above)
+        with open(os.path.join(above, 'ok.mp4'), 'wb') as f:
+            f.write(b'\0' * 4096)
+        r = self.home.ctl('submit', os.path.join(above, 'ok.mp4'), check=False)
+        self.assertNotEqual(r.returncode, 0)
+        self.assertIn('not valid UTF-8', r.stderr)
+        self.assertEqual(self.home.scalar('SELECT count(*) FROM movies'), 0)
+        self.assertEqual(self.home.scalar('SELECT count(*) FROM jobs'), 0)
+        # import dfew of a release under a Latin-1 name, checked before its files
+        release = os.path.join(self.home.dir, 'DFEW-' + latin1)
+        os.makedirs(os.path.join(release, 'Annotation'))
+        r = self.home.ctl('import', 'dfew', release, check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn('DFEW-M\\xfcller: the path is not valid UTF-8 (byte 0xfc at character', r.stderr)
+        self.assertEqual(self.home.scalar('SELECT count(*) FROM movies'), 0)
 
 
 if __name__ == '__main__':

@@ -6,11 +6,13 @@
  * mismatched files) and the plugin loader (the real dfew-train-cpu.so by
  * dlopen; a module with a wrong api_version is refused).
  * Usage: test_train_misc REFDIR CPU_MODULE.so BAD_ABI_MODULE.so TMPDIR */
+#include <dirent.h>
 #include <errno.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sys/stat.h>
 
 #include "augment.h"
 #include "backend.h"
@@ -380,10 +382,50 @@ static void test_checkpoint(void)
         CHECK(be->train_step(a, &bu, NULL) == 0);
     struct dfew_train_progress p = {.epoch = 2, .step = 3, .lr = 0.005f, .best_loss = 1.5f, .bad_epochs = 1};
     CHECK(be->set_lr(a, 0.005f) == 0);
-    CHECK(be->save(a, path, &p) == 0);
-    char tmp[1100];
+    /* a symbolic link planted at the old, predictable temporary name
+     * (path.tmp) is not followed: its target keeps its bytes, the checkpoint
+     * is written all the same and no temporary is left */
+    char tmp[1100], victim[1100];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    CHECK(access(tmp, F_OK) != 0); /* renamed into place */
+    snprintf(victim, sizeof victim, "%s.victim", path);
+    unlink(tmp), unlink(path);
+    static const char untouched[] = "not a checkpoint: must stay as it is\n";
+    FILE *vf = fopen(victim, "wb");
+    CHECK(vf != NULL);
+    if (vf) {
+        fputs(untouched, vf);
+        fclose(vf);
+    }
+    CHECK(symlink(victim, tmp) == 0);
+    CHECK(be->save(a, path, &p) == 0);
+    char got[128] = {0};
+    vf = fopen(victim, "rb");
+    CHECK(vf != NULL);
+    if (vf) {
+        size_t n = fread(got, 1, sizeof got - 1, vf);
+        got[n] = '\0';
+        fclose(vf);
+    }
+    CHECK(strcmp(got, untouched) == 0);
+    struct stat st;
+    CHECK(lstat(tmp, &st) == 0 && S_ISLNK(st.st_mode)); /* the planted link is left alone */
+    CHECK(lstat(path, &st) == 0 && S_ISREG(st.st_mode) && st.st_size > (off_t)sizeof untouched);
+    unlink(tmp), unlink(victim);
+    /* renamed into place: no path.tmp* beside it */
+    char dirbuf[1024];
+    snprintf(dirbuf, sizeof dirbuf, "%s", path);
+    char *base = strrchr(dirbuf, '/');
+    *base++ = '\0';
+    char prefix[1100];
+    snprintf(prefix, sizeof prefix, "%s.tmp", base);
+    DIR *d = opendir(dirbuf);
+    CHECK(d != NULL);
+    int leftovers = 0;
+    for (struct dirent *de; d && (de = readdir(d));)
+        leftovers += !strncmp(de->d_name, prefix, strlen(prefix));
+    if (d)
+        closedir(d);
+    CHECK(leftovers == 0);
     for (int s = 0; s < 2; s++)
         CHECK(be->train_step(a, &bu, NULL) == 0);
     /* a fresh model resumes from the checkpoint and follows bitwise */

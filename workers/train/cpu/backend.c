@@ -14,6 +14,7 @@
 
 
 #include "backend.h"
+#include "util.h" /* open_temp_beside (lib/util.c, linked into the backend) */
 #include "conv_dnnl.h"
 #include "model.h"
 
@@ -310,16 +311,22 @@ static struct ckhead ck_head_of(const struct dfew_train_model *m)
 
 static int cpu_save(struct dfew_train_model *m, const char *path, const struct dfew_train_progress *p)
 {
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp", path) >= (int)sizeof tmp) {
-        snprintf(m->err, sizeof m->err, "checkpoint path too long: %s", path);
-        return -ENAMETOOLONG;
+    /* a new, unpredictable temporary beside path (O_EXCL | O_NOFOLLOW: a
+     * file or symbolic link planted there is never opened), then renamed */
+    char *tmp = NULL;
+    int fd = open_temp_beside(path, 0644, &tmp);
+    if (fd < 0) {
+        snprintf(m->err, sizeof m->err, "cannot write checkpoint %.160s: %s; check the directory exists and is writable",
+                 path, strerror(-fd));
+        return fd;
     }
-    struct ckio io = {.f = fopen(tmp, "wb"), .h = 0xcbf29ce484222325ull};
+    struct ckio io = {.f = fdopen(fd, "wb"), .h = 0xcbf29ce484222325ull};
     if (!io.f) {
         int e = errno;
-        snprintf(m->err, sizeof m->err, "cannot write checkpoint %.160s: %s; check the directory exists and is writable",
-                 tmp, strerror(e));
+        close(fd);
+        unlink(tmp);
+        free(tmp);
+        snprintf(m->err, sizeof m->err, "cannot write checkpoint %.160s: %s", path, strerror(e));
         return -e;
     }
     struct ckhead h = ck_head_of(m);
@@ -353,9 +360,11 @@ static int cpu_save(struct dfew_train_model *m, const char *path, const struct d
     if (bad || rename(tmp, path) != 0) {
         e = errno ? errno : EIO;
         unlink(tmp);
+        free(tmp);
         snprintf(m->err, sizeof m->err, "writing checkpoint %.160s failed: %s; check free disk space", path, strerror(e));
         return -e;
     }
+    free(tmp);
     return 0;
 }
 
