@@ -234,7 +234,7 @@ int cmd_folds(struct ctl *c, int argc, char **argv)
     static const struct ds_sub subs[] = {
         {"make", folds_make}, {"show", folds_show}, {"list", folds_list}, {"delete", folds_delete}, {NULL, NULL}};
     static const char usage_text[] =
-        "usage: dfewctl folds make [--k 5] [--seed S] [--by-movie] [--name N]   store a split\n"
+        "usage: dfewctl folds make [--k 5] [--seed S] [--by-movie] [--name N] [--replace]  store a split\n"
         "       dfewctl folds show [NAME]     per-fold sizes and class histograms\n"
         "       dfewctl folds list            the stored splits\n"
         "       dfewctl folds delete NAME     remove a split\n";

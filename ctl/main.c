@@ -14,7 +14,7 @@ static const struct {
     int (*fn)(struct ctl *, int, char **);
     const char *help;
 } commands[] = {
-    {"submit", cmd_submit, "submit PATH...       queue movies (files, or directories searched recursively)"},
+    {"submit", cmd_submit, "submit PATH|URL...   queue movies (files, directories searched recursively, http/https URLs)"},
     {"status", cmd_status, "status               job counts per kind and state, running jobs, the daemon"},
     {"jobs", cmd_jobs, "jobs [--state S]     list jobs (--kind K, --limit N)"},
     {"movies", cmd_movies, "movies               list movies with their probe facts"},
@@ -40,7 +40,8 @@ static const struct {
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: dfewctl [--home DIR] [--json] COMMAND [ARGS]\n\n"
+    fprintf(f, "usage: dfewctl [--home DIR] [--json] COMMAND [ARGS]\n"
+               "       dfewctl --version\n\n"
                "dfewctl: the command line of dfew, which turns movies into a labelled,\n"
                "aligned, benchmark-ready facial-expression dataset the way DFEW was built, and\n"
                "trains 3D CNNs on it. It queues movies and training runs for dfewd in\n"
@@ -53,6 +54,7 @@ static void usage(FILE *f)
                "--home DIR  the dfew home (default: $DFEW_HOME, else $XDG_DATA_HOME/dfew,\n"
                "            else ~/.local/share/dfew). The database is HOME/dfew.db.\n"
                "--json      machine-readable output\n"
+               "-V, --version  print the version and the database schema it writes\n"
                "Run 'dfewctl COMMAND --help' for a command's options.\n");
 }
 

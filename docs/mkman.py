@@ -28,6 +28,18 @@ def run_help(*argv):
     return r.returncode, r.stdout if r.stdout else r.stderr
 
 
+def help_text(*argv):
+    """A --help text that must be there: a program whose --help fails (a
+    usage error on stderr, a crash) stops the build instead of becoming its
+    man page."""
+    rc, text = run_help(*argv, '--help')
+    if rc != 0:
+        sys.exit('mkman: %s --help exited %d: %s' % (' '.join(argv), rc, text.strip()[:200]))
+    if not text.startswith('usage: '):
+        sys.exit('mkman: %s --help does not start with "usage: "' % ' '.join(argv))
+    return text
+
+
 def esc(text):
     """Text for roff: backslashes, hyphens as minus signs (options copy
     and paste), and lines that would start a request."""
@@ -72,7 +84,7 @@ def synopsis(usage):
 def commands(dfewctl):
     """The commands dfewctl --help lists, in its order, and each group's
     sub-commands (labels import, folds make ...) as its --help lists them."""
-    _, top = run_help(dfewctl, '--help')
+    top = help_text(dfewctl)
     names = []
     body = top.split('Commands:\n', 1)[1]
     for line in body.split('\n'):
@@ -83,9 +95,7 @@ def commands(dfewctl):
             names.append(m.group(1))
     out = []
     for name in names:
-        rc, text = run_help(dfewctl, name, '--help')
-        if rc != 0:
-            sys.exit('mkman: dfewctl %s --help exited %d' % (name, rc))
+        text = help_text(dfewctl, name)
         usage, _ = split_help(text)
         keywords, subs = [], []
         for u in usage:  # 'dfewctl labels import ...', 'dfewctl show [job|movie|clip] ID'
@@ -126,16 +136,21 @@ def man_dfewctl(dfewctl, version, out):
     write(out, page)
 
 
-def man_program(exe, name, section, version, summary, files, see_also, out):
-    """A program's page: its usage line as the synopsis, the rest of its
+HOME_ENV = [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')]
+
+
+def man_program(exe, name, section, version, summary, files, see_also, out, env=HOME_ENV):
+    """A program's page: its usage lines as the synopsis, the rest of its
     --help as the description, then FILES, ENVIRONMENT (DFEW_HOME) and SEE ALSO."""
-    _, text = run_help(exe, '--help')
+    text = help_text(exe)
     usage, rest = split_help(text)
     page = header(name, section, version, summary)
     page += synopsis(usage)
     page += '.SH DESCRIPTION\n' + verbatim(rest)
-    page += tagged('FILES', 'I', files)
-    page += tagged('ENVIRONMENT', 'B', [('DFEW_HOME', 'the home when \\fB\\-\\-home\\fR is not given')])
+    if files:
+        page += tagged('FILES', 'I', files)
+    if env:
+        page += tagged('ENVIRONMENT', 'B', env)
     page += '.SH SEE ALSO\n' + see_also + '\n'
     write(out, page)
 
@@ -153,11 +168,11 @@ def man_dfewd(dfewd, version, out):
 
 
 def man_worker(worker, version, out):
-    _, text = run_help(worker, '--help')
-    page = header('dfew-worker', '8', version, 'the compute process that dfewd starts')
-    page += ('.SH SYNOPSIS\n.B dfew\\-worker\n.SH DESCRIPTION\n' + verbatim(text) +
-             '.SH SEE ALSO\n\\fBdfewd\\fR(8)\n')
-    write(out, page)
+    man_program(worker, 'dfew-worker', '8', version, 'the compute process that dfewd starts', [],
+        '\\fBdfewd\\fR(8), \\fBdfew.conf\\fR(5)', out, env=[
+            ('DFEW_DEBUG', 'set: log debug lines too'),
+            ('DFEW_CACHE_DIR', "where the landmark model's flat copy is kept (dfewd sets HOME/cache)"),
+            ('OPENBLAS_CORETYPE', "OpenBLAS's kernels; chosen for this CPU when unset")])
 
 
 def man_web(web, version, out):

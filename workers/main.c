@@ -10,6 +10,7 @@
  * start-up probe job that says which of dfewd's paths this node sees. */
 #include <errno.h>
 #include <fcntl.h>
+#include <getopt.h>
 #include <libgen.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -21,6 +22,7 @@
 
 #include <curl/curl.h>
 
+#include "config.h"
 #include "dfew_build.h"
 #include "host.h"
 #include "log.h"
@@ -295,41 +297,96 @@ static int check_storage(const char *dir)
     return rc ? 1 : 0;
 }
 
+static const char usage_lines[] = "usage: dfew-worker [--preload MODEL]\n"
+                                  "       dfew-worker --one-job SPEC\n"
+                                  "       dfew-worker --check-storage DIR\n";
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "%s"
+            "\n"
+            "The compute process of dfew; not meant to be run by hand. dfewd starts one\n"
+            "per worker slot and speaks to it on its stdin and stdout (protocol %d): the\n"
+            "worker says hello, then reads one job line at a time and answers each with\n"
+            "progress lines and one done or fail line. Job kinds it runs:\n"
+            "%s.\n"
+            "It reads its inputs, writes its outputs atomically and never opens the\n"
+            "database. On a cluster node dfewd's Slurm executor runs it once per job\n"
+            "with --one-job (docs/slurm.md).\n"
+            "\n"
+            "  --preload MODEL  load the face detector and dlib's 68-point landmark model\n"
+            "                   MODEL while waiting for the first job (dfewd passes [prep]\n"
+            "                   landmark_model, default\n"
+            "                   %s)\n"
+            "  --one-job SPEC   run the one job whose line dfewd wrote to the file SPEC;\n"
+            "                   write its progress lines to progress, its result line to\n"
+            "                   result (atomically, last) and its pid and host to worker,\n"
+            "                   all beside SPEC; exit 0 when the result was written, 1 when\n"
+            "                   it could not be, 2 for a bad SPEC\n"
+            "  --check-storage DIR  dfewd's start-up probe on a cluster node: check that\n"
+            "                   this node reads (r) and writes in (w) the paths listed in\n"
+            "                   DIR/paths and write what it finds to DIR/result\n"
+            "  -V, --version    print the version and the protocol\n"
+            "  -h, --help       this text\n"
+            "\n"
+            "Environment: DFEW_DEBUG (set: log debug lines too), DFEW_CACHE_DIR (where the\n"
+            "landmark model's flat copy is kept; dfewd sets HOME/cache), OPENBLAS_CORETYPE\n"
+            "(OpenBLAS's kernels; chosen for this CPU when unset).\n",
+            usage_lines, DFEW_PROTO_VERSION, JOB_KINDS_HELP, DFEW_LANDMARK_MODEL);
+}
+
+/* --one-job SPEC and --check-storage DIR: one job on a cluster node. */
+static int run_once(char **argv, int check, const char *path)
+{
+    /* OpenBLAS reads its kernel choice when it loads, before main: the
+     * one dfewd's machine chose may not be this node's, so choose here
+     * and start again with it (dfewd does this for its local workers) */
+    if (!getenv("OPENBLAS_CORETYPE") && train_openblas_coretype_env())
+        execv("/proc/self/exe", argv);
+    signal(SIGPIPE, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
+    if (check)
+        return check_storage(path);
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    int rc = one_job(path);
+    curl_global_cleanup();
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
+    static const struct option opts[] = {
+        {"preload", required_argument, NULL, 'p'}, {"one-job", required_argument, NULL, 'o'},
+        {"check-storage", required_argument, NULL, 'c'}, {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'}, {NULL, 0, NULL, 0},
+    };
     log_init("dfew-worker", stderr, getenv("DFEW_DEBUG") ? LOG_DEBUG : LOG_INFO);
-    if (argc > 1 && (!strcmp(argv[1], "--version") || !strcmp(argv[1], "-V"))) {
-        printf("dfew-worker %s (protocol %d)\n", DFEW_VERSION, DFEW_PROTO_VERSION);
-        return 0;
-    }
     /* dfewd starts its job workers with --preload MODEL: the models load
      * while the worker waits for its first job, not in that job's time */
-    const char *preload = NULL;
-    if (argc == 3 && !strcmp(argv[1], "--preload")) {
-        preload = argv[2];
-        argc = 1;
+    const char *preload = NULL, *once = NULL;
+    int check = 0, modes = 0, c;
+    /* '+': no argument is moved, so that a --one-job run can exec itself with argv as it came */
+    while ((c = getopt_long(argc, argv, "+Vh", opts, NULL)) != -1) {
+        switch (c) {
+        case 'p': preload = optarg; break;
+        case 'o': once = optarg, check = 0, modes++; break;
+        case 'c': once = optarg, check = 1, modes++; break;
+        case 'V': printf("dfew-worker %s (protocol %d)\n", DFEW_VERSION, DFEW_PROTO_VERSION); return 0;
+        case 'h': usage(stdout); return 0;
+        default: fprintf(stderr, "%s(dfew-worker --help says more)\n", usage_lines); return 2;
+        }
     }
-    if (argc == 3 && (!strcmp(argv[1], "--one-job") || !strcmp(argv[1], "--check-storage"))) {
-        /* OpenBLAS reads its kernel choice when it loads, before main: the
-         * one dfewd's machine chose may not be this node's, so choose here
-         * and start again with it (dfewd does this for its local workers) */
-        if (!getenv("OPENBLAS_CORETYPE") && train_openblas_coretype_env())
-            execv("/proc/self/exe", argv);
-        signal(SIGPIPE, SIG_IGN);
-        signal(SIGINT, SIG_IGN);
-        if (argv[1][2] == 'c')
-            return check_storage(argv[2]);
-        curl_global_init(CURL_GLOBAL_DEFAULT);
-        int rc = one_job(argv[2]);
-        curl_global_cleanup();
-        return rc;
-    }
-    if (argc > 1) {
-        fprintf(stderr, "dfew-worker is started by dfewd and speaks its protocol on stdin/stdout; on a cluster "
-                        "node dfewd's Slurm jobs run it as dfew-worker --one-job SPEC or --check-storage DIR "
-                        "(try dfewd --help).\n");
+    if (optind < argc || modes > 1 || (once && preload)) {
+        if (optind < argc)
+            fprintf(stderr, "dfew-worker: unexpected argument '%s'\n", argv[optind]);
+        else
+            fprintf(stderr, "dfew-worker: --preload, --one-job and --check-storage go one at a time\n");
+        fprintf(stderr, "%s(dfew-worker --help says more)\n", usage_lines);
         return 2;
     }
+    if (once)
+        return run_once(argv, check, once);
     /* Die with the daemon: an orphaned worker would hold a job nobody tracks. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (getppid() == 1)

@@ -1,7 +1,7 @@
 """Man pages and bash completion against the programs: the pages built by
 docs/mkman.py render without groff warnings (lintian's check) and hold every
 line of every --help text; every option the parsers accept (their getopt
-tables in ctl/*.c and daemon/main.c), every dfew.conf key (lib/config.c)
+tables in ctl/*.c, daemon/main.c, workers/main.c), every dfew.conf key (lib/config.c)
 and every job kind (lib/queue.c) is documented; dfewctl's completion offers its commands, keywords and
 options, and every option it offers is one the command really accepts.
 A help text, parser, config key or completion that drifts from the others
@@ -19,6 +19,7 @@ DOCS = os.path.join(BUILD, 'docs')
 DFEWCTL = os.path.join(BUILD, 'dfewctl')
 DFEWD = os.path.join(BUILD, 'dfewd')
 DFEW_WEB = os.path.join(BUILD, 'web', 'dfew-web')
+DFEW_WORKER = os.path.join(BUILD, 'dfew-worker')
 ENV = dict(os.environ, LC_ALL='C.UTF-8', ASAN_OPTIONS='detect_leaks=0')
 
 
@@ -84,6 +85,8 @@ def parser_options(path):
     names = set(re.findall(r'\{"([a-z][a-z0-9-]*)",\s*(?:no|required|optional)_argument', src))
     if 'CTL_COMMON_LONGOPTS' in src:
         names |= {'home', 'json'}
+    # options compared by hand (strcmp(argv[i], "--x")) count too
+    names |= set(re.findall(r'strcmp\(argv\[[^]]+\], "--([a-z][a-z0-9-]*)"\)', src))
     return {'--' + n for n in names}
 
 
@@ -157,6 +160,22 @@ class ManPageTest(unittest.TestCase):
         for opt in parser_options(os.path.join(SOURCE, 'web', 'main.c')):
             self.assertIn(opt, help_options(page), 'dfew-web parses %s but dfew-web --help does not name it' % opt)
 
+    def test_dfew_worker_page_holds_its_help(self):
+        r = run(DFEW_WORKER, '--help')
+        self.assertEqual(r.returncode, 0, 'dfew-worker --help exited %d: %s' % (r.returncode, r.stderr))
+        self.assertRegex(r.stdout, r'^usage: dfew-worker')
+        page = squash(rendered('dfew-worker.8'))
+        for line in r.stdout.split('\n'):
+            if line.strip():
+                self.assertIn(squash(re.sub(r'^usage: ', '', line)), page,
+                              'dfew-worker --help line missing from dfew-worker(8)')
+        v = run(DFEW_WORKER, '--version')
+        self.assertEqual(v.returncode, 0, v.stderr)
+        self.assertRegex(v.stdout, r'^dfew-worker \S+ \(protocol \d+\)')
+        bad = run(DFEW_WORKER, '--zz-no-such-option')
+        self.assertEqual(bad.returncode, 2)
+        self.assertIn('usage: dfew-worker', bad.stderr)
+
     def test_every_parsed_option_is_documented(self):
         ctl_page = rendered('dfewctl.1')
         documented = help_options(ctl_page)
@@ -168,6 +187,13 @@ class ManPageTest(unittest.TestCase):
         dfewd_page = rendered('dfewd.8')
         for opt in parser_options(os.path.join(SOURCE, 'daemon', 'main.c')):
             self.assertIn(opt, help_options(dfewd_page), 'dfewd parses %s but dfewd --help does not name it' % opt)
+        worker_page = rendered('dfew-worker.8')
+        worker_opts = parser_options(os.path.join(SOURCE, 'workers', 'main.c'))
+        # what dfewd (pool.c, slurm.c) starts it with must be among what it parses
+        self.assertLessEqual({'--preload', '--one-job', '--check-storage', '--help', '--version'}, worker_opts)
+        for opt in worker_opts:
+            self.assertIn(opt, help_options(worker_page),
+                          'dfew-worker parses %s but dfew-worker --help does not name it' % opt)
 
     def test_every_config_key_is_documented(self):
         rendered('dfew.conf.5')  # renders
