@@ -18,6 +18,7 @@ Every page is screenshotted into the test artifacts (build/test-artifacts/web)
 and checked to be non-blank."""
 import json
 import os
+import subprocess
 import unittest
 import urllib.parse
 
@@ -39,6 +40,14 @@ def fleiss(rows):
     pbar = sum((sum(c * c for c in r) - m) / (m * (m - 1)) for r in rows) / n
     pe = sum(x * x for x in p)
     return (pbar - pe) / (1 - pe)
+
+
+def preview_frames(path):
+    """The video frames ffprobe decodes from a file."""
+    out = subprocess.run(['ffprobe', '-v', 'error', '-count_frames', '-select_streams', 'v:0',
+                          '-show_entries', 'stream=nb_read_frames', '-of', 'csv=p=0', path],
+                         check=True, capture_output=True, text=True).stdout
+    return int(out.strip())
 
 
 class WebTest(unittest.TestCase):
@@ -138,6 +147,12 @@ class WebTest(unittest.TestCase):
         self.assertEqual(b.key('6'), 200)
         self.assertTrue(b.eval("!!document.getElementById('done')"), 'no clip left for ann00')
         b.screenshot('annotate-done')
+        # each clip's preview holds exactly the frames its prep job took (the same range rule)
+        for clip in (first, second, third):
+            row = self.home.query('SELECT output_dir, frames_total FROM clips WHERE id = ?', clip)[0]
+            self.assertGreater(row['frames_total'], 0)
+            self.assertEqual(preview_frames(os.path.join(row['output_dir'], 'preview.mp4')), row['frames_total'],
+                             'clip %d: preview frames against the prep job\'s frames_total' % clip)
         # ann00 got the clips fewest votes first, ties by id: A (voted 3), B (1), C (6), as planned
         plan = {a: VOTES_A, bclip: VOTES_B, cclip: VOTES_C}
         self.assertEqual((first, second, third), (a, bclip, cclip))
