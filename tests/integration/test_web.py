@@ -203,8 +203,15 @@ class WebTest(unittest.TestCase):
         rows = [[sum(1 for v in plan[c] if v == e) for e in range(1, 8)] for c in self.clips]
         self.assertAlmostEqual(kappa, fleiss(rows), places=3)
         b.screenshot('dataset')
-        self.assertEqual(b.goto(self.server.base + '/clip/%d' % a), 200)
-        self.assertIn('neutral', b.eval("document.body.textContent"))
+        # each clip's vote counts (happy..fear), total and single label, as planned
+        expect = {a: ['2', '0', '8', '0', '0', '0', '0', '10', 'neutral'],
+                  bclip: ['7', '3', '0', '0', '0', '0', '0', '10', 'happy'],
+                  cclip: ['0', '0', '0', '1', '2', '7', '0', '10', 'disgust']}
+        for clip in self.clips:
+            self.assertEqual(b.goto(self.server.base + '/clip/%d' % clip), 200)
+            self.assertEqual(b.eval("[...document.querySelectorAll('#votes tbody td')].map(t => t.textContent)"),
+                             expect[clip], 'clip %d' % clip)
+            self.assertEqual(b.eval("document.querySelector('#votes td.label').textContent"), expect[clip][-1])
         b.screenshot('clip-voted')
 
     # --- refusals ---
@@ -328,6 +335,52 @@ class WebTest(unittest.TestCase):
         self.assertEqual(b.goto(s.base + '/clip/999999'), 404)
         self.assertEqual(b.goto(s.base + '/nope'), 404)
 
+    def clip_folds(self, query=''):
+        """The clip list's fold column: {clip id: fold text}."""
+        self.assertEqual(self.browser.goto(self.server.base + '/clips' + query), 200, query)
+        rows = self.browser.eval("[...document.querySelectorAll('#clips tbody tr')]"
+                                 ".map(r => [+r.cells[0].textContent, r.cells[r.cells.length - 1].textContent])")
+        return {c: f for c, f in rows}
+
+    def split_folds(self, name):
+        return {r['clip_id']: str(r['fold']) for r in
+                self.home.query('SELECT clip_id, fold FROM fold_clips WHERE split = ?', name)}
+
+    def split_note(self):
+        return self.browser.eval("document.getElementById('split').textContent")
+
+    def check_split_choice(self):
+        """The clip list's folds come from dfewctl's split: the official 'dfew' one, else the only one;
+        with several and none official, the one picked (split=NAME), and the page says which."""
+        b = self.browser
+        self.assertEqual(self.clip_folds(), self.split_folds('web2'))
+        self.assertEqual(b.eval("document.querySelector('#split b.split').textContent"), 'web2')
+        self.assertIn('the only one', self.split_note())
+        self.home.ctl('folds', 'make', '--k', '3', '--seed', '5', '--name', 'web3')
+        self.assertNotEqual(self.split_folds('web3'), self.split_folds('web2'), 'two splits that differ')
+        # two splits, none official: no fold shown, the page says to pick one; a fold filter needs one
+        self.assertEqual(self.clip_folds(), {c: '' for c in self.clips})
+        self.assertIn("several splits ('web2', 'web3') and none is the official 'dfew' one", self.split_note())
+        b.screenshot('page-clips-pick-split')
+        self.assertEqual(b.goto(self.server.base + '/clips?fold=1'), 400)
+        self.assertIn('pick one with split=NAME', b.eval("document.body.textContent"))
+        # picked
+        self.assertEqual(self.clip_folds('?split=web3'), self.split_folds('web3'))
+        self.assertEqual(b.eval("document.querySelector('#split b.split').textContent"), 'web3')
+        self.assertEqual(b.eval("document.querySelector('select[name=split]').value"), 'web3')
+        web3_fold1 = [c for c, f in self.split_folds('web3').items() if f == '1']
+        self.assertEqual(sorted(self.clip_folds('?split=web3&fold=1')), web3_fold1)
+        self.assertEqual(b.goto(self.server.base + '/clips?split=nope'), 400)
+        # the official split (the older one, renamed with sqlite3) is the default, not the newest
+        con = self.home.db()
+        with con:
+            con.execute("UPDATE splits SET name = 'dfew' WHERE name = 'web2'")
+        con.close()
+        self.assertEqual(self.clip_folds(), self.split_folds('dfew'))
+        self.assertEqual(b.eval("document.querySelector('#split b.split').textContent"), 'dfew')
+        self.assertIn('the official one', self.split_note())
+        self.assertEqual(self.clip_folds('?split=web3'), self.split_folds('web3'))
+
     def test_6_folds_and_runs(self):
         """Needs test_1's votes (all clips single-labelled): 3 folds, a run whose
         fold jobs are queued (dfewd is not running), and the predictions a
@@ -361,6 +414,7 @@ class WebTest(unittest.TestCase):
         rows = b.eval("[...document.querySelectorAll('table')].pop().querySelectorAll('tbody tr').length")
         self.assertEqual(rows, 7)
         b.screenshot('page-run')
+        self.check_split_choice()
         # a vote deleted with sqlite3 (the last test: it changes the labels): the counts follow
         con = self.home.db()
         with con:
