@@ -44,7 +44,7 @@ static int pick_split(struct db *db, const char *want, int64_t *id, struct sbuf 
         return -EIO;
     int n = 0, rc;
     int64_t first = 0, named = 0;
-    char first_name[256] = "";
+    char first_name[1100] = "";
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         int64_t sid = sqlite3_column_int64(st, 0);
         const char *nm = (const char *)sqlite3_column_text(st, 1);

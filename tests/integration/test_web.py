@@ -292,6 +292,27 @@ class WebTest(unittest.TestCase):
         self.login_admin()
         a = self.clips[0]
         movie = self.home.scalar('SELECT movie_id FROM clips WHERE id = ?', a)
+        # a job that failed for good: on the queue page with its error and a retry button, no cancel
+        dead = self.home.ctl_json('noop', '--count', '1', '--fail', 'permanent')['first_id']
+        self.home.start()
+        try:
+            w = self.home.ctl('wait', '--timeout', str(60 * SLOW), check=False, timeout=60 * SLOW + 30)
+        finally:
+            self.home.stop()
+        self.assertEqual(w.returncode, 1, 'dfewctl wait: 1 when some job is dead\n' + w.stdout + w.stderr)
+        self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', dead), 'dead')
+        self.assertEqual(b.goto(s.base + '/'), 200)
+        row = '#job-%d' % dead
+        cells = b.eval("[...document.querySelector('%s').cells].map(c => c.textContent.trim())" % row)
+        self.assertEqual(cells[1:3], ['noop', 'dead'])
+        self.assertEqual(cells[7], 'noop asked to fail (permanent) on attempt 1')
+        self.assertEqual(b.eval("[...document.querySelectorAll('%s form')].map(f => f.getAttribute('action'))" % row),
+                         ['/job/%d/retry' % dead])
+        b.screenshot('queue-dead')
+        self.assertEqual(b.click(row + ' form[action$=retry] button'), 200)
+        self.assertEqual(b.eval("document.getElementById('msg').textContent"), 'job retried')
+        self.assertEqual(self.home.scalar('SELECT state FROM jobs WHERE id = ?', dead), 'queued')
+        self.assertFalse(b.eval("!!document.querySelector('#job-%d form[action$=retry]')" % dead))
         # a job to cancel and retry from the queue page
         job_id = self.home.ctl_json('noop', '--count', '1')['first_id']
         self.assertEqual(b.goto(s.base + '/'), 200)
@@ -328,6 +349,13 @@ class WebTest(unittest.TestCase):
         self.assertEqual(b.goto(s.base + '/clips?state=usable'), 200)
         ids = b.eval("[...document.querySelectorAll('tbody tr td:first-child')].map(t => +t.textContent)")
         self.assertEqual(sorted(ids), sorted(self.clips))
+        # label filters: after test_1 every clip is single-labelled as planned
+        a, bclip, cclip = self.clips
+        if self.home.scalar('SELECT count(*) FROM clip_labels WHERE label IS NOT NULL') != 3:
+            self.fail('test_1 did not leave three single-labelled clips')
+        for label, want in (('neutral', [a]), ('happy', [bclip]), ('disgust', [cclip]), ('sad', []),
+                            ('ambiguous', []), ('unlabelled', [])):
+            self.assertEqual(self.label_filter(label), want, label)
         self.assertEqual(b.goto(s.base + '/clips?state=unusable'), 200)
         self.assertEqual(b.eval("document.querySelectorAll('tbody tr').length"), 0)
         for bad in ('state=dead%27--', 'sort=id;drop', 'page=0', 'fold=x', 'label=joy', 'dir=up'):
@@ -434,6 +462,28 @@ class WebTest(unittest.TestCase):
         self.assertTrue(b.eval("!!document.getElementById('done')"), 'skipped clips do not come back')
         self.assertEqual(self.home.scalar("SELECT skipped FROM annotator_progress WHERE name = 'skipper'"), 3)
         self.assertEqual(self.home.scalar("SELECT count(*) FROM votes WHERE annotator = 'skipper'"), 0)
+        # the label filters: after ann00's votes went, A keeps 7 neutral votes of 9, B (6 happy) and C
+        # (6 disgust) are no longer single-labelled (r = 6); then C loses all its votes
+        a, bclip, cclip = self.clips
+        self.login_admin()
+        self.assertEqual(self.label_filter('neutral'), [a])
+        self.assertEqual(self.label_filter('happy'), [])
+        self.assertEqual(self.label_filter('ambiguous'), [bclip, cclip])
+        self.assertEqual(self.label_filter('unlabelled'), [])
+        con = self.home.db()
+        with con:
+            con.execute('DELETE FROM votes WHERE clip_id = ?', (cclip,))
+        con.close()
+        self.assertEqual(self.label_filter('ambiguous'), [bclip])
+        self.assertEqual(self.label_filter('unlabelled'), [cclip])
+        self.assertEqual(self.label_filter('disgust'), [])
+        b.screenshot('page-clips-unlabelled')
+
+    def label_filter(self, label):
+        """The clips /clips?label=LABEL lists, by id."""
+        self.assertEqual(self.browser.goto(self.server.base + '/clips?label=' + label), 200)
+        return sorted(self.browser.eval("[...document.querySelectorAll('#clips tbody tr')]"
+                                        ".map(r => +r.cells[0].textContent)"))
 
 
 if __name__ == '__main__':
