@@ -16,14 +16,15 @@ driven by Debian's headless chromium through the DevTools protocol.
   training runs; bad filters are refused.
 Every page is screenshotted into the test artifacts (build/test-artifacts/web)
 and checked to be non-blank."""
+import http.client
 import json
 import os
 import subprocess
 import unittest
 import urllib.parse
 
-from dfewtest import SLOW, Home, main, video
-from webtest import Browser, WebServer, need_web
+from dfewtest import SLOW, Home, _die_with_test, main, video
+from webtest import WEB, Browser, WebServer, need_web
 
 CLIPS = '0,0.8\n0.8,1.6\n1.6,2.4\n'
 # Each annotator's vote per clip (by clip order): A mostly neutral, B mostly happy, C mostly disgust.
@@ -140,6 +141,10 @@ class WebTest(unittest.TestCase):
 
         # a vote with key 3: stored through the votes code, and the next clip comes
         self.assertEqual(b.key('3'), 200)
+        self.assertEqual(self.votes(first), [{'annotator': 'ann00', 'emotion': 3, 'source': 'web'}])
+        # a second vote by ann00 on that clip is refused and not stored
+        csrf = b.eval("document.querySelector('meta[name=csrf]').content")
+        self.assertEqual(self.fetch_status('/annotate/vote', 'csrf=%s&clip=%d&emotion=5' % (csrf, first)), 409)
         self.assertEqual(self.votes(first), [{'annotator': 'ann00', 'emotion': 3, 'source': 'web'}])
         second = self.shown_clip()
         self.assertEqual(b.key('1'), 200)
@@ -484,6 +489,53 @@ class WebTest(unittest.TestCase):
         self.assertEqual(self.browser.goto(self.server.base + '/clips?label=' + label), 200)
         return sorted(self.browser.eval("[...document.querySelectorAll('#clips tbody tr')]"
                                         ".map(r => +r.cells[0].textContent)"))
+
+    # --- starting dfew-web ---
+    def test_7_defaults_and_token_file(self):
+        # --help names the default address: loopback only
+        h = subprocess.run([WEB, '--help'], capture_output=True, text=True, timeout=30)
+        self.assertEqual(h.returncode, 0)
+        self.assertIn('default 127.0.0.1:8080', h.stdout)
+        # without --listen it takes 127.0.0.1:8080: it listens there, or (the port taken by another
+        # program on this machine) says that it could not listen there
+        p = subprocess.Popen([WEB, '--home', self.home.dir], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, preexec_fn=_die_with_test)
+        try:
+            line = p.stdout.readline()
+            if line:
+                self.assertRegex(line, r'^dfew-web: listening on http://127\.0\.0\.1:8080/ ')
+                # it answers there (a page that needs a sign-in)
+                c = http.client.HTTPConnection('127.0.0.1', 8080, timeout=30 * SLOW)
+                try:
+                    c.request('GET', '/')
+                    self.assertEqual(c.getresponse().status, 401)
+                finally:
+                    c.close()
+                p.terminate()
+                self.assertEqual(p.wait(timeout=20 * SLOW), 0)
+            else:
+                self.assertEqual(p.wait(timeout=20 * SLOW), 1)
+                err = p.stderr.read()
+                self.assertIn('cannot listen on 127.0.0.1:8080: Address already in use', err)
+                print('\n  (port 8080 is taken here: checked the address dfew-web tried instead)')
+        finally:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+            p.stdout.close()
+            p.stderr.close()
+        # a web.token that others can read is refused, with what to do
+        token = os.path.join(self.home.dir, 'web.token')
+        os.chmod(token, 0o644)
+        try:
+            r = subprocess.run([WEB, '--home', self.home.dir, '--listen', '127.0.0.1:0'], capture_output=True,
+                               text=True, timeout=30 * SLOW)
+        finally:
+            os.chmod(token, 0o600)
+        self.assertEqual(r.returncode, 1, r.stdout)
+        self.assertEqual(r.stdout, '')
+        self.assertIn('%s must be a file of this user that only it can read and write (mode 0600, it is 0644): '
+                      'chmod 600 %s' % (token, token), r.stderr)
 
 
 if __name__ == '__main__':
