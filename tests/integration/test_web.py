@@ -233,6 +233,29 @@ class WebTest(unittest.TestCase):
         self.assertEqual(b.goto(link), 200)
         for page in ('/', '/clips', '/dataset', '/movie/1', '/media/clip/%d/sheet.png' % self.clips[0]):
             self.assertEqual(b.goto(s.base + page), 403 if not page.startswith('/media') else 404, page)
+        # the curator revokes the link (dfewctl annotators disable): the signed-in browser and the link get 403
+        # with what happened; votes stay; enable lets the same link in again
+        self.assertEqual(self.home.ctl_json('annotators', 'disable', 'tok'), {'name': 'tok', 'disabled': True})
+        self.assertEqual(b.goto(s.base + '/annotate'), 403)
+        self.assertIn('switched this link off (dfewctl annotators disable)', b.eval('document.body.textContent'))
+        b.screenshot('annotate-revoked')
+        self.assertEqual(b.goto(link), 403)
+        tok = urllib.parse.urlparse(link).query.split('=')[1]
+        st, _, _ = s.request('GET', '/media/clip/%d/frame/1' % self.clips[0], headers={'Cookie': 'dfew_session=' + tok})
+        self.assertEqual(st, 403)
+        listing = {r['name']: r for r in self.home.ctl_json('annotators', 'list')}
+        self.assertEqual((listing['tok']['disabled'], listing['ann00']['disabled']), (1, 0))
+        before = self.home.scalar("SELECT count(*) FROM votes WHERE annotator = 'ann05'")
+        self.home.ctl('annotators', 'disable', 'ann05')
+        self.assertEqual(self.home.scalar("SELECT count(*) FROM votes WHERE annotator = 'ann05'"), before)
+        self.home.ctl('annotators', 'enable', 'ann05')
+        self.assertEqual(self.home.ctl_json('annotators', 'enable', 'tok'), {'name': 'tok', 'disabled': False})
+        self.assertEqual(b.goto(link), 200)
+        self.assertEqual(b.eval('location.pathname'), '/annotate')
+        r = self.home.ctl('annotators', 'disable', 'nobody', check=False)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("there is no annotator 'nobody'", r.stderr)
+        self.assertIn('Revokes NAME', self.home.ctl('annotators', 'disable', '--help').stdout)
         # the admin token as a Bearer header works for scripts; a wrong one does not
         st, _, _ = s.request('GET', '/clips', headers={'Authorization': 'Bearer ' + self.admin_token()})
         self.assertEqual(st, 200)
