@@ -560,6 +560,37 @@ class WebTest(unittest.TestCase):
         self.assertIn('%s must be a file of this user that only it can read and write (mode 0600, it is 0644): '
                       'chmod 600 %s' % (token, token), r.stderr)
 
+    def test_8_preview_frame_range(self):
+        """A clip whose start lies within 1e-6 s after a frame (0.0333333 s, frame 1 of the 30 fps movie):
+        the prep job takes that frame (its range rule has 1e-6 s of slack at both ends), and so must the
+        preview; a preview that compared times without the slack would hold one frame less."""
+        movie = video('single_face.mp4')
+        home = Home(config='[prep]\nmin_face_ratio = 0\n', workers=1, prep=True)
+        server = None
+        try:
+            lst = os.path.join(home.dir, 'clips.csv')
+            with open(lst, 'w') as f:
+                f.write('0.0333343,0.8\n')
+            home.ctl('submit', movie, '--clips', lst)
+            home.start()
+            home.ctl('wait', '--timeout', str(300 * SLOW), timeout=300 * SLOW + 60)
+            home.stop()
+            row = home.query('SELECT id, output_dir, frames_total FROM clips')[0]
+            self.assertEqual(row['frames_total'], 23, 'frames 1..23 (t = 1/30 .. 23/30 s)')
+            server = WebServer(home)
+            token = home.ctl('web', 'token').stdout.strip()
+            st, h, body = server.request('GET', '/media/clip/%d/preview.mp4' % row['id'],
+                                         headers={'Authorization': 'Bearer ' + token})
+            self.assertEqual(st, 200)
+            path = os.path.join(row['output_dir'], 'preview.mp4')
+            with open(path, 'rb') as f:
+                self.assertEqual(f.read(), body)
+            self.assertEqual(preview_frames(path), 23)
+        finally:
+            rc = server.stop() if server else 0
+            home.cleanup()
+        self.assertEqual(rc, 0)
+
 
 if __name__ == '__main__':
     main()
