@@ -388,7 +388,8 @@ enum MHD_Result page_clips(struct req *r)
         enum MHD_Result res =
             src == -EIO ? reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "The splits cannot be read now: try again.")
             : src < 0   ? reply_error(r, MHD_HTTP_BAD_REQUEST, "There is no such split: the splits are %s "
-                                      "(dfewctl folds list).", *sbuf_str(&split_names) ? sbuf_str(&split_names) : "none")
+                                      "(dfewctl folds list).",
+                                      *sbuf_str(&split_names) ? sbuf_str(&split_names) : "none")
             : src == 0
                 ? reply_error(r, MHD_HTTP_BAD_REQUEST, "There are no folds yet to filter by: dfewctl folds make.")
                 : reply_error(r, MHD_HTTP_BAD_REQUEST, "A fold of which split? There are several (%s) and none is the "
@@ -544,8 +545,8 @@ enum MHD_Result page_clip(struct req *r, int64_t id)
             total += counts[0][k];
         }
         int label = total ? single_label(counts[0], thr) : 0;
-        sbuf_addf(&b, "<td class=\"n\">%d</td><td class=\"label\">%s</td></tr></tbody></table><p>single label: more than r = %d "
-                      "votes for one emotion</p>", total, !total ? "(no votes yet)" : label ? emotion_name(label)
+        sbuf_addf(&b, "<td class=\"n\">%d</td><td class=\"label\">%s</td></tr></tbody></table><p>single label: "
+                      "more than r = %d votes for one emotion</p>", total, !total ? "(no votes yet)" : label ? emotion_name(label)
                                                                                             : "ambiguous", thr);
     }
     html_query_table(&b, r->db,

@@ -6,14 +6,21 @@ driven by Debian's headless chromium through the DevTools protocol.
   add`, the clip's H.264 preview plays, a key press votes, the vote is in the
   votes table (source web), the next clip comes; clips are handed out fewest
   votes first; after 10 annotators (annotators_per_clip) an 11th vote is
-  refused and not stored; a skipped clip is not shown to that annotator again;
+  refused and not stored, as is a second vote by one annotator on one clip; a
+  skipped clip is not shown to that annotator again; each preview holds
+  exactly the clip's frames (clips.frames_total; also for a start 1e-6 s
+  after a frame);
 - a wrong or missing token is refused; an annotator's token opens no curator
   page; a POST without (or with a wrong) CSRF token, or from another origin,
-  is refused; a path-traversal attempt is refused; oversized bodies too;
+  is refused; a path-traversal attempt is refused; oversized bodies too; a
+  link revoked with `dfewctl annotators disable` gets 403;
 - the curator's pages: queue (cancel and retry a job through the buttons),
   movies, one movie, clips with filters, one clip (its 16 frames load),
   dataset (Fleiss' kappa as computed here from the votes table), annotators,
-  training runs; bad filters are refused.
+  training runs; bad filters are refused; a dead job with its error and a
+  retry button; label filters; folds of dfewctl's split (official, only one,
+  or picked), named on the page;
+- dfew-web's loopback default and its refusal of a web.token others can read.
 Every page is screenshotted into the test artifacts (build/test-artifacts/web)
 and checked to be non-blank."""
 import http.client
