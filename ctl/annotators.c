@@ -1,7 +1,8 @@
 /* dfewctl annotators and dfewctl web: the people who vote through dfew-web
  * (`annotators add NAME` makes one and prints their personal link once: the
  * database keeps only the SHA-256 of its token; `annotators list` shows each
- * one's progress) and the curator's admin token (`web token`, the file
+ * one's progress; `annotators disable NAME` revokes the link, `enable` lets it
+ * in again) and the curator's admin token (`web token`, the file
  * HOME/web.token, mode 0600). Not the server: that is web/. */
 #include <errno.h>
 #include <getopt.h>
@@ -115,7 +116,8 @@ static int annotators_list(struct ctl *c, int argc, char **argv)
                              "usage: dfewctl annotators list [--json]\n\n"
                              "Each annotator of dfew-web: votes given, the clips still open to them (usable\n"
                              "clips with fewer than [labels] annotators_per_clip votes and none of theirs),\n"
-                             "their last vote and when they were added.\n");
+                             "their last vote, when they were added and whether they are disabled (1:\n"
+                             "dfewctl annotators disable revoked their link).\n");
     if (rc >= 0)
         return rc;
     if (ds_open(c, 0))
@@ -128,17 +130,92 @@ static int annotators_list(struct ctl *c, int argc, char **argv)
                             "(SELECT 1 FROM votes v WHERE v.clip_id = k.id AND v.annotator = p.name) AND NOT EXISTS "
                             "(SELECT 1 FROM annotator_skips s WHERE s.clip_id = k.id AND s.annotator_id = "
                             "p.annotator_id)) AS open_clips, "
-                            "coalesce(p.last_vote, '') AS last_vote, p.created "
+                            "coalesce(p.last_vote, '') AS last_vote, p.created, p.disabled "
                             "FROM annotator_progress p ORDER BY p.name",
                             NULL, "no annotators (dfewctl annotators add NAME adds one)");
     return n < 0 ? 1 : 0;
 }
 
+/* annotators disable NAME / enable NAME: dfew-web stops (or again starts)
+ * taking their token; their votes stay. */
+static int annotators_set_disabled(struct ctl *c, int argc, char **argv, int disabled)
+{
+    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
+    static const char disable_text[] =
+        "usage: dfewctl annotators disable NAME\n\n"
+        "Revokes NAME's personal link: dfew-web refuses their token from now on (403,\n"
+        "also for a browser that is signed in already). Their votes stay. `dfewctl\n"
+        "annotators enable NAME` lets the same link in again; `annotators list` shows\n"
+        "who is disabled.\n";
+    static const char enable_text[] =
+        "usage: dfewctl annotators enable NAME\n\n"
+        "Lets a disabled annotator's personal link into dfew-web again (the same link).\n";
+    const char *usage_text = disabled ? disable_text : enable_text, *cmd = disabled ? "disable" : "enable";
+    int o;
+    optind = 1;
+    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        if (ctl_common_opt(c, o, optarg))
+            continue;
+        if (o == 'h') {
+            printf("%s", usage_text);
+            return 0;
+        }
+        return 2;
+    }
+    if (optind + 1 != argc) {
+        fprintf(stderr, "%s", usage_text);
+        return 2;
+    }
+    const char *name = argv[optind];
+    if (ds_open(c, 0))
+        return 1;
+    sqlite3_stmt *st = db_prepare(c->db, "UPDATE annotators SET disabled = ? WHERE name = ?");
+    sqlite3_bind_int(st, 1, disabled);
+    sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+    int rc = db_step_done(c->db, st);
+    if (rc) {
+        fprintf(stderr, "dfewctl annotators %s: cannot change '%s': %s\n", cmd, name, db_errmsg(c->db));
+        return 1;
+    }
+    if (sqlite3_changes(c->db->h) == 0) {
+        fprintf(stderr, "dfewctl annotators %s: there is no annotator '%s' (dfewctl annotators list)\n", cmd, name);
+        return 1;
+    }
+    if (c->json) {
+        struct sbuf b = {0};
+        sbuf_add(&b, "{\"name\":");
+        sbuf_add_json_str(&b, name);
+        sbuf_addf(&b, ",\"disabled\":%s}", disabled ? "true" : "false");
+        printf("%s\n", sbuf_str(&b));
+        sbuf_free(&b);
+    } else {
+        printf("annotator '%s' %s\n", name, disabled ? "disabled: dfew-web refuses their link now"
+                                                       : "enabled: their link works again");
+    }
+    return 0;
+}
+
+static int annotators_disable(struct ctl *c, int argc, char **argv)
+{
+    return annotators_set_disabled(c, argc, argv, 1);
+}
+
+static int annotators_enable(struct ctl *c, int argc, char **argv)
+{
+    return annotators_set_disabled(c, argc, argv, 0);
+}
+
 int cmd_annotators(struct ctl *c, int argc, char **argv)
 {
-    static const struct ds_sub subs[] = {{"add", annotators_add}, {"list", annotators_list}, {NULL, NULL}};
+    static const struct ds_sub subs[] = {{"add", annotators_add},
+                                         {"list", annotators_list},
+                                         {"disable", annotators_disable},
+                                         {"enable", annotators_enable},
+                                         {NULL, NULL}};
     static const char usage_text[] = "usage: dfewctl annotators add [--url URL] NAME   a personal dfew-web link\n"
-                                     "       dfewctl annotators list                   each annotator's progress\n";
+                                     "       dfewctl annotators list                   each annotator's progress\n"
+                                     "       dfewctl annotators disable NAME           revoke their link (votes stay)\n"
+                                     "       dfewctl annotators enable NAME            let their link in again\n";
     return ds_dispatch(c, argc, argv, subs, usage_text);
 }
 

@@ -33,7 +33,7 @@ static const struct {
     {"import", cmd_import, "import dfew DIR      read a DFEW-layout release (labels, votes, official folds)"},
     {"train", cmd_train, "train [--split NAME] train a model on every fold of a split (one job per fold)"},
     {"runs", cmd_runs, "runs                 training runs: state, folds done, pooled UAR / WAR"},
-    {"annotators", cmd_annotators, "annotators add NAME  a personal dfew-web annotation link (also: annotators list)"},
+    {"annotators", cmd_annotators, "annotators add NAME  a personal dfew-web link (also: list, disable, enable)"},
     {"web", cmd_web, "web token            the curator's admin token of dfew-web"},
     {"metrics", cmd_metrics, "metrics [RUN]        per-fold and pooled recall, UAR, WAR (--json, --plot F.png)"},
 };

@@ -17,9 +17,8 @@
 #include "align.h"
 #include "media.h"
 
-/* Frames closer than this to a range boundary count as on it (timestamps
- * are integers in the stream's time base; seconds are doubles). */
-#define T_EPS 1e-6
+/* Frames closer than this to a range boundary count as on it (decode.h). */
+#define T_EPS DECODE_T_EPS
 
 struct plane {
     uint8_t *buf; /* coded orientation (what swscale writes) */

@@ -15,6 +15,14 @@
 
 struct decoder;
 
+/* A clip's frames are those with start_s <= t < end_s, each boundary with
+ * this much slack (timestamps are integers in the stream's time base,
+ * seconds are doubles): the one rule of decoder_seek, the prep job's face
+ * scan and dfew-web's preview, so that they all take the same frames. */
+#define DECODE_T_EPS 1e-6
+static inline int decode_t_before(double t, double start_s) { return t < start_s - DECODE_T_EPS; }
+static inline int decode_t_past(double t, double end_s) { return t >= end_s - DECODE_T_EPS; }
+
 enum decode_flags {
     DECODE_GRAY = 1,   /* also produce an 8-bit grey (luma) plane */
     DECODE_RAW = 2,    /* decoder_next converts nothing: f->av is the decoded

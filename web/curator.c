@@ -16,6 +16,66 @@
 #include "web.h"
 
 #define PAGE_ROWS 100
+/* The release's split: what dfewctl uses when none is named (ctl/dataset.h DS_OFFICIAL_SPLIT). */
+#define OFFICIAL_SPLIT "dfew"
+
+/* s percent-encoded for a query string (all but letters, digits and -_.~). */
+static void url_encode(struct sbuf *b, const char *s)
+{
+    for (const unsigned char *p = (const unsigned char *)s; *p; p++)
+        if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') || strchr("-_.~", *p))
+            sbuf_addf(b, "%c", *p);
+        else
+            sbuf_addf(b, "%%%02X", *p);
+}
+
+/* The split whose folds the clip list shows, by the rule of dfewctl's
+ * ds_split (ctl/dataset.c): the one named, else the official 'dfew' split
+ * when there is one, else the only split. Fills *id and name (escaped for
+ * HTML), and opts with an <option> per split (the named or chosen one
+ * selected). The number of splits, with *id 0 when there is none, or several
+ * and none is the official one (names then lists them); -ENOENT for an unknown name,
+ * -EIO when the splits cannot be read. */
+static int pick_split(struct db *db, const char *want, int64_t *id, struct sbuf *name, struct sbuf *opts,
+                      struct sbuf *names)
+{
+    sqlite3_stmt *st = db_prepare(db, "SELECT id, name FROM splits ORDER BY name = '" OFFICIAL_SPLIT "' DESC, id");
+    if (!st)
+        return -EIO;
+    int n = 0, rc;
+    int64_t first = 0, named = 0;
+    char first_name[1100] = "";
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        int64_t sid = sqlite3_column_int64(st, 0);
+        const char *nm = (const char *)sqlite3_column_text(st, 1);
+        if (!n++) {
+            first = sid;
+            snprintf(first_name, sizeof first_name, "%s", nm);
+        }
+        int sel = want ? !strcmp(nm, want) : 0;
+        if (sel) {
+            named = sid;
+            html_esc(name, nm);
+        }
+        sbuf_add(opts, sel ? "<option selected>" : "<option>");
+        html_esc(opts, nm);
+        sbuf_add(opts, "</option>");
+        sbuf_addf(names, "%s'", n > 1 ? ", " : "");
+        html_esc(names, nm);
+        sbuf_add(names, "'");
+    }
+    sqlite3_reset(st);
+    if (rc != SQLITE_DONE)
+        return -EIO;
+    if (want) {
+        *id = named;
+        return named ? n : -ENOENT;
+    }
+    *id = n == 1 || (n > 1 && !strcmp(first_name, OFFICIAL_SPLIT)) ? first : 0;
+    if (*id)
+        html_esc(name, first_name);
+    return n;
+}
 
 /* A list of job rows with the buttons that apply to their state. */
 static void job_table(struct sbuf *b, struct req *r, const char *sql, const char *empty)
@@ -318,8 +378,30 @@ enum MHD_Result page_clips(struct req *r)
                            "Bad filter: state is one of %s; label one of %s; bucket one of %s; fold a number; sort one "
                            "of id, duration, face_ratio, state, movie; dir asc or desc; page a number from 1.",
                            states, labels_list, buckets);
+    const char *split = req_query(r, "split");
+    int64_t split_id = 0;
+    struct sbuf split_name = {0}, split_opts = {0}, split_names = {0};
+    int src = split && strlen(split) > 1024 ? -ENOENT
+                                            : pick_split(r->db, split && *split ? split : NULL, &split_id, &split_name,
+                                                         &split_opts, &split_names);
+    if (src < 0 || (fold_n && !split_id)) {
+        enum MHD_Result res =
+            src == -EIO ? reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "The splits cannot be read now: try again.")
+            : src < 0   ? reply_error(r, MHD_HTTP_BAD_REQUEST, "There is no such split: the splits are %s "
+                                      "(dfewctl folds list).",
+                                      *sbuf_str(&split_names) ? sbuf_str(&split_names) : "none")
+            : src == 0
+                ? reply_error(r, MHD_HTTP_BAD_REQUEST, "There are no folds yet to filter by: dfewctl folds make.")
+                : reply_error(r, MHD_HTTP_BAD_REQUEST, "A fold of which split? There are several (%s) and none is the "
+                              "official '" OFFICIAL_SPLIT "' one: pick one with split=NAME.", sbuf_str(&split_names));
+        sbuf_free(&split_name);
+        sbuf_free(&split_opts);
+        sbuf_free(&split_names);
+        return res;
+    }
     int desc = dir && !strcmp(dir, "desc");
-    char offset[32], fold_s[32];
+    char offset[32], fold_s[32], split_s[32];
+    snprintf(split_s, sizeof split_s, "%lld", (long long)split_id);
     snprintf(offset, sizeof offset, "%lld", (long long)((page - 1) * PAGE_ROWS));
     snprintf(fold_s, sizeof fold_s, "%lld", (long long)fold_n);
     int label_id = label && *label && strcmp(label, "ambiguous") && strcmp(label, "unlabelled") ? emotion_parse(label)
@@ -328,13 +410,15 @@ enum MHD_Result page_clips(struct req *r)
     snprintf(label_s, sizeof label_s, "%s", !label || !*label ? "" : label_id ? "single" : label);
     char label_id_s[8];
     snprintf(label_id_s, sizeof label_id_s, "%d", label_id);
-    /* ?1 state, ?2 label kind (''/single/ambiguous/unlabelled), ?3 label id, ?4 bucket, ?5 fold, ?6 offset */
-    const char *binds[] = {state ? state : "", label_s, label_id_s, bucket ? bucket : "", fold_s, offset, NULL};
+    /* ?1 state, ?2 label kind (''/single/ambiguous/unlabelled), ?3 label id, ?4 bucket, ?5 fold, ?6 offset,
+     * ?7 split id */
+    const char *binds[] = {state ? state : "", label_s, label_id_s, bucket ? bucket : "", fold_s, offset, split_s,
+                           NULL};
     struct sbuf sql = {0};
     /* Only the filters in use go into the query (fixed fragments; every
      * value is a bound parameter): a label filter reads the clip_labels
      * view, which costs a pass over all votes. */
-    sbuf_add(&sql, "WITH sp AS (SELECT id FROM splits ORDER BY id DESC LIMIT 1), "
+    sbuf_add(&sql, "WITH sp AS (SELECT CAST(?7 AS INTEGER) AS id), "
                    "page AS (SELECT c.id, c.movie_id, c.state, c.start_s, c.end_s, c.duration_known, c.face_ratio, "
                    "c.reason FROM clips c WHERE ?1 = ?1 AND ?2 = ?2 AND ?3 = ?3 AND ?4 = ?4 AND ?5 = ?5");
     if (state && *state)
@@ -369,11 +453,24 @@ enum MHD_Result page_clips(struct req *r)
     if (fold_n)
         sbuf_addf(&b, "%lld", (long long)fold_n);
     sbuf_add(&b, "\"></label>");
+    if (*sbuf_str(&split_opts))
+        sbuf_addf(&b, "<label>split<select name=\"split\"><option value=\"\">%s</option>%s</select></label>",
+                  split_id && !(split && *split) ? "default" : "pick one", sbuf_str(&split_opts));
     select_box(&b, "sort", "sort by", sort, "id|duration|face_ratio|state|movie");
     select_box(&b, "dir", "order", dir, "asc|desc");
     sbuf_add(&b, "<button>show</button></form>");
+    if (split_id)
+        sbuf_addf(&b, "<p id=\"split\">fold: of split <b class=\"split\">%s</b>%s</p>", sbuf_str(&split_name),
+                  split && *split ? "" : src > 1 ? " (the official one; pick another with the split box)"
+                                                                   : " (the only one)");
+    else if (src > 1)
+        sbuf_addf(&b, "<p id=\"split\">fold: none shown: there are several splits (%s) and none is the official '"
+                      OFFICIAL_SPLIT "' one; pick one with the split box.</p>", sbuf_str(&split_names));
     int n = clip_rows(&b, r->db, sbuf_str(&sql), binds);
     sbuf_free(&sql);
+    sbuf_free(&split_name);
+    sbuf_free(&split_opts);
+    sbuf_free(&split_names);
     if (n < 0) {
         sbuf_free(&b);
         return reply_error(r, MHD_HTTP_SERVICE_UNAVAILABLE, "The clips cannot be read now: try again.");
@@ -386,6 +483,10 @@ enum MHD_Result page_clips(struct req *r)
             sbuf_addf(&q, "&amp;%s=%s", keys[i], strcmp(vals[i], "5s+") ? vals[i] : "5s%2B");
     if (fold_n)
         sbuf_addf(&q, "&amp;fold=%lld", (long long)fold_n);
+    if (split && *split) {
+        sbuf_add(&q, "&amp;split=");
+        url_encode(&q, split);
+    }
     sbuf_add(&b, "<p class=\"pager\">");
     if (page > 1)
         sbuf_addf(&b, "<a href=\"/clips?page=%lld%s\">previous</a>", (long long)page - 1, sbuf_str(&q));
@@ -444,8 +545,8 @@ enum MHD_Result page_clip(struct req *r, int64_t id)
             total += counts[0][k];
         }
         int label = total ? single_label(counts[0], thr) : 0;
-        sbuf_addf(&b, "<td class=\"n\">%d</td><td>%s</td></tr></tbody></table><p>single label: more than r = %d "
-                      "votes for one emotion</p>", total, !total ? "(no votes yet)" : label ? emotion_name(label)
+        sbuf_addf(&b, "<td class=\"n\">%d</td><td class=\"label\">%s</td></tr></tbody></table><p>single label: "
+                      "more than r = %d votes for one emotion</p>", total, !total ? "(no votes yet)" : label ? emotion_name(label)
                                                                                             : "ambiguous", thr);
     }
     html_query_table(&b, r->db,

@@ -34,7 +34,8 @@ static const char usage_text[] =
     "--version          print the version and exit\n"
     "--help             print this and exit\n\n"
     "The curator signs in at /login?token=T with T from `dfewctl web token`;\n"
-    "annotators with the link `dfewctl annotators add NAME` printed for them.\n";
+    "annotators with the link `dfewctl annotators add NAME` printed for them;\n"
+    "`dfewctl annotators disable NAME` revokes that link (403 from then on).\n";
 
 /* "127.0.0.1:8080", "[::1]:8080"; a bound, listening socket or a negative errno. */
 static int listen_on(const char *spec, char *shown, size_t shownlen)

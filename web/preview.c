@@ -28,12 +28,17 @@ struct enc {
     AVPacket *pkt;
     struct SwsContext *sws;
     int64_t last_pts;
+    int64_t last_dur; /* the last frame sent's duration, ms */
 };
 
 static int drain(struct enc *e)
 {
     int rc;
     while ((rc = avcodec_receive_packet(e->cc, e->pkt)) == 0) {
+        /* without a duration the MP4's edit list ends where the last frame
+         * starts, and players and ffprobe drop that frame */
+        if (e->pkt->duration <= 0)
+            e->pkt->duration = e->last_dur;
         av_packet_rescale_ts(e->pkt, e->cc->time_base, e->st->time_base);
         e->pkt->stream_index = e->st->index;
         if ((rc = av_interleaved_write_frame(e->oc, e->pkt)) < 0)
@@ -110,6 +115,9 @@ static int encode_frame(struct enc *e, const struct decoded_frame *f, double sta
     if (pts <= e->last_pts)
         pts = e->last_pts + 1;
     e->last_pts = pts;
+    e->last_dur = f->duration > 0 ? llround(f->duration * 1000) : 1;
+    if (e->last_dur < 1)
+        e->last_dur = 1;
     e->yuv->pts = pts;
     int rc = avcodec_send_frame(e->cc, e->yuv);
     return rc < 0 ? rc : drain(e);
@@ -155,7 +163,7 @@ int preview_make(const char *movie, double start_s, double end_s, int max_h, con
     struct enc e = {0};
     int frames = 0;
     rc = open_encoder(&e, tmp, ow, oh, fps, err, errlen);
-    if (!rc)
+    if (!rc && start_s > 0) /* as the prep job's scan (media/scan.c): the same frames */
         rc = decoder_seek(d, start_s, err, errlen);
     struct decoded_frame f;
     while (!rc) {
@@ -164,9 +172,9 @@ int preview_make(const char *movie, double start_s, double end_s, int max_h, con
             rc = got;
             break;
         }
-        if (f.t >= end_s)
+        if (decode_t_past(f.t, end_s))
             break;
-        if (f.t < start_s)
+        if (start_s > 0 && decode_t_before(f.t, start_s))
             continue;
         if ((rc = encode_frame(&e, &f, start_s)) < 0)
             snprintf(err, errlen, "encoding frame %d failed: %s", frames, av_err2str(rc));

@@ -285,10 +285,14 @@ static const char *session_token(struct req *r)
     return NULL;
 }
 
-/* Sets r->role (and the annotator) from a token. */
+#define REVOKED_TEXT "The curator has switched this link off (dfewctl annotators disable). Ask them if that is " \
+                     "a mistake: dfewctl annotators enable NAME lets it in again."
+
+/* Sets r->role (and the annotator) from a token; r->revoked for a disabled annotator's. */
 static void authenticate(struct req *r, const char *token)
 {
     r->role = ROLE_NONE;
+    r->revoked = 0;
     if (!web_token_valid(token))
         return;
     if (web_token_equal(token, r->w->admin_token)) {
@@ -296,11 +300,14 @@ static void authenticate(struct req *r, const char *token)
     } else {
         char hash[65];
         web_token_hash(token, hash);
-        sqlite3_stmt *st = db_prepare(r->db, "SELECT id, name FROM annotators WHERE token_sha256 = ? AND disabled = 0");
+        sqlite3_stmt *st = db_prepare(r->db, "SELECT id, name, disabled FROM annotators WHERE token_sha256 = ?");
         if (!st)
             return;
         sqlite3_bind_text(st, 1, hash, -1, SQLITE_TRANSIENT);
-        if (sqlite3_step(st) == SQLITE_ROW) {
+        int step = sqlite3_step(st);
+        if (step == SQLITE_ROW && sqlite3_column_int(st, 2))
+            r->revoked = 1;
+        else if (step == SQLITE_ROW) {
             r->role = ROLE_ANNOTATOR;
             r->annotator_id = sqlite3_column_int64(st, 0);
             snprintf(r->annotator, sizeof r->annotator, "%s", (const char *)sqlite3_column_text(st, 1));
@@ -328,6 +335,8 @@ static enum MHD_Result login(struct req *r)
 {
     const char *token = req_query(r, "token");
     authenticate(r, token);
+    if (r->revoked)
+        return reply_error(r, MHD_HTTP_FORBIDDEN, REVOKED_TEXT);
     if (r->role == ROLE_NONE)
         return reply_error(r, MHD_HTTP_FORBIDDEN,
                            "This link is not valid (any more). Ask the curator for a new one: dfewctl annotators add "
@@ -383,6 +392,8 @@ static enum MHD_Result route(struct req *r)
     if (!strcmp(r->path, "/login") && !r->post)
         return login(r);
     authenticate(r, session_token(r));
+    if (r->revoked)
+        return reply_error(r, MHD_HTTP_FORBIDDEN, REVOKED_TEXT);
     if (r->role == ROLE_NONE)
         return reply_error(r, MHD_HTTP_UNAUTHORIZED,
                            "Sign in with your personal link (dfewctl annotators add NAME makes one; the curator's is "

@@ -60,6 +60,7 @@ struct req {
     int post;
     enum role role;
     int64_t annotator_id;
+    int revoked; /* the token is a disabled annotator's (dfewctl annotators disable) */
     char annotator[130];
     char csrf[65];           /* the CSRF token of this session ("" without one) */
     int secure;              /* the client reached us over TLS (a proxy said so) */
