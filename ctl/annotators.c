@@ -140,7 +140,6 @@ static int annotators_list(struct ctl *c, int argc, char **argv)
  * taking their token; their votes stay. */
 static int annotators_set_disabled(struct ctl *c, int argc, char **argv, int disabled)
 {
-    static const struct option opts[] = {CTL_COMMON_LONGOPTS, {NULL, 0, NULL, 0}};
     static const char disable_text[] =
         "usage: dfewctl annotators disable NAME\n\n"
         "Revokes NAME's personal link: dfew-web refuses their token from now on (403,\n"
@@ -151,17 +150,9 @@ static int annotators_set_disabled(struct ctl *c, int argc, char **argv, int dis
         "usage: dfewctl annotators enable NAME\n\n"
         "Lets a disabled annotator's personal link into dfew-web again (the same link).\n";
     const char *usage_text = disabled ? disable_text : enable_text, *cmd = disabled ? "disable" : "enable";
-    int o;
-    optind = 1;
-    while ((o = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        if (ctl_common_opt(c, o, optarg))
-            continue;
-        if (o == 'h') {
-            printf("%s", usage_text);
-            return 0;
-        }
-        return 2;
-    }
+    int r = ctl_simple_opts(c, argc, argv, usage_text);
+    if (r >= 0)
+        return r;
     if (optind + 1 != argc) {
         fprintf(stderr, "%s", usage_text);
         return 2;
