@@ -220,17 +220,6 @@ static int seek_to(struct decoder *d, double target)
     return 0;
 }
 
-int decoder_keyframes(const struct decoder *d, double *t, int max)
-{
-    int n = 0, count = avformat_index_get_entries_count(d->vs);
-    for (int i = 0; i < count && n < max; i++) {
-        const AVIndexEntry *e = avformat_index_get_entry(d->vs, i);
-        if (e && (e->flags & AVINDEX_KEYFRAME) && e->timestamp != AV_NOPTS_VALUE)
-            t[n++] = e->timestamp * d->tb - d->origin;
-    }
-    return n;
-}
-
 int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen)
 {
     av_frame_unref(d->frame);

@@ -76,12 +76,6 @@ void decoder_close(struct decoder *d);
  * keyframe before t0 and decodes from there (frames before t0 are dropped),
  * so no frame is lost to a seek that lands late. */
 int decoder_seek(struct decoder *d, double t0, char *err, size_t errlen);
-/* The times (seconds, on the timeline of decoded frames) of the video's
- * keyframes that its container's index lists, in order, at most max of
- * them: how many, 0 when the index lists none (a file without one). The
- * index's times: in MP4 the decoding times, with B-frames a few frames
- * before the keyframes' picture times. */
-int decoder_keyframes(const struct decoder *d, double *t, int max);
 /* 1 and a frame, 0 at the end of the stream, or a negative errno with err. */
 int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t errlen);
 /* Converts a picture this decoder returned (f->av of a DECODE_RAW frame, or a

@@ -71,51 +71,16 @@ int prep_ranges_plan(const struct prep_args *a)
     return n < 2 ? 1 : (int)n;
 }
 
-/* The last of the n keyframe times kf at or before t (-INFINITY: none). */
-static double key_before(const double *kf, int n, double t)
+/* bounds[0..n]: the ranges' starts, an even split. A range but the first
+ * also decodes the frames from the keyframe before its start and drops
+ * them; moving its start to that keyframe instead would leave it the
+ * longer range by the whole distance, where the dropped frames cost only
+ * their decoding (under half of a frame's work in fast mode). */
+static void plan_bounds(const struct prep_args *a, int n, double *bounds)
 {
-    double k = -INFINITY;
-    for (int i = 0; i < n && kf[i] <= t + 1e-6; i++)
-        k = kf[i];
-    return k;
-}
-
-/* bounds[0..n]: the ranges' starts. A range but the first also decodes
- * the frames from the keyframe before its start and drops them, at about
- * DECODE_SHARE of a frame's work each (fast mode). With two ranges and the
- * file's keyframes known (its index), the boundary balances the two
- * ranges' work, that pre-roll included: the best of the even split, each
- * keyframe, and the balance point between two keyframes (a file with a
- * keyframe every 10 s split evenly gives the second range up to 10 s of
- * frames decoded for nothing). Otherwise an even split. */
-#define DECODE_SHARE 0.5
-static void plan_bounds(const struct prep_args *a, int n, const double *kf, int nkf, double *bounds)
-{
-    double s0 = a->start_s, s1 = a->end_s;
     for (int k = 0; k < n; k++)
-        bounds[k] = s0 + (s1 - s0) * k / n;
-    bounds[n] = s1;
-    if (n != 2 || nkf == 0)
-        return;
-    /* work of the two ranges split at s: s - s0 and s1 - s + pre-roll */
-#define SPLIT_COST(s) fmax((s) - s0, s1 - (s) + DECODE_SHARE * fmax(0, (s) - key_before(kf, nkf, (s))))
-    double best = bounds[1], best_c = SPLIT_COST(best);
-    double lo = s0 + 0.25 * (s1 - s0), hi = s0 + 0.75 * (s1 - s0); /* no range under a quarter */
-    for (int i = 0; i < nkf; i++) {
-        double cand[2] = {kf[i], (s1 + s0 - DECODE_SHARE * kf[i]) / (2 - DECODE_SHARE)};
-        for (int j = 0; j < 2; j++) {
-            double s = cand[j];
-            if (s < lo || s > hi || (j == 1 && (s < kf[i] || (i + 1 < nkf && s >= kf[i + 1]))))
-                continue;
-            double c = SPLIT_COST(s);
-            if (c < best_c - 1e-9) {
-                best_c = c;
-                best = s;
-            }
-        }
-    }
-#undef SPLIT_COST
-    bounds[1] = best;
+        bounds[k] = a->start_s + (a->end_s - a->start_s) * k / n;
+    bounds[n] = a->end_s;
 }
 
 static double share_frac(const struct range_share *sh)
@@ -464,22 +429,7 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
     double bounds[MAX_RANGES + 1];
     if (n < 2 || n > MAX_RANGES)
         return -EINVAL;
-    /* the file's keyframes, for where the ranges meet */
-    double kf[4096];
-    int nkf = 0;
-    struct decoder *probe = NULL;
-    char perr[256];
-    if (decoder_open(a->path, DECODE_GRAY | DECODE_NO_RGB, &probe, perr, sizeof perr) == 0) {
-        nkf = decoder_keyframes(probe, kf, (int)(sizeof kf / sizeof kf[0]));
-        if (nkf == (int)(sizeof kf / sizeof kf[0]))
-            nkf = 0; /* more than listed: an even split */
-        decoder_close(probe);
-    }
-    plan_bounds(a, n, kf, nkf, bounds);
-    char starts[MAX_RANGES * 24] = "";
-    for (int k = 0; k < n; k++)
-        snprintf(starts + strlen(starts), sizeof starts - strlen(starts), "%s%.3f", k ? "," : "", bounds[k]);
-    kv_set(&ctx->result, "range_starts", starts);
+    plan_bounds(a, n, bounds);
     struct range_share sh = {.ctx = ctx, .n = n, .len = a->end_s - a->start_s};
     struct range_job *rj = calloc((size_t)n, sizeof *rj);
     pthread_t th[MAX_RANGES];

@@ -32,13 +32,12 @@ from test_prep import read_faces
 FPS = 25
 
 
-def composite(path, moving=False, hide=None, gop=None):
+def composite(path, moving=False, hide=None):
     """happy.mp4 (a man) scaled to 360 px on the left of a 960x540 grey frame,
     fear.mp4 (a woman) at 256 px on the right, 4 s at 25 fps. moving: the
     woman crosses from right to left in front of the man instead. hide:
     (t0, t1) seconds during which the man is gone (the background in his
-    place: a black box would read as a shot cut, and end every track). gop:
-    a keyframe every gop frames (x264's default otherwise)."""
+    place: a black box would read as a shot cut, and end every track)."""
     woman_x = "'if(lt(t,0.5),620,max(40,620-240*(t-0.5)))'" if moving else '620'
     graph = ('color=c=gray:s=960x540:r=%d:d=4[bg];[0:v]fps=%d,scale=360:360,setpts=PTS-STARTPTS[man];'
              '[1:v]fps=%d,setpts=PTS-STARTPTS[woman];[bg][man]overlay=60:90:shortest=1[a];'
@@ -47,8 +46,7 @@ def composite(path, moving=False, hide=None, gop=None):
                 ",drawbox=x=60:y=90:w=360:h=360:color=gray:t=fill:enable='between(t,%g,%g)'" % hide if hide else ''))
     subprocess.run(['ffmpeg', '-nostdin', '-v', 'error', '-y', '-i', video('mead_eamm/happy.mp4'), '-i',
                     video('mead_eamm/fear.mp4'), '-filter_complex', graph, '-map', '[out]', '-t', '4', '-c:v',
-                    'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p'] + (['-g', str(gop)] if gop else []) + [path],
-                   check=True)
+                    'libx264', '-preset', 'veryfast', '-pix_fmt', 'yuv420p', path], check=True)
 
 
 def centre(box):
