@@ -236,14 +236,34 @@ static double ncc(const float *a, const float *b)
     return s;
 }
 
+/* Where and when track tr was last seen: its last detection, or its last
+ * face followed by landmarks when that came later. Returns the time; box
+ * and frame are optional. */
+static double last_seen(const struct track *tr, const struct dlibc_box **box, int64_t *frame)
+{
+    int fol = tr->f_follow > tr->f_last;
+    if (box)
+        *box = fol ? &tr->fbox : &tr->box;
+    if (frame)
+        *frame = fol ? tr->f_follow : tr->f_last;
+    return fol ? tr->t_follow : tr->t_last;
+}
+
+/* The frame track tr was last seen in (detected or followed). */
+static int64_t last_frame(const struct track *tr)
+{
+    int64_t f;
+    last_seen(tr, NULL, &f);
+    return f;
+}
+
 /* Where track tr should be at time t: its last box moved by its velocity,
  * damped as the gap grows and never by more than half a box side (HOG boxes
  * jump by a cell, so velocities are rough). */
 static struct dlibc_box predict(const struct track *tr, double t)
 {
-    int fol = tr->f_follow > tr->f_last;
-    const struct dlibc_box *box = fol ? &tr->fbox : &tr->box;
-    double dt = t - (fol ? tr->t_follow : tr->t_last);
+    const struct dlibc_box *box;
+    double dt = t - last_seen(tr, &box, NULL);
     double damp = exp(-dt / 0.3);
     double s = side(box);
     double mx = tr->vx * dt * damp, my = tr->vy * dt * damp;
@@ -258,8 +278,6 @@ static struct dlibc_box predict(const struct track *tr, double t)
     return (struct dlibc_box){cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2, tr->box.score};
 }
 
-/* When track tr was last seen: detected, or followed by its landmarks. */
-static double seen_t(const struct track *tr) { return tr->f_follow > tr->f_last ? tr->t_follow : tr->t_last; }
 
 /* The frame a face's landmarks give: their centre and spread (root mean
  * square distance from the centre). */
@@ -415,7 +433,9 @@ static int record(struct tracker *t, struct buffered *b, struct track *tr, const
         tr->vx = tr->vy = tr->vs = 0;
     }
     /* followed faces up to the frame before are confirmed by this detection */
-    tr->f_prev = tr->seen ? (tr->f_follow > tr->f_last ? tr->f_follow : tr->f_last) : -1;
+    tr->f_prev = -1;
+    if (tr->seen)
+        last_seen(tr, NULL, &tr->f_prev);
     tr->f_follow = -1;
     tr->nfollow = 0;
     if (t->o.landmarks) {
@@ -569,7 +589,7 @@ static int expire(struct tracker *t, int pos, double now, int cut)
     int k = 0;
     for (int i = 0; i < t->ntr; i++) {
         struct track *tr = &t->tr[i];
-        if (cut || now - seen_t(tr) > t->o.track_gap_s + 1e-6) {
+        if (cut || now - last_seen(tr, NULL, NULL) > t->o.track_gap_s + 1e-6) {
             int rc = tr->nfollow ? verify_followed(t, pos, tr) : 0;
             if (rc)
                 return rc;
@@ -667,7 +687,7 @@ static int others_near(const struct tracker *t, const struct track *tr, double n
     struct dlibc_box g = {p.x0 - m, p.y0 - m, p.x1 + m, p.y1 + m, 0};
     for (int i = 0; i < t->ntr; i++) {
         const struct track *o = &t->tr[i];
-        if (o == tr || !o->active || now - seen_t(o) > t->o.track_gap_s + 1e-6)
+        if (o == tr || !o->active || now - last_seen(o, NULL, NULL) > t->o.track_gap_s + 1e-6)
             continue;
         struct dlibc_box q = predict(o, now);
         if (iou(&g, &q) > 0)
@@ -698,7 +718,8 @@ static int try_follow(struct tracker *t, struct buffered *b, struct track *tr)
     t->st.landmarks_s += now_s() - t0;
     if (rc)
         return rc;
-    const struct dlibc_box *last = tr->f_follow > tr->f_last ? &tr->fbox : &tr->box;
+    const struct dlibc_box *last;
+    last_seen(tr, &last, NULL);
     double cx = 0.5 * (c.box.x0 + c.box.x1), cy = 0.5 * (c.box.y0 + c.box.y1), sd = side(&c.box);
     int ok = iou(&box1, &c.box) >= FOLLOW_CONVERGED && fabs(sd / fmax(1, side(last)) - 1) <= FOLLOW_SIZE &&
              centre_distance(last, &c.box) <= FOLLOW_MOVE && cx - 0.25 * sd >= 0 && cy - 0.25 * sd >= 0 &&
@@ -789,7 +810,7 @@ static int process(struct tracker *t, int pos)
     /* lost: no face was detected or followed in the frame before */
     int lost = 1;
     for (int i = 0; i < t->ntr && lost; i++)
-        lost = t->tr[i].f_last != b->index - 1 && t->tr[i].f_follow != b->index - 1;
+        lost = last_frame(&t->tr[i]) != b->index - 1;
     int fast = t->o.detect == TRACK_FAST;
     int search = !fast || b->cut || t->last_search_f < 0 ||
                  b->t - t->last_search_t >= t->o.detect_interval_s - 1e-6 ||
@@ -827,7 +848,7 @@ static int process(struct tracker *t, int pos)
         tr->followed_now = 0;
         if (fast && !search && t->o.landmarks && tr->nfollow < t->o.follow_frames && tr->has_rel &&
             tr->has_desc && tr->seen >= NCC_HISTORY &&
-            (tr->f_last == b->index - 1 || tr->f_follow == b->index - 1) && !others_near(t, tr, b->t) &&
+            last_frame(tr) == b->index - 1 && !others_near(t, tr, b->t) &&
             (rc = try_follow(t, b, tr)) != 0)
             goto out;
     }
@@ -839,7 +860,7 @@ static int process(struct tracker *t, int pos)
         if (tr->followed_now || (search && side(&tr->box) >= 1.5 * t->o.min_face_px))
             continue;
         struct dlibc_box p = predict(tr, b->t);
-        int n = search_near(t, b, &p, fmin(1.0, NEAR_MARGIN + 1.5 * (b->t - seen_t(tr))), found);
+        int n = search_near(t, b, &p, fmin(1.0, NEAR_MARGIN + 1.5 * (b->t - last_seen(tr, NULL, NULL))), found);
         if (n < 0) {
             rc = n;
             goto out;
