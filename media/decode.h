@@ -64,6 +64,8 @@ struct decoder_stats {
                               or the last seek, dropped ones included; NAN before the first */
     double stream_end;     /* where the container says the video stream ends, on the movie
                               timeline; NAN when it does not say */
+    int64_t preroll_packets; /* packets of pictures shown before the first wanted frame after
+                                a seek (decoded only when other pictures refer to them) */
 };
 
 /* Opens path and its first video stream. -ENOENT/-EACCES for the path,

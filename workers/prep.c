@@ -690,6 +690,7 @@ int job_prep(struct job_ctx *ctx)
     kv_setf(&ctx->result, "write_s", "%.4f", tm.write);
     kv_setf(&ctx->result, "total_s", "%.4f", mono_s() - t_start);
     kv_setf(&ctx->result, "decode_errors", "%lld", (long long)ds.decode_errors);
+    kv_setf(&ctx->result, "preroll_packets", "%lld", (long long)ds.preroll_packets);
     rc = 0;
 out:
     scratch_free(&s.crops);

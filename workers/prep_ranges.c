@@ -391,6 +391,7 @@ static void add_stats(struct range_job *r, struct scan_stats *st, struct decoder
     st->cuts += r->st.cuts;
     ds->packets += r->ds.packets;
     ds->decode_errors += r->ds.decode_errors;
+    ds->preroll_packets += r->ds.preroll_packets;
     if (r->ds.read_error && !ds->read_error) {
         ds->read_error = 1;
         snprintf(ds->read_error_msg, sizeof ds->read_error_msg, "%s", r->ds.read_error_msg);

@@ -143,6 +143,14 @@ static void test_ranges_by_seeking(void)
     n = decode_all(sf, -1, INFINITY, all, 400, NULL);
     check_range(sf, n, 1.0, 1.5);
     check_range(sf, n, 0, 0.4);
+    /* its one keyframe is at 0: the range at 1.0 s decodes 30 frames of
+     * pre-roll, skipping the pictures none refers to (check_range above:
+     * the frames that come out are the same) */
+    struct decoder_stats st;
+    CHECK_EQ_INT(decode_all(sf, 1.0, 1.5, part, 400, &st), 15);
+    CHECK_EQ_INT(st.preroll_packets, 30);
+    CHECK_EQ_INT(decode_all(sf, -1, INFINITY, part, 400, &st), 72);
+    CHECK_EQ_INT(st.preroll_packets, 0);
 }
 
 static int sh(const char *cmd)
