@@ -73,9 +73,10 @@ int prep_ranges_plan(const struct prep_args *a)
 
 /* bounds[0..n]: the ranges' starts, an even split. A range but the first
  * also decodes the frames from the keyframe before its start and drops
- * them; moving its start to that keyframe instead would leave it the
- * longer range by the whole distance, where the dropped frames cost only
- * their decoding (under half of a frame's work in fast mode). */
+ * them (the decoder skips those no other picture refers to); moving its
+ * start to that keyframe instead would leave it the longer range by the
+ * whole distance, where the dropped frames cost only their decoding (under
+ * half of a frame's work in fast mode). */
 static void plan_bounds(const struct prep_args *a, int n, double *bounds)
 {
     for (int k = 0; k < n; k++)
