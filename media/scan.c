@@ -50,7 +50,8 @@ static int source_next(struct source *src, struct slot *s)
     double t0 = now_s();
     struct decoded_frame f;
     int got = decoder_next(src->dec, &f, src->err, sizeof src->err);
-    if (got <= 0 || decode_t_past(f.t, src->o->end_s)) {
+    double end = src->o->end_now ? fmin(src->o->end_s, src->o->end_now(src->o->end_ud)) : src->o->end_s;
+    if (got <= 0 || decode_t_past(f.t, end)) {
         src->decode_s += now_s() - t0;
         src->ended = got == 0;
         return got < 0 ? got : 0;

@@ -520,7 +520,12 @@ int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detect
     if ((rc = frame_converter_new(rotation, &s->conv)) != 0 ||
         (rc = tracker_new(det, sp, &a->track, &tr)) != 0)
         goto out;
-    struct scan_opts so = {a->start_s, a->end_s, a->cut_threshold, a->threads, job_threads};
+    struct scan_opts so = {.start_s = a->start_s, .end_s = a->end_s, .cut_threshold = a->cut_threshold,
+                           .threads = a->threads, .threads_now = job_threads};
+    if (s->share) {
+        so.end_now = range_end; /* a range of a split clip: split again, it ends earlier */
+        so.end_ud = s;
+    }
     rc = face_scan(dec, tr, &so, on_frame, s, st, err, sizeof err);
     *ds = *decoder_stats(dec);
     *ts = *tracker_stats(tr);
@@ -612,7 +617,7 @@ int job_prep(struct job_ctx *ctx)
     struct track_stats ts = {0};
     int ntracks = 0, subject = -1;
     int nranges = prep_ranges_plan(&a), used = 1;
-    if (nranges > 1)
+    if (nranges > 0)
         rc = run_scan_ranges(ctx, &a, nranges, det, sp, &s, &st, &ds, &ts, &ntracks, &subject, &used);
     else
         rc = run_scan(ctx, &a, det, sp, &s, &st, &ds, &ts, &ntracks, &subject);

@@ -7,8 +7,12 @@
  * same person's (never another face: two faces of one frame do not overlap
  * that much). Each range but the first starts with a whole-frame search, as
  * at a shot cut. Only the fast detection mode is split; every_frame, the
- * fidelity reference, runs as one range. While dfewd gives the job fewer
- * threads than ranges (other jobs started), the later ranges wait. */
+ * fidelity reference, runs as one range. A clip long enough to split
+ * starts in as many even ranges as the job has threads (one, in a busy
+ * queue); when dfewd's share for the job grows past the ranges at work
+ * (another job ended, or a range finished first), the range with the most
+ * left gives its second half to a new range. While dfewd gives the job
+ * fewer threads than ranges (other jobs started), the later ranges wait. */
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
@@ -30,8 +34,9 @@ struct range_share {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     struct job_ctx *ctx;
-    int n, stop;
+    int n, stop; /* n: ranges set up (they only grow: range k splits off the end of another) */
     int done[MAX_RANGES];
+    double end; /* the clip's end */
     double from[MAX_RANGES], to[MAX_RANGES], at[MAX_RANGES];
     int64_t frames;
     double last_report, len;
@@ -60,9 +65,9 @@ static struct dlibc_detector *extra_det[MAX_RANGES];
 int prep_ranges_plan(const struct prep_args *a)
 {
     double len = a->end_s - a->start_s;
-    if (a->track.detect != TRACK_FAST || a->upsample > 0 || !(a->range_min_s > 0) || a->threads < 2 ||
-        !isfinite(len))
-        return 1;
+    if (a->track.detect != TRACK_FAST || a->upsample > 0 || !(a->range_min_s > 0) || !isfinite(len) ||
+        len < 2 * a->range_min_s)
+        return 0;
     double n = floor(len / a->range_min_s);
     if (n > a->threads)
         n = a->threads;
@@ -424,45 +429,37 @@ static void clear_scan(struct prep_scan *s)
     s->range = 0;
 }
 
-int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struct dlibc_detector *det,
-                    struct dlibc_predictor *sp, struct prep_scan *s, struct scan_stats *st, struct decoder_stats *ds,
-                    struct track_stats *ts, int *ntracks_out, int *subject_out, int *used_out)
+/* Sets up range k over [from, to) (its end moves earlier when it is split
+ * again: range_end). Range 0 scans into s with the worker's detector. */
+static int range_setup(struct range_job *rj, int k, struct range_share *sh, struct job_ctx *ctx,
+                       const struct prep_args *a, struct dlibc_detector *det, struct dlibc_predictor *sp,
+                       struct prep_scan *s, double from, double to)
 {
-    double bounds[MAX_RANGES + 1];
-    if (n < 2 || n > MAX_RANGES)
-        return -EINVAL;
-    plan_bounds(a, n, bounds);
-    struct range_share sh = {.ctx = ctx, .n = n, .len = a->end_s - a->start_s};
-    struct range_job *rj = calloc((size_t)n, sizeof *rj);
-    pthread_t th[MAX_RANGES];
-    int started[MAX_RANGES] = {0};
-    int rc = rj ? 0 : -ENOMEM;
-    for (int k = 0; k < n && !rc; k++) {
-        struct range_job *r = &rj[k];
-        r->sh = &sh;
-        r->k = k;
-        r->ctx = (struct job_ctx){.id = ctx->id, .kind = ctx->kind, .attempt = ctx->attempt,
-                                  .max_attempts = ctx->max_attempts, .args = ctx->args};
-        r->a = *a;
-        r->a.start_s = bounds[k];
-        r->a.end_s = k == n - 1 ? a->end_s : fmin(a->end_s, bounds[k + 1] + OVERLAP_S);
-        r->a.threads = 1;
-        r->a.track.threads_now = NULL;
-        r->a.has_hint = k == 0 && a->has_hint;
-        r->sp = sp;
-        sh.from[k] = bounds[k];
-        sh.to[k] = bounds[k + 1];
-        sh.at[k] = bounds[k];
-        if (k == 0) {
-            r->det = det;
-            r->s = s;
-            continue;
-        }
+    struct range_job *r = &rj[k];
+    r->sh = sh;
+    r->k = k;
+    r->ctx = (struct job_ctx){.id = ctx->id, .kind = ctx->kind, .attempt = ctx->attempt,
+                              .max_attempts = ctx->max_attempts, .args = ctx->args};
+    r->a = *a;
+    r->a.start_s = from;
+    r->a.end_s = a->end_s; /* and range_end's */
+    r->a.threads = 1;
+    r->a.track.threads_now = NULL;
+    r->a.has_hint = k == 0 && a->has_hint;
+    r->sp = sp;
+    sh->from[k] = from;
+    sh->to[k] = to;
+    sh->at[k] = from;
+    if (k == 0) {
+        r->det = det;
+        r->s = s;
+    } else {
+        int rc;
         if (!extra_det[k] && (rc = dlibc_detector_clone(det, &extra_det[k])) != 0) {
             snprintf(ctx->error, sizeof ctx->error, "cannot make a face detector for range %d of the clip: %s", k,
                      strerror(-rc));
             ctx->retryable = 1;
-            break;
+            return rc;
         }
         r->det = extra_det[k];
         r->s = &r->own;
@@ -473,17 +470,76 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
         scratch_init(&r->s->recs, s->recs.dir, r->recs_name, s->recs.rec);
         r->s->crop = malloc(s->crops.rec);
         if (!r->s->crop)
-            rc = -ENOMEM;
+            return -ENOMEM;
     }
-    if (rc)
-        goto out;
-    for (int k = 0; k < n; k++) {
-        rj[k].s->share = &sh;
-        rj[k].s->range = k;
+    r->s->share = sh;
+    r->s->range = k;
+    return 0;
+}
+
+double range_end(void *ud)
+{
+    const struct prep_scan *s = ud;
+    struct range_share *sh = s->share;
+    pthread_mutex_lock(&sh->mu);
+    double to = sh->to[s->range], end = to >= sh->end - 1e-9 ? INFINITY : to + OVERLAP_S;
+    pthread_mutex_unlock(&sh->mu);
+    return end;
+}
+
+/* With sh->mu held: the range with the most left to scan, when that is at
+ * least twice range_min, gives its second half to a new range (it stops
+ * OVERLAP_S past the new one's start, as an even split's ranges do).
+ * Returns the new range's index, or -1. */
+static int split_one(struct range_share *sh, double range_min, double *from, double *to)
+{
+    int best = -1;
+    double left = 0;
+    for (int k = 0; k < sh->n; k++) {
+        if (sh->done[k])
+            continue;
+        double l = sh->to[k] - fmax(sh->at[k], sh->from[k]);
+        if (l > left) {
+            left = l;
+            best = k;
+        }
     }
+    if (best < 0 || sh->n >= MAX_RANGES || left < 2 * range_min)
+        return -1;
+    *from = sh->to[best] - left / 2;
+    *to = sh->to[best];
+    sh->to[best] = *from;
+    return sh->n;
+}
+
+static int by_start(const void *x, const void *y, void *arg)
+{
+    const struct range_share *sh = arg;
+    int a = *(const int *)x, b = *(const int *)y;
+    return (sh->from[a] > sh->from[b]) - (sh->from[a] < sh->from[b]);
+}
+
+int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struct dlibc_detector *det,
+                    struct dlibc_predictor *sp, struct prep_scan *s, struct scan_stats *st, struct decoder_stats *ds,
+                    struct track_stats *ts, int *ntracks_out, int *subject_out, int *used_out)
+{
+    double bounds[MAX_RANGES + 1];
+    if (n < 1 || n > MAX_RANGES)
+        return -EINVAL;
+    plan_bounds(a, n, bounds);
+    struct range_share sh = {.ctx = ctx, .n = 0, .len = a->end_s - a->start_s, .end = a->end_s};
+    struct range_job *rj = calloc(MAX_RANGES, sizeof *rj);
+    pthread_t th[MAX_RANGES];
+    int started[MAX_RANGES] = {0}, order[MAX_RANGES];
+    int rc = rj ? 0 : -ENOMEM;
     pthread_mutex_init(&sh.mu, NULL);
     pthread_cond_init(&sh.cv, NULL);
-    {
+    for (int k = 0; k < n && !rc; k++)
+        if ((rc = range_setup(rj, k, &sh, ctx, a, det, sp, s, bounds[k], bounds[k + 1])) == 0)
+            sh.n = k + 1;
+    if (rc)
+        goto out;
+    if (n > 1) {
         struct sbuf at = {0};
         for (int k = 1; k < n; k++)
             sbuf_addf(&at, "%s%.3f", k > 1 ? ", " : "", bounds[k]);
@@ -491,24 +547,57 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
                  at.s ? at.s : "");
         sbuf_free(&at);
     }
+    /* Start the ranges, then watch the job's share of the cores: when it
+     * grows past the ranges at work (another job ended: a short queue), the
+     * range with the most left gives its second half to a new one. */
     int failed_start = 0;
-    for (int k = 1; k < n; k++) {
-        if (pthread_create(&th[k], NULL, range_thread, &rj[k]) != 0) {
-            failed_start = 1;
-            pthread_mutex_lock(&sh.mu);
-            sh.stop = 1;
-            pthread_mutex_unlock(&sh.mu);
-            break;
+    pthread_mutex_lock(&sh.mu);
+    for (;;) {
+        int live = 0;
+        for (int k = 0; k < sh.n; k++) {
+            if (!started[k] && !failed_start && !sh.stop) {
+                if (pthread_create(&th[k], NULL, range_thread, &rj[k]) != 0) {
+                    failed_start = 1;
+                    sh.stop = 1;
+                } else {
+                    started[k] = 1;
+                }
+            }
+            live += started[k] && !sh.done[k];
         }
-        started[k] = 1;
+        if (!live)
+            break;
+        double from, to;
+        int k;
+        if (!sh.stop && job_threads() > live && (k = split_one(&sh, a->range_min_s, &from, &to)) >= 0) {
+            if ((rc = range_setup(rj, k, &sh, ctx, a, det, sp, s, from, to)) != 0) {
+                sh.stop = 1; /* the job fails: the other ranges stop */
+            } else {
+                sh.n = k + 1;
+                log_info(ctx->id, "the job's share of the cores grew: the clip from %.3f s on is a new range (%d)",
+                         from, sh.n);
+            }
+            continue;
+        }
+        struct timespec until;
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += 200 * 1000 * 1000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait(&sh.cv, &sh.mu, &until);
     }
-    if (!failed_start)
-        range_thread(&rj[0]);
-    for (int k = 1; k < n; k++)
+    pthread_mutex_unlock(&sh.mu);
+    for (int k = 0; k < sh.n; k++)
         if (started[k])
             pthread_join(th[k], NULL);
-    pthread_mutex_destroy(&sh.mu);
-    pthread_cond_destroy(&sh.cv);
+    n = sh.n;
+    for (int k = 0; k < n; k++)
+        order[k] = k;
+    qsort_r(order, (size_t)n, sizeof *order, by_start, &sh);
+    if (rc)
+        goto out;
     if (failed_start) {
         rc = -EAGAIN;
     } else {
@@ -525,13 +614,20 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
         if (rc)
             goto out;
     }
+    if (n == 1 && !failed_start) {
+        /* never split: range 0's scan is the clip's, as run_scan leaves it */
+        add_stats(&rj[0], st, ds, ts, s->tm, 1);
+        *ntracks_out = rj[0].ntracks;
+        *subject_out = rj[0].subject;
+        *used_out = 1;
+        goto out;
+    }
     /* join the ranges */
     int nid = 0;
     for (int64_t r = 0; !rc && !failed_start && r < s->nrefs; r++)
         nid = s->refs[r].track + 1 > nid ? s->refs[r].track + 1 : nid;
-    for (int k = 1; k < n && !rc && !failed_start; k++) {
-        rc = join_range(s, rj[k].s, a->track.track_gap_s, &nid);
-    }
+    for (int i = 1; i < n && !rc && !failed_start; i++)
+        rc = join_range(s, rj[order[i]].s, a->track.track_gap_s, &nid);
     if (failed_start || rc == -EAGAIN) {
         /* ranges that do not meet (a stream whose timestamps jump) or no
          * thread: the clip again as one range */
@@ -548,8 +644,8 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
     int nsum = 0;
     if ((rc = renumber(s, nid, &sum, &nsum)) != 0)
         goto out;
-    for (int k = 0; k < n; k++)
-        add_stats(&rj[k], st, ds, ts, s->tm, k == 0);
+    for (int i = 0; i < n; i++)
+        add_stats(&rj[order[i]], st, ds, ts, s->tm, i == 0);
     st->frames = s->nframes;
     ts->tracks = nsum;
     *ntracks_out = nsum;
@@ -557,8 +653,10 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int n, struc
     *used_out = n;
     free(sum);
 out:
+    pthread_mutex_destroy(&sh.mu);
+    pthread_cond_destroy(&sh.cv);
     s->share = NULL;
-    for (int k = 1; rj && k < n; k++) {
+    for (int k = 1; rj && k < MAX_RANGES; k++) {
         if (rj[k].s != &rj[k].own)
             continue;
         scratch_free(&rj[k].own.crops);

@@ -108,8 +108,9 @@ int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detect
              struct prep_scan *s, struct scan_stats *st, struct decoder_stats *ds, struct track_stats *ts,
              int *ntracks_out, int *subject_out);
 
-/* The split scan (prep_ranges.c): how many ranges a's clip is scanned in
- * (1: not split), and the scan itself, which leaves in s what run_scan
+/* The split scan (prep_ranges.c): how many ranges a's clip starts in (0:
+ * never split, run_scan; 1: one range for now, split when the job's share
+ * of the cores grows), and the scan itself, which leaves in s what run_scan
  * would, with the ranges' tracks joined where they overlap. */
 int prep_ranges_plan(const struct prep_args *a);
 int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int nranges, struct dlibc_detector *det,
@@ -120,5 +121,7 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int nranges,
  * wait while the job has fewer threads than ranges at work. 0, or
  * -ECANCELED when another range failed. */
 int range_frame(struct prep_scan *s, double t);
+/* scan_opts.end_now of a range (ud: its prep_scan): where it ends now. */
+double range_end(void *ud);
 
 #endif

@@ -308,7 +308,8 @@ static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct dlibc_
     to.threads_now = job_threads;
     if ((rc = tracker_new(det, sp, &to, &tr)) != 0)
         goto out;
-    struct scan_opts so = {0, INFINITY, a->cut_threshold, a->threads, job_threads};
+    struct scan_opts so = {.start_s = 0, .end_s = INFINITY, .cut_threshold = a->cut_threshold,
+                           .threads = a->threads, .threads_now = job_threads};
     rc = face_scan(dec, tr, &so, on_frame, ps, st, err, sizeof err);
     *ds = *decoder_stats(dec);
     *searches = tracker_stats(tr)->full_searches;

@@ -104,7 +104,7 @@ static int scan_video(const char *path, enum track_detect mode, int threads, str
     struct tracker *tr;
     if (tracker_new(det, sp, &to, &tr))
         return -1;
-    struct scan_opts so = {0, INFINITY, 0.15, threads, NULL};
+    struct scan_opts so = {.start_s = 0, .end_s = INFINITY, .cut_threshold = 0.15, .threads = threads};
     struct scan_stats st;
     int rc = face_scan(dec, tr, &so, collect, r, &st, err, sizeof err);
     if (rc)
