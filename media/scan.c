@@ -148,9 +148,17 @@ struct pipe {
     int head, count, done, stop, rc;
     int waiting; /* the tracker waits for a frame */
     int (*threads_now)(void);
+    int (*threads_for)(void *);
+    void *threads_ud;
     pthread_mutex_t mu;
     pthread_cond_t more, room;
 };
+
+/* The threads the scan may use now (2 when nothing says: no limit). */
+static int pipe_threads(const struct pipe *p)
+{
+    return p->threads_for ? p->threads_for(p->threads_ud) : p->threads_now ? p->threads_now() : 2;
+}
 
 static void *decode_thread(void *arg)
 {
@@ -158,8 +166,7 @@ static void *decode_thread(void *arg)
     for (;;) {
         pthread_mutex_lock(&p->mu);
         /* with one thread to use, decode only while the tracker waits */
-        while (!p->stop && (p->count == QUEUE || (p->threads_now && p->threads_now() <= 1 &&
-                                                  !(p->waiting && p->count == 0))))
+        while (!p->stop && (p->count == QUEUE || (pipe_threads(p) <= 1 && !(p->waiting && p->count == 0))))
             pthread_cond_wait(&p->room, &p->mu);
         if (p->stop) {
             pthread_mutex_unlock(&p->mu);
@@ -231,6 +238,8 @@ int face_scan(struct decoder *dec, struct tracker *tr, const struct scan_opts *o
         return -ENOMEM;
     p->src = (struct source){.dec = dec, .o = o};
     p->threads_now = o->threads_now;
+    p->threads_for = o->threads_for;
+    p->threads_ud = o->threads_ud;
     int rc = scene_scorer_new(&p->src.sc);
     if (!rc && o->start_s > 0)
         rc = decoder_seek(dec, o->start_s, p->src.err, sizeof p->src.err);

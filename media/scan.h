@@ -16,6 +16,9 @@ struct scan_opts {
     int threads;           /* 1: everything on the caller's thread */
     int (*threads_now)(void); /* may be NULL; with threads > 1, when it says 1 the decoding thread
                                  runs only while the tracker waits (one thread busy at a time) */
+    int (*threads_for)(void *threads_ud); /* may be NULL; used instead of threads_now when set (the
+                                             share of one of several scans of a job) */
+    void *threads_ud;
     double (*end_now)(void *end_ud); /* may be NULL; where the range ends now, when that can move
                                         earlier while it runs (the frames stop at the nearer end) */
     void *end_ud;

@@ -520,10 +520,17 @@ int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detect
     if ((rc = frame_converter_new(rotation, &s->conv)) != 0 ||
         (rc = tracker_new(det, sp, &a->track, &tr)) != 0)
         goto out;
+    /* The scan decodes on its own thread even when the job starts with one:
+     * while its share of the cores is one thread, the decoding runs only
+     * while the tracker waits; when the share grows (another job ended),
+     * the two overlap. A range of a split clip has the job's share less
+     * one thread for each other range at work, and its end can move. */
     struct scan_opts so = {.start_s = a->start_s, .end_s = a->end_s, .cut_threshold = a->cut_threshold,
-                           .threads = a->threads, .threads_now = job_threads};
+                           .threads = a->threads > 2 ? a->threads : 2, .threads_now = job_threads};
     if (s->share) {
-        so.end_now = range_end; /* a range of a split clip: split again, it ends earlier */
+        so.threads_for = range_threads;
+        so.threads_ud = s;
+        so.end_now = range_end;
         so.end_ud = s;
     }
     rc = face_scan(dec, tr, &so, on_frame, s, st, err, sizeof err);

@@ -487,6 +487,19 @@ double range_end(void *ud)
     return end;
 }
 
+int range_threads(void *ud)
+{
+    const struct prep_scan *s = ud;
+    struct range_share *sh = s->share;
+    pthread_mutex_lock(&sh->mu);
+    int others = 0;
+    for (int k = 0; k < sh->n; k++)
+        others += k != s->range && !sh->done[k];
+    pthread_mutex_unlock(&sh->mu);
+    int n = job_threads() - others;
+    return n < 1 ? 1 : n;
+}
+
 /* With sh->mu held: the range with the most left to scan, when that is at
  * least twice range_min, gives its second half to a new range (it stops
  * OVERLAP_S past the new one's start, as an even split's ranges do).

@@ -123,5 +123,8 @@ int run_scan_ranges(struct job_ctx *ctx, const struct prep_args *a, int nranges,
 int range_frame(struct prep_scan *s, double t);
 /* scan_opts.end_now of a range (ud: its prep_scan): where it ends now. */
 double range_end(void *ud);
+/* scan_opts.threads_for of a range: the job's share less the other ranges
+ * at work (at least 1). */
+int range_threads(void *ud);
 
 #endif
