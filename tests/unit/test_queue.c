@@ -345,6 +345,69 @@ static void test_kind_exclusion(void)
     db_close(db);
 }
 
+/* A movie of w x h and a clip of it lasting secs; returns the clip's id. */
+static int64_t add_clip(struct db *db, int n, int w, int h, double secs)
+{
+    char sql[512];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO movies (id, sha256, source, added_at, width, height) VALUES (%d, printf('%%064d', %d), 'x', 0, "
+             "%d, %d); INSERT INTO clips (id, movie_id, start_s, end_s, created_at, updated_at) "
+             "VALUES (%d, %d, 1, %.17g, 0, 0)",
+             n, n, w, h, n, n, 1 + secs);
+    CHECK_EQ_INT(sqlite3_exec(db->h, sql, NULL, NULL, NULL), SQLITE_OK);
+    return n;
+}
+
+static int64_t add_prep(struct db *db, int64_t clip, int prio)
+{
+    struct job_spec s = {.kind = "prep", .clip_id = clip, .priority = prio, .max_attempts = 3};
+    int64_t id = 0;
+    CHECK_EQ_INT(queue_enqueue(db, &s, NULL, &id), 1);
+    return id;
+}
+
+static int64_t lease_id(struct db *db)
+{
+    struct leased_job j;
+    int rc = queue_lease(db, &pol, "t", NULL, &j);
+    CHECK_EQ_INT(rc, 0);
+    if (rc)
+        return rc;
+    leased_job_free(&j);
+    return j.id;
+}
+
+/* The lease order: by priority; among jobs queued within a minute of the
+ * oldest, other kinds before prep, and prep jobs longest first (seconds
+ * times pixels), then by age; a job queued more than a minute after the
+ * oldest waits for its turn by age. */
+static void test_lease_longest_prep_first(void)
+{
+    struct db *db = fresh_db();
+    int64_t small = add_prep(db, add_clip(db, 1, 640, 360, 10), 0);   /* 2.3 Mpx s */
+    int64_t big = add_prep(db, add_clip(db, 2, 1920, 1080, 5), 0);    /* 10.4 Mpx s */
+    int64_t mid = add_prep(db, add_clip(db, 3, 1280, 720, 4), 0);     /* 3.7 Mpx s */
+    int64_t tie = add_prep(db, add_clip(db, 4, 1280, 720, 4), 0);     /* as mid, queued later */
+    int64_t urgent = add_prep(db, add_clip(db, 5, 256, 256, 1), 1);   /* the smallest, but a higher priority */
+    int64_t probe = add(db, "probe", 0, NULL);                         /* queued last */
+    int64_t order[] = {urgent, probe, big, mid, tie, small};
+    for (int i = 0; i < 6; i++)
+        CHECK_EQ_INT(lease_id(db), order[i]);
+    CHECK_EQ_INT(queue_lease(db, &pol, "t", NULL, &(struct leased_job){0}), -ENOENT);
+
+    /* queued 2 minutes after the oldest: no longer ahead of it */
+    small = add_prep(db, add_clip(db, 6, 640, 360, 10), 0);
+    big = add_prep(db, add_clip(db, 7, 1920, 1080, 5), 0);
+    probe = add(db, "probe", 0, NULL);
+    char sql[160];
+    snprintf(sql, sizeof sql, "UPDATE jobs SET created_at = created_at - 120 WHERE id = %lld", (long long)small);
+    CHECK_EQ_INT(sqlite3_exec(db->h, sql, NULL, NULL, NULL), SQLITE_OK);
+    int64_t late[] = {small, probe, big};
+    for (int i = 0; i < 3; i++)
+        CHECK_EQ_INT(lease_id(db), late[i]);
+    db_close(db);
+}
+
 /* A trainer slot leases its kind only: by priority, then age; not before
  * its backoff ends; never another kind. */
 static void test_lease_one_kind(void)
@@ -439,6 +502,7 @@ int main(void)
     RUN(test_priority_order_dedup);
     RUN(test_kind_exclusion);
     RUN(test_lease_one_kind);
+    RUN(test_lease_longest_prep_first);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dbdir);
     if (system(cmd) != 0)
