@@ -30,7 +30,8 @@ of 2-4 people walking):
 The split home gives each job 2 threads (`[daemon] threads_per_job = 2`),
 so it runs 2 ranges on any machine of 2 or more cores.
 `[daemon] threads_per_job = 1` (every job one thread) leaves a long clip in
-one range whatever range_min says."""
+one range whatever range_min says. With range_min = 0 a clip's faces.bin is
+the same bytes on one thread and on two."""
 import math
 import os
 import subprocess
@@ -243,6 +244,37 @@ class OneThreadTest(unittest.TestCase):
                        "json_extract(result, '$.threads') AS threads FROM jobs WHERE kind = 'prep'")[0]
         self.assertEqual((r['threads'], r['ranges']), (1, 1))
         home.stop()
+
+
+
+class RepeatableTest(unittest.TestCase):
+    """range_min = 0 (never split) is the documented way to bit-identical
+    re-runs (docs/formats.md): the same clip gives the same faces.bin on one
+    thread and on two (a decoding thread beside the tracker, whole-frame
+    searches split over two detectors). Multi-shot footage with two faces."""
+
+    def faces_bin(self, extra):
+        home = Home(config=WHOLE + '[prep]\nrange_min = 0\n' + extra, workers=1, prep=True)
+        self.addCleanup(home.cleanup)
+        home.start()
+        home.ctl_json('submit', video('short_hamilton_clip.mp4'))
+        home.ctl('wait', '--timeout', str(300 * SLOW), timeout=400 * SLOW)
+        r = home.query("SELECT c.output_dir, json_extract(j.result, '$.threads') AS threads, "
+                       "json_extract(j.result, '$.ranges') AS ranges FROM clip_status c "
+                       "JOIN jobs j ON j.kind = 'prep' AND j.clip_id = c.clip_id")[0]
+        with open(os.path.join(r['output_dir'], 'faces.bin'), 'rb') as f:
+            data = f.read()
+        home.stop()
+        return r['threads'], r['ranges'], data
+
+    def test_no_split_same_faces_bin_on_any_threads(self):
+        if len(os.sched_getaffinity(0)) < 2:
+            self.skipTest('one core: a job never gets two threads (os.sched_getaffinity)')
+        t1, r1, one = self.faces_bin('[daemon]\nthreads_per_job = 1\n')
+        t2, r2, two = self.faces_bin('[daemon]\nthreads_per_job = 2\n')
+        self.assertEqual((t1, r1, t2, r2), (1, 1, 2, 1))
+        self.assertGreater(len(one), 64, 'faces.bin has no records')
+        self.assertEqual(one, two, 'faces.bin differs between one thread and two with range_min = 0')
 
 
 if __name__ == '__main__':
