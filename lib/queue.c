@@ -246,6 +246,25 @@ static void new_token(char out[33])
  * later than the oldest of them a job may be queued and still go first. */
 #define LEASE_WINDOW_SQL "64"
 #define LEASE_REORDER_S_SQL "60.0"
+/* A job that may be leased now (?1), of a kind not in the JSON array ?2. */
+#define READY_SQL                                                                                              \
+    "state = 'queued' AND run_after <= ?1 AND (?2 IS NULL OR kind NOT IN (SELECT value FROM json_each(?2)))"
+
+/* Runs one of lease()'s queries: SQLITE_ROW with *st on the job's row
+ * (id, kind, attempts, max_attempts, movie_id, clip_id, args), else the
+ * step's code (*st reset). NULL *st: it could not be prepared. */
+static int pick_step(struct db *db, const char *sql, double t, const char *arg2, sqlite3_stmt **st)
+{
+    if (!(*st = db_prepare(db, sql)))
+        return SQLITE_ERROR;
+    sqlite3_bind_double(*st, 1, t);
+    if (arg2)
+        sqlite3_bind_text(*st, 2, arg2, -1, SQLITE_TRANSIENT);
+    int rc = sqlite3_step(*st);
+    if (rc != SQLITE_ROW)
+        sqlite3_reset(*st);
+    return rc;
+}
 
 /* Leases one job: any kind but those in exclude_json, or (kind set) only that kind. */
 static int lease(struct db *db, const struct queue_policy *p, const char *owner, const char *exclude_json,
@@ -264,20 +283,16 @@ static int lease(struct db *db, const struct queue_policy *p, const char *owner,
      * long); then every kind but prep (probes, fetches and segment jobs make
      * the later work); then prep jobs longest first (the clip's seconds times
      * its movie's pixels: a long job started last would keep one worker busy
-     * alone at the end of a batch); then age. The window costs about 0.07 ms
+     * alone at the end of a batch); then age. The window costs about 0.1 ms
      * a lease (bench/queue_bench.py), so queues of other kinds skip it.
      * INDEXED BY: without statistics SQLite picks jobs_state and sorts every
      * queued job to return one (1.35 ms per job at 10,000 queued). */
     static const char pick[] =
         "SELECT id, kind, attempts, max_attempts, movie_id, clip_id, args FROM jobs INDEXED BY jobs_ready "
-        "WHERE state = 'queued' AND run_after <= ?1 "
-        "AND (?2 IS NULL OR kind NOT IN (SELECT value FROM json_each(?2))) "
-        "ORDER BY priority DESC, id LIMIT 1";
+        "WHERE " READY_SQL " ORDER BY priority DESC, id LIMIT 1";
     static const char pick_window[] =
         "WITH w AS (SELECT id, kind, priority, created_at, clip_id FROM jobs INDEXED BY jobs_ready "
-        "  WHERE state = 'queued' AND run_after <= ?1 "
-        "  AND (?2 IS NULL OR kind NOT IN (SELECT value FROM json_each(?2))) "
-        "  ORDER BY priority DESC, id LIMIT " LEASE_WINDOW_SQL "), "
+        "  WHERE " READY_SQL " ORDER BY priority DESC, id LIMIT " LEASE_WINDOW_SQL "), "
         "w0 AS (SELECT created_at AS t0 FROM w ORDER BY priority DESC, id LIMIT 1), "
         "best AS (SELECT w.id FROM w CROSS JOIN w0 LEFT JOIN clips c ON w.kind = 'prep' AND c.id = w.clip_id "
         "  LEFT JOIN movies m ON m.id = c.movie_id "
@@ -289,29 +304,20 @@ static int lease(struct db *db, const struct queue_policy *p, const char *owner,
     static const char pick_kind[] =
         "SELECT id, kind, attempts, max_attempts, movie_id, clip_id, args FROM jobs INDEXED BY jobs_state "
         "WHERE state = 'queued' AND kind = ?2 AND run_after <= ?1 ORDER BY priority DESC, id LIMIT 1";
-    const char *sql = kind ? pick_kind : pick;
+    const char *arg2 = kind ? kind : exclude_json;
     sqlite3_stmt *st;
-    for (;;) {
-        st = db_prepare(db, sql);
-        if (!st)
-            return finish(db, -EIO);
-        sqlite3_bind_double(st, 1, t);
-        if (kind)
-            sqlite3_bind_text(st, 2, kind, -1, SQLITE_TRANSIENT);
-        else if (exclude_json)
-            sqlite3_bind_text(st, 2, exclude_json, -1, SQLITE_TRANSIENT);
-        rc = sqlite3_step(st);
-        if (rc != SQLITE_ROW) {
-            sqlite3_reset(st);
-            finish(db, 0);
-            return rc == SQLITE_DONE ? -ENOENT : db_errno(rc);
-        }
-        snprintf(out->kind, sizeof out->kind, "%s", (const char *)sqlite3_column_text(st, 1));
-        if (sql != pick || strcmp(out->kind, "prep"))
-            break;
+    rc = pick_step(db, kind ? pick_kind : pick, t, arg2, &st);
+    if (rc == SQLITE_ROW && !kind && !strcmp((const char *)sqlite3_column_text(st, 1), "prep")) {
         sqlite3_reset(st);
-        sql = pick_window;
+        rc = pick_step(db, pick_window, t, arg2, &st);
     }
+    if (!st)
+        return finish(db, -EIO);
+    if (rc != SQLITE_ROW) {
+        finish(db, 0);
+        return rc == SQLITE_DONE ? -ENOENT : db_errno(rc);
+    }
+    snprintf(out->kind, sizeof out->kind, "%s", (const char *)sqlite3_column_text(st, 1));
     out->id = sqlite3_column_int64(st, 0);
     out->attempt = sqlite3_column_int(st, 2) + 1;
     out->max_attempts = sqlite3_column_int(st, 3);

@@ -246,7 +246,6 @@ class OneThreadTest(unittest.TestCase):
         home.stop()
 
 
-
 class RepeatableTest(unittest.TestCase):
     """range_min = 0 (never split) is the documented way to bit-identical
     re-runs (docs/formats.md): the same clip gives the same faces.bin on one
