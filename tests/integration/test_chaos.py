@@ -165,13 +165,16 @@ def file_sha(path):
 # --- invariants: each returns a list of problems (empty: holds) ---
 
 def tensor_problems(path, frames, size):
-    """A clip.u8-format tensor (docs/formats.md) of frames x size x size x 3."""
+    """A clip.u8-format tensor (docs/formats.md) of frames x size x size x 3
+    (frames None: not known yet, any count)."""
     with open(path, 'rb') as f:
         data = f.read()
     if len(data) < 32 or data[:8] != b'DFEWCLIP':
         return ['%s: no clip.u8 header (%d bytes)' % (path, len(data))]
     version, hsize, t, h, w, c = struct.unpack_from('<6I', data, 8)
     out = []
+    if frames is None:
+        frames = t
     if (version, hsize, t, h, w, c) != (1, 32, frames, size, size, 3):
         out.append('%s: header %s, expected (1, 32, %d, %d, %d, 3)' % (path, (version, hsize, t, h, w, c), frames,
                                                                         size, size))
@@ -180,8 +183,14 @@ def tensor_problems(path, frames, size):
     return out
 
 
+def found_records(data, hsize, rsize, n):
+    """Of a faces.bin's n records, those with the face found (flag bit 0)."""
+    return sum(struct.unpack_from('<I', data, hsize + i * rsize + 4)[0] & 1 for i in range(n))
+
+
 def faces_problems(path, frames_total, frames_face):
-    """faces.bin version 2 (docs/formats.md): header, size, found flags."""
+    """faces.bin version 2 (docs/formats.md): header, size, found flags
+    (against the clip row's counts; None: not recorded yet, not compared)."""
     with open(path, 'rb') as f:
         data = f.read()
     if len(data) < 64 or data[:8] != b'DFEWFACE':
@@ -193,12 +202,24 @@ def faces_problems(path, frames_total, frames_face):
         return ['%s: header %s, expected (2, 64, 584, 68)' % (path, (version, hsize, rsize, nland))]
     if len(data) != hsize + n * rsize + 32 * nothers:
         return ['%s: %d bytes, its header says %d' % (path, len(data), hsize + n * rsize + 32 * nothers)]
-    if n != frames_total:
+    if frames_total is not None and n != frames_total:
         out.append('%s: %d records, the clip has %d frames' % (path, n, frames_total))
-    found = sum(struct.unpack_from('<I', data, hsize + i * rsize + 4)[0] & 1 for i in range(n))
-    if found != frames_face:
+    found = found_records(data, hsize, rsize, n)
+    if frames_face is not None and found != frames_face:
         out.append('%s: %d frames with the face, the clip row says %d' % (path, found, frames_face))
     return out
+
+
+def faces_found(path):
+    """The frames a faces.bin marks as found, or None when it is not whole."""
+    with open(path, 'rb') as f:
+        data = f.read()
+    if len(data) < 64 or data[:8] != b'DFEWFACE':
+        return None
+    _version, hsize, rsize, _nland, _w, _h, n = struct.unpack_from('<6IQ', data, 8)
+    if len(data) < hsize + n * rsize:
+        return None
+    return found_records(data, hsize, rsize, n)
 
 
 def clip_dir_problems(d, clip):
@@ -222,7 +243,12 @@ def clip_dir_problems(d, clip):
         elif name == 'clip.u8':
             out += tensor_problems(p, frames, size)
         elif name == 'aligned.u8':
-            out += tensor_problems(p, clip['frames_face'], size)
+            # one aligned face per face frame: the row's count, or (not
+            # recorded yet) the faces.bin beside it
+            face = clip['frames_face']
+            if face is None and 'faces.bin' in have:
+                face = faces_found(os.path.join(d, 'faces.bin'))
+            out += tensor_problems(p, face, size)
         elif name == 'faces.bin':
             out += faces_problems(p, clip['frames_total'], clip['frames_face'])
     return out
@@ -251,7 +277,9 @@ def outputs_problems(home, final=True):
                 else:
                     # a pending clip's directory: from an earlier run (none
                     # here), or published just now by a job whose result is
-                    # on its way; whole either way
+                    # on its way (or cannot be recorded: the database's disk
+                    # is full); whole either way. Its row has no counts yet
+                    # (frames_total, frames_face None: not compared)
                     out += clip_dir_problems(d, dict(c, out_frames=16, out_size=112))
     for name in sorted(left):
         if final or not name.startswith('.tmp-'):
