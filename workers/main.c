@@ -440,6 +440,7 @@ int main(int argc, char **argv)
         proto_msg_free(&m);
     }
     free(line);
+    worker_models_join_preload();
     curl_global_cleanup();
     return rc ? 1 : 0;
 }

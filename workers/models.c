@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +22,8 @@ static struct {
  * (dfewd's --preload, while the worker waits for its first job) or by the
  * first job that needs them; a job waits for a preload under way. */
 static pthread_mutex_t models_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t preload_th;
+static bool preload_started;
 
 static int load_models(const char *path, char *err, size_t errlen, int64_t job)
 {
@@ -57,13 +60,22 @@ static void *preload_thread(void *arg)
 
 void worker_models_preload(const char *path)
 {
-    pthread_t th;
     char *p = xstrdup(path && *path ? path : DFEW_LANDMARK_MODEL);
-    if (pthread_create(&th, NULL, preload_thread, p) != 0) {
+    if (preload_started || pthread_create(&preload_th, NULL, preload_thread, p) != 0) {
         free(p);
         return;
     }
-    pthread_detach(th);
+    preload_started = true;
+}
+
+void worker_models_join_preload(void)
+{
+    /* joinable, not detached: a worker told to quit while dlib still reads
+     * its model would otherwise run exit's destructors under that thread
+     * (ASan caught the SEGV at a drain right after start) */
+    if (preload_started)
+        pthread_join(preload_th, NULL);
+    preload_started = false;
 }
 
 int worker_models(struct job_ctx *ctx, const char *path, struct dlibc_detector **det, struct dlibc_predictor **sp)

@@ -2,11 +2,16 @@
 SIGTERM drains, retries with backoff, dead jobs, job timeouts, cancel of a
 running job, lease renewal and expiry, SIGHUP reload, a second daemon."""
 import os
+import shutil
 import signal
 import subprocess
+import tempfile
 import time
+import unittest
 
 from dfewtest import BUILD, Home, HomeTest, SLOW, main, video
+
+LANDMARK_MODEL = '/usr/share/dlib/shape_predictor_68_face_landmarks.dat'
 
 
 def pid_alive(pid):
@@ -87,6 +92,30 @@ class WorkerDeathTest(HomeTest):
         self.home.ctl('retry', job)
         self.assertIn(self.home.scalar('SELECT state FROM jobs WHERE id = ?', job), ('queued', 'leased'))
         self.home.ctl('cancel', job)
+
+
+class WorkerQuitDuringPreloadTest(unittest.TestCase):
+    """dfewd can tell a worker to quit while its models still load (a drain
+    right after start). The worker must wait for the loading thread before
+    main() returns: exit's destructors under that thread crashed it (ASan
+    caught a SEGV in CI)."""
+
+    def test_quit_right_after_start_waits_for_the_preload(self):
+        if not os.path.exists(LANDMARK_MODEL):
+            self.skipTest('%s is absent: install libdlib-data (scripts/setup-deps.sh)' % LANDMARK_MODEL)
+        cache = tempfile.mkdtemp(prefix='dfew-preload-')
+        self.addCleanup(shutil.rmtree, cache, True)
+        env = dict(os.environ, DFEW_CACHE_DIR=cache)
+        # "quit" is on stdin before the worker reads it: it quits at once,
+        # long before the landmark model (about a second) has loaded
+        p = subprocess.run([os.path.join(BUILD, 'dfew-worker'), '--preload', LANDMARK_MODEL], input='quit\n',
+                           env=env, capture_output=True, text=True, timeout=120 * SLOW)
+        Home.check_sanitizer(p.stderr, 'dfew-worker')
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertTrue(p.stdout.startswith('hello '), p.stdout)
+        # the load finished (and said so) before the process ended
+        self.assertIn('before the first job', p.stderr)
+        self.assertRegex(p.stderr, r'landmark model \S+ loaded in [0-9.]+ s')
 
 
 class DaemonDeathTest(HomeTest):
