@@ -505,8 +505,10 @@ int run_scan(struct job_ctx *ctx, const struct prep_args *a, struct dlibc_detect
     struct tracker *tr = NULL;
     int rc;
     /* with 2 threads: the decoding thread and the tracker's; FFmpeg's own
-     * frame threads only beyond that */
-    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
+     * frame threads only beyond that. Grey only: the aligned faces are
+     * warped from the decoded planes (frame_converter_warp), so an RGB
+     * picture of the whole frame would be made for nothing */
+    rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY | DECODE_NO_RGB, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
                               sizeof err);
     if (rc) {
         snprintf(ctx->error, sizeof ctx->error, "%s%s", err,

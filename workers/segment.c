@@ -291,7 +291,8 @@ static int run_scan(struct job_ctx *ctx, const struct seg_args *a, struct dlibc_
     char err[1024] = "";
     struct decoder *dec = NULL;
     struct tracker *tr = NULL;
-    int rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
+    /* grey only: the tracker needs nothing else */
+    int rc = decoder_open_threads(a->path, DECODE_RAW | DECODE_GRAY | DECODE_NO_RGB, a->threads > 2 ? a->threads - 1 : 1, &dec, err,
                               sizeof err);
     if (rc) {
         snprintf(ctx->error, sizeof ctx->error, "%s%s", err,
