@@ -807,10 +807,11 @@ static int process(struct tracker *t, int pos)
     int rc = expire(t, pos, b->t, b->cut);
     if (rc)
         return rc;
-    /* lost: no face was detected or followed in the frame before */
-    int lost = 1;
-    for (int i = 0; i < t->ntr && lost; i++)
-        lost = last_frame(&t->tr[i]) != b->index - 1;
+    /* lost: no track left (none seen within track_gap_s). A track missed
+     * for a few frames is still looked for near its box below, in a window
+     * that grows while it is unseen; new faces come from the periodic
+     * searches, as while a face is followed */
+    int lost = t->ntr == 0;
     int fast = t->o.detect == TRACK_FAST;
     int search = !fast || b->cut || t->last_search_f < 0 ||
                  b->t - t->last_search_t >= t->o.detect_interval_s - 1e-6 ||

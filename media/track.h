@@ -9,7 +9,9 @@
  *     (the fidelity reference: what the naive pipeline does);
  *   - TRACK_FAST (the default): the whole frame is searched only at the
  *     first frame, at shot cuts, every detect_interval seconds, and every
- *     lost_interval frames while no face is followed, and only for faces of
+ *     lost_interval frames while there is no track (no face seen within
+ *     track_gap_s: a face missed for a few frames is looked for near its
+ *     box, in a window that grows while it is unseen), and only for faces of
  *     at least min_face_px (the pyramid levels below are skipped: detection
  *     on a downscaled frame). Between those searches each followed face is
  *     looked for near where its motion puts it (dlibc_detect_near: a few
@@ -63,7 +65,7 @@ struct track_opts {
     int upsample;             /* 0, or 1-2 (every frame only: faces of about 40 px) */
     double min_face_px;       /* the smallest face a whole-frame search looks for (fast) */
     double detect_interval_s; /* whole-frame search at least this often (fast) */
-    int lost_interval;        /* frames between whole-frame searches while no face is followed (fast) */
+    int lost_interval;        /* frames between whole-frame searches while there is no track (fast) */
     double track_gap_s;       /* a track not detected for longer ends */
     int landmarks;            /* run the 68-point predictor on every detected face */
     int max_tracks;           /* faces followed at once (the largest); more are ignored until a slot frees */

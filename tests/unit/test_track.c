@@ -94,7 +94,7 @@ static int scan_video(const char *path, enum track_detect mode, int threads, str
     memset(r, 0, sizeof *r);
     char err[512] = "";
     struct decoder *dec;
-    if (decoder_open_threads(path, DECODE_RAW | DECODE_GRAY, threads, &dec, err, sizeof err)) {
+    if (decoder_open_threads(path, DECODE_RAW | DECODE_GRAY | DECODE_NO_RGB, threads, &dec, err, sizeof err)) {
         fprintf(stderr, "%s\n", err);
         return -1;
     }
@@ -193,11 +193,16 @@ static void test_one_person_stays_one_track(void)
     int64_t found = 0;
     for (int64_t i = 0; i < r.n; i++)
         found += r.found[i];
-    printf("  movie-hello.mp4: subject in %lld of %lld frames, %d tracks\n", (long long)found, (long long)r.n,
-           r.tracks);
+    printf("  movie-hello.mp4: subject in %lld of %lld frames, %d tracks, %lld whole-frame searches\n",
+           (long long)found, (long long)r.n, r.tracks, (long long)r.full_searches);
     CHECK(found >= 120);   /* frames 87..248 less the misses: one track */
     CHECK(r.tracks <= 2);  /* and the stretch before the 0.8 s gap */
     CHECK(r.found[148] && r.found[100]);
+    /* its 75 px face is missed now and then: while its track lasts it is
+     * looked for near its box, not by whole-frame searches every sixth
+     * frame (that made 16 here): the first frame, every 2 s of 8.3 s, and
+     * a few while the 0.8 s gap has no track */
+    CHECK(r.full_searches <= 9);
     run_free(&r);
 }
 
