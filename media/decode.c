@@ -311,7 +311,8 @@ int frame_converter_new(int rotation, struct frame_converter **out)
 /* want: CONVERT_RGB and/or CONVERT_GRAY */
 enum { CONVERT_RGB = 1, CONVERT_GRAY = 2 };
 
-static int convert(struct frame_converter *c, const AVFrame *fr, int want, char *err, size_t errlen)
+/* The swscale contexts for fr's size, format, matrix and range. */
+static int converter_setup(struct frame_converter *c, const AVFrame *fr, int want, char *err, size_t errlen)
 {
     int w = fr->width, h = fr->height;
     int cs = fr->colorspace, range = fr->color_range;
@@ -346,6 +347,15 @@ static int convert(struct frame_converter *c, const AVFrame *fr, int want, char 
         c->conv_range = range;
         c->conv_want = want;
     }
+    return 0;
+}
+
+static int convert(struct frame_converter *c, const AVFrame *fr, int want, char *err, size_t errlen)
+{
+    int w = fr->width, h = fr->height;
+    int rc = converter_setup(c, fr, want, err, errlen);
+    if (rc)
+        return rc;
     if (((want & CONVERT_RGB) && ensure_plane(&c->rgb, w, h, 3, c->rotation)) ||
         ((want & CONVERT_GRAY) && ensure_plane(&c->gray, w, h, 1, c->rotation)))
         return -ENOMEM;
@@ -515,6 +525,53 @@ int decoder_convert(struct decoder *d, const AVFrame *av, struct decoded_frame *
     if (rc)
         return rc;
     fill_pixels(d->conv, av->width, av->height, want, f);
+    return 0;
+}
+
+int gray_plane_reserve(struct gray_plane *g, int width, int height, int stride)
+{
+    size_t need = (size_t)stride * height + 64;
+    if (g->cap < need) {
+        gray_plane_free(g);
+        if (!(g->buf = av_malloc(need)))
+            return -ENOMEM;
+        g->cap = need;
+    }
+    g->stride = stride;
+    g->width = width;
+    g->height = height;
+    return 0;
+}
+
+void gray_plane_free(struct gray_plane *g)
+{
+    av_freep(&g->buf);
+    g->cap = 0;
+}
+
+int decoder_convert_gray(struct decoder *d, const AVFrame *av, struct gray_plane *g, char *err, size_t errlen)
+{
+    struct frame_converter *c = d->conv;
+    int swap = c->rotation == 90 || c->rotation == 270;
+    int uw = swap ? av->height : av->width, uh = swap ? av->width : av->height;
+    int stride = FFALIGN(uw, 64); /* swscale's fast paths want aligned rows */
+    if (gray_plane_reserve(g, uw, uh, stride))
+        return -ENOMEM;
+    if (c->rotation == 0) {
+        int rc = converter_setup(c, av, CONVERT_GRAY, err, errlen);
+        if (rc)
+            return rc;
+        uint8_t *dst[4] = {g->buf};
+        int dst_stride[4] = {stride};
+        sws_scale(c->sws_gray, (const uint8_t *const *)av->data, av->linesize, 0, av->height, dst, dst_stride);
+        return 0;
+    }
+    /* a rotated picture: through the converter's planes */
+    int rc = convert(c, av, CONVERT_GRAY, err, errlen);
+    if (rc)
+        return rc;
+    for (int y = 0; y < uh; y++)
+        memcpy(g->buf + (size_t)y * stride, c->gray.up + (size_t)y * c->gray.up_stride, (size_t)uw);
     return 0;
 }
 

@@ -86,6 +86,22 @@ int decoder_next(struct decoder *d, struct decoded_frame *f, char *err, size_t e
  * stay valid until the next decoder_next, decoder_convert, decoder_seek or
  * decoder_close. 0 or a negative errno with err. */
 int decoder_convert(struct decoder *d, const struct AVFrame *av, struct decoded_frame *f, char *err, size_t errlen);
+/* A grey picture in a buffer that moves between owners (the decoding
+ * thread's queue, the tracker: media/track.h hands them over). */
+struct gray_plane {
+    uint8_t *buf; /* from av_malloc */
+    size_t cap;   /* bytes at buf */
+    int stride, width, height;
+};
+/* Room for a width x height picture with rows of stride bytes (buf kept
+ * when it is large enough); sets the sizes. 0 or -ENOMEM. */
+int gray_plane_reserve(struct gray_plane *g, int width, int height, int stride);
+void gray_plane_free(struct gray_plane *g);
+/* decoder_convert's grey plane, written straight into g (reserved here,
+ * rows 64-byte aligned): no copy of the picture on the way. 0 or a
+ * negative errno with err. */
+int decoder_convert_gray(struct decoder *d, const struct AVFrame *av, struct gray_plane *g, char *err,
+                         size_t errlen);
 const struct decoder_stats *decoder_stats(const struct decoder *d);
 
 /* Converting decoded pictures (DECODE_RAW frames, or clones of them) on

@@ -26,9 +26,7 @@ static double now_s(void)
 /* One decoded frame on its way to the tracker. */
 struct slot {
     AVFrame *av;
-    uint8_t *gray;
-    size_t cap;
-    int stride, width, height;
+    struct gray_plane g; /* converted here by the decoder, handed to the tracker */
     double t, score, dur;
     int cut;
 };
@@ -56,21 +54,9 @@ static int source_next(struct source *src, struct slot *s)
         src->ended = got == 0;
         return got < 0 ? got : 0;
     }
-    struct decoded_frame g;
-    int rc = decoder_convert(src->dec, f.av, &g, src->err, sizeof src->err);
+    int rc = decoder_convert_gray(src->dec, f.av, &s->g, src->err, sizeof src->err);
     if (rc)
         return rc;
-    size_t need = (size_t)g.width * g.height;
-    if (s->cap < need) {
-        free(s->gray);
-        if (!(s->gray = malloc(need)))
-            return -ENOMEM;
-        s->cap = need;
-    }
-    for (int y = 0; y < g.height; y++)
-        memcpy(s->gray + (size_t)y * g.width, g.gray + (size_t)y * g.gray_stride, (size_t)g.width);
-    s->stride = s->width = g.width;
-    s->height = g.height;
     s->t = f.t;
     s->dur = f.duration;
     double score = 0;
@@ -119,7 +105,7 @@ static int drain(struct sink *k)
     }
 }
 
-static int sink_push(struct sink *k, const struct slot *s)
+static int sink_push(struct sink *k, struct slot *s)
 {
     struct scan_stats *st = k->st;
     if (st->frames == 0)
@@ -128,7 +114,8 @@ static int sink_push(struct sink *k, const struct slot *s)
     st->last_t = s->t;
     k->prev_t = s->t;
     st->frames++;
-    struct track_input in = {s->gray, s->stride, s->width, s->height, s->t, s->cut, s->score, s->av};
+    /* the tracker keeps the slot's picture and leaves a buffer of its own */
+    struct track_input in = {s->g.buf, s->g.stride, s->g.width, s->g.height, s->t, s->cut, s->score, s->av, &s->g};
     double t0 = now_s();
     int rc = tracker_push(k->tr, &in);
     st->track_s += now_s() - t0;
@@ -272,7 +259,7 @@ int face_scan(struct decoder *dec, struct tracker *tr, const struct scan_opts *o
         snprintf(err, errlen, "%s", p->src.err);
     for (int i = 0; i < QUEUE; i++) {
         av_frame_free(&p->slots[i].av);
-        free(p->slots[i].gray);
+        gray_plane_free(&p->slots[i].g);
     }
     scene_scorer_free(p->src.sc);
     free(p);

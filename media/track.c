@@ -8,8 +8,10 @@
 #include <time.h>
 
 #include <libavutil/frame.h>
+#include <libavutil/mem.h>
 
 #include "align.h"
+#include "decode.h"
 
 #define MAX_DET 64         /* detections taken from one frame */
 #define DESC 20            /* appearance patch side */
@@ -59,8 +61,7 @@ struct buffered {
     int64_t index;
     double t, cut_score;
     int cut, searched;
-    uint8_t *gray;
-    int stride, width, height;
+    struct gray_plane g; /* tracker_push may swap it with the caller's */
     AVFrame *av;
     struct track_face *faces;
     int nfaces, capfaces;
@@ -145,7 +146,7 @@ static void buffered_clear(struct buffered *b)
 static void buffered_free(struct buffered *b)
 {
     buffered_clear(b);
-    free(b->gray);
+    gray_plane_free(&b->g);
     free(b->faces);
     memset(b, 0, sizeof *b);
 }
@@ -210,7 +211,7 @@ static int describe(const struct buffered *b, const float *pts, float *desc)
     if (align_similarity(five, DESC_TPL, 5, m))
         return -EINVAL;
     uint8_t patch[DESC * DESC];
-    if (align_warp_channels(b->gray, b->width, b->height, b->stride, 1, m, patch, DESC))
+    if (align_warp_channels(b->g.buf, b->g.width, b->g.height, b->g.stride, 1, m, patch, DESC))
         return -EINVAL;
     double mean = 0, ss = 0;
     for (int i = 0; i < DESC * DESC; i++)
@@ -346,7 +347,7 @@ static double shape_residual(const float *a, const float *b)
 
 static struct dlibc_image gray_image(const struct buffered *b)
 {
-    return (struct dlibc_image){b->gray, b->width, b->height, b->stride, DLIBC_GRAY8};
+    return (struct dlibc_image){b->g.buf, b->g.width, b->g.height, b->g.stride, DLIBC_GRAY8};
 }
 
 /* A detected face: its landmarks and appearance. */
@@ -723,7 +724,7 @@ static int try_follow(struct tracker *t, struct buffered *b, struct track *tr)
     double cx = 0.5 * (c.box.x0 + c.box.x1), cy = 0.5 * (c.box.y0 + c.box.y1), sd = side(&c.box);
     int ok = iou(&box1, &c.box) >= FOLLOW_CONVERGED && fabs(sd / fmax(1, side(last)) - 1) <= FOLLOW_SIZE &&
              centre_distance(last, &c.box) <= FOLLOW_MOVE && cx - 0.25 * sd >= 0 && cy - 0.25 * sd >= 0 &&
-             cx + 0.25 * sd <= b->width && cy + 0.25 * sd <= b->height &&
+             cx + 0.25 * sd <= b->g.width && cy + 0.25 * sd <= b->g.height &&
              shape_residual(c.pts, tr->pts) <= FOLLOW_SHAPE && describe(b, c.pts, c.desc) == 0 &&
              ncc(tr->desc, c.desc) >= FOLLOW_NCC;
     if (!ok) {
@@ -896,17 +897,20 @@ int tracker_push(struct tracker *t, const struct track_input *in)
     if (t->count == t->cap)
         return -EAGAIN; /* pop first */
     struct buffered *b = &t->buf[(t->head + t->count) % t->cap];
-    size_t need = (size_t)in->width * in->height;
-    if (!b->gray || b->stride != in->width || b->height != in->height) {
-        free(b->gray);
-        b->gray = malloc(need);
-        if (!b->gray)
+    if (in->pass && in->pass->buf == in->gray) {
+        /* handed over: the caller gets this slot's old buffer */
+        struct gray_plane keep = b->g;
+        b->g = *in->pass;
+        *in->pass = keep;
+        b->g.stride = in->stride;
+        b->g.width = in->width;
+        b->g.height = in->height;
+    } else {
+        if (gray_plane_reserve(&b->g, in->width, in->height, in->width))
             return -ENOMEM;
+        for (int y = 0; y < in->height; y++)
+            memcpy(b->g.buf + (size_t)y * in->width, in->gray + (size_t)y * in->stride, (size_t)in->width);
     }
-    for (int y = 0; y < in->height; y++)
-        memcpy(b->gray + (size_t)y * in->width, in->gray + (size_t)y * in->stride, (size_t)in->width);
-    b->stride = b->width = in->width;
-    b->height = in->height;
     b->t = in->t;
     b->cut = in->cut;
     b->cut_score = in->cut_score;
@@ -956,7 +960,7 @@ int tracker_pop(struct tracker *t, struct track_frame *out)
     t->count--;
     const struct buffered *o = &t->out;
     *out = (struct track_frame){o->index, o->t, o->cut, o->cut_score, o->searched, o->nfaces, o->faces, o->av,
-                                o->gray, o->stride, o->width, o->height};
+                                o->g.buf, o->g.stride, o->g.width, o->g.height};
     return 1;
 }
 

@@ -76,15 +76,20 @@ struct track_opts {
 #define TRACK_OPTS_DEFAULT {TRACK_FAST, 0, 80, 2.0, 6, 0.5, 1, 12, NULL, 2}
 
 struct AVFrame;
+struct gray_plane;
 
 /* One frame as it goes in. */
 struct track_input {
-    const uint8_t *gray; /* the upright grey picture (copied) */
+    const uint8_t *gray; /* the upright grey picture (copied, or handed over below) */
     int stride, width, height;
     double t;                 /* seconds */
     int cut;                  /* the frame starts a new shot */
     double cut_score;         /* its scene score against the frame before */
     const struct AVFrame *av; /* the decoded picture, kept by reference for the caller (may be NULL) */
+    /* May be NULL. Else pass->buf == gray: the tracker keeps that buffer
+     * instead of a copy and puts one of its own (or none: NULL, 0) in
+     * pass, for the caller to fill next (media/decode.h). */
+    struct gray_plane *pass;
 };
 
 /* One face in one frame. */

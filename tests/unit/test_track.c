@@ -280,6 +280,54 @@ static void exact_paths(const char *name, double min_size)
     CHECK_EQ_INT(pts_same, faces);
 }
 
+/* The scan hands each decoded grey picture to the tracker instead of a copy
+ * (track_input.pass); pushing copies of the same pictures by hand must give
+ * the same faces, box for box and point for point. */
+static void test_handover_matches_copy(const char *name)
+{
+    struct run a = {0}, b = {0};
+    char err[512] = "";
+    struct track_opts to = TRACK_OPTS_DEFAULT;
+    struct tracker *tr = NULL;
+    struct decoder *dec = NULL;
+    struct scan_stats st;
+    struct scan_opts so = {.start_s = 0, .end_s = INFINITY, .cut_threshold = 0, .threads = 1};
+    CHECK(decoder_open(video(name), DECODE_RAW | DECODE_GRAY | DECODE_NO_RGB, &dec, err, sizeof err) == 0);
+    CHECK(tracker_new(det, sp, &to, &tr) == 0);
+    if (!dec || !tr)
+        goto out;
+    CHECK(face_scan(dec, tr, &so, collect, &a, &st, err, sizeof err) == 0);
+    decoder_close(dec);
+    tracker_reset(tr);
+    CHECK(decoder_open(video(name), DECODE_GRAY | DECODE_NO_RGB, &dec, err, sizeof err) == 0);
+    struct decoded_frame f;
+    struct track_frame o;
+    int rc = 0;
+    while (dec && !rc && decoder_next(dec, &f, err, sizeof err) == 1) {
+        struct track_input in = {f.gray, f.gray_stride, f.width, f.height, f.t, 0, 0, NULL, NULL};
+        rc = tracker_push(tr, &in);
+        while (!rc && tracker_pop(tr, &o) == 1)
+            collect(&b, &o);
+    }
+    CHECK(rc == 0 && tracker_finish(tr) == 0);
+    while (tracker_pop(tr, &o) == 1)
+        collect(&b, &o);
+    printf("  %s: %lld frames, %lld faces handed over, %lld faces copied\n", name, (long long)a.n,
+           (long long)a.nall, (long long)b.nall);
+    CHECK(a.n > 0 && a.n == b.n);
+    CHECK(a.nall > 0 && a.nall == b.nall);
+    for (int64_t i = 0; i < a.nall && i < b.nall; i++) {
+        CHECK(a.frame_of[i] == b.frame_of[i] && a.all[i].track == b.all[i].track);
+        CHECK(same_box(&a.all[i].box, &b.all[i].box));
+        CHECK(!memcmp(a.all[i].pts, b.all[i].pts, sizeof a.all[i].pts));
+    }
+out:
+    tracker_free(tr);
+    decoder_close(dec);
+    run_free(&a);
+    run_free(&b);
+}
+
 /* The flat model through its cache: written on the first load, mapped on
  * the second; both give dlib's own points. */
 static void test_model_cache(void)
@@ -366,6 +414,7 @@ int main(void)
     exact_paths("mead_eamm/fear.mp4", 200);
     exact_paths("short_hamilton_clip.mp4", 90);
     test_one_person_stays_one_track();
+    test_handover_matches_copy("mead_eamm/fear.mp4");
     compare_modes("single_face.mp4", 1);
     compare_modes("mead_eamm/happy.mp4", 1);
     compare_modes("short_hamilton_clip.mp4", 1);
