@@ -4,8 +4,8 @@
  *     (scene.c) above cut_threshold starts a new shot;
  *   - faces: the face tracker (track.h, the prep job's) follows every face
  *     through every frame: whole-frame searches every detect_interval, at
- *     cuts and while no face is followed, the followed faces looked for
- *     near their tracks in between; a track never crosses a cut;
+ *     cuts and while there is no track, the followed faces looked for near
+ *     their tracks in between; a track never crosses a cut;
  *   - clips (segplan.c): each track of a prominent face lasting at least
  *     min_s, cut into clips of min..max seconds, at most max_clips per movie
  *     spread over its length; each clip names its face (its box at the
