@@ -327,7 +327,8 @@ static int converter_setup(struct frame_converter *c, const AVFrame *fr, int wan
             c->sws_gray = sws_getCachedContext(c->sws_gray, w, h, fr->format, w, h, AV_PIX_FMT_GRAY8, SWS_BICUBIC,
                                                NULL, NULL, NULL);
         if (((want & CONVERT_RGB) && !c->sws_rgb) || ((want & CONVERT_GRAY) && !c->sws_gray)) {
-            snprintf(err, errlen, "cannot convert %s %dx%d pictures to RGB", av_get_pix_fmt_name(fr->format), w, h);
+            snprintf(err, errlen, "cannot convert %s %dx%d pictures to %s", av_get_pix_fmt_name(fr->format), w, h,
+                     (want & CONVERT_RGB) && !c->sws_rgb ? "RGB" : "grey");
             return -EINVAL;
         }
         int src_cs = cs == AVCOL_SPC_UNSPECIFIED || cs == AVCOL_SPC_RGB ? SWS_CS_DEFAULT : cs;

@@ -27,9 +27,11 @@ enum decode_flags {
     DECODE_GRAY = 1,   /* also produce an 8-bit grey (luma) plane */
     DECODE_RAW = 2,    /* decoder_next converts nothing: f->av is the decoded
                           picture as the codec gave it (coded orientation, its
-                          own pixel format); decoder_convert() converts a
-                          picture when it is wanted (the segment job converts
-                          only the frames it runs the face detector on) */
+                          own pixel format); decoder_convert() or
+                          decoder_convert_gray() converts it when it is
+                          wanted (the face scan, media/scan.c, converts the
+                          grey plane on its decoding thread, straight into
+                          the buffer the tracker takes) */
     DECODE_NO_RGB = 4, /* convert to grey only (with DECODE_GRAY): f->rgb is NULL */
 };
 

@@ -902,9 +902,6 @@ int tracker_push(struct tracker *t, const struct track_input *in)
         struct gray_plane keep = b->g;
         b->g = *in->pass;
         *in->pass = keep;
-        b->g.stride = in->stride;
-        b->g.width = in->width;
-        b->g.height = in->height;
     } else {
         if (gray_plane_reserve(&b->g, in->width, in->height, in->width))
             return -ENOMEM;

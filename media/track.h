@@ -86,9 +86,10 @@ struct track_input {
     int cut;                  /* the frame starts a new shot */
     double cut_score;         /* its scene score against the frame before */
     const struct AVFrame *av; /* the decoded picture, kept by reference for the caller (may be NULL) */
-    /* May be NULL. Else pass->buf == gray: the tracker keeps that buffer
-     * instead of a copy and puts one of its own (or none: NULL, 0) in
-     * pass, for the caller to fill next (media/decode.h). */
+    /* May be NULL. Else pass is the picture above (pass->buf == gray, and
+     * its stride and sizes): the tracker keeps that buffer instead of a
+     * copy and puts one of its own (or none: NULL, 0) in pass, for the
+     * caller to fill next (media/decode.h). */
     struct gray_plane *pass;
 };
 

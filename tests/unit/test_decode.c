@@ -161,6 +161,9 @@ static int sh(const char *cmd)
     return rc;
 }
 
+static uint64_t gray_hash(const struct decoded_frame *f);
+static uint64_t plane_hash(const struct gray_plane *g);
+
 static void test_rotation(void)
 {
     char cmd[4096], rot[512], raw[512];
@@ -209,6 +212,24 @@ static void test_rotation(void)
         fclose(fr);
     free(ref);
     decoder_close(d);
+    /* the grey plane of a raw picture, upright, into a buffer of the
+     * caller's: what a plain grey decode gives */
+    struct decoder *plain, *rawd;
+    CHECK_EQ_INT(decoder_open(rot, DECODE_GRAY | DECODE_NO_RGB, &plain, err, sizeof err), 0);
+    CHECK_EQ_INT(decoder_open(rot, DECODE_RAW | DECODE_GRAY | DECODE_NO_RGB, &rawd, err, sizeof err), 0);
+    struct gray_plane gp = {0};
+    struct decoded_frame g;
+    for (int i = 0; i < 3; i++) {
+        CHECK_EQ_INT(decoder_next(plain, &f, err, sizeof err), 1);
+        CHECK_EQ_INT(decoder_next(rawd, &g, err, sizeof err), 1);
+        CHECK_EQ_INT(decoder_convert_gray(rawd, g.av, &gp, err, sizeof err), 0);
+        CHECK_EQ_INT(gp.width, 360);
+        CHECK_EQ_INT(gp.height, 640);
+        CHECK(plane_hash(&gp) == gray_hash(&f));
+    }
+    gray_plane_free(&gp);
+    decoder_close(plain);
+    decoder_close(rawd);
 }
 
 static void test_damaged_truncated_hevc_odd(void)
@@ -263,6 +284,12 @@ static uint64_t gray_hash(const struct decoded_frame *f)
     return h;
 }
 
+static uint64_t plane_hash(const struct gray_plane *g)
+{
+    struct decoded_frame f = {.gray = g->buf, .gray_stride = g->stride, .width = g->width, .height = g->height};
+    return gray_hash(&f);
+}
+
 /* DECODE_RAW converts nothing until asked; decoder_convert then gives the
  * pixels a plain decode gives, also for a picture kept from an earlier
  * frame (the segment job looks back one frame at a cut); with DECODE_NO_RGB
@@ -279,9 +306,10 @@ static void test_raw_and_convert(void)
         return;
     }
     struct decoded_frame a, b, c;
+    struct gray_plane gp = {0};
     AVFrame *kept = NULL;
     uint64_t kept_rgb = 0, kept_gray = 0;
-    int n = 0, same = 0;
+    int n = 0, same = 0, same_plane = 0;
     while (decoder_next(plain, &a, err, sizeof err) == 1) {
         CHECK(decoder_next(raw, &b, err, sizeof err) == 1);
         CHECK(decoder_next(grey, &c, err, sizeof err) == 1);
@@ -298,6 +326,9 @@ static void test_raw_and_convert(void)
         CHECK(decoder_convert(grey, c.av, &c, err, sizeof err) == 0);
         CHECK(c.rgb == NULL && c.gray != NULL);
         same += frame_hash(&b) == ha && gray_hash(&b) == ga && gray_hash(&c) == ga;
+        /* the same grey plane written into a buffer of the caller's */
+        CHECK(decoder_convert_gray(grey, c.av, &gp, err, sizeof err) == 0);
+        same_plane += plane_hash(&gp) == ga && gp.stride % 64 == 0;
         av_frame_free(&kept);
         kept = av_frame_clone(b.av);
         kept_rgb = ha;
@@ -307,6 +338,8 @@ static void test_raw_and_convert(void)
     CHECK(decoder_next(raw, &b, err, sizeof err) == 0);
     CHECK_EQ_INT(n, 275);
     CHECK_EQ_INT(same, 275);
+    CHECK_EQ_INT(same_plane, 275);
+    gray_plane_free(&gp);
     av_frame_free(&kept);
     decoder_close(plain);
     decoder_close(raw);
